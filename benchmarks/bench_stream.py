@@ -1,0 +1,344 @@
+"""Streaming benchmark: the SDK's chat stream against a bare ``requests`` loop.
+
+Run it from the repository (the SDK must be importable, e.g. ``pip install -e .``)::
+
+    python benchmarks/bench_stream.py                 # 30 000 events, prints a table
+    python benchmarks/bench_stream.py --events 50000 --json stream.json
+
+A small raw-socket server runs in a child process (so its work never counts as client CPU)
+and streams OpenAI-like chat chunk events. Two things are measured:
+
+* **Throughput**: client CPU time (``time.process_time``) to read the whole stream, for the
+  SDK's ``chat_completions_stream`` loop and for the loop most hand-written clients use::
+
+      for line in resp.iter_lines():
+          if line.startswith(b"data: "):
+              ... json.loads(line[6:]) ...
+
+  reported as events per CPU second, best of a few rounds, and their ratio.
+* **Latency**: the server stamps each event with the wall time of its write and sleeps a
+  little between events; the client notes the wall time at which its loop receives the
+  event. Measured on chunked and on close-delimited bodies (the latter is where a reader of
+  fixed 512-byte blocks holds small events back).
+
+``run(events)`` returns the same figures as a dict, for ``benchmarks/run.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+DEFAULT_EVENTS = 30_000
+LATENCY_EVENTS = 200
+LATENCY_INTERVAL = 0.005  # seconds between two timed events
+SERVER_LIFETIME = 600.0  # the child server exits after this long whatever happens
+_PATH = "/api/v1/waygpt/chat/completions"
+
+# -- the server (child process) ---------------------------------------------------------------
+
+_WORDS = ("Hello", " there", ",", " how", " can", " I", " help", " you", " today", "?")
+
+
+def _chunk_json(index: int, stamp: Optional[float] = None) -> bytes:
+    chunk: Dict[str, Any] = {
+        "id": "chatcmpl-9bench0000000000000000000",
+        "object": "chat.completion.chunk",
+        "created": 1718000000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "system_fingerprint": "fp_44709d6fcb",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"content": _WORDS[index % len(_WORDS)]},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+    }
+    if stamp is not None:
+        chunk["t"] = stamp
+    return json.dumps(chunk, separators=(",", ":")).encode()
+
+
+def _event(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+def _http_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _read_request(reader: Any) -> Optional[Dict[str, Any]]:
+    """The JSON body of the next request on a connection (None at EOF)."""
+    line = reader.readline(65536)
+    if not line:
+        return None
+    length = 0
+    while True:
+        header = reader.readline(65536)
+        if header in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = header.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    body = reader.read(length) if length else b"{}"
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _serve_connection(conn: socket.socket) -> None:
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = conn.makefile("rb")
+    try:
+        while True:
+            body = _read_request(reader)
+            if body is None:
+                return
+            options = body.get("bench") or {}
+            events = int(options.get("events", 10))
+            framing = options.get("framing", "chunked")
+            interval = float(options.get("interval", 0.0))
+            chunked = framing == "chunked"
+            head = (
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Cache-Control: no-cache\r\n"
+                + (b"Transfer-Encoding: chunked\r\n" if chunked else b"Connection: close\r\n")
+                + b"\r\n"
+            )
+            frame: Callable[[bytes], bytes] = _http_chunk if chunked else (lambda data: data)
+            if interval > 0:  # timed events, one write each, stamped at the write
+                conn.sendall(head)
+                for index in range(events):
+                    conn.sendall(frame(_event(_chunk_json(index, time.time()))))
+                    time.sleep(interval)
+            else:  # as fast as possible: the body is built first, one HTTP chunk per event
+                payloads = [_chunk_json(i) for i in range(len(_WORDS))]
+                parts = [head]
+                parts.extend(frame(_event(payloads[i % len(payloads)])) for i in range(events))
+                data = b"".join(parts)
+                for start in range(0, len(data), 256 * 1024):
+                    conn.sendall(data[start : start + 256 * 1024])
+            conn.sendall(frame(b"data: [DONE]\n\n") + (b"0\r\n\r\n" if chunked else b""))
+            if not chunked:
+                return
+    except OSError:
+        return
+    finally:
+        reader.close()
+        conn.close()
+
+
+def serve(ready: Any = None) -> None:
+    """Serve benchmark streams on 127.0.0.1; print the port, stop when stdin closes."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    print(listener.getsockname()[1], flush=True)
+
+    def accept_loop() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=_serve_connection, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+    deadline = time.monotonic() + SERVER_LIFETIME
+    # The parent holds our stdin open; when it exits or closes it, we stop.
+    watcher = threading.Thread(target=sys.stdin.read, daemon=True)
+    watcher.start()
+    while watcher.is_alive() and time.monotonic() < deadline:
+        watcher.join(0.5)
+    listener.close()
+
+
+class _Server:
+    """The child server process, started and stopped around a benchmark run."""
+
+    def __enter__(self) -> _Server:
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        port = int(self.process.stdout.readline())
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# -- the clients ------------------------------------------------------------------------------
+
+_MESSAGES = [{"role": "user", "content": "benchmark"}]
+
+
+def _body(events: int, framing: str, interval: float = 0.0) -> Dict[str, Any]:
+    bench = {"events": events, "framing": framing, "interval": interval}
+    return {"model": "auto", "messages": _MESSAGES, "stream": True, "bench": bench}
+
+
+def _sdk_loop(client: Any, body: Dict[str, Any], stamps: Optional[List[float]]) -> int:
+    count = 0
+    options = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
+    with client.chat_completions_stream(model="auto", messages=_MESSAGES, **options) as stream:
+        for chunk in stream:
+            if stamps is not None:
+                stamps.append(time.time() - chunk["t"])
+            count += 1
+    return count
+
+
+def _bare_loop(
+    session: Any, url: str, body: Dict[str, Any], stamps: Optional[List[float]]
+) -> int:
+    count = 0
+    headers = {"x-project-key": "sk_live_bench", "Accept": "text/event-stream"}
+    with session.post(url + _PATH, json=body, headers=headers, stream=True, timeout=60) as resp:
+        for line in resp.iter_lines():
+            if line.startswith(b"data: "):
+                data = line[6:]
+                if data == b"[DONE]":
+                    break
+                chunk = json.loads(data)
+                if stamps is not None:
+                    stamps.append(time.time() - chunk["t"])
+                count += 1
+    return count
+
+
+def _cpu(fn: Callable[[], int], expected: int) -> float:
+    started = time.process_time()
+    count = fn()
+    spent = time.process_time() - started
+    if count != expected:
+        raise RuntimeError(f"expected {expected} events, got {count}")
+    return spent
+
+
+def _summary(latencies: List[float]) -> Dict[str, float]:
+    ms = sorted(x * 1000 for x in latencies)
+    return {
+        "p50_ms": round(statistics.median(ms), 3),
+        "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 3),
+        "max_ms": round(ms[-1], 3),
+    }
+
+
+def run(events: int = DEFAULT_EVENTS, rounds: int = 5) -> Dict[str, Any]:
+    """Run the benchmark; return events per CPU second, their ratio, and latencies."""
+    import requests
+
+    import waygpt
+
+    results: Dict[str, Any] = {"events": events, "rounds": rounds, "python": sys.version.split()[0]}
+    with _Server() as server, requests.Session() as session, waygpt.WayGPTClient(
+        api_url=server.url, project_key="sk_live_bench", max_retries=0, timeout=60
+    ) as client:
+        for framing in ("chunked", "close"):
+            body = _body(events, framing)
+            _sdk_loop(client, _body(500, framing), None)  # warm-up
+            _bare_loop(session, server.url, _body(500, framing), None)
+            sdk_times: List[float] = []
+            bare_times: List[float] = []
+            for _ in range(rounds):  # interleaved, best of each: the least disturbed run
+                sdk_times.append(_cpu(lambda: _sdk_loop(client, body, None), events))
+                bare_times.append(
+                    _cpu(lambda: _bare_loop(session, server.url, body, None), events)
+                )
+            sdk_rate = events / min(sdk_times)
+            bare_rate = events / min(bare_times)
+            results[f"throughput_{framing}"] = {
+                "sdk_events_per_cpu_s": round(sdk_rate),
+                "bare_events_per_cpu_s": round(bare_rate),
+                "ratio": round(sdk_rate / bare_rate, 3),
+            }
+        for framing in ("chunked", "close"):
+            body = _body(LATENCY_EVENTS, framing, LATENCY_INTERVAL)
+            sdk_lat: List[float] = []
+            bare_lat: List[float] = []
+            _sdk_loop(client, body, sdk_lat)
+            _bare_loop(session, server.url, body, bare_lat)
+            results[f"latency_{framing}"] = {"sdk": _summary(sdk_lat), "bare": _summary(bare_lat)}
+    return results
+
+
+def _table(results: Dict[str, Any]) -> str:
+    rows: List[Tuple[str, ...]] = [("measure", "framing", "SDK", "bare requests", "SDK / bare")]
+    for framing in ("chunked", "close"):
+        t = results[f"throughput_{framing}"]
+        rows.append(
+            (
+                "events per CPU second",
+                framing,
+                f"{t['sdk_events_per_cpu_s']:,}",
+                f"{t['bare_events_per_cpu_s']:,}",
+                f"{t['ratio']:.2f}x",
+            )
+        )
+    for framing in ("chunked", "close"):
+        lat = results[f"latency_{framing}"]
+        for key, label in (("p50_ms", "p50"), ("p95_ms", "p95"), ("max_ms", "max")):
+            rows.append(
+                (
+                    f"write -> yield latency {label} (ms)",
+                    framing,
+                    f"{lat['sdk'][key]:.2f}",
+                    f"{lat['bare'][key]:.2f}",
+                    "",
+                )
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="events per stream")
+    parser.add_argument("--rounds", type=int, default=5, help="throughput rounds (best is kept)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve()
+        return 0
+    results = run(args.events, args.rounds)
+    print(f"{results['events']:,} chat chunk events per stream, Python {results['python']}, "
+          f"{LATENCY_EVENTS} timed events {LATENCY_INTERVAL * 1000:g} ms apart for latency")
+    print(_table(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2)
+            handle.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""``python -m waygpt``: the command line (see ``waygpt --help``)."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,230 @@
+"""``waygpt demo``: a tour of the SDK against the built-in local server.
+
+Everything runs on 127.0.0.1 against :class:`waygpt.testing.WayGPTTestServer`: no account,
+no network, a few seconds at most. Each step prints a heading saying what it shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Dict, List, TextIO
+
+import requests
+
+from ._progress import JobProgress
+from .client import WayGPTClient
+from .errors import AuthenticationError, PermissionDeniedError, RateLimitError
+
+__all__ = ["run_demo", "STEP_TITLES"]
+
+STEP_TITLES = (
+    "Chat completion: one request, one answer",
+    "Streaming: the reply printed token by token as it arrives",
+    "Models: what the project may use",
+    "Use cases: the project's presets",
+    "Image generation: URLs of the generated images",
+    "Video job: submitted, then waited for with progress",
+    "HMAC signing: a signed request with Russian text",
+    "Retries: a 429 answered, then retried after Retry-After",
+    "Typed errors: a bad key raises AuthenticationError",
+    "Client API: log in with e-mail and password, list the projects",
+)
+
+_MODELS_PATH = "/api/v1/waygpt/models"
+
+
+class _Records(logging.Handler):
+    """Keeps the ``waygpt`` log records of one step, to show what the SDK reported."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: List[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _content(reply: Dict[str, Any]) -> str:
+    choices = reply.get("choices") or [{}]
+    message = choices[0].get("message") or {}
+    return str(message.get("content", ""))
+
+
+def run_demo(out: TextIO) -> None:
+    """Start a local server, run every step against it, print what happens to ``out``."""
+    from .testing import WayGPTTestServer
+
+    started = time.monotonic()
+
+    def say(text: str = "") -> None:
+        out.write(text + "\n")
+        out.flush()
+
+    say("WayGPT SDK demo: a local WayGPT server on 127.0.0.1, no account, no network.")
+    # The demo talks to its own server only: no proxy settings from the environment.
+    session = requests.Session()
+    session.trust_env = False
+    with WayGPTTestServer(job_steps=5) as server:
+        say(f"Server: {server.url}   project key: {server.project_key[:12]}...")
+
+        def make_client(**overrides: Any) -> WayGPTClient:
+            settings: Dict[str, Any] = {
+                "api_url": server.url,
+                "project_key": server.project_key,
+                # Given so that WAYGPT_USE_HMAC=true in the environment still works here.
+                "project_id": server.project_id,
+                "hmac_secret": server.hmac_secret,
+                "timeout": 10,
+                "session": session,
+            }
+            settings.update(overrides)
+            return WayGPTClient(**settings)
+
+        client = make_client()
+        steps: List[Callable[[], None]] = []
+        step_number = [0]
+
+        def heading() -> None:
+            step_number[0] += 1
+            say()
+            say(f"[{step_number[0]}/{len(STEP_TITLES)}] {STEP_TITLES[step_number[0] - 1]}")
+
+        def chat() -> None:
+            prompt = "Привет! Расскажи коротко, что ты умеешь."
+            reply = client.chat_completions(messages=[{"role": "user", "content": prompt}])
+            say(f"    you:   {prompt}")
+            say(f"    model: {reply.get('model')}   usage: {reply.get('usage')}")
+            say(f"    reply: {_content(reply)}")
+
+        def stream() -> None:
+            prompt = "Расскажи сказку про робота в трёх словах."
+            say(f"    you:   {prompt}")
+            out.write("    reply: ")
+            chunks = 0
+            with client.chat_completions_stream(
+                messages=[{"role": "user", "content": prompt}]
+            ) as chunk_stream:
+                for chunk in chunk_stream:
+                    chunks += 1
+                    for choice in chunk.get("choices") or ():
+                        piece = (choice.get("delta") or {}).get("content")
+                        if piece:
+                            out.write(piece)
+                            out.flush()
+                            time.sleep(0.03)  # slow enough to see the tokens arrive
+            say()
+            say(f"    ({chunks} chunks, the last one with the finish reason and usage)")
+
+        def models() -> None:
+            ids = client.get_models()
+            say(f"    get_models(): {', '.join(ids)}")
+            full = client.get_models_full()
+            providers = sorted({str(m.get("provider")) for m in full})
+            say(f"    get_models_full(): {len(full)} models from {', '.join(providers)}")
+
+        def use_cases() -> None:
+            for item in client.get_use_cases(detailed=True):
+                say(f"    {item.get('key'):<10} {item.get('kind'):<16} {item.get('name')}")
+            reply = client.chat_completions(
+                messages=[{"role": "user", "content": "Где мой заказ?"}], use_case="support"
+            )
+            say(f"    chat with use_case='support' -> model {reply.get('model')}")
+
+        def image() -> None:
+            answer = client.image_generations("Закат над Волгой, акварель", size="512x512")
+            for item in answer.get("data") or ():
+                say(f"    {item.get('url')}")
+
+        def video() -> None:
+            job = client.video_generations("Кот играет на балалайке", duration=5)
+            job_id = str(job["job_id"])
+            say(f"    video_generations() -> job {job_id} ({job.get('status')})")
+            say("    wait_for_media_job(job_id, on_update=...):")
+            progress = JobProgress(out, prefix="      ")
+            try:
+                final = client.wait_for_media_job(
+                    job_id, poll_interval=0.15, timeout=30, on_update=progress
+                )
+            finally:
+                progress.finish()
+            result = final.get("result") or {}
+            say(f"    completed: {result.get('url')}")
+
+        def hmac() -> None:
+            # Switch the project to "HMAC required" through the Client API (see the last step).
+            token = server.issue_token()
+            client.client_update_project(server.project_id, token, hmac_required=True)
+            try:
+                prompt = "Подпиши этот запрос, пожалуйста: ёжик, щука, объём."
+                try:
+                    client.chat_completions(messages=[{"role": "user", "content": prompt}])
+                except PermissionDeniedError as exc:
+                    say(f"    unsigned: {exc.status_code} {type(exc).__name__}: {exc.message}")
+                with make_client(use_hmac=True) as signed:
+                    reply = signed.chat_completions(
+                        messages=[{"role": "user", "content": prompt}]
+                    )
+                sent = server.requests[-1]
+                say(f"    signed with X-MB-Signature {sent.headers.get('x-mb-signature', '')[:16]}"
+                    f"..., nonce {sent.headers.get('x-mb-nonce', '')[:8]}...: accepted")
+                say(f"    reply: {_content(reply)}")
+            finally:
+                client.client_update_project(server.project_id, token, hmac_required=False)
+
+        def retry() -> None:
+            server.script(status=429, headers={"Retry-After": "0"},
+                          body={"detail": "Rate limit exceeded"}, path=_MODELS_PATH)
+            before = sum(1 for r in server.requests if r.path_only == _MODELS_PATH)
+            records = _Records()
+            logger = logging.getLogger("waygpt")
+            old_level = logger.level
+            logger.addHandler(records)
+            logger.setLevel(logging.DEBUG)
+            try:
+                ids = client.get_models()
+            finally:
+                logger.removeHandler(records)
+                logger.setLevel(old_level)
+            seen = sum(1 for r in server.requests if r.path_only == _MODELS_PATH) - before
+            say(f"    get_models() returned {len(ids)} models after {seen} requests to the server")
+            for record in records.records:
+                say(f"    log {record.levelname:<7} {record.getMessage()}")
+            server.script(status=429, headers={"Retry-After": "7"},
+                          body={"detail": "Rate limit exceeded"}, path=_MODELS_PATH)
+            try:
+                client.with_options(max_retries=0).get_models()
+            except RateLimitError as exc:
+                say(f"    with_options(max_retries=0): {type(exc).__name__}, "
+                    f"status {exc.status_code}, retry_after={exc.retry_after:g} s")
+
+        def typed_error() -> None:
+            with make_client(project_key="sk_live_wrong_key_for_the_demo") as wrong:
+                try:
+                    wrong.get_models()
+                except AuthenticationError as exc:
+                    say(f"    except AuthenticationError: status {exc.status_code}, "
+                        f"message {exc.message!r}")
+
+        def client_api() -> None:
+            with make_client(project_key=None) as account:
+                login = account.client_login(server.user_email, server.user_password)
+                say(f"    client_login({server.user_email!r}, ...) -> a {login.get('token_type')} "
+                    f"token, expires in {login.get('expires_in')} s")
+                for project in account.client_list_projects():
+                    use_case_count = len(account.client_list_use_cases(str(project["id"])))
+                    say(f"    project {project.get('name')!r}  id {project.get('id')}  "
+                        f"{use_case_count} use cases")
+
+        steps = [chat, stream, models, use_cases, image, video, hmac, retry, typed_error,
+                 client_api]
+        try:
+            for step in steps:
+                heading()
+                step()
+        finally:
+            client.close()
+            session.close()
+    say()
+    say(f"Done: {len(steps)} steps in {time.monotonic() - started:.1f} s.")
+    say("Next: export WAYGPT_PROJECT_KEY=sk_live_... and try  waygpt chat \"Привет!\"")

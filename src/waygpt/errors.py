@@ -1,0 +1,267 @@
+"""The typed error hierarchy of the SDK.
+
+Every failure a client method can meet surfaces as a :class:`WayGPTError`; callers can tell a
+rate limit from a bad key from a dropped connection by type, and still read ``.message``,
+``.status_code`` and ``.response`` as with the reference client.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Dict, Mapping, Optional, Type
+
+__all__ = [
+    "WayGPTError",
+    "ConfigurationError",
+    "APIStatusError",
+    "BadRequestError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ConflictError",
+    "UnprocessableEntityError",
+    "RateLimitError",
+    "InternalServerError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "APIResponseValidationError",
+    "MediaJobError",
+    "MediaJobFailedError",
+    "MediaJobTimeoutError",
+]
+
+# Bounds keep a hostile or broken server (a 20 MB error page) from blowing up memory or logs.
+ERROR_BODY_LIMIT = 64 * 1024
+_MESSAGE_LIMIT = 500
+
+
+class WayGPTError(Exception):
+    """Base class of every error the SDK raises.
+
+    Compatible with the reference client: ``message``, ``status_code`` (None when no HTTP
+    answer was received) and ``response`` (the parsed JSON error body, or None).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status_code: Optional[int] = None,
+        response: Any = None,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        body: Optional[str] = None,
+        request_id: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.response = response
+        self.headers: Dict[str, str] = dict(headers or {})
+        self.body = body
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        if self.status_code is not None:
+            return f"[{self.status_code}] {self.message}"
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(message={self.message!r}, status_code={self.status_code!r})"
+
+
+class ConfigurationError(WayGPTError, ValueError):
+    """A setting is missing or invalid; raised before anything is sent."""
+
+
+class APIStatusError(WayGPTError):
+    """The server answered with an HTTP status of 400 or more."""
+
+    status_code: int
+
+    def __init__(self, message: str, status_code: int, response: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, status_code, response, **kwargs)
+
+
+class BadRequestError(APIStatusError):
+    """HTTP 400: the request was malformed."""
+
+
+class AuthenticationError(APIStatusError):
+    """HTTP 401: bad or missing project key or JWT."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """HTTP 403: forbidden (domain not allowed, HMAC signature rejected, ...)."""
+
+
+class NotFoundError(APIStatusError):
+    """HTTP 404: no such object or endpoint."""
+
+
+class ConflictError(APIStatusError):
+    """HTTP 409: the request conflicts with the current state (duplicate key, finished job)."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """HTTP 422: the server rejected the request's fields."""
+
+
+class RateLimitError(APIStatusError):
+    """HTTP 429: rate limited. ``retry_after`` holds the server's hint in seconds, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        status_code: int = 429,
+        response: Any = None,
+        *,
+        retry_after: Optional[float] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, status_code, response, **kwargs)
+        self.retry_after = retry_after
+
+
+class InternalServerError(APIStatusError):
+    """HTTP 5xx: the server or a gateway in front of it failed."""
+
+
+class APIConnectionError(WayGPTError):
+    """No usable HTTP answer: the connection failed or broke. ``status_code`` is None."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The connect or read timeout ran out."""
+
+
+class APIResponseValidationError(WayGPTError):
+    """The server answered success, but the body is not the JSON the method expects."""
+
+
+class MediaJobError(WayGPTError):
+    """A media job did not complete. ``job`` holds the last job dict seen."""
+
+    def __init__(self, message: str, job: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(message, None, job)
+        self.job: Dict[str, Any] = dict(job or {})
+
+
+class MediaJobFailedError(MediaJobError):
+    """The media job ended as ``failed`` or ``cancelled``."""
+
+
+class MediaJobTimeoutError(MediaJobError, TimeoutError):
+    """Waiting for a media job ran past its timeout."""
+
+
+_STATUS_CLASSES: Dict[int, Type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def error_class_for_status(status: int) -> Type[APIStatusError]:
+    """The error class for an HTTP status of 400 or more."""
+    if status in _STATUS_CLASSES:
+        return _STATUS_CLASSES[status]
+    if status >= 500:
+        return InternalServerError
+    return APIStatusError
+
+
+def _truncate(text: str, limit: int = _MESSAGE_LIMIT) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _format_detail(detail: Any) -> str:
+    """Turn a ``detail`` value into one readable line (FastAPI sends a list for 422)."""
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict) and "msg" in item:
+                loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
+                parts.append(f"{loc}: {item['msg']}" if loc else str(item["msg"]))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return json.dumps(detail, ensure_ascii=False)
+
+
+def error_message(status: int, parsed: Any, text: str) -> str:
+    """The message: ``detail``, else ``message``, else the body text, else ``HTTP <status>``."""
+    if isinstance(parsed, dict):
+        for key in ("detail", "message"):
+            value = parsed.get(key)
+            if value:
+                return _truncate(_format_detail(value))
+        error = parsed.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return _truncate(str(error["message"]))
+    if text.strip():
+        return _truncate(text)
+    return f"HTTP {status}"
+
+
+def parse_retry_after(value: Optional[str]) -> Optional[float]:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    import email.utils
+    import time
+
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    redact: Optional[Callable[[str], str]] = None,
+) -> APIStatusError:
+    """Build the typed error for an HTTP error answer.
+
+    ``body`` should already be bounded by the caller; ``redact`` is an optional callable that
+    removes secrets from text before it is stored on the error.
+    """
+    text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
+    parsed: Any = None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    message = error_message(status, parsed, text)
+    if redact is not None:
+        message = redact(message)
+        text = redact(text)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    request_id = lowered.get("x-request-id") or lowered.get("request-id")
+    kwargs: Dict[str, Any] = {"headers": dict(headers), "body": text, "request_id": request_id}
+    cls = error_class_for_status(status)
+    if cls is RateLimitError:
+        return RateLimitError(
+            message,
+            status,
+            parsed,
+            retry_after=parse_retry_after(lowered.get("retry-after")),
+            **kwargs,
+        )
+    return cls(message, status, parsed, **kwargs)

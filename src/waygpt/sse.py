@@ -1,0 +1,235 @@
+"""An incremental Server-Sent Events decoder: bytes in, events out.
+
+Parsing follows the WHATWG HTML "event stream" rules: the stream is UTF-8 (a byte order
+mark at its very start is dropped, invalid bytes become U+FFFD); lines end with CRLF, LF or
+CR and with nothing else (U+2028 or U+0085 in data is data); a blank line dispatches the
+event; ``:`` starts a comment; an event left unterminated at the end of input is dropped.
+``data: [DONE]`` is an ordinary event here: the chat stream layer gives it its meaning.
+
+Speed: each chunk is decoded once. Runs of events made of one ``data:`` line each (nearly
+every chat chunk) are cut out with one ``str.split``; everything else is read line by line.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+from typing import Iterable, Iterator, List, Optional
+
+__all__ = ["SSEDecoder", "ServerSentEvent", "iter_sse"]
+
+
+@dataclass(frozen=True)
+class ServerSentEvent:
+    """One dispatched event."""
+
+    data: str = ""
+    event: str = "message"
+    id: Optional[str] = None  # the last event id seen so far (it persists across events)
+    retry: Optional[int] = None  # reconnection time in ms, when this event carried one
+
+
+_sse_new_instance = object.__new__
+_sse_utf8_decode = codecs.utf_8_decode
+_SSE_BOM = codecs.BOM_UTF8
+
+
+def _sse_event(
+    data: str, event: str, last_id: Optional[str], retry: Optional[int]
+) -> ServerSentEvent:
+    # The dataclass __init__ of a frozen class fills each field through object.__setattr__;
+    # filling the instance __dict__ gives the same object at a third of the cost, which
+    # matters as this runs once per event (_read_simple_events has a copy of it inline).
+    event_ = _sse_new_instance(ServerSentEvent)
+    fields = event_.__dict__
+    fields["data"] = data
+    fields["event"] = event
+    fields["id"] = last_id
+    fields["retry"] = retry
+    return event_
+
+
+class SSEDecoder:
+    """Turn the bytes of an event stream, fed in chunks of any size, into events."""
+
+    __slots__ = (
+        "_data",
+        "_event",
+        "_id",
+        "_last_id",
+        "_pending",
+        "_reconnect",
+        "_retry",
+        "_skip_lf",
+        "_started",
+        "_tail",
+    )
+
+    def __init__(self) -> None:
+        self._pending = b""  # the bytes of a character split across chunks (or of the BOM)
+        self._started = False  # whether the stream's first bytes were checked for a BOM
+        self._tail: List[str] = []  # the pieces of a line not ended yet
+        self._skip_lf = False  # the text so far ends with CR: a LF coming next is its pair
+        self._data: List[str] = []  # the data lines of the event being read
+        self._event = ""  # the event type buffer
+        self._retry: Optional[int] = None  # the retry field of the event being read
+        self._id: Optional[str] = None  # the last event id buffer
+        self._last_id: Optional[str] = None  # the same, as of the latest dispatch
+        self._reconnect: Optional[int] = None  # the latest valid retry field in the stream
+
+    @property
+    def last_event_id(self) -> Optional[str]:
+        """The id to send as ``Last-Event-ID`` when reconnecting (None if none was set)."""
+        return self._last_id
+
+    @property
+    def retry(self) -> Optional[int]:
+        """The reconnection time (ms) the stream set last, even in an event with no data."""
+        return self._reconnect
+
+    def feed(self, chunk: bytes) -> List[ServerSentEvent]:
+        """Consume ``chunk``; return the events it completes, in order."""
+        if self._pending:
+            chunk = self._pending + chunk
+        if not self._started:  # a byte order mark may open the stream
+            if len(chunk) < 3 and _SSE_BOM.startswith(chunk):
+                self._pending = chunk
+                return []
+            self._started = True
+            if chunk.startswith(_SSE_BOM):
+                chunk = chunk[3:]
+        text, used = _sse_utf8_decode(chunk, "replace", False)
+        self._pending = chunk[used:] if used < len(chunk) else b""
+        if self._skip_lf and text:
+            self._skip_lf = False
+            if text[0] == "\n":
+                text = text[1:]
+        events: List[ServerSentEvent] = []
+        if not text:
+            return events
+        crlf = "\r" in text
+        blank = "\r\n\r\n" if crlf else "\n\n"
+        start = 0
+        if self._tail or self._data or self._event or self._retry is not None:
+            # An event is half read: read up to its blank line line by line.
+            start = text.find(blank)
+            start = len(text) if start < 0 else start + len(blank)
+            self._read_lines(text[:start], events)
+        if start < len(text):
+            start = self._read_simple_events(text, start, blank, events)
+            if start < len(text):
+                self._read_lines(text[start:], events)
+        return events
+
+    def close(self) -> List[ServerSentEvent]:
+        """Signal the end of input; an event without its closing blank line is discarded.
+
+        The decoder is then ready to read a new stream (a reconnection) from its start;
+        ``last_event_id`` and ``retry`` are kept.
+        """
+        # No line can end in what is left (a partial line, perhaps a truncated character),
+        # so no event can be completed here: all that is left is discarded.
+        self._pending = b""
+        self._started = False
+        self._tail = []
+        self._skip_lf = False
+        self._data = []
+        self._event = ""
+        self._retry = None
+        self._id = self._last_id  # an id read in the discarded event goes with it
+        return []
+
+    def _read_simple_events(
+        self, text: str, start: int, blank: str, events: List[ServerSentEvent]
+    ) -> int:
+        """Dispatch the events at ``text[start:]`` that are just one data line and a blank line.
+
+        Called where no event is half read. Returns where the run of such events ends.
+        """
+        stop = text.rfind(blank, start)  # the last blank line in text
+        if stop < 0 or not text.startswith("data:", start):
+            return start
+        if text.startswith(" ", start + 5):
+            sep = blank + "data: "
+        elif text.count(blank + "data: ", start, stop):
+            return start  # mixed "data:" and "data: " lines: left to _read_lines
+        else:
+            sep = blank + "data:"
+        values = text[start + len(sep) - len(blank) : stop].split(sep)
+        crlf = len(blank) == 4
+        last_id = self._id
+        append = events.append
+        new = _sse_new_instance
+        count = len(events)
+        for value in values:
+            if "\n" in value or (crlf and "\r" in value):  # more lines: not a simple event
+                count = len(events) - count
+                end = start + sum(map(len, values[:count])) + count * len(sep)
+                break
+            event = new(ServerSentEvent)  # as in _sse_event()
+            fields = event.__dict__
+            fields["data"] = value
+            fields["event"] = "message"
+            fields["id"] = last_id
+            fields["retry"] = None
+            append(event)
+        else:
+            end = stop + len(blank)
+        if end > start:
+            self._last_id = last_id
+        return end
+
+    def _read_lines(self, text: str, events: List[ServerSentEvent]) -> None:
+        """Read ``text`` line by line (the general case)."""
+        if "\r" in text:
+            # A CR ending the text ends its line now; a LF starting the next chunk is its pair.
+            self._skip_lf = text[-1] == "\r"
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = text.split("\n")
+        tail = self._tail
+        if len(lines) == 1:  # no line ends here: keep the piece, to be joined once it does
+            if text:
+                tail.append(text)
+            return
+        if tail:
+            tail.append(lines[0])
+            lines[0] = "".join(tail)
+        last = lines.pop()
+        self._tail = [last] if last else []
+        data = self._data
+        for line in lines:
+            if line.startswith("data:"):
+                data.append(line[6:] if line[5:6] == " " else line[5:])
+            elif not line:  # a blank line: dispatch
+                self._last_id = self._id
+                if data:
+                    event = self._event or "message"
+                    events.append(_sse_event("\n".join(data), event, self._id, self._retry))
+                    data = self._data = []
+                self._event = ""
+                self._retry = None
+            elif line[0] != ":":  # not a comment
+                self._read_field(line)
+
+    def _read_field(self, line: str) -> None:
+        name, colon, value = line.partition(":")
+        if colon and value[:1] == " ":
+            value = value[1:]
+        if name == "data":  # a "data" line without a colon
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self._id = value
+        elif name == "retry":
+            if value.isascii() and value.isdigit():
+                self._retry = self._reconnect = int(value)
+
+
+def iter_sse(chunks: Iterable[bytes]) -> Iterator[ServerSentEvent]:
+    """Yield the events of a byte stream, each as soon as the chunk completing it arrives."""
+    decoder = SSEDecoder()
+    for chunk in chunks:
+        yield from decoder.feed(chunk)
+    yield from decoder.close()

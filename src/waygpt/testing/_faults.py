@@ -1,0 +1,173 @@
+"""Scripted answers: how a test makes the server slow, wrong or broken on purpose.
+
+The same :class:`ScriptedResponse` type also describes the server's ordinary
+answers, so one writer in ``_server.py`` sends both.
+"""
+
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Literal, Optional, Union
+
+Framing = Literal["chunked", "close", "length"]
+_FRAMINGS = ("chunked", "close", "length")
+
+
+@dataclass
+class ScriptedResponse:
+    """One answer the server gives instead of its normal behaviour.
+
+    ``body``: a dict or list is sent as compact JSON, a str as UTF-8 text, bytes
+    as they are, None as an empty body. ``chunks`` (a list of bytes) streams the
+    body as separate writes instead; ``framing`` says how the body is delimited:
+    ``"chunked"`` (Transfer-Encoding), ``"close"`` (no length, connection closed
+    at the end) or ``"length"`` (Content-Length). When ``framing`` is None it is
+    ``"chunked"`` for ``chunks`` and ``"length"`` for ``body``.
+
+    ``content_length`` sends that Content-Length whatever the body really holds,
+    then closes the connection: a body that stops half-way. ``reset`` closes the
+    socket with SO_LINGER 0 and no answer at all, so the client sees a reset.
+    ``close_connection`` answers normally, then closes the kept-alive socket
+    without announcing it. ``delay`` sleeps before answering, ``chunk_delay``
+    between pieces.
+
+    ``method`` and ``path`` restrict which requests the script answers: ``path``
+    is compared with the request path without its query string, exactly, or as
+    a prefix when it ends with ``*``. ``times`` is how many requests it answers
+    (None: every matching request, forever).
+    """
+
+    status: int = 200
+    body: Any = None
+    headers: Dict[str, str] = field(default_factory=dict)
+    content_type: Optional[str] = None
+    delay: float = 0.0
+    reset: bool = False
+    chunks: Optional[List[bytes]] = None
+    chunk_delay: float = 0.0
+    framing: Optional[Framing] = None
+    content_length: Optional[int] = None
+    close_connection: bool = False
+    method: Optional[str] = None
+    path: Optional[str] = None
+    times: Optional[int] = 1
+
+    def __post_init__(self) -> None:
+        if self.framing is not None and self.framing not in _FRAMINGS:
+            raise ValueError(f"framing must be one of {_FRAMINGS}, not {self.framing!r}")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times must be at least 1, or None for forever")
+        if self.chunks is not None and self.body is not None:
+            raise ValueError("give either body or chunks, not both")
+        if self.content_length is not None and self.framing not in (None, "length"):
+            raise ValueError("content_length only makes sense with length framing")
+        if self.delay < 0 or self.chunk_delay < 0:
+            raise ValueError("delays cannot be negative")
+        if not isinstance(self.body, (dict, list, str, bytes, type(None))):
+            raise TypeError("body must be a dict, list, str, bytes or None")
+
+    def matches(self, method: str, path: str) -> bool:
+        """Whether this script applies to a request (``path`` without query)."""
+        if self.method is not None and self.method.upper() != method.upper():
+            return False
+        if self.path is None:
+            return True
+        if self.path.endswith("*"):
+            return path.startswith(self.path[:-1])
+        return path == self.path
+
+    def pieces(self) -> List[bytes]:
+        """The body as the list of writes the server makes."""
+        if self.chunks is not None:
+            return list(self.chunks)
+        body = self.body
+        if body is None:
+            return []
+        if isinstance(body, bytes):
+            return [body]
+        if isinstance(body, str):
+            return [body.encode("utf-8")]
+        return [json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")]
+
+    def effective_framing(self) -> Framing:
+        if self.content_length is not None:
+            return "length"
+        if self.framing is not None:
+            return self.framing
+        return "chunked" if self.chunks is not None else "length"
+
+    def effective_content_type(self) -> Optional[str]:
+        if self.content_type is not None:
+            return self.content_type
+        body = self.body
+        if isinstance(body, (dict, list)):
+            return "application/json"
+        if isinstance(body, str) and body.lstrip().startswith("<"):
+            return "text/html; charset=utf-8"
+        if body is None and self.chunks is None:
+            # An empty answer has nothing to describe.
+            return None
+        return "text/plain; charset=utf-8"
+
+
+def sse_event(
+    data: Union[Dict[str, Any], List[Any], str],
+    event: Optional[str] = None,
+    id: Optional[str] = None,
+) -> bytes:
+    """Build one Server-Sent Event, ended by a blank line, as UTF-8 bytes.
+
+    A dict or list becomes compact JSON with non-ASCII characters kept; a str
+    holding newlines becomes several ``data:`` lines, as the format requires.
+    """
+    text = (
+        data
+        if isinstance(data, str)
+        else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    )
+    lines: List[str] = []
+    if event is not None:
+        lines.append(f"event: {event}")
+    if id is not None:
+        lines.append(f"id: {id}")
+    lines.extend(f"data: {line}" for line in text.split("\n"))
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+@dataclass
+class _Entry:
+    script: ScriptedResponse
+    remaining: Optional[int]  # None: answers forever
+
+
+class ScriptBook:
+    """The FIFO queue of scripted answers, each with its remaining uses."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: List[_Entry] = []
+
+    def add(self, script: ScriptedResponse) -> None:
+        with self._lock:
+            self._entries.append(_Entry(script, script.times))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def pending(self) -> List[ScriptedResponse]:
+        with self._lock:
+            return [entry.script for entry in self._entries]
+
+    def take(self, method: str, path: str) -> Optional[ScriptedResponse]:
+        """Consume one use of the first script matching the request, if any."""
+        with self._lock:
+            for index, entry in enumerate(self._entries):
+                if not entry.script.matches(method, path):
+                    continue
+                if entry.remaining is not None:
+                    entry.remaining -= 1
+                    if entry.remaining <= 0:
+                        del self._entries[index]
+                return entry.script
+        return None

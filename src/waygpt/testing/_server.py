@@ -1,0 +1,227 @@
+"""The public ``WayGPTTestServer``: configuration, lifecycle and test-facing helpers."""
+
+import threading
+from types import TracebackType
+from typing import Any, Dict, List, Optional, Type
+
+from ._dispatch import Dispatcher
+from ._faults import ScriptBook, ScriptedResponse
+from ._http import HTTPServer
+from ._records import RecordedRequest, RequestLog
+from ._state import ServerState
+
+# Deliberately fake credentials: they only ever open this local test server.
+DEFAULT_PROJECT_KEY = "sk_live_test_0000000000000000000000000000000000000000"
+DEFAULT_PROJECT_ID = "00000000-0000-4000-8000-000000000001"
+DEFAULT_HMAC_SECRET = "test-hmac-secret-not-for-production"  # noqa: S105
+DEFAULT_USER_EMAIL = "demo@example.com"
+DEFAULT_USER_PASSWORD = "demo-password"  # noqa: S105
+
+_STOP_TIMEOUT = 5.0
+
+
+class WayGPTTestServer:
+    """A stateful local WayGPT server for tests, on a background thread.
+
+    It implements every endpoint of the WayGPT protocol with in-memory state
+    (projects, use cases, video jobs, tokens, seen nonces), checks project keys,
+    JWTs and HMAC signatures as the real server does, records every request,
+    and can be scripted to fail in specific ways (see :class:`ScriptedResponse`).
+
+    Use it as a context manager::
+
+        with WayGPTTestServer() as server:
+            requests.get(server.url + "/api/v1/waygpt/models",
+                         headers={"x-project-key": server.project_key})
+    """
+
+    def __init__(
+        self,
+        project_key: str = DEFAULT_PROJECT_KEY,
+        project_id: str = DEFAULT_PROJECT_ID,
+        hmac_secret: str = DEFAULT_HMAC_SECRET,
+        require_hmac: bool = False,
+        user_email: str = DEFAULT_USER_EMAIL,
+        user_password: str = DEFAULT_USER_PASSWORD,
+        token_expires_in: Optional[int] = None,
+        job_steps: int = 3,
+        timestamp_window: int = 300,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if job_steps < 1:
+            raise ValueError("job_steps must be at least 1")
+        if timestamp_window < 0:
+            raise ValueError("timestamp_window cannot be negative")
+        self._project_key = project_key
+        self._project_id = project_id
+        self._hmac_secret = hmac_secret
+        self._user_email = user_email
+        self._user_password = user_password
+        self._host = host
+        self._port = port
+        self._state = ServerState(token_expires_in=token_expires_in)
+        self._state.users[user_email] = user_password
+        project = self._state.add_project(
+            owner=user_email,
+            name="Default project",
+            project_id=project_id,
+            api_key=project_key,
+            hmac_secret=hmac_secret,
+            hmac_required=require_hmac,
+        )
+        self._state.seed_default_use_cases(project)
+        self._scripts = ScriptBook()
+        self._log = RequestLog()
+        self._dispatcher = Dispatcher(
+            self._state, self._scripts, job_steps=job_steps, timestamp_window=timestamp_window
+        )
+        self._lifecycle = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._connections = 0
+        self._httpd: Optional[HTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> "WayGPTTestServer":
+        """Bind and serve on a background thread; returns self."""
+        with self._lifecycle:
+            if self._httpd is not None:
+                raise RuntimeError("the server is already running")
+            httpd = HTTPServer(
+                (self._host, self._port),
+                dispatcher=self._dispatcher,
+                log=self._log,
+                on_connection=self._count_connection,
+            )
+            thread = threading.Thread(
+                target=httpd.serve_forever,
+                kwargs={"poll_interval": 0.02},
+                name="waygpt-test-server",
+                daemon=True,
+            )
+            self._httpd, self._thread = httpd, thread
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close every connection and join the threads (idempotent)."""
+        with self._lifecycle:
+            httpd, thread = self._httpd, self._thread
+            self._httpd = self._thread = None
+        if httpd is None or thread is None:
+            return
+        httpd.close(_STOP_TIMEOUT)
+        thread.join(_STOP_TIMEOUT)
+
+    def __enter__(self) -> "WayGPTTestServer":
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self._httpd.base_url if self._httpd is not None else "stopped"
+        return f"<WayGPTTestServer {where}>"
+
+    # -- where and who -------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the running server."""
+        httpd = self._httpd
+        if httpd is None:
+            raise RuntimeError("the server is not running: call start() or use `with`")
+        return httpd.base_url
+
+    @property
+    def project_key(self) -> str:
+        return self._project_key
+
+    @property
+    def project_id(self) -> str:
+        return self._project_id
+
+    @property
+    def hmac_secret(self) -> str:
+        return self._hmac_secret
+
+    @property
+    def user_email(self) -> str:
+        return self._user_email
+
+    @property
+    def user_password(self) -> str:
+        return self._user_password
+
+    # -- what happened -------------------------------------------------------
+    @property
+    def requests(self) -> List[RecordedRequest]:
+        """A snapshot of every request received, in arrival order."""
+        return self._log.snapshot()
+
+    @property
+    def last_request(self) -> Optional[RecordedRequest]:
+        return self._log.last()
+
+    def clear_requests(self) -> None:
+        self._log.clear()
+
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections accepted so far (keep-alive reuse keeps this low)."""
+        with self._count_lock:
+            return self._connections
+
+    def _count_connection(self) -> None:
+        with self._count_lock:
+            self._connections += 1
+
+    # -- scripting -----------------------------------------------------------
+    def script(
+        self, response: Optional[ScriptedResponse] = None, **fields: Any
+    ) -> ScriptedResponse:
+        """Queue a scripted answer, given as a ScriptedResponse or as its fields."""
+        if response is None:
+            response = ScriptedResponse(**fields)
+        elif fields:
+            raise TypeError("pass either a ScriptedResponse or keyword fields, not both")
+        self._scripts.add(response)
+        return response
+
+    def clear_scripts(self) -> None:
+        self._scripts.clear()
+
+    @property
+    def pending_scripts(self) -> List[ScriptedResponse]:
+        """Scripts that still have uses left, in matching order."""
+        return self._scripts.pending()
+
+    # -- state ---------------------------------------------------------------
+    @property
+    def jobs(self) -> Dict[str, Dict[str, Any]]:
+        """A snapshot of every media job (reading it does not advance them)."""
+        with self._state.lock:
+            return {job_id: job.public() for job_id, job in self._state.jobs.items()}
+
+    def fail_job(self, job_id: str, error: str = "Video generation failed") -> None:
+        """Make a media job fail; its next poll reports ``status: failed``."""
+        with self._state.lock:
+            job = self._state.jobs.get(job_id)
+            if job is None:
+                raise KeyError(f"no media job {job_id!r}")
+            job.status = "failed"
+            job.error = error
+
+    def issue_token(self) -> str:
+        """A valid Client API token for the default user, without a login request."""
+        return self._state.issue_token(self._user_email)
+
+    def add_user(self, email: str, password: str) -> None:
+        """Add another Client API account (it owns no project at first)."""
+        with self._state.lock:
+            self._state.users[email] = password

@@ -1,0 +1,242 @@
+"""Project-key endpoints: ``/api/v1/waygpt/*`` and ``/api/v1/widget/token``."""
+
+import re
+import secrets
+import time
+import uuid
+from typing import Any, Dict, List, Optional
+
+from . import _validate as v
+from ._context import Context, reply
+from ._faults import ScriptedResponse, sse_event
+from ._state import MODELS, Job, UseCase, default_model
+
+_SIZE = re.compile(r"[1-9][0-9]{1,4}x[1-9][0-9]{1,4}")
+_WORD = re.compile(r"\s*\S+")
+
+
+def _message_text(content: Any, loc: List[Any]) -> str:
+    """The text of a message: a string, or the text parts of an OpenAI content list."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        ]
+        return " ".join(parts)
+    raise v.invalid([*loc, "content"], "Input should be a valid string", "string_type")
+
+
+def _messages(body: Dict[str, Any]) -> List[Dict[str, str]]:
+    messages = body.get("messages")
+    if messages is None:
+        raise v.invalid(["messages"], "Field required", "missing")
+    if not isinstance(messages, list):
+        raise v.invalid(["messages"], "Input should be a valid list", "list_type")
+    if not messages:
+        raise v.invalid(
+            ["messages"], "List should have at least 1 item after validation, not 0", "too_short"
+        )
+    out = []
+    for index, message in enumerate(messages):
+        loc: List[Any] = ["messages", index]
+        if not isinstance(message, dict):
+            raise v.invalid(loc, "Input should be a valid dictionary", "dict_type")
+        role = message.get("role")
+        if role is None:
+            raise v.invalid([*loc, "role"], "Field required", "missing")
+        if not isinstance(role, str):
+            raise v.invalid([*loc, "role"], "Input should be a valid string", "string_type")
+        if "content" not in message:
+            raise v.invalid([*loc, "content"], "Field required", "missing")
+        out.append({"role": role, "content": _message_text(message["content"], loc)})
+    return out
+
+
+def _resolve_chat_model(model: str, use_case: Optional[UseCase]) -> str:
+    if model != "auto":
+        return model
+    # A use case's own model list (lowest priority number first) beats the default.
+    configured = use_case.config.get("models") if use_case is not None else None
+    if isinstance(configured, list):
+        candidates = [
+            entry
+            for entry in configured
+            if isinstance(entry, dict) and isinstance(entry.get("model_id"), str)
+        ]
+        if candidates:
+            best = min(candidates, key=lambda entry: entry.get("priority", 0))
+            return str(best["model_id"])
+    return default_model("chat")
+
+
+def _tokens(text: str) -> List[str]:
+    """Word tokens that concatenate back to ``text`` exactly."""
+    tokens = _WORD.findall(text)
+    if not tokens:
+        return [text]
+    tail = text[len("".join(tokens)) :]
+    tokens[-1] += tail
+    return tokens
+
+
+def chat_completions(ctx: Context) -> ScriptedResponse:
+    body = v.json_object(ctx.request)
+    messages = _messages(body)
+    model = v.string(body, "model") or "auto"
+    use_case: Optional[UseCase] = None
+    use_case_key = v.string(body, "use_case")
+    if use_case_key is not None:
+        use_case = ctx.require_project().active_use_case(use_case_key)
+        if use_case is None:
+            raise v.ApiError(404, f"Use case '{use_case_key}' not found")
+    v.number(body, "temperature", low=0, high=2)
+    v.integer(body, "max_tokens", low=1)
+    stream = v.boolean(body, "stream") or False
+
+    user_texts = [m["content"] for m in messages if m["role"] == "user"]
+    content = "Echo: " + (user_texts[-1] if user_texts else messages[-1]["content"])
+    prompt_tokens = sum(len(m["content"].split()) for m in messages)
+    completion_tokens = len(content.split())
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    base = {
+        "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+        "created": int(time.time()),
+        "model": _resolve_chat_model(model, use_case),
+    }
+    if not stream:
+        return reply(
+            {
+                **base,
+                "object": "chat.completion",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage,
+            }
+        )
+    events = []
+    for index, token in enumerate(_tokens(content)):
+        delta = {"role": "assistant", "content": token} if index == 0 else {"content": token}
+        chunk = {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+        }
+        events.append(sse_event(chunk))
+    final = {
+        **base,
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        "usage": usage,
+    }
+    events.append(sse_event(final))
+    events.append(sse_event("[DONE]"))
+    return ScriptedResponse(
+        chunks=events,
+        content_type="text/event-stream; charset=utf-8",
+        headers={"Cache-Control": "no-cache"},
+        framing="chunked",
+        times=None,
+    )
+
+
+def image_generations(ctx: Context) -> ScriptedResponse:
+    body = v.json_object(ctx.request)
+    prompt = v.string(body, "prompt", required=True, non_empty=True)
+    size = v.string(body, "size") or "1024x1024"
+    if not _SIZE.fullmatch(size):
+        raise v.invalid(["size"], "Size should look like 1024x1024", "string_pattern_mismatch")
+    count = v.integer(body, "n", default=1, low=1, high=10)
+    model = v.string(body, "model")
+    if model in (None, "auto"):
+        model = default_model("image")
+    data = []
+    for _ in range(count or 1):
+        image_id = uuid.uuid4().hex
+        ctx.state.images.add(image_id)
+        data.append(
+            {"url": f"{ctx.base_url}/media/images/{image_id}.png", "revised_prompt": prompt}
+        )
+    return reply({"created": int(time.time()), "data": data, "model": model, "size": size})
+
+
+def video_generations(ctx: Context) -> ScriptedResponse:
+    body = v.json_object(ctx.request)
+    prompt = v.string(body, "prompt", required=True, non_empty=True)
+    model = v.string(body, "model")
+    if model in (None, "auto"):
+        model = default_model("video")
+    duration = v.number(body, "duration", low=1, high=600)
+    job_id = str(uuid.uuid4())
+    job = Job(
+        job_id=job_id,
+        project_id=ctx.require_project().id,
+        prompt=prompt or "",
+        model=model or "",
+        duration=duration,
+        result_url=f"{ctx.base_url}/media/videos/{job_id}.mp4",
+    )
+    ctx.state.jobs[job_id] = job
+    return reply({"job_id": job_id, "status": job.status})
+
+
+def _job(ctx: Context) -> Job:
+    job = ctx.state.jobs.get(ctx.params["job_id"])
+    # Another project's job is as invisible as a missing one.
+    if job is None or job.project_id != ctx.require_project().id:
+        raise v.not_found()
+    return job
+
+
+def get_media_job(ctx: Context) -> ScriptedResponse:
+    job = _job(ctx)
+    job.advance(ctx.job_steps)
+    return reply(job.public())
+
+
+def cancel_media_job(ctx: Context) -> ScriptedResponse:
+    job = _job(ctx)
+    if job.finished:
+        raise v.ApiError(409, f"Job is already {job.status}")
+    job.status = "cancelled"
+    return reply(job.public())
+
+
+def models(ctx: Context) -> ScriptedResponse:
+    return reply([model["id"] for model in MODELS])
+
+
+def models_full(ctx: Context) -> ScriptedResponse:
+    return reply([dict(model) for model in MODELS])
+
+
+def use_cases(ctx: Context) -> ScriptedResponse:
+    detailed = ctx.request.query.get("detailed", "").lower() in ("true", "1", "yes")
+    project = ctx.require_project()
+    return reply([uc.summary(detailed) for uc in project.use_cases.values() if uc.is_active])
+
+
+def widget_token(ctx: Context) -> ScriptedResponse:
+    body = v.json_object(ctx.request)
+    ttl = v.integer(body, "ttl_seconds", default=600, low=60, high=86400)
+    site_domain = v.string(body, "site_domain")
+    return reply(
+        {
+            "token": "wgt_" + secrets.token_urlsafe(24),
+            "expires_in": ttl,
+            "site_domain": site_domain,
+        }
+    )

@@ -1,0 +1,67 @@
+"""Helpers for the client suite: sleep recording, a closed port, JWT-only clients.
+
+The SDK is reached only through the ``sdk`` fixture (see ``tests/conftest.py``).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import ModuleType
+from typing import Any, Iterator, List
+
+import pytest
+
+from waygpt.testing import WayGPTTestServer
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> List[float]:
+    """Every ``time.sleep`` the test's own thread asks for, recorded instead of slept.
+
+    Other threads (the test server's slow answers) still really sleep.
+    """
+    recorded: List[float] = []
+    real_sleep = time.sleep
+    test_thread = threading.current_thread()
+
+    def record(seconds: float) -> None:
+        if threading.current_thread() is test_thread:
+            recorded.append(seconds)
+        else:
+            real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", record)
+    return recorded
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A local TCP port nothing listens on: connecting to it is refused at once."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def api_client(sdk: ModuleType, server: WayGPTTestServer, make_retry: Any) -> Iterator[Any]:
+    """A client built with only ``api_url``: no project key, for the JWT Client API."""
+    with sdk.WayGPTClient(api_url=server.url, max_retries=make_retry(), timeout=5) as created:
+        yield created
+
+
+@pytest.fixture
+def token(server: WayGPTTestServer) -> str:
+    """A valid Client API token for the server's default user (no login request made)."""
+    return server.issue_token()
+
+
+@pytest.fixture
+def no_retry_client(sdk: ModuleType, server: WayGPTTestServer) -> Iterator[Any]:
+    """A client that sends every request exactly once."""
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, max_retries=0, timeout=5
+    ) as created:
+        yield created

@@ -1,0 +1,110 @@
+"""Shared fixtures: the SDK under test, a local WayGPT server, and clients pointed at it.
+
+The client suite (``tests/client/``) reaches the SDK only through the ``sdk`` fixture, so CI
+can run the same tests against the one-file build: set ``WAYGPT_SDK_FILE`` to the path of a
+generated ``waygpt_client.py`` and every client test imports the SDK from that file instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from types import ModuleType
+from typing import Any, Iterator
+
+import pytest
+
+from waygpt.testing import WayGPTTestServer
+
+
+def _load_sdk() -> ModuleType:
+    path = os.environ.get("WAYGPT_SDK_FILE")
+    if not path:
+        import waygpt
+
+        return waygpt
+    spec = importlib.util.spec_from_file_location("waygpt_client", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["waygpt_client"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+SDK = _load_sdk()
+
+
+@pytest.fixture(autouse=True)
+def _clean_waygpt_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own WAYGPT_* variables must not leak into the tests."""
+    for name in list(os.environ):
+        if name.startswith("WAYGPT_") and name != "WAYGPT_SDK_FILE":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def sdk() -> ModuleType:
+    """The SDK under test: the ``waygpt`` package, or the one-file build (WAYGPT_SDK_FILE)."""
+    return SDK
+
+
+@pytest.fixture
+def server() -> Iterator[WayGPTTestServer]:
+    """A fresh local WayGPT server on 127.0.0.1 and a free port."""
+    with WayGPTTestServer() as running:
+        yield running
+
+
+@pytest.fixture
+def hmac_server() -> Iterator[WayGPTTestServer]:
+    """A local server whose default project requires HMAC signatures."""
+    with WayGPTTestServer(require_hmac=True) as running:
+        yield running
+
+
+def fast_retry(total: int = 3) -> Any:
+    """A retry policy with the default status and method lists but no backoff sleep."""
+    from urllib3.util.retry import Retry
+
+    return Retry(
+        total=total,
+        connect=total,
+        read=False,
+        status=total,
+        redirect=False,
+        backoff_factor=0,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=("GET", "POST", "PUT"),
+        raise_on_status=False,
+    )
+
+
+@pytest.fixture
+def client(sdk: ModuleType, server: WayGPTTestServer) -> Iterator[Any]:
+    """A client with the server's project key and backoff-free retries."""
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, max_retries=fast_retry(), timeout=5
+    ) as created:
+        yield created
+
+
+@pytest.fixture
+def hmac_client(sdk: ModuleType, hmac_server: WayGPTTestServer) -> Iterator[Any]:
+    """A client that signs every project-key request for ``hmac_server``."""
+    with sdk.WayGPTClient(
+        api_url=hmac_server.url,
+        project_key=hmac_server.project_key,
+        project_id=hmac_server.project_id,
+        hmac_secret=hmac_server.hmac_secret,
+        use_hmac=True,
+        max_retries=fast_retry(),
+        timeout=5,
+    ) as created:
+        yield created
+
+
+@pytest.fixture
+def make_retry() -> Any:
+    """``make_retry(total)``: a backoff-free retry policy for tests that count attempts."""
+    return fast_retry
