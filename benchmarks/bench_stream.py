@@ -27,6 +27,7 @@ and streams OpenAI-like chat chunk events. Two things are measured:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import socket
@@ -211,9 +212,7 @@ def _sdk_loop(client: Any, body: Dict[str, Any], stamps: Optional[List[float]]) 
     return count
 
 
-def _bare_loop(
-    session: Any, url: str, body: Dict[str, Any], stamps: Optional[List[float]]
-) -> int:
+def _bare_loop(session: Any, url: str, body: Dict[str, Any], stamps: Optional[List[float]]) -> int:
     count = 0
     headers = {"x-project-key": "sk_live_bench", "Accept": "text/event-stream"}
     with session.post(url + _PATH, json=body, headers=headers, stream=True, timeout=60) as resp:
@@ -247,6 +246,10 @@ def _summary(latencies: List[float]) -> Dict[str, float]:
     }
 
 
+GOAL_RATIO = 1.15  # SDK events per CPU second over the bare loop's, at least
+GOAL_LATENCY_MS = 10.0  # server write -> SDK yield, at most (p95)
+
+
 def run(events: int = DEFAULT_EVENTS, rounds: int = 5) -> Dict[str, Any]:
     """Run the benchmark; return events per CPU second, their ratio, and latencies."""
     import requests
@@ -254,35 +257,47 @@ def run(events: int = DEFAULT_EVENTS, rounds: int = 5) -> Dict[str, Any]:
     import waygpt
 
     results: Dict[str, Any] = {"events": events, "rounds": rounds, "python": sys.version.split()[0]}
-    with _Server() as server, requests.Session() as session, waygpt.WayGPTClient(
-        api_url=server.url, project_key="sk_live_bench", max_retries=0, timeout=60
-    ) as client:
-        for framing in ("chunked", "close"):
-            body = _body(events, framing)
-            _sdk_loop(client, _body(500, framing), None)  # warm-up
-            _bare_loop(session, server.url, _body(500, framing), None)
-            sdk_times: List[float] = []
-            bare_times: List[float] = []
-            for _ in range(rounds):  # interleaved, best of each: the least disturbed run
-                sdk_times.append(_cpu(lambda: _sdk_loop(client, body, None), events))
-                bare_times.append(
-                    _cpu(lambda: _bare_loop(session, server.url, body, None), events)
-                )
-            sdk_rate = events / min(sdk_times)
-            bare_rate = events / min(bare_times)
-            results[f"throughput_{framing}"] = {
-                "sdk_events_per_cpu_s": round(sdk_rate),
-                "bare_events_per_cpu_s": round(bare_rate),
-                "ratio": round(sdk_rate / bare_rate, 3),
-            }
-        for framing in ("chunked", "close"):
-            body = _body(LATENCY_EVENTS, framing, LATENCY_INTERVAL)
-            sdk_lat: List[float] = []
-            bare_lat: List[float] = []
-            _sdk_loop(client, body, sdk_lat)
-            _bare_loop(session, server.url, body, bare_lat)
-            results[f"latency_{framing}"] = {"sdk": _summary(sdk_lat), "bare": _summary(bare_lat)}
+    with _Server() as server, requests.Session() as session:
+        with waygpt.WayGPTClient(
+            api_url=server.url, project_key="sk_live_bench", max_retries=0, timeout=60
+        ) as client:
+            _measure(results, server.url, session, client, events, rounds)
+    ratios = [results[f"throughput_{f}"]["ratio"] for f in ("chunked", "close")]
+    latencies = [results[f"latency_{f}"]["sdk"]["p95_ms"] for f in ("chunked", "close")]
+    results["goals"] = {
+        "ratio_at_least": GOAL_RATIO,
+        "sdk_p95_latency_ms_at_most": GOAL_LATENCY_MS,
+        "met": min(ratios) >= GOAL_RATIO and max(latencies) <= GOAL_LATENCY_MS,
+    }
     return results
+
+
+def _measure(
+    results: Dict[str, Any], url: str, session: Any, client: Any, events: int, rounds: int
+) -> None:
+    for framing in ("chunked", "close"):
+        body = _body(events, framing)
+        _sdk_loop(client, _body(500, framing), None)  # warm-up
+        _bare_loop(session, url, _body(500, framing), None)
+        sdk_times: List[float] = []
+        bare_times: List[float] = []
+        for _ in range(rounds):  # interleaved, best of each: the least disturbed run
+            sdk_times.append(_cpu(functools.partial(_sdk_loop, client, body, None), events))
+            bare_times.append(_cpu(functools.partial(_bare_loop, session, url, body, None), events))
+        sdk_rate = events / min(sdk_times)
+        bare_rate = events / min(bare_times)
+        results[f"throughput_{framing}"] = {
+            "sdk_events_per_cpu_s": round(sdk_rate),
+            "bare_events_per_cpu_s": round(bare_rate),
+            "ratio": round(sdk_rate / bare_rate, 3),
+        }
+    for framing in ("chunked", "close"):
+        body = _body(LATENCY_EVENTS, framing, LATENCY_INTERVAL)
+        sdk_lat: List[float] = []
+        bare_lat: List[float] = []
+        _sdk_loop(client, body, sdk_lat)
+        _bare_loop(session, url, body, bare_lat)
+        results[f"latency_{framing}"] = {"sdk": _summary(sdk_lat), "bare": _summary(bare_lat)}
 
 
 def _table(results: Dict[str, Any]) -> str:
@@ -330,9 +345,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         serve()
         return 0
     results = run(args.events, args.rounds)
-    print(f"{results['events']:,} chat chunk events per stream, Python {results['python']}, "
-          f"{LATENCY_EVENTS} timed events {LATENCY_INTERVAL * 1000:g} ms apart for latency")
+    print(
+        f"{results['events']:,} chat chunk events per stream, Python {results['python']}, "
+        f"{LATENCY_EVENTS} timed events {LATENCY_INTERVAL * 1000:g} ms apart for latency"
+    )
     print(_table(results))
+    goals = results["goals"]
+    print(
+        f"goals (SDK >= {GOAL_RATIO}x the bare loop, p95 latency <= {GOAL_LATENCY_MS:g} ms): "
+        + ("met" if goals["met"] else "NOT met")
+    )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)

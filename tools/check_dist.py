@@ -45,6 +45,9 @@ SDIST_MUST_HAVE = [
     "src/waygpt/py.typed",
     "src/waygpt/testing/__init__.py",
     "tools/build_single_file.py",
+    "docs/index.md",
+    "examples/chat_basic.py",
+    "tests/conftest.py",
 ]
 
 
@@ -54,9 +57,18 @@ def _version() -> str:
     return str(namespace["__version__"])
 
 
-def _run(command: List[str]) -> None:
+def _run(command: List[str], quiet: bool = False) -> None:
+    """Run a command from the project root; a quiet one shows its output only on failure."""
     print("$", " ".join(command), flush=True)
-    subprocess.run(command, check=True, cwd=ROOT)
+    if not quiet:
+        subprocess.run(command, check=True, cwd=ROOT)
+        return
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        raise SystemExit(f"command failed with exit status {result.returncode}")
+    print(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "(no output)")
 
 
 def _one(dist_dir: Path, pattern: str) -> Path:
@@ -171,7 +183,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             for pattern in (f"{NAME}-*.whl", f"{NAME}-*.tar.gz"):
                 for old in dist_dir.glob(pattern):
                     old.unlink()
-            _run([sys.executable, "-m", "build", "--outdir", str(dist_dir), str(ROOT)])
+            _run([sys.executable, "-m", "build", "--outdir", str(dist_dir), str(ROOT)], quiet=True)
         version = _version()
         wheel = _one(dist_dir, f"{NAME}-*.whl")
         sdist = _one(dist_dir, f"{NAME}-*.tar.gz")

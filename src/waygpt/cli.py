@@ -18,6 +18,7 @@ import json
 import os
 import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, TextIO
+from urllib.parse import urlsplit
 
 from ._progress import JobProgress
 from ._version import __version__
@@ -353,6 +354,10 @@ class _Run:
     def print_json(self, data: Any) -> None:
         self.print(json.dumps(data, ensure_ascii=False, indent=2))
 
+    @property
+    def client_if_created(self) -> Optional[WayGPTClient]:
+        return self._client
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -575,10 +580,12 @@ def _list_project_use_cases(run: _Run) -> None:
 
 
 def _cmd_image(run: _Run) -> None:
+    output = run.opt("output")
+    if output and not os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        raise UsageError(f"cannot write {output}: no such directory")
     answer = run.project_client().image_generations(
         run.opt("prompt"), model=run.opt("model"), size=run.opt("size"), n=run.opt("n")
     )
-    output = run.opt("output")
     if output:
         with open(output, "w", encoding="utf-8") as handle:
             handle.write(json.dumps(answer, ensure_ascii=False, indent=2) + "\n")
@@ -731,6 +738,19 @@ def _error_line(exc: BaseException) -> str:
     return line
 
 
+def _server_hint(run: _Run) -> str:
+    """`` (server http://host:port)``: where the CLI tried to connect, without credentials."""
+    client = run.client_if_created
+    if client is None:
+        return ""
+    parts = urlsplit(client.api_url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f" (server {parts.scheme}://{host}{port})"
+
+
 def _tolerant_streams() -> None:
     """Never fail on a character the console cannot show (Russian on a cp1252 terminal)."""
     for stream in (sys.stdout, sys.stderr):
@@ -763,7 +783,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         run.err.write(_error_line(exc) + "\n")
         code = EXIT_USAGE
     except APIConnectionError as exc:
-        run.err.write(_error_line(exc) + "\n")
+        run.err.write(_error_line(exc) + _server_hint(run) + "\n")
         code = EXIT_CONNECTION
     except WayGPTError as exc:
         run.err.write(_error_line(exc) + "\n")

@@ -74,7 +74,7 @@ class ConfigurationError(WayGPTError, ValueError):
 
 
 class APIStatusError(WayGPTError):
-    """The server answered with an HTTP status of 400 or more."""
+    """The server answered with an error status (400 or more) or an unexpected redirect (3xx)."""
 
     status_code: int
 
@@ -187,7 +187,9 @@ def _format_detail(detail: Any) -> str:
         parts = []
         for item in detail:
             if isinstance(item, dict) and "msg" in item:
-                loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
+                where = item.get("loc")  # a list in FastAPI's answers; anything elsewhere
+                steps = where if isinstance(where, list) else [] if where is None else [where]
+                loc = ".".join(str(p) for p in steps if p != "body")
                 parts.append(f"{loc}: {item['msg']}" if loc else str(item["msg"]))
             else:
                 parts.append(str(item))
@@ -246,13 +248,21 @@ def error_from_response(
     parsed: Any = None
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than json can read
         parsed = None
-    message = error_message(status, parsed, text)
+    try:
+        message = error_message(status, parsed, text)
+    except RecursionError:  # a "detail" nested too deep to be turned back into text
+        message = _truncate(text) if text.strip() else f"HTTP {status}"
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if 300 <= status < 400:
+        # The SDK follows no redirect: an API URL that redirects (http -> https, a moved
+        # host) is a configuration problem, said plainly.
+        target = lowered.get("location") or "elsewhere"
+        message = f"unexpected redirect ({status}) to {target}: check api_url"
     if redact is not None:
         message = redact(message)
         text = redact(text)
-    lowered = {k.lower(): v for k, v in headers.items()}
     request_id = lowered.get("x-request-id") or lowered.get("request-id")
     kwargs: Dict[str, Any] = {"headers": dict(headers), "body": text, "request_id": request_id}
     cls = error_class_for_status(status)

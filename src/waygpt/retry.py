@@ -8,7 +8,8 @@ timestamp and nonce, which urllib3 cannot do when it re-sends the same prepared 
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping, Optional, Union
+from http.client import RemoteDisconnected
+from typing import Any, List, Mapping, Optional, Union
 
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.retry import Retry
@@ -30,6 +31,8 @@ DEFAULT_BACKOFF_FACTOR = 1.0
 # so the caller decides, than with a thread that silently sleeps for minutes.
 MAX_RETRY_AFTER = 60.0
 _FALLBACK_BACKOFF_MAX = 30.0
+# RFC 9110 idempotent methods: sending one twice has the effect of sending it once.
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 def build_retry(max_retries: Union[int, Retry]) -> Retry:
@@ -59,6 +62,27 @@ def is_connect_failure(error: BaseException) -> bool:
     return isinstance(error, (NewConnectionError, ConnectTimeoutError))
 
 
+def is_stale_connection(error: BaseException) -> bool:
+    """True when the server closed the connection without sending a byte of its answer.
+
+    That is what a kept-alive connection looks like when the server closed it while it sat
+    in the pool and the close crossed the next request on the wire: urllib3 checks a pooled
+    connection before reusing it, but that check can run just before the server's close.
+    """
+    pending: List[Any] = [error]
+    seen: List[BaseException] = []
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or any(current is e for e in seen):
+            continue
+        if isinstance(current, RemoteDisconnected):
+            return True
+        seen.append(current)
+        pending.extend([getattr(current, "reason", None), current.__cause__, current.__context__])
+        pending.extend(current.args)
+    return False
+
+
 class RetryState:
     """The retry budget of one client call; ``attempt`` counts from 1."""
 
@@ -67,6 +91,7 @@ class RetryState:
         self._method = method
         self._url = url
         self.attempt = 1
+        self._replayed_stale = False
 
     def delay_after_status(
         self, status: int, headers: Mapping[str, str], raw: Any
@@ -82,8 +107,21 @@ class RetryState:
         return self._backoff() if self._advance(response=raw) else None
 
     def delay_after_error(self, error: BaseException) -> Optional[float]:
-        """Seconds to wait before retrying a transport failure, or None to give up."""
+        """Seconds to wait before retrying a transport failure, or None to give up.
+
+        A request that met a stale kept-alive connection (see ``is_stale_connection``) is sent
+        again at once on a fresh one, once per call, outside the retry budget, and only for
+        idempotent methods: a server that closed without answering may still have acted.
+        """
         if not is_connect_failure(error):
+            if (
+                not self._replayed_stale
+                and self._method.upper() in _IDEMPOTENT_METHODS
+                and is_stale_connection(error)
+            ):
+                self._replayed_stale = True
+                self.attempt += 1
+                return 0.0
             return None
         return self._backoff() if self._advance(error=error) else None
 

@@ -6,8 +6,9 @@ CR and with nothing else (U+2028 or U+0085 in data is data); a blank line dispat
 event; ``:`` starts a comment; an event left unterminated at the end of input is dropped.
 ``data: [DONE]`` is an ordinary event here: the chat stream layer gives it its meaning.
 
-Speed: each chunk is decoded once. Runs of events made of one ``data:`` line each (nearly
-every chat chunk) are cut out with one ``str.split``; everything else is read line by line.
+Speed: each chunk is decoded once, and events made of a single ``data:`` line (nearly every
+chat chunk) are cut out of it with whole-string operations; anything else is read line by
+line. The three ways give the same events: tests/test_sse_properties.py checks it.
 """
 
 from __future__ import annotations
@@ -32,21 +33,22 @@ class ServerSentEvent:
 _sse_new_instance = object.__new__
 _sse_utf8_decode = codecs.utf_8_decode
 _SSE_BOM = codecs.BOM_UTF8
+_SSE_SHORT = 1000  # characters
 
 
 def _sse_event(
     data: str, event: str, last_id: Optional[str], retry: Optional[int]
 ) -> ServerSentEvent:
-    # The dataclass __init__ of a frozen class fills each field through object.__setattr__;
-    # filling the instance __dict__ gives the same object at a third of the cost, which
-    # matters as this runs once per event (_read_simple_events has a copy of it inline).
-    event_ = _sse_new_instance(ServerSentEvent)
-    fields = event_.__dict__
+    # A frozen dataclass's __init__ fills each field through object.__setattr__; filling
+    # the instance __dict__ makes the same object at a third of the cost, which counts as
+    # it is done once per event (SSEDecoder.feed and _read_simple_events inline it).
+    new = _sse_new_instance(ServerSentEvent)
+    fields = new.__dict__
     fields["data"] = data
     fields["event"] = event
     fields["id"] = last_id
     fields["retry"] = retry
-    return event_
+    return new
 
 
 class SSEDecoder:
@@ -56,6 +58,7 @@ class SSEDecoder:
         "_data",
         "_event",
         "_id",
+        "_idle",
         "_last_id",
         "_pending",
         "_reconnect",
@@ -68,11 +71,12 @@ class SSEDecoder:
     def __init__(self) -> None:
         self._pending = b""  # the bytes of a character split across chunks (or of the BOM)
         self._started = False  # whether the stream's first bytes were checked for a BOM
-        self._tail: List[str] = []  # the pieces of a line not ended yet
         self._skip_lf = False  # the text so far ends with CR: a LF coming next is its pair
+        self._tail: List[str] = []  # the pieces of a line not ended yet
         self._data: List[str] = []  # the data lines of the event being read
         self._event = ""  # the event type buffer
         self._retry: Optional[int] = None  # the retry field of the event being read
+        self._idle = True  # no line nor event is half read (all of the four above are empty)
         self._id: Optional[str] = None  # the last event id buffer
         self._last_id: Optional[str] = None  # the same, as of the latest dispatch
         self._reconnect: Optional[int] = None  # the latest valid retry field in the stream
@@ -89,29 +93,37 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> List[ServerSentEvent]:
         """Consume ``chunk``; return the events it completes, in order."""
-        if self._pending:
-            chunk = self._pending + chunk
-        if not self._started:  # a byte order mark may open the stream
-            if len(chunk) < 3 and _SSE_BOM.startswith(chunk):
-                self._pending = chunk
-                return []
-            self._started = True
-            if chunk.startswith(_SSE_BOM):
-                chunk = chunk[3:]
+        if self._pending or not self._started:
+            chunk = self._join_pending(chunk)
         text, used = _sse_utf8_decode(chunk, "replace", False)
-        self._pending = chunk[used:] if used < len(chunk) else b""
+        if used < len(chunk):  # the chunk ends inside a character
+            self._pending = chunk[used:]
         if self._skip_lf and text:
             self._skip_lf = False
             if text[0] == "\n":
                 text = text[1:]
+        end = len(text) - 2
+        if (
+            self._idle
+            and text.find("\n") == end
+            and text[-1] == "\n"
+            and text.startswith("data:")
+            and "\r" not in text
+        ):  # the commonest chunk of all: one event, one data line (see _read_simple_events)
+            new = _sse_new_instance(ServerSentEvent)
+            fields = new.__dict__
+            fields["data"] = text[6:end] if text[5] == " " else text[5:end]
+            fields["event"] = "message"
+            fields["id"] = self._last_id = self._id
+            fields["retry"] = None
+            return [new]
         events: List[ServerSentEvent] = []
-        if not text:
+        if end < _SSE_SHORT:  # a few lines only: the setup of the ways below costs more
+            self._read_lines(text, events)
             return events
-        crlf = "\r" in text
-        blank = "\r\n\r\n" if crlf else "\n\n"
+        blank = "\r\n\r\n" if "\r" in text else "\n\n"
         start = 0
-        if self._tail or self._data or self._event or self._retry is not None:
-            # An event is half read: read up to its blank line line by line.
+        if not self._idle:  # read the event begun in an earlier chunk up to its blank line
             start = text.find(blank)
             start = len(text) if start < 0 else start + len(blank)
             self._read_lines(text[:start], events)
@@ -127,34 +139,49 @@ class SSEDecoder:
         The decoder is then ready to read a new stream (a reconnection) from its start;
         ``last_event_id`` and ``retry`` are kept.
         """
-        # No line can end in what is left (a partial line, perhaps a truncated character),
-        # so no event can be completed here: all that is left is discarded.
+        # What is left holds no line end (at most a partial line, maybe a truncated
+        # character), so it cannot complete an event: it is all discarded.
         self._pending = b""
         self._started = False
-        self._tail = []
         self._skip_lf = False
+        self._tail = []
         self._data = []
         self._event = ""
         self._retry = None
+        self._idle = True
         self._id = self._last_id  # an id read in the discarded event goes with it
         return []
+
+    def _join_pending(self, chunk: bytes) -> bytes:
+        chunk = self._pending + chunk
+        self._pending = b""
+        if not self._started:
+            if len(chunk) < 3 and _SSE_BOM.startswith(chunk):
+                self._pending = chunk  # perhaps a BOM: wait for more
+                return b""
+            self._started = True
+            if chunk.startswith(_SSE_BOM):
+                chunk = chunk[3:]
+        return chunk
 
     def _read_simple_events(
         self, text: str, start: int, blank: str, events: List[ServerSentEvent]
     ) -> int:
-        """Dispatch the events at ``text[start:]`` that are just one data line and a blank line.
+        """Dispatch the events at ``text[start:]`` made of one data line and a blank line.
 
-        Called where no event is half read. Returns where the run of such events ends.
+        Called where no line nor event is half read; returns where such events stop.
         """
-        stop = text.rfind(blank, start)  # the last blank line in text
+        stop = text.rfind(blank, start)  # where the last blank line starts
         if stop < 0 or not text.startswith("data:", start):
             return start
         if text.startswith(" ", start + 5):
             sep = blank + "data: "
         elif text.count(blank + "data: ", start, stop):
-            return start  # mixed "data:" and "data: " lines: left to _read_lines
+            return start  # both "data:" and "data: " lines: left to _read_lines
         else:
             sep = blank + "data:"
+        # text[start:stop + len(blank)] is "data: A" + blank + "data: B" + ... + blank if
+        # no value holds a line end.
         values = text[start + len(sep) - len(blank) : stop].split(sep)
         crlf = len(blank) == 4
         last_id = self._id
@@ -180,16 +207,17 @@ class SSEDecoder:
         return end
 
     def _read_lines(self, text: str, events: List[ServerSentEvent]) -> None:
-        """Read ``text`` line by line (the general case)."""
+        """Read ``text`` line by line: the general case."""
         if "\r" in text:
             # A CR ending the text ends its line now; a LF starting the next chunk is its pair.
             self._skip_lf = text[-1] == "\r"
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         lines = text.split("\n")
         tail = self._tail
-        if len(lines) == 1:  # no line ends here: keep the piece, to be joined once it does
+        if len(lines) == 1:  # no line ends here: keep the piece, to join once its line ends
             if text:
                 tail.append(text)
+                self._idle = False
             return
         if tail:
             tail.append(lines[0])
@@ -210,6 +238,7 @@ class SSEDecoder:
                 self._retry = None
             elif line[0] != ":":  # not a comment
                 self._read_field(line)
+        self._idle = not (last or data or self._event or self._retry is not None)
 
     def _read_field(self, line: str) -> None:
         name, colon, value = line.partition(":")

@@ -247,6 +247,19 @@ def test_success_body_cut_half_way_raises_api_connection_error(sdk, no_retry_cli
     assert_not_foreign(error)
 
 
+def test_success_body_slower_than_the_read_timeout_raises_api_timeout_error(sdk, server):
+    server.script(chunks=[b'["gpt-4o",', b'"gpt-4o-mini"]'], chunk_delay=2.0, path=MODELS)
+
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, timeout=(2, 0.3), max_retries=0
+    ) as client:
+        error = raised(sdk, client.get_models)
+
+    assert type(error) is sdk.APITimeoutError
+    assert error.status_code is None
+    assert_not_foreign(error)
+
+
 def test_error_body_cut_half_way_still_raises_the_status_error(sdk, no_retry_client, server):
     server.script(status=500, body='{"detail": "broken', content_length=500)
 
@@ -267,3 +280,16 @@ def test_stream_answer_with_error_status_raises_the_typed_error(sdk, no_retry_cl
         list(stream)
 
     assert caught.value.message == "Too many"
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirect_is_not_followed_and_raises_a_status_error_naming_the_target(
+    sdk, no_retry_client, server, status
+):
+    server.script(status=status, headers={"Location": "https://elsewhere.example/api"}, path=MODELS)
+    error = raised(sdk, no_retry_client.get_models)
+    assert type(error) is sdk.APIStatusError
+    assert error.status_code == status
+    assert "https://elsewhere.example/api" in error.message
+    assert "api_url" in error.message
+    assert len(server.requests) == 1

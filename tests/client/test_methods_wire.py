@@ -6,6 +6,7 @@ received: method, raw path (with query), headers and the exact body.
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any, Callable, Dict, List
 from urllib.parse import parse_qsl
@@ -571,3 +572,94 @@ def test_method_returns_the_parsed_json_answer(
 
     assert call(client, token) == answer
     assert not server.pending_scripts  # the scripted answer was the one returned
+
+
+# -- signatures ---------------------------------------------------------------------------
+
+REQUIRED = object()  # no default in the reference (the SDK may add one, e.g. jwt_token=None)
+CHAT_PARAMS = [
+    ("model", "auto"),
+    ("messages", None),
+    ("use_case_id", None),
+    ("use_case", None),
+    ("temperature", None),
+    ("max_tokens", None),
+]
+JWT = ("jwt_token", REQUIRED)
+REFERENCE_SIGNATURES: Dict[str, List[Any]] = {
+    "chat_completions": [*CHAT_PARAMS, ("stream", False), "**"],
+    "chat_completions_stream": [*CHAT_PARAMS, "**"],
+    "image_generations": [
+        ("prompt", REQUIRED),
+        ("model", None),
+        ("size", "1024x1024"),
+        ("n", 1),
+        "**",
+    ],
+    "video_generations": [("prompt", REQUIRED), ("model", None), ("duration", None), "**"],
+    "get_media_job": [("job_id", REQUIRED)],
+    "cancel_media_job": [("job_id", REQUIRED)],
+    "get_models": [],
+    "get_models_full": [],
+    "get_use_cases": [("detailed", False)],
+    "create_widget_token": [("ttl_seconds", 600), ("site_domain", None)],
+    "client_login": [("email", REQUIRED), ("password", REQUIRED)],
+    "client_list_projects": [JWT],
+    "client_get_project": [("project_id", REQUIRED), JWT],
+    "client_create_project": [("name", REQUIRED), JWT],
+    "client_update_project": [
+        ("project_id", REQUIRED),
+        JWT,
+        *[
+            (name, None)
+            for name in (
+                "name",
+                "is_active",
+                "allowed_models",
+                "allowed_domains",
+                "hmac_required",
+                "rate_limit_rpm",
+                "rate_limit_rpd",
+            )
+        ],
+    ],
+    "client_delete_project": [("project_id", REQUIRED), JWT],
+    "client_list_use_cases": [("project_id", REQUIRED), JWT],
+    "client_get_use_case": [("project_id", REQUIRED), ("use_case_id", REQUIRED), JWT],
+    "client_create_use_case": [
+        ("project_id", REQUIRED),
+        JWT,
+        ("key", REQUIRED),
+        ("name", REQUIRED),
+        ("kind", "chat"),
+        ("config", None),
+        ("is_active", True),
+    ],
+    "client_update_use_case": [
+        ("project_id", REQUIRED),
+        ("use_case_id", REQUIRED),
+        JWT,
+        *[(name, None) for name in ("key", "name", "kind", "config", "is_active")],
+    ],
+    "client_delete_use_case": [("project_id", REQUIRED), ("use_case_id", REQUIRED), JWT],
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_SIGNATURES))
+def test_method_keeps_the_reference_parameters_order_and_defaults(sdk, name):
+    params = list(inspect.signature(getattr(sdk.WayGPTClient, name)).parameters.values())[1:]
+    got: List[Any] = []
+    for param in params:
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            got.append("**")
+        elif param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            got.append((param.name, param.default))
+    expected = REFERENCE_SIGNATURES[name]
+    assert [p if p == "**" else p[0] for p in got] == [
+        p if p == "**" else p[0] for p in expected
+    ]
+    for (param, default), (_, wanted) in zip(
+        (p for p in got if p != "**"), (p for p in expected if p != "**")
+    ):
+        if wanted is not REQUIRED:
+            assert default == wanted, (name, param)

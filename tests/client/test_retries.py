@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Iterator
 
 import pytest
 from urllib3.util.retry import Retry
@@ -25,6 +25,13 @@ RETRIED_CALLS: Dict[str, Any] = {
 }
 
 
+@pytest.fixture
+def default_client(sdk: Any, server: Any) -> Iterator[Any]:
+    """A client with the default retry policy (``max_retries=3``); use it with ``sleeps``."""
+    with sdk.WayGPTClient(api_url=server.url, project_key=server.project_key) as created:
+        yield created
+
+
 def no_backoff_client(sdk: Any, server: Any, retries: Any, **options: Any) -> Any:
     return sdk.WayGPTClient(
         api_url=server.url, project_key=server.project_key, max_retries=retries, **options
@@ -34,23 +41,23 @@ def no_backoff_client(sdk: Any, server: Any, retries: Any, **options: Any) -> An
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
 def test_default_retry_statuses_are_retried_for_get_post_put(
-    client, server, token, sleeps, method, status
+    default_client, server, token, sleeps, method, status
 ):
     path, call = RETRIED_CALLS[method]
     server.script(status=status, body={"detail": "try again"}, method=method, path=path)
 
-    result = call(client, token)
+    result = call(default_client, token)
 
     assert result  # the second, normal answer
     assert [(r.method, r.path) for r in server.requests] == [(method, path)] * 2
 
 
-def test_delete_is_not_retried(sdk, client, server, token, sleeps):
+def test_delete_is_not_retried(sdk, default_client, server, token, sleeps):
     path = f"/api/v1/client/projects/{PID}"
     server.script(status=503, method="DELETE", path=path, times=None)
 
     with pytest.raises(sdk.InternalServerError) as caught:
-        client.client_delete_project(PID, token)
+        default_client.client_delete_project(PID, token)
 
     assert caught.value.status_code == 503
     assert len(server.requests) == 1
@@ -58,11 +65,11 @@ def test_delete_is_not_retried(sdk, client, server, token, sleeps):
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 409, 422, 501])
-def test_other_error_statuses_are_not_retried(sdk, client, server, sleeps, status):
+def test_other_error_statuses_are_not_retried(sdk, default_client, server, sleeps, status):
     server.script(status=status, body={"detail": "no"}, path=MODELS, times=None)
 
     with pytest.raises(sdk.APIStatusError) as caught:
-        client.get_models()
+        default_client.get_models()
 
     assert caught.value.status_code == status
     assert len(server.requests) == 1
@@ -165,21 +172,40 @@ def test_retry_after_above_the_cap_raises_at_once_without_sleeping(sdk, client, 
     assert sleeps == []
 
 
+def test_retry_after_above_the_cap_on_503_raises_at_once(sdk, client, server, sleeps):
+    server.script(status=503, headers={"Retry-After": "3600"}, times=None)
+
+    with pytest.raises(sdk.InternalServerError) as caught:
+        client.get_models()
+
+    assert caught.value.status_code == 503
+    assert len(server.requests) == 1
+    assert sleeps == []
+
+
+def test_retry_after_of_exactly_the_cap_is_still_honoured(client, server, sleeps):
+    server.script(status=429, headers={"Retry-After": "60"}, path=MODELS)
+
+    assert "gpt-4o" in client.get_models()
+
+    assert sleeps == [pytest.approx(60.0)]
+
+
 @pytest.mark.parametrize(
     ("status", "error"),
     [(429, "RateLimitError"), (500, "InternalServerError"), (503, "InternalServerError")],
 )
 def test_exhausted_retries_raise_the_typed_error_with_its_status(
-    sdk, client, server, sleeps, status, error
+    sdk, default_client, server, sleeps, status, error
 ):
     server.script(status=status, body={"detail": "still failing"}, path=MODELS, times=None)
 
     with pytest.raises(getattr(sdk, error)) as caught:
-        client.get_models()
+        default_client.get_models()
 
     assert caught.value.status_code == status
     assert caught.value.message == "still failing"
-    assert len(server.requests) == 4  # the first attempt and the fixture's 3 retries
+    assert len(server.requests) == 4  # the first attempt and the default 3 retries
 
 
 def test_exhausted_retries_raise_the_last_answer(sdk, client, server, sleeps):

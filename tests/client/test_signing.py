@@ -40,7 +40,9 @@ def assert_signed_for(request: RecordedRequest, server: WayGPTTestServer) -> Non
 
 
 def test_signature_covers_the_exact_body_bytes_sent(hmac_client, hmac_server):
-    hmac_client.chat_completions(messages=[{"role": "user", "content": "hi"}], temperature=0.5)
+    hmac_client.chat_completions(
+        messages=[{"role": "user", "content": "hello there, signed world"}], temperature=0.5
+    )
 
     request = hmac_server.last_request
     assert request is not None and request.body  # a body was sent and it is what was signed
@@ -75,6 +77,15 @@ def test_signed_post_without_body_verifies(hmac_client, hmac_server):
     assert hmac_client.cancel_media_job(job_id)["status"] == "cancelled"
     request = hmac_server.last_request
     assert request is not None and request.body == b""
+    assert_signed_for(request, hmac_server)
+
+
+def test_signed_percent_encoded_path_verifies(sdk, hmac_client, hmac_server):
+    with pytest.raises(sdk.NotFoundError):  # not PermissionDeniedError: the signature held
+        hmac_client.get_media_job("задача/1 x")
+
+    request = hmac_server.last_request
+    assert request is not None and "%" in request.path
     assert_signed_for(request, hmac_server)
 
 

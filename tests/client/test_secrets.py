@@ -1,0 +1,194 @@
+"""Secrets (project key, HMAC secret, JWT, password) stay out of repr, errors and logs."""
+
+from __future__ import annotations
+
+import logging
+from typing import List
+
+import pytest
+
+from waygpt.testing import WayGPTTestServer, sse_event
+
+MODELS = "/api/v1/waygpt/models"
+MESSAGES = [{"role": "user", "content": "x"}]
+
+
+def secrets_of(server: WayGPTTestServer, *more: str) -> List[str]:
+    return [server.project_key, server.hmac_secret, server.user_password, *more]
+
+
+def assert_clean(text: str, secrets: List[str]) -> None:
+    for secret in secrets:
+        assert secret not in text, f"secret {secret[:6]}... leaked into {text[:200]!r}"
+
+
+def error_texts(error: BaseException) -> List[str]:
+    return [str(error), repr(error), str(error.args), getattr(error, "message", "")]
+
+
+def test_repr_of_a_client_hides_key_secret_and_jwt(sdk, server):
+    with sdk.WayGPTClient(
+        api_url=server.url,
+        project_key=server.project_key,
+        project_id=server.project_id,
+        hmac_secret=server.hmac_secret,
+        use_hmac=True,
+    ) as client:
+        login = client.client_login(server.user_email, server.user_password)
+
+        for text in (repr(client), str(client)):
+            assert_clean(text, secrets_of(server, login["access_token"]))
+
+
+def test_error_echoing_the_project_key_hides_it(sdk, no_retry_client, server):
+    server.script(
+        status=401,
+        body={"detail": f"Invalid project key {server.project_key}"},
+        path=MODELS,
+    )
+
+    with pytest.raises(sdk.AuthenticationError) as caught:
+        no_retry_client.get_models()
+
+    for text in [*error_texts(caught.value), caught.value.body]:
+        assert_clean(text, [server.project_key])
+
+
+def test_error_echoing_the_hmac_secret_hides_it(sdk, hmac_client, hmac_server):
+    hmac_server.script(
+        status=403, body=f"signature computed with {hmac_server.hmac_secret} failed", path=MODELS
+    )
+
+    with pytest.raises(sdk.PermissionDeniedError) as caught:
+        hmac_client.get_models()
+
+    for text in [*error_texts(caught.value), caught.value.body]:
+        assert_clean(text, [hmac_server.hmac_secret])
+
+
+def test_error_echoing_the_jwt_hides_it(sdk, client, server, token):
+    server.script(status=400, body={"message": f"bad token {token}"}, path="/api/v1/client/*")
+
+    with pytest.raises(sdk.BadRequestError) as caught:
+        client.client_list_projects(token)
+
+    for text in [*error_texts(caught.value), caught.value.body]:
+        assert_clean(text, [token])
+
+
+def test_error_echoing_the_remembered_jwt_hides_it(sdk, api_client, server):
+    login = api_client.client_login(server.user_email, server.user_password)
+    server.script(status=404, body={"detail": f"nothing for {login['token']}"})
+
+    with pytest.raises(sdk.NotFoundError) as caught:
+        api_client.client_list_projects()
+
+    for text in error_texts(caught.value):
+        assert_clean(text, [login["token"]])
+
+
+def test_login_error_echoing_the_password_hides_it(sdk, api_client, server):
+    password = "correct-horse-battery-staple"
+    server.script(
+        status=400,
+        body={"detail": f"Incorrect password {password} for {server.user_email}"},
+        path="/api/v1/auth/login/access-token",
+    )
+
+    with pytest.raises(sdk.BadRequestError) as caught:
+        api_client.client_login(server.user_email, password)
+
+    for text in [*error_texts(caught.value), caught.value.body]:
+        assert_clean(text, [password])
+
+
+def test_logs_at_debug_hold_no_secret(sdk, server, caplog, make_retry):
+    caplog.set_level(logging.DEBUG)
+    with sdk.WayGPTClient(
+        api_url=server.url,
+        project_key=server.project_key,
+        project_id=server.project_id,
+        hmac_secret=server.hmac_secret,
+        use_hmac=True,
+        max_retries=make_retry(),
+    ) as client:
+        server.script(status=503, headers={"Retry-After": "0"}, path=MODELS)
+        client.get_models()
+        login = client.client_login(server.user_email, server.user_password)
+        client.client_list_projects()
+        server.script(status=401, body={"detail": f"key {server.project_key}"}, path=MODELS)
+        with pytest.raises(sdk.AuthenticationError):
+            client.get_models()
+
+    ours = [r for r in caplog.records if r.name == "waygpt" or r.name.startswith("waygpt.")]
+    assert ours, "the client logged nothing at DEBUG: this test would prove nothing"
+    for record in caplog.records:
+        assert_clean(record.getMessage(), secrets_of(server, login["token"]))
+
+
+def test_connection_error_message_holds_no_secret(sdk, closed_port):
+    key = "sk_live_secret_key_for_connection_test"
+    with sdk.WayGPTClient(
+        api_url=f"http://127.0.0.1:{closed_port}", project_key=key, max_retries=0
+    ) as client:
+        with pytest.raises(sdk.APIConnectionError) as caught:
+            client.get_models()
+
+    for text in error_texts(caught.value):
+        assert_clean(text, [key])
+
+
+def test_configuration_error_does_not_echo_the_secret(sdk):
+    secret = "super-secret-hmac-value\nX: 1"
+
+    with pytest.raises(ValueError) as caught:
+        sdk.WayGPTClient(project_id="p", hmac_secret=secret, use_hmac=True)
+
+    assert_clean(str(caught.value), ["super-secret-hmac-value"])
+
+
+
+def test_invalid_json_success_answer_echoing_the_key_hides_it(sdk, no_retry_client, server):
+    server.script(status=200, body=f"<html>debug: x-project-key={server.project_key}</html>")
+
+    with pytest.raises(sdk.APIResponseValidationError) as caught:
+        no_retry_client.get_models()
+
+    for text in [*error_texts(caught.value), caught.value.body or ""]:
+        assert_clean(text, [server.project_key])
+
+
+def test_invalid_json_login_answer_echoing_the_password_hides_it(sdk, api_client, server):
+    server.script(
+        status=200,
+        body=f"username={server.user_email}&password={server.user_password}",
+        path="/api/v1/auth/login/access-token",
+    )
+
+    with pytest.raises(sdk.APIResponseValidationError) as caught:
+        api_client.client_login(server.user_email, server.user_password)
+
+    for text in [*error_texts(caught.value), caught.value.body or ""]:
+        assert_clean(text, [server.user_password])
+
+
+def test_error_event_in_a_stream_echoing_the_key_hides_it(sdk, no_retry_client, server):
+    echo = {"error": {"message": f"bad key {server.project_key}", "code": 401}}
+    server.script(chunks=[sse_event(echo)], content_type="text/event-stream")
+
+    with pytest.raises(sdk.WayGPTError) as caught:
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
+
+    for text in error_texts(caught.value):
+        assert_clean(text, [server.project_key])
+
+
+def test_bad_stream_data_echoing_the_key_hides_it(sdk, no_retry_client, server):
+    line = f"data: not json {server.project_key}\n\n".encode()
+    server.script(chunks=[line], content_type="text/event-stream")
+
+    with pytest.raises(sdk.APIResponseValidationError) as caught:
+        list(no_retry_client.chat_completions(messages=MESSAGES, stream=True))
+
+    for text in error_texts(caught.value):
+        assert_clean(text, [server.project_key])
