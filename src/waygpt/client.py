@@ -45,7 +45,7 @@ from .errors import (
     NotFoundError,
     error_from_response,
 )
-from .retry import RetryState, build_retry
+from .retry import RetryState, build_retry, exception_chain
 from .signing import HMACSigner
 from .streaming import ChatStream
 
@@ -149,23 +149,9 @@ def _only_given(fields: Sequence[str], values: Mapping[str, Any]) -> Dict[str, A
     return {name: values[name] for name in fields if values[name] is not None}
 
 
-def _exception_chain(exc: BaseException) -> List[BaseException]:
-    """The exception and what it wraps (requests wraps urllib3, which wraps the socket error)."""
-    chain: List[BaseException] = []
-    pending: List[Any] = [exc]
-    while pending:
-        current = pending.pop(0)
-        if not isinstance(current, BaseException) or any(current is seen for seen in chain):
-            continue
-        chain.append(current)
-        pending.extend([getattr(current, "reason", None), current.__cause__, current.__context__])
-        pending.extend(current.args)
-    return chain
-
-
 def _transport_error(exc: BaseException) -> APIConnectionError:
     """Turn any requests/urllib3/socket failure into the SDK's connection error types."""
-    chain = _exception_chain(exc)
+    chain = exception_chain(exc)
     if any(
         isinstance(e, (TimeoutError, requests.exceptions.Timeout))
         or type(e).__name__ in ("ReadTimeoutError", "ConnectTimeoutError")

@@ -57,6 +57,20 @@ def build_retry(max_retries: Union[int, Retry]) -> Retry:
     )
 
 
+def exception_chain(exc: BaseException) -> List[BaseException]:
+    """The exception and what it wraps (requests wraps urllib3, which wraps the socket error)."""
+    chain: List[BaseException] = []
+    pending: List[Any] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or any(current is seen for seen in chain):
+            continue
+        chain.append(current)
+        pending.extend([getattr(current, "reason", None), current.__cause__, current.__context__])
+        pending.extend(current.args)
+    return chain
+
+
 def is_connect_failure(error: BaseException) -> bool:
     """True when the request cannot have reached the server (refused, unresolved, timed out)."""
     return isinstance(error, (NewConnectionError, ConnectTimeoutError))
@@ -69,18 +83,7 @@ def is_stale_connection(error: BaseException) -> bool:
     in the pool and the close crossed the next request on the wire: urllib3 checks a pooled
     connection before reusing it, but that check can run just before the server's close.
     """
-    pending: List[Any] = [error]
-    seen: List[BaseException] = []
-    while pending:
-        current = pending.pop()
-        if not isinstance(current, BaseException) or any(current is e for e in seen):
-            continue
-        if isinstance(current, RemoteDisconnected):
-            return True
-        seen.append(current)
-        pending.extend([getattr(current, "reason", None), current.__cause__, current.__context__])
-        pending.extend(current.args)
-    return False
+    return any(isinstance(e, RemoteDisconnected) for e in exception_chain(error))
 
 
 class RetryState:
