@@ -44,6 +44,7 @@ from .errors import (
     MediaJobTimeoutError,
     NotFoundError,
     error_from_response,
+    redact_error,
 )
 from .retry import RetryState, build_retry, exception_chain
 from .signing import HMACSigner
@@ -475,11 +476,7 @@ class WayGPTClient:
             return self._decode(response, expect)
         except APIResponseValidationError as error:
             # A success body that is not JSON may echo what was sent (key, password, JWT).
-            error.message = self._redact(error.message, redact_secrets)
-            error.args = (error.message,)
-            if error.body is not None:
-                error.body = self._redact(error.body, redact_secrets)
-            raise
+            raise redact_error(error, lambda text: self._redact(text, redact_secrets)) from None
 
     @staticmethod
     def _read_bounded(response: requests.Response) -> bytes:

@@ -154,6 +154,15 @@ class MediaJobTimeoutError(MediaJobError, TimeoutError):
     """Waiting for a media job ran past its timeout."""
 
 
+def redact_error(error: WayGPTError, redact: Callable[[str], str]) -> WayGPTError:
+    """Scrub secrets from an error's message and body (an answer may echo what was sent)."""
+    error.message = redact(error.message)
+    error.args = (error.message,)
+    if error.body is not None:
+        error.body = redact(error.body)
+    return error
+
+
 _STATUS_CLASSES: Dict[int, Type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,

@@ -41,7 +41,7 @@ def _sse_event(
 ) -> ServerSentEvent:
     # A frozen dataclass's __init__ fills each field through object.__setattr__; filling
     # the instance __dict__ makes the same object at a third of the cost, which counts as
-    # it is done once per event (SSEDecoder.feed and _read_simple_events inline it).
+    # it is done once per event (SSEDecoder.feed and _read_blocks inline it).
     new = _sse_new_instance(ServerSentEvent)
     fields = new.__dict__
     fields["data"] = data
@@ -109,7 +109,7 @@ class SSEDecoder:
             and text[-1] == "\n"
             and text.startswith("data:")
             and "\r" not in text
-        ):  # the commonest chunk of all: one event, one data line (see _read_simple_events)
+        ):  # the commonest chunk of all: one event, one data line (see _read_blocks)
             new = _sse_new_instance(ServerSentEvent)
             fields = new.__dict__
             fields["data"] = text[6:end] if text[5] == " " else text[5:end]
@@ -121,16 +121,7 @@ class SSEDecoder:
         if end < _SSE_SHORT:  # a few lines only: the setup of the ways below costs more
             self._read_lines(text, events)
             return events
-        blank = "\r\n\r\n" if "\r" in text else "\n\n"
-        start = 0
-        if not self._idle:  # read the event begun in an earlier chunk up to its blank line
-            start = text.find(blank)
-            start = len(text) if start < 0 else start + len(blank)
-            self._read_lines(text[:start], events)
-        if start < len(text):
-            start = self._read_simple_events(text, start, blank, events)
-            if start < len(text):
-                self._read_lines(text[start:], events)
+        self._read_blocks(text, events)
         return events
 
     def close(self) -> List[ServerSentEvent]:
@@ -164,35 +155,38 @@ class SSEDecoder:
                 chunk = chunk[3:]
         return chunk
 
-    def _read_simple_events(
-        self, text: str, start: int, blank: str, events: List[ServerSentEvent]
-    ) -> int:
-        """Dispatch the events at ``text[start:]`` made of one data line and a blank line.
+    def _read_blocks(self, text: str, events: List[ServerSentEvent]) -> None:
+        """Read ``text``, cut into its events with one ``str.split``.
 
-        Called where no line nor event is half read; returns where such events stop.
+        Up to its last blank line, ``text`` is ``head + blank + "data: " + value + blank +
+        "data: " + value ...``: each value whose line is not followed by more lines (nearly
+        every chat chunk) is an event's data; the head and the other values are read, with
+        their ``"data: "`` and blank line, line by line. What follows is read line by line.
         """
-        stop = text.rfind(blank, start)  # where the last blank line starts
-        if stop < 0 or not text.startswith("data:", start):
-            return start
-        if text.startswith(" ", start + 5):
-            sep = blank + "data: "
-        elif text.count(blank + "data: ", start, stop):
-            return start  # both "data:" and "data: " lines: left to _read_lines
+        crlf = "\r" in text
+        blank = "\r\n\r\n" if crlf else "\n\n"
+        stop = text.rfind(blank)
+        if stop < 0:
+            self._read_lines(text, events)
+            return
+        # A stream writes "data: " or "data:": the other kind is read as a line, rightly.
+        spaced = text.startswith("data: ") or blank + "data: " in text
+        prefix = "data: " if spaced else "data:"
+        values = text[:stop].split(blank + prefix)
+        head = values[0]
+        if self._idle and head.startswith(prefix):
+            values[0] = head[len(prefix) :]  # the first event may be a simple one too
         else:
-            sep = blank + "data:"
-        # text[start:stop + len(blank)] is "data: A" + blank + "data: B" + ... + blank if
-        # no value holds a line end.
-        values = text[start + len(sep) - len(blank) : stop].split(sep)
-        crlf = len(blank) == 4
+            self._read_lines(head + blank, events)
+            del values[0]
         last_id = self._id
         append = events.append
         new = _sse_new_instance
-        count = len(events)
         for value in values:
-            if "\n" in value or (crlf and "\r" in value):  # more lines: not a simple event
-                count = len(events) - count
-                end = start + sum(map(len, values[:count])) + count * len(sep)
-                break
+            if "\n" in value or (crlf and "\r" in value) or (not spaced and value[:1] == " "):
+                self._read_lines(prefix + value + blank, events)  # leaves the decoder idle
+                last_id = self._id
+                continue
             event = new(ServerSentEvent)  # as in _sse_event()
             fields = event.__dict__
             fields["data"] = value
@@ -200,11 +194,10 @@ class SSEDecoder:
             fields["id"] = last_id
             fields["retry"] = None
             append(event)
-        else:
-            end = stop + len(blank)
-        if end > start:
-            self._last_id = last_id
-        return end
+        self._last_id = last_id
+        rest = text[stop + len(blank) :]
+        if rest:
+            self._read_lines(rest, events)
 
     def _read_lines(self, text: str, events: List[ServerSentEvent]) -> None:
         """Read ``text`` line by line: the general case."""
