@@ -69,6 +69,36 @@ def test_cr_at_end_of_feed_followed_by_other_text() -> None:
     assert datas(b"data: a\r", b"data: b\r", b"\r") == ["a\nb"]
 
 
+def test_one_event_chunks() -> None:
+    decoder = SSEDecoder()
+    for chunk, data in [
+        (b"data: a\n\n", ["a"]),
+        (b"data:b\r\n\r\n", ["b"]),
+        (b"data: \n\n", [""]),
+        (b"data:\r\n\r\n", [""]),
+        (b"data: c\r\n\n", ["c"]),
+        (b"data: d\n\r\n", ["d"]),
+        (b"data: e\r\r\n", ["e"]),
+        (b"data: f\r\n\r", ["f"]),
+        (b"\ndata: g\n\n", ["g"]),  # that LF is the pair of the CR before
+        (b"data: h\rx\r\n\r\n", ["h"]),
+        (b"data: i\nx\r\n\r\n", ["i"]),
+        (b"data: j\r\nx\r\n\r\n", ["j"]),
+    ]:
+        assert [event.data for event in decoder.feed(chunk)] == data, chunk
+
+
+def test_lone_cr_inside_a_one_event_chunk_ends_a_line() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\rdata: b\n\n") == [ServerSentEvent(data="a\nb")]
+    assert decoder.feed(b"data: c\rd\n\n") == [ServerSentEvent(data="c")]  # "d": a field
+
+
+def test_lone_cr_or_lf_inside_a_long_crlf_chunk_ends_a_line() -> None:
+    body = b"data: a\r\n\r\n" * 150 + b"data: b\rdata: c\r\n\r\ndata: d\ndata: e\r\n\r\n"
+    assert datas(body + b"data: f\r\n\r\n" * 150) == ["a"] * 150 + ["b\nc", "d\ne"] + ["f"] * 150
+
+
 def test_lf_after_split_crlf_is_skipped_only_once() -> None:
     assert datas(b"data: a\r", b"\n\ndata: b\n\n") == ["a", "b"]
 
@@ -151,6 +181,28 @@ def test_event_field_sets_the_type() -> None:
 
 def test_empty_event_field_means_message() -> None:
     assert decode(b"event:\ndata: a\n\n") == [ServerSentEvent(data="a", event="message")]
+
+
+def test_fields_fed_before_the_data_apply_to_its_event() -> None:
+    for data in (b"data: a\n\n", b"data: a\n\n" * 200):  # one event, many (a long chunk)
+        decoder = SSEDecoder()
+        assert decoder.feed(b"id: 7\n") == []
+        assert decoder.feed(b"event: x\n") == []
+        assert decoder.feed(b"retry: 5\n") == []
+        assert decoder.last_event_id is None  # not dispatched yet
+        events = decoder.feed(data)
+        assert events[0] == ServerSentEvent(data="a", event="x", id="7", retry=5)
+        assert set(events[1:]) <= {ServerSentEvent(data="a", id="7")}
+        assert decoder.last_event_id == "7"
+
+
+def test_id_fed_alone_is_the_last_event_id_once_its_event_is_dispatched() -> None:
+    for data in (b"data: a\n\n", b"data: a\n\n" * 200):
+        decoder = SSEDecoder()
+        decoder.feed(b"id: 1\ndata: z\n\nid: 2\n")
+        assert decoder.last_event_id == "1"
+        assert {e.id for e in decoder.feed(data)} == {"2"}
+        assert decoder.last_event_id == "2"
 
 
 def test_event_type_is_reset_after_dispatch() -> None:
@@ -303,6 +355,20 @@ def test_long_chunk_mixing_simple_and_other_events() -> None:
 def test_long_chunk_mixing_data_with_and_without_space() -> None:
     body = b"data: a\n\ndata:b\n\n" * 100 + b"data:  c\n\n"
     assert datas(body) == ["a", "b"] * 100 + [" c"]
+    body = b"data:a\n\ndata: b\n\n" * 100 + b"data:  c\n\n"
+    assert datas(body) == ["a", "b"] * 100 + [" c"]
+
+
+def test_long_chunk_with_pings_and_fields_between_events() -> None:
+    body = b": ok\n\n" + b"data: a\n\n: ping\n\nevent: e\ndata: b\n\nid: 3\n\ndata: c\n\n" * 50
+    events = decode(body)
+    assert [e.data for e in events] == ["a", "b", "c"] * 50
+    assert events[:4] == [
+        ServerSentEvent(data="a"),
+        ServerSentEvent(data="b", event="e"),
+        ServerSentEvent(data="c", id="3"),
+        ServerSentEvent(data="a", id="3"),
+    ]
 
 
 def test_chunk_sizes_do_not_change_events() -> None:

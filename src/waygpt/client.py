@@ -91,9 +91,11 @@ def _setting(name: str, value: Optional[str]) -> Optional[str]:
         return None
     if not isinstance(value, str):
         raise ConfigurationError(f"{name} must be a string, got {type(value).__name__}")
-    value = value.strip()
+    # Checked before any stripping: a CR or LF anywhere is refused, never silently trimmed.
     if "\r" in value or "\n" in value:
         raise ConfigurationError(f"{name} must not contain CR or LF characters")
+    if name != "hmac_secret":  # a secret is used byte for byte, spaces included
+        value = value.strip()
     if name != "hmac_secret" and not value.isascii():
         raise ConfigurationError(f"{name} must contain ASCII characters only")
     return value or None

@@ -8,7 +8,7 @@ rate limit from a bad key from a dropped connection by type, and still read ``.m
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, Mapping, Optional, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type
 
 __all__ = [
     "WayGPTError",
@@ -208,17 +208,18 @@ def _format_detail(detail: Any) -> str:
 
 def error_message(status: int, parsed: Any, text: str) -> str:
     """The message: ``detail``, else ``message``, else the body text, else ``HTTP <status>``."""
+    candidates: List[Any] = []
     if isinstance(parsed, dict):
-        for key in ("detail", "message"):
-            value = parsed.get(key)
-            if value:
-                return _truncate(_format_detail(value))
+        candidates += [parsed.get("detail"), parsed.get("message")]
         error = parsed.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return _truncate(str(error["message"]))
-    if text.strip():
-        return _truncate(text)
-    return f"HTTP {status}"
+        if isinstance(error, dict):
+            candidates.append(error.get("message"))
+    for value in candidates:
+        # A field that formats to nothing ("", [""], "  ") says nothing: try the next rule.
+        message = _truncate(_format_detail(value)) if value else ""
+        if message:
+            return message
+    return _truncate(text) or f"HTTP {status}"
 
 
 def parse_retry_after(value: Optional[str]) -> Optional[float]:

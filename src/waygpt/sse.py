@@ -102,23 +102,24 @@ class SSEDecoder:
             self._skip_lf = False
             if text[0] == "\n":
                 text = text[1:]
-        end = len(text) - 2
-        if (
-            self._idle
-            and text.find("\n") == end
-            and text[-1] == "\n"
-            and text.startswith("data:")
-            and "\r" not in text
-        ):  # the commonest chunk of all: one event, one data line (see _read_blocks)
-            new = _sse_new_instance(ServerSentEvent)
-            fields = new.__dict__
-            fields["data"] = text[6:end] if text[5] == " " else text[5:end]
-            fields["event"] = "message"
-            fields["id"] = self._last_id = self._id
-            fields["retry"] = None
-            return [new]
+        if self._idle and text.startswith("data:"):
+            # The commonest chunk of all: one event of one data line, ended by LFs or CRLFs.
+            end = text.find("\n")  # where the value ends
+            if "\r" not in text:
+                single = end == len(text) - 2 and text[-1] == "\n"
+            else:
+                end -= 1
+                single = end == len(text) - 4 and text.find("\r") == end and text[-3:] == "\n\r\n"
+            if single:  # (see _read_blocks)
+                new = _sse_new_instance(ServerSentEvent)
+                fields = new.__dict__
+                fields["data"] = text[6:end] if text[5] == " " else text[5:end]
+                fields["event"] = "message"
+                fields["id"] = self._last_id = self._id
+                fields["retry"] = None
+                return [new]
         events: List[ServerSentEvent] = []
-        if end < _SSE_SHORT:  # a few lines only: the setup of the ways below costs more
+        if len(text) < _SSE_SHORT:  # a few lines only: the setup of the ways below costs more
             self._read_lines(text, events)
             return events
         self._read_blocks(text, events)
@@ -169,7 +170,8 @@ class SSEDecoder:
         if stop < 0:
             self._read_lines(text, events)
             return
-        # A stream writes "data: " or "data:": the other kind is read as a line, rightly.
+        # Streams write "data: " or "data:". With the former, a "data:" line is read as one
+        # of the lines of the value before it; with the latter, no value starts with " ".
         spaced = text.startswith("data: ") or blank + "data: " in text
         prefix = "data: " if spaced else "data:"
         values = text[:stop].split(blank + prefix)
@@ -183,7 +185,7 @@ class SSEDecoder:
         append = events.append
         new = _sse_new_instance
         for value in values:
-            if "\n" in value or (crlf and "\r" in value) or (not spaced and value[:1] == " "):
+            if "\n" in value or (crlf and "\r" in value):
                 self._read_lines(prefix + value + blank, events)  # leaves the decoder idle
                 last_id = self._id
                 continue

@@ -239,3 +239,9 @@ def test_reference_constructor_signature_and_defaults(sdk):
         ("timeout", 60),
         ("max_retries", 3),
     ]
+
+
+@pytest.mark.parametrize("value", ["sk_live_x\n", "sk_live_x\r\n", "\rsk_live_x"])
+def test_cr_or_lf_at_either_end_of_a_setting_is_refused_not_trimmed(sdk, value):
+    with pytest.raises(ValueError, match="project_key"):
+        sdk.WayGPTClient(api_url="http://127.0.0.1:9", project_key=value)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Dict, List
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from waygpt.errors import (
@@ -81,6 +81,8 @@ headers = st.dictionaries(
 
 @FUZZ
 @given(status=st.integers(400, 599), headers=headers, body=bodies)
+@example(status=400, headers={}, body=b'{"detail":[""]}')  # once gave an empty message
+@example(status=502, headers={}, body=b'{"message":"   "}')
 def test_error_from_response_never_raises_and_stays_bounded(
     status: int, headers: Dict[str, str], body: bytes
 ) -> None:

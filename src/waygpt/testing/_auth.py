@@ -1,4 +1,9 @@
-"""HMAC request verification, as the WayGPT server performs it."""
+"""HMAC request verification, as the WayGPT server performs it.
+
+The canonical string is written out here again on purpose rather than imported from
+``waygpt.signing``: the server must check the client against the protocol, not against
+the client's own code, or a mistake in the signer would verify itself.
+"""
 
 import hashlib
 import hmac
