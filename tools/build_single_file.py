@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set, Tuple
@@ -419,7 +420,8 @@ def build_source(package_dir: Path = DEFAULT_PACKAGE_DIR) -> str:
         "\n"
         "GENERATED FILE - DO NOT EDIT BY HAND. It is built by tools/build_single_file.py from\n"
         f"the waygpt {version} package; change the package and rebuild instead.\n"
-        f"Bundled modules of src/waygpt/: {bundled}.\n"
+        + textwrap.fill(f"Bundled modules of src/waygpt/: {bundled}.", width=88)
+        + "\n"
         "\n"
         "It needs only ``requests`` and ``urllib3``. Typical use::\n"
         "\n"
