@@ -293,17 +293,24 @@ class WayGPTClient:
         self._jwt_token: Optional[str] = None
         self._owns_session = session is None
         self._session = session or self._new_session()
-        # Environment proxies and CA settings are looked up once: the base URL never changes,
-        # so redoing it per request (as Session.request does) only costs CPU.
-        self._send_settings = self._session.merge_environment_settings(
-            self.api_url, {}, True, None, None
-        )
         self._base_headers = {
             "User-Agent": _user_agent(),
             "Accept": "application/json",
         }
-        # (api_url, its prepared form): recomputed only if someone assigns a new api_url.
-        self._url_cache = (self.api_url, _prepared_base_url(self.api_url))
+        self._bind_api_url()
+
+    def _bind_api_url(self) -> None:
+        """Work out once what depends only on the base URL; redone if ``api_url`` is reassigned.
+
+        Environment proxies and CA settings, and the prepared (IDNA, quoted) base URL, would
+        otherwise be recomputed on every call, as ``Session.request`` does, for nothing.
+        """
+        self.api_url = _check_api_url(self.api_url)
+        self._bound_url = self.api_url
+        self._prepared_base = _prepared_base_url(self.api_url)
+        self._send_settings = self._session.merge_environment_settings(
+            self.api_url, {}, True, None, None
+        )
 
     @staticmethod
     def _new_session() -> requests.Session:
@@ -417,10 +424,10 @@ class WayGPTClient:
         if stream:
             headers["Accept"] = "text/event-stream"
         target = path + ("?" + urlencode(params) if params else "")
+        if self._bound_url != self.api_url:
+            self._bind_api_url()
         url = self.api_url + target
-        if self._url_cache[0] != self.api_url:
-            self._url_cache = (self.api_url, _prepared_base_url(self.api_url))
-        base = self._url_cache[1]
+        base = self._prepared_base
         if base is None:
             prepared = requests.Request(method, url, headers=headers, data=body).prepare()
         else:
