@@ -96,18 +96,28 @@ def client(sdk: ModuleType, server: WayGPTTestServer) -> Iterator[Any]:
         yield created
 
 
+def signed_client(sdk: ModuleType, server: WayGPTTestServer, **options: Any) -> Any:
+    """A client that signs every project-key request with ``server``'s project credentials."""
+    return sdk.WayGPTClient(
+        api_url=server.url,
+        project_key=server.project_key,
+        project_id=server.project_id,
+        hmac_secret=server.hmac_secret,
+        use_hmac=True,
+        **options,
+    )
+
+
+@pytest.fixture
+def make_signed_client(sdk: ModuleType) -> Any:
+    """``make_signed_client(server, **options)``: a signing client for that server."""
+    return lambda server, **options: signed_client(sdk, server, **options)
+
+
 @pytest.fixture
 def hmac_client(sdk: ModuleType, hmac_server: WayGPTTestServer) -> Iterator[Any]:
     """A client that signs every project-key request for ``hmac_server``."""
-    with sdk.WayGPTClient(
-        api_url=hmac_server.url,
-        project_key=hmac_server.project_key,
-        project_id=hmac_server.project_id,
-        hmac_secret=hmac_server.hmac_secret,
-        use_hmac=True,
-        max_retries=fast_retry(),
-        timeout=5,
-    ) as created:
+    with signed_client(sdk, hmac_server, max_retries=fast_retry(), timeout=5) as created:
         yield created
 
 

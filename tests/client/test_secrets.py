@@ -26,14 +26,8 @@ def error_texts(error: BaseException) -> List[str]:
     return [str(error), repr(error), str(error.args), getattr(error, "message", "")]
 
 
-def test_repr_of_a_client_hides_key_secret_and_jwt(sdk, server):
-    with sdk.WayGPTClient(
-        api_url=server.url,
-        project_key=server.project_key,
-        project_id=server.project_id,
-        hmac_secret=server.hmac_secret,
-        use_hmac=True,
-    ) as client:
+def test_repr_of_a_client_hides_key_secret_and_jwt(make_signed_client, server):
+    with make_signed_client(server) as client:
         login = client.client_login(server.user_email, server.user_password)
 
         for text in (repr(client), str(client)):
@@ -102,16 +96,9 @@ def test_login_error_echoing_the_password_hides_it(sdk, api_client, server):
         assert_clean(text, [password])
 
 
-def test_logs_at_debug_hold_no_secret(sdk, server, caplog, make_retry):
+def test_logs_at_debug_hold_no_secret(sdk, make_signed_client, server, caplog, make_retry):
     caplog.set_level(logging.DEBUG)
-    with sdk.WayGPTClient(
-        api_url=server.url,
-        project_key=server.project_key,
-        project_id=server.project_id,
-        hmac_secret=server.hmac_secret,
-        use_hmac=True,
-        max_retries=make_retry(),
-    ) as client:
+    with make_signed_client(server, max_retries=make_retry()) as client:
         server.script(status=503, headers={"Retry-After": "0"}, path=MODELS)
         client.get_models()
         login = client.client_login(server.user_email, server.user_password)

@@ -172,16 +172,9 @@ def test_wrong_hmac_secret_is_refused_by_the_strict_server(sdk, hmac_server):
     assert caught.value.status_code == 403
 
 
-def test_use_hmac_signs_even_for_a_project_that_does_not_require_it(sdk, server):
+def test_use_hmac_signs_even_for_a_project_that_does_not_require_it(make_signed_client, server):
     """The server checks any signature it is sent, so this one must verify too."""
-    with sdk.WayGPTClient(
-        api_url=server.url,
-        project_key=server.project_key,
-        project_id=server.project_id,
-        hmac_secret=server.hmac_secret,
-        use_hmac=True,
-        max_retries=0,
-    ) as signed:
+    with make_signed_client(server, max_retries=0) as signed:
         signed.create_widget_token(site_domain="пример.рф")
 
     request = server.last_request

@@ -87,21 +87,17 @@ def _queue_mix(server: WayGPTTestServer, count: int, seed: int) -> Counter:
     return planned
 
 
-def test_16_threads_share_one_client_through_faults(sdk, hmac_server, make_retry):
+def test_16_threads_share_one_client_through_faults(
+    sdk, make_signed_client, hmac_server, make_retry
+):
     server = hmac_server
     # Models calls (half of all calls, plus retries) meet the scripted mix; more scripts are
     # queued than can be used, so the mix lasts the whole run.
     planned = _queue_mix(server, THREADS * CALLS, seed=20240611)
     fds_before = _open_fds()
 
-    client = sdk.WayGPTClient(
-        api_url=server.url,
-        project_key=server.project_key,
-        project_id=server.project_id,
-        hmac_secret=server.hmac_secret,
-        use_hmac=True,
-        max_retries=make_retry(RETRIES),
-        timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+    client = make_signed_client(
+        server, max_retries=make_retry(RETRIES), timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)
     )
     calls: List[Callable[[], Any]] = [
         client.get_models,  # scripted

@@ -28,17 +28,9 @@ SETTLE = 0.3  # seconds for the server thread to finish closing (no assertion de
 
 
 @pytest.fixture
-def signed_client(sdk: Any, hmac_server: WayGPTTestServer) -> Iterator[Any]:
+def signed_client(make_signed_client: Any, hmac_server: WayGPTTestServer) -> Iterator[Any]:
     """No retries at all: whatever succeeds here is the stale-connection handling alone."""
-    with sdk.WayGPTClient(
-        api_url=hmac_server.url,
-        project_key=hmac_server.project_key,
-        project_id=hmac_server.project_id,
-        hmac_secret=hmac_server.hmac_secret,
-        use_hmac=True,
-        max_retries=0,
-        timeout=5,
-    ) as created:
+    with make_signed_client(hmac_server, max_retries=0, timeout=5) as created:
         yield created
 
 
