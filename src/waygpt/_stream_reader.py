@@ -1,4 +1,4 @@
-"""How the bytes of a streamed HTTP body are read: as soon as they arrive, and cheaply.
+"""The requests transport's stream reader: a streamed body's bytes, as soon as they arrive.
 
 How the bytes are read matters for both latency and CPU:
 
@@ -7,6 +7,8 @@ How the bytes are read matters for both latency and CPU:
 * A chunked body (the usual framing of a stream) is de-chunked here, from the connection's
   buffered reader, in blocks of up to 64 KiB: ``http.client`` would hand over one HTTP chunk,
   that is one event, per call, and that per-call overhead would outweigh the parsing itself.
+* The bytes are returned as received (still compressed, if they are): the chat stream
+  decodes them itself, in bounded steps (``_body.ContentDecoder``).
 * When the body is fully read (a ``[DONE]`` is normally followed at once by the end of the
   body), the connection goes back to the pool for the next request; a stream left half-read
   closes its connection instead.
@@ -19,13 +21,18 @@ from typing import Any, Callable, List, Optional
 
 import requests
 
-from .errors import APIConnectionError
+from .errors import TransportFailure
+from .retry import OTHER_FAILURE
 
-_STREAM_READ_SIZE = 64 * 1024
+_STREAM_READ_SIZE = 64 * 1024  # as _body.READ_SIZE
 # After [DONE], how long and how much the stream waits for the end of the body so that the
 # connection can be reused; past either bound the connection is simply closed.
 _STREAM_DRAIN_SECONDS = 0.1
 STREAM_DRAIN_BYTES = 64 * 1024
+
+
+def _cut(message: str) -> TransportFailure:
+    return TransportFailure(OTHER_FAILURE, message)
 
 
 class _ChunkedBody:
@@ -49,9 +56,7 @@ class _ChunkedBody:
         while not self.done:
             block = self._read1(_STREAM_READ_SIZE)
             if not block:
-                raise APIConnectionError(
-                    "connection closed mid-stream (the chunked body was cut off)"
-                )
+                raise _cut("connection closed mid-stream (the chunked body was cut off)")
             data = self._parse(block)
             if data:
                 return data
@@ -80,7 +85,7 @@ class _ChunkedBody:
             eol = block.find(b"\n", pos)
             if eol < 0:
                 if size - pos > 4096:
-                    raise APIConnectionError("malformed chunked body (a framing line is too long)")
+                    raise _cut("malformed chunked body (a framing line is too long)")
                 self._pending = block[pos:]
                 break
             line = block[pos:eol]
@@ -88,7 +93,7 @@ class _ChunkedBody:
             if self._crlf:  # the line ending a chunk's data: must be empty
                 self._crlf = False
                 if line not in (b"", b"\r"):
-                    raise APIConnectionError("malformed chunked body (no CRLF after a chunk)")
+                    raise _cut("malformed chunked body (no CRLF after a chunk)")
                 continue
             if self._trailers:
                 if line in (b"", b"\r"):
@@ -100,14 +105,14 @@ class _ChunkedBody:
             except ValueError:
                 left = -1
             if left < 0:
-                raise APIConnectionError(f"malformed chunked body (chunk size {line[:40]!r})")
+                raise _cut(f"malformed chunked body (chunk size {line[:40]!r})")
             if left == 0:
                 self._trailers = True
         self._left = left
         return b"".join(out) if len(out) != 1 else out[0]
 
 
-def _stream_raw_socket(raw: Any) -> Optional[socket.socket]:
+def raw_socket(raw: Any) -> Optional[socket.socket]:
     """The socket under a urllib3 response: its connection's, else its reader's."""
     sock = getattr(getattr(raw, "_connection", None), "sock", None)
     if not isinstance(sock, socket.socket):  # a close-delimited answer owns the socket alone
@@ -119,13 +124,10 @@ def _stream_raw_socket(raw: Any) -> Optional[socket.socket]:
 def _stream_plain_reader(raw: Any) -> Optional[Any]:
     """The ``http.client`` response under urllib3's, when its body can be read directly.
 
-    Only for an unencoded body that nothing has read yet; otherwise None and urllib3 reads.
+    Only for a body that nothing has read yet; otherwise None and urllib3 reads.
     """
     fp = getattr(raw, "_fp", None)
     if fp is None or getattr(fp, "fp", None) is None or not hasattr(fp.fp, "read1"):
-        return None
-    encoding = str(raw.headers.get("content-encoding", "identity")).strip().lower()
-    if encoding not in ("", "identity"):
         return None
     if getattr(fp, "chunked", False) and getattr(fp, "chunk_left", None) is not None:
         return None  # http.client has started on the chunks
@@ -135,41 +137,67 @@ def _stream_plain_reader(raw: Any) -> Optional[Any]:
 
 
 class StreamBodyReader:
-    """The byte source of one streamed response; knows how to finish and release it."""
+    """The byte source of one streamed response; knows how to finish and release it.
 
-    def __init__(self, response: requests.Response) -> None:
+    ``read`` raises only ``TransportFailure``: ``to_failure`` turns any library or socket
+    exception into one.
+    """
+
+    def __init__(
+        self,
+        response: requests.Response,
+        read_timeout: float,
+        to_failure: Callable[[BaseException], TransportFailure],
+    ) -> None:
         raw = response.raw
         self._raw = raw
+        self._to_failure = to_failure
         try:
             self._fp = _stream_plain_reader(raw)
         except Exception:  # noqa: BLE001 - not urllib3 over http.client: use the generic reads
             self._fp = None
         self._chunked: Optional[_ChunkedBody] = None
-        self.read: Callable[[], bytes]
+        self._read: Callable[[], bytes]
         if self._fp is not None and getattr(self._fp, "chunked", False) is True:
             self._chunked = _ChunkedBody(self._fp.fp)
-            self.read = self._chunked.read
+            self._read = self._chunked.read
         elif hasattr(raw, "read1"):
-            self.read = self._read_urllib3
+            self._read = self._read_urllib3
         elif self._fp is not None:  # urllib3 1.26 has no read1 of its own
-            self.read = self._read_http_client
+            self._read = self._read_http_client
         elif hasattr(raw, "stream"):
-            chunks = raw.stream(_STREAM_READ_SIZE, decode_content=True)
-            self.read = lambda: next(chunks, b"")
+            chunks = raw.stream(_STREAM_READ_SIZE, decode_content=False)
+            self._read = lambda: next(chunks, b"")
         else:
-            self.read = lambda: raw.read(_STREAM_READ_SIZE) or b""
+            self._read = lambda: raw.read(_STREAM_READ_SIZE) or b""
+        # The headers were awaited within the call's deadline, perhaps with a read timeout
+        # cut short to fit it; between two events the whole read timeout applies.
+        sock = raw_socket(raw)
+        if sock is not None:
+            try:
+                sock.settimeout(read_timeout)
+            except OSError:
+                pass
+
+    def read(self) -> bytes:
+        """The next bytes of the body as soon as some arrive; b"" at its end."""
+        try:
+            return self._read()
+        except TransportFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
+            failure = self._to_failure(exc)
+        raise failure
 
     def _read_urllib3(self) -> bytes:
-        # requests asks urllib3 not to decode; a compressed stream is decoded here.
-        return self._raw.read1(_STREAM_READ_SIZE, decode_content=True)
+        data: bytes = self._raw.read1(_STREAM_READ_SIZE, decode_content=False)
+        return data
 
     def _read_http_client(self) -> bytes:
         assert self._fp is not None
         data: bytes = self._fp.read1(_STREAM_READ_SIZE)
         if not data and self._fp.length:  # http.client reads a short body without a word
-            raise APIConnectionError(
-                "connection closed mid-stream (the body is shorter than its Content-Length)"
-            )
+            raise _cut("connection closed mid-stream (the body is shorter than its Content-Length)")
         return data
 
     def finished(self) -> None:
@@ -193,7 +221,7 @@ class StreamBodyReader:
             return  # close-delimited: this connection cannot be reused anyway
         if self._fp is not None and self._fp.isclosed():
             return  # nothing left to read (or to reuse)
-        sock = _stream_raw_socket(raw)
+        sock = raw_socket(raw)
         if sock is None:
             return
         previous = sock.gettimeout()
@@ -203,7 +231,7 @@ class StreamBodyReader:
             sock.settimeout(limit if previous is None else min(previous, limit))
             total = 0
             while total <= STREAM_DRAIN_BYTES:
-                data = self.read()
+                data = self._read()
                 if not data:
                     ended = True
                     break
@@ -225,8 +253,15 @@ class StreamBodyReader:
             if shutdown is not None:
                 shutdown()
                 return
-            sock = _stream_raw_socket(self._raw)
+            sock = raw_socket(self._raw)
             if sock is not None:
                 sock.shutdown(socket.SHUT_RD)
         except OSError:
             pass
+
+    def close(self) -> None:
+        """Release the connection: closed, unless ``finished`` already gave it back."""
+        self._raw.close()  # after finished() the response no longer holds the connection
+        release = getattr(self._raw, "release_conn", None)
+        if release is not None:
+            release()

@@ -8,7 +8,7 @@ rate limit from a bad key from a dropped connection by type, and still read ``.m
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, List, Mapping, Optional, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 
 __all__ = [
     "WayGPTError",
@@ -67,6 +67,20 @@ class WayGPTError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(message={self.message!r}, status_code={self.status_code!r})"
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Exception's own pickling calls ``cls(*args)``, which the subclasses' signatures do
+        # not accept; rebuilding from the attributes works for every class, present and
+        # future, so an error crosses a multiprocessing or concurrent.futures boundary.
+        return (_restore_error, (type(self), self.args, dict(self.__dict__)))
+
+
+def _restore_error(cls: Type[WayGPTError], args: Tuple[Any, ...], state: Dict[str, Any]) -> Any:
+    """Unpickle an error: a bare instance of ``cls`` with its arguments and attributes."""
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigurationError(WayGPTError, ValueError):
@@ -138,6 +152,26 @@ class APIResponseValidationError(WayGPTError):
     """The server answered success, but the body is not the JSON the method expects."""
 
 
+class TransportFailure(Exception):
+    """A transport's report that no usable answer came: how, and whether a timeout ran out.
+
+    Internal: the transports raise it, the pipeline turns it into the SDK's typed error, so
+    that no exception of an HTTP library is ever chained to what a caller sees. ``kind`` is
+    one of ``retry.CONNECT_FAILURE``, ``STALE_CONNECTION``, ``OTHER_FAILURE``.
+    """
+
+    def __init__(self, kind: str, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.timed_out = timed_out
+
+    def to_error(self, prefix: str = "") -> APIConnectionError:
+        """The typed error a caller sees: ``APITimeoutError`` or ``APIConnectionError``."""
+        cls = APITimeoutError if self.timed_out else APIConnectionError
+        return cls(prefix + self.message)
+
+
 class MediaJobError(WayGPTError):
     """A media job did not complete. ``job`` holds the last job dict seen."""
 
@@ -155,12 +189,49 @@ class MediaJobTimeoutError(MediaJobError, TimeoutError):
 
 
 def redact_error(error: WayGPTError, redact: Callable[[str], str]) -> WayGPTError:
-    """Scrub secrets from an error's message and body (an answer may echo what was sent)."""
-    error.message = redact(error.message)
-    error.args = (error.message,)
-    if error.body is not None:
-        error.body = redact(error.body)
+    """Scrub secrets from everything an error holds (an answer may echo what was sent).
+
+    Every attribute is walked, nested dicts and lists included (keys too), so the parsed
+    ``response``, the ``headers`` and any attribute a subclass adds are covered.
+    """
+    for name, value in list(error.__dict__.items()):
+        error.__dict__[name] = scrub_value(value, redact)
+    error.args = tuple(scrub_value(arg, redact) for arg in error.args)
     return error
+
+
+def scrub_value(value: Any, redact: Callable[[str], str]) -> Any:
+    """A copy of ``value`` with ``redact`` applied to every string in it, at any depth.
+
+    Iterative, because parsed JSON can be nested deeper than Python's recursion limit.
+    """
+    if isinstance(value, str):
+        return redact(value)
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    root: List[Any] = [None]
+    # (source container, the list or dict being filled, key in the parent, parent)
+    pending: List[Tuple[Any, Any]] = [(value, (root, 0))]
+    while pending:
+        source, (parent, key) = pending.pop()
+        if isinstance(source, str):
+            parent[key] = redact(source)
+        elif isinstance(source, dict):
+            copy: Dict[Any, Any] = {}
+            parent[key] = copy
+            for item_key, item in source.items():
+                new_key = redact(item_key) if isinstance(item_key, str) else item_key
+                copy[new_key] = None
+                pending.append((item, (copy, new_key)))
+        elif isinstance(source, (list, tuple)):
+            items: List[Any] = [None] * len(source)
+            parent[key] = items
+            for index, item in enumerate(source):
+                pending.append((item, (items, index)))
+        else:
+            parent[key] = source
+    # Tuples were filled as lists; only the outermost one is turned back (JSON has none).
+    return tuple(root[0]) if isinstance(value, tuple) else root[0]
 
 
 _STATUS_CLASSES: Dict[int, Type[APIStatusError]] = {
@@ -270,18 +341,20 @@ def error_from_response(
         # host) is a configuration problem, said plainly.
         target = lowered.get("location") or "elsewhere"
         message = f"unexpected redirect ({status}) to {target}: check api_url"
-    if redact is not None:
-        message = redact(message)
-        text = redact(text)
     request_id = lowered.get("x-request-id") or lowered.get("request-id")
     kwargs: Dict[str, Any] = {"headers": dict(headers), "body": text, "request_id": request_id}
     cls = error_class_for_status(status)
+    error: APIStatusError
     if cls is RateLimitError:
-        return RateLimitError(
+        error = RateLimitError(
             message,
             status,
             parsed,
             retry_after=parse_retry_after(lowered.get("retry-after")),
             **kwargs,
         )
-    return cls(message, status, parsed, **kwargs)
+    else:
+        error = cls(message, status, parsed, **kwargs)
+    if redact is not None:
+        redact_error(error, redact)
+    return error

@@ -1,17 +1,17 @@
 """The retry policy: which failures are retried, and how long to wait before the next attempt.
 
-The policy is a urllib3 ``Retry`` object (so callers can pass their own), but the loop runs in
-the client rather than inside urllib3: every attempt must be signed afresh with a new
-timestamp and nonce, which urllib3 cannot do when it re-sends the same prepared bytes.
+Callers configure retries with a urllib3 ``Retry`` (or an int), as with the reference client.
+The loop itself runs in the SDK rather than inside urllib3, because every attempt must be
+signed afresh with a new timestamp and nonce, which urllib3 cannot do when it re-sends the
+same prepared bytes. So the ``Retry`` is read once into a :class:`RetryPolicy`, a plain frozen
+object that knows nothing of HTTP libraries and serves the sync and the async client alike.
 """
 
 from __future__ import annotations
 
 import random
-from http.client import RemoteDisconnected
-from typing import Any, List, Mapping, Optional, Union
+from typing import Any, FrozenSet, Mapping, NamedTuple, Optional, Union
 
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from .errors import ConfigurationError, parse_retry_after
@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_ALLOWED_METHODS",
     "DEFAULT_STATUS_FORCELIST",
     "MAX_RETRY_AFTER",
+    "RetryPolicy",
     "RetryState",
     "build_retry",
 ]
@@ -30,9 +31,18 @@ DEFAULT_BACKOFF_FACTOR = 1.0
 # A server asking for a longer pause than this is better answered at once with the error,
 # so the caller decides, than with a thread that silently sleeps for minutes.
 MAX_RETRY_AFTER = 60.0
+# The ceiling of the exponential backoff when the Retry has none of its own: urllib3 2's
+# Retry carries ``backoff_max`` (120 s by default), urllib3 1.26's has no such attribute.
 _FALLBACK_BACKOFF_MAX = 30.0
 # RFC 9110 idempotent methods: sending one twice has the effect of sending it once.
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# Statuses whose Retry-After makes urllib3 retry even when they are not in the forcelist.
+_RETRY_AFTER_STATUSES = frozenset({413, 429, 503})
+
+# How a transport failure is classified; the transports decide, the policy only reads it.
+CONNECT_FAILURE = "connect"  # the request cannot have reached the server
+STALE_CONNECTION = "stale"  # a kept-alive connection was closed before any answer
+OTHER_FAILURE = "other"  # anything else: the server may have acted on the request
 
 
 def build_retry(max_retries: Union[int, Retry]) -> Retry:
@@ -57,91 +67,115 @@ def build_retry(max_retries: Union[int, Retry]) -> Retry:
     )
 
 
-def exception_chain(exc: BaseException) -> List[BaseException]:
-    """The exception and what it wraps (requests wraps urllib3, which wraps the socket error)."""
-    chain: List[BaseException] = []
-    pending: List[Any] = [exc]
-    while pending:
-        current = pending.pop(0)
-        if not isinstance(current, BaseException) or any(current is seen for seen in chain):
-            continue
-        chain.append(current)
-        pending.extend([getattr(current, "reason", None), current.__cause__, current.__context__])
-        pending.extend(current.args)
-    return chain
+def _budget(value: Any) -> Optional[int]:
+    """A urllib3 counter as a number of retries: None is unlimited, False is none."""
+    if value is None:
+        return None
+    if value is False:
+        return 0
+    return int(value)
 
 
-def is_connect_failure(error: BaseException) -> bool:
-    """True when the request cannot have reached the server (refused, unresolved, timed out)."""
-    return isinstance(error, (NewConnectionError, ConnectTimeoutError))
+class RetryPolicy(NamedTuple):
+    """What a ``Retry`` says, read once: budgets, statuses, methods and backoff."""
 
+    total: Optional[int]
+    connect: Optional[int]
+    status: Optional[int]
+    status_forcelist: FrozenSet[int]
+    allowed_methods: Optional[FrozenSet[str]]  # None: every method
+    backoff_factor: float
+    backoff_max: float
+    respect_retry_after: bool
 
-def is_stale_connection(error: BaseException) -> bool:
-    """True when the server closed the connection without sending a byte of its answer.
+    @classmethod
+    def from_retry(cls, retry: Retry) -> RetryPolicy:
+        methods = getattr(retry, "allowed_methods", None)
+        return cls(
+            total=_budget(retry.total),
+            connect=_budget(retry.connect),
+            status=_budget(retry.status),
+            status_forcelist=frozenset(retry.status_forcelist or ()),
+            allowed_methods=frozenset(m.upper() for m in methods) if methods else None,
+            backoff_factor=float(retry.backoff_factor or 0.0),
+            backoff_max=float(getattr(retry, "backoff_max", None) or _FALLBACK_BACKOFF_MAX),
+            respect_retry_after=bool(retry.respect_retry_after_header),
+        )
 
-    That is what a kept-alive connection looks like when the server closed it while it sat
-    in the pool and the close crossed the next request on the wire: urllib3 checks a pooled
-    connection before reusing it, but that check can run just before the server's close.
-    """
-    return any(isinstance(e, RemoteDisconnected) for e in exception_chain(error))
+    def retries_status(self, method: str, status: int, has_retry_after: bool) -> bool:
+        """Whether an answer with ``status`` is worth another attempt (budget aside)."""
+        if self.allowed_methods is not None and method not in self.allowed_methods:
+            return False
+        if status in self.status_forcelist:
+            return True
+        return bool(
+            self.total
+            and self.respect_retry_after
+            and has_retry_after
+            and status in _RETRY_AFTER_STATUSES
+        )
 
 
 class RetryState:
     """The retry budget of one client call; ``attempt`` counts from 1."""
 
-    def __init__(self, retry: Retry, method: str, url: str) -> None:
-        self._retry = retry
-        self._method = method
-        self._url = url
+    def __init__(self, policy: RetryPolicy, method: str) -> None:
+        self._policy = policy
+        self._method = method.upper()
+        self._total = policy.total
+        self._connect = policy.connect
+        self._status = policy.status
         self.attempt = 1
         self._replayed_stale = False
 
-    def delay_after_status(
-        self, status: int, headers: Mapping[str, str], raw: Any
-    ) -> Optional[float]:
+    def delay_after_status(self, status: int, headers: Mapping[str, str]) -> Optional[float]:
         """Seconds to wait before retrying this answer, or None to give up and raise it."""
+        policy = self._policy
         retry_after = parse_retry_after(headers.get("Retry-After"))
-        if not self._retry.is_retry(self._method, status, retry_after is not None):
+        if not policy.retries_status(self._method, status, retry_after is not None):
             return None
-        if retry_after is not None and self._retry.respect_retry_after_header:
-            if retry_after > MAX_RETRY_AFTER:
-                return None
-            return retry_after if self._advance(response=raw) else None
-        return self._backoff() if self._advance(response=raw) else None
+        if not self._spend(status=True):
+            return None
+        if retry_after is not None and policy.respect_retry_after:
+            return retry_after if retry_after <= MAX_RETRY_AFTER else None
+        return self._backoff()
 
-    def delay_after_error(self, error: BaseException) -> Optional[float]:
-        """Seconds to wait before retrying a transport failure, or None to give up.
+    def delay_after_failure(self, kind: str) -> Optional[float]:
+        """Seconds to wait before retrying a transport failure of ``kind``, or None to give up.
 
-        A request that met a stale kept-alive connection (see ``is_stale_connection``) is sent
-        again at once on a fresh one, once per call, outside the retry budget, and only for
-        idempotent methods: a server that closed without answering may still have acted.
+        A request that met a stale kept-alive connection is sent again at once on a fresh
+        one, once per call, outside the retry budget, and only for idempotent methods: a
+        server that closed without answering may still have acted. A connect failure (the
+        request never left) is retried within the budget; anything else is not retried.
         """
-        if not is_connect_failure(error):
-            if (
-                not self._replayed_stale
-                and self._method.upper() in _IDEMPOTENT_METHODS
-                and is_stale_connection(error)
-            ):
-                self._replayed_stale = True
-                self.attempt += 1
-                return 0.0
+        if kind == STALE_CONNECTION:
+            if self._replayed_stale or self._method not in _IDEMPOTENT_METHODS:
+                return None
+            self._replayed_stale = True
+            self.attempt += 1
+            return 0.0
+        if kind != CONNECT_FAILURE:
             return None
-        return self._backoff() if self._advance(error=error) else None
+        return self._backoff() if self._spend(connect=True) else None
 
-    def _advance(self, **kwargs: Any) -> bool:
-        try:
-            self._retry = self._retry.increment(self._method, self._url, **kwargs)
-        except Exception:  # noqa: BLE001 - urllib3 signals an exhausted budget by raising
+    def _spend(self, *, status: bool = False, connect: bool = False) -> bool:
+        """Take one retry from the budgets; False when one of them is exhausted."""
+        if self._total is not None:
+            self._total -= 1
+        if status and self._status is not None:
+            self._status -= 1
+        if connect and self._connect is not None:
+            self._connect -= 1
+        budgets = (self._total, self._status, self._connect)
+        if any(count is not None and count < 0 for count in budgets):
             return False
         self.attempt += 1
         return True
 
     def _backoff(self) -> float:
         """Exponential backoff with equal jitter: half fixed, half random."""
-        factor = float(self._retry.backoff_factor or 0.0)
+        factor = self._policy.backoff_factor
         if factor <= 0:
             return 0.0
-        ceiling = float(getattr(self._retry, "backoff_max", None) or _FALLBACK_BACKOFF_MAX)
-        base: float
-        base = min(ceiling, factor * (2 ** (self.attempt - 2)))
+        base: float = min(self._policy.backoff_max, factor * 2.0 ** (self.attempt - 2))
         return base / 2 + random.uniform(0, base / 2)

@@ -4,12 +4,15 @@ A :class:`ChatStream` is what ``chat_completions(stream=True)`` returns. Iterate
 dicts, as with the reference client; use it as a context manager (or call ``close()``) to
 release the connection early. The read timeout applies between two reads of the socket, so a
 server that keeps the stream open but sends nothing for that long raises ``APITimeoutError``.
+
+Nothing here knows an HTTP library: :class:`ChatEventParser` turns body bytes into chunk dicts
+for the sync and the async stream alike, and :class:`ChatStream` reads its bytes from a
+*byte source* that the requests transport provides.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import dataclass
 from types import TracebackType
 from typing import (
@@ -20,23 +23,24 @@ from typing import (
     Iterable,
     Iterator,
     List,
+    Mapping,
     Optional,
+    Protocol,
     Tuple,
     Type,
 )
 
-import requests
-
-from ._stream_reader import STREAM_DRAIN_BYTES, StreamBodyReader
+from ._body import ContentDecoder
 from .errors import (
-    APIConnectionError,
     APIResponseValidationError,
     APITimeoutError,
+    TransportFailure,
     WayGPTError,
     error_class_for_status,
     redact_error,
 )
 from .sse import SSEDecoder
+from .types import ChatCompletionChunk
 
 __all__ = ["ChatStream", "ChatStreamResult", "collect_chat_stream"]
 
@@ -45,6 +49,7 @@ _STREAM_MESSAGE_LIMIT = 500
 _STREAM_JSON_SCAN: Optional[Callable[[str, int], Tuple[Any, int]]] = getattr(
     json.JSONDecoder(), "scan_once", None
 )
+_NOT_JSON: Any = object()
 
 
 @dataclass
@@ -60,7 +65,7 @@ class ChatStreamResult:
     role: str = "assistant"
 
 
-def collect_chat_stream(chunks: Iterable[Dict[str, Any]]) -> ChatStreamResult:
+def collect_chat_stream(chunks: Iterable[ChatCompletionChunk]) -> ChatStreamResult:
     """Gather chat chunk dicts (of choice 0) into the final text, finish reason and usage.
 
     ``chunks`` is usually a :class:`ChatStream`; it is read to its end.
@@ -74,7 +79,7 @@ def collect_chat_stream(chunks: Iterable[Dict[str, Any]]) -> ChatStreamResult:
         result.id = chunk.get("id", result.id)
         result.model = chunk.get("model", result.model)
         if isinstance(chunk.get("usage"), dict):
-            result.usage = chunk["usage"]
+            result.usage = dict(chunk["usage"])
         choices = chunk.get("choices")
         for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
@@ -83,8 +88,9 @@ def collect_chat_stream(chunks: Iterable[Dict[str, Any]]) -> ChatStreamResult:
             if isinstance(delta, dict):
                 if isinstance(delta.get("role"), str) and delta["role"]:
                     result.role = delta["role"]
-                if isinstance(delta.get("content"), str):
-                    parts.append(delta["content"])
+                content = delta.get("content")
+                if isinstance(content, str):
+                    parts.append(content)
             if choice.get("finish_reason"):
                 result.finish_reason = str(choice["finish_reason"])
     result.text = "".join(parts)
@@ -113,7 +119,7 @@ def _stream_status(fields: Any) -> Optional[int]:
     return None
 
 
-def _stream_error(payload: Any) -> WayGPTError:
+def stream_error(payload: Any) -> WayGPTError:
     """The typed error for an ``error`` object sent inside the stream.
 
     An HTTP-like ``code``/``status`` (429, 503, ...) picks the matching class; without one it
@@ -163,116 +169,190 @@ def _stream_json(text: str) -> Any:
     return json.loads(text)
 
 
-def _stream_default_wrap(exc: BaseException) -> WayGPTError:
-    return APIConnectionError(f"connection failed: {type(exc).__name__}")
+def stream_kind(headers: Mapping[str, str]) -> str:
+    """What a successful answer to a stream request holds: "sse", "json" or "other"."""
+    content_type = str(headers.get("content-type", "")).lower()
+    if "event-stream" in content_type:
+        return "sse"
+    if "json" in content_type:
+        return "json"
+    return "other"
 
 
-def _stream_transport_error(
-    exc: BaseException, wrap: Callable[[BaseException], WayGPTError]
-) -> WayGPTError:
-    timed_out = "stream read timed out: no data within the read timeout"
-    if isinstance(exc, socket.timeout):  # an alias of TimeoutError since Python 3.10
-        return APITimeoutError(timed_out)
-    error = wrap(exc)
-    if isinstance(error, APITimeoutError):
-        error.message = timed_out
-    else:
-        error.message = f"stream interrupted: {error.message}"
-    error.args = (error.message,)
-    return error
+def not_a_stream_error(status: int, headers: Mapping[str, str], body: bytes) -> WayGPTError:
+    """The error for a successful answer that is not an event stream.
 
-
-class _StreamControl:
-    """What a ChatStream shares with its generator (never the ChatStream itself)."""
-
-    __slots__ = ("closing", "reader")
-
-    def __init__(self) -> None:
-        self.closing = False  # close() was called: a failing read then ends the stream quietly
-        self.reader: Optional[StreamBodyReader] = None
-
-
-def _stream_chunks(
-    response: requests.Response,
-    wrap: Callable[[BaseException], WayGPTError],
-    control: _StreamControl,
-) -> Generator[Dict[str, Any], None, None]:
-    """Yield the chunk dicts of a streamed response; the response is closed at the end.
-
-    A module-level generator that holds no reference to its ChatStream, so that dropping a
-    ChatStream (a ``break`` out of a ``for`` loop) finalises it at once and frees the socket.
+    A JSON body holding an ``error`` object raises that error (a gateway that refuses the
+    stream before starting it); anything else (a proxy's HTML login page, a plain JSON
+    answer) is an ``APIResponseValidationError`` rather than an empty stream.
     """
-    try:
-        status = int(response.status_code)
-        content_type = str(response.headers.get("content-type", "")).lower()
-        if "json" in content_type and "event-stream" not in content_type:
-            _stream_json_answer(response, status)
-            return
-        reader = control.reader = StreamBodyReader(response)
-        read = reader.read
-        feed = SSEDecoder().feed
-        parse = _stream_json
-        while True:
-            try:
-                block = read()
-            except Exception as exc:  # any transport failure becomes a typed error
-                if control.closing:
-                    return  # closed from another thread while this one was reading
-                if isinstance(exc, WayGPTError):
-                    raise
-                raise _stream_transport_error(exc, wrap) from exc
-            if not block:
-                reader.finished()
-                return  # a clean end without [DONE] simply ends the stream
-            for event in feed(block):
-                data = event.data
-                if data == _STREAM_DONE:
-                    reader.drain()
-                    return
-                kind = event.event
-                try:
-                    payload = parse(data)
-                except (ValueError, RecursionError):
-                    if kind == "message":
-                        raise APIResponseValidationError(
-                            f"stream event is not JSON: {data[:200]!r}", status
-                        ) from None
-                    if kind == "error":
-                        raise _stream_error(data) from None
-                    continue  # an event of another type (a ping ...) with non-JSON data
-                if type(payload) is dict:
-                    error = payload.get("error")
-                    if (error is not None and error is not False) or kind == "error":
-                        raise _stream_error(payload)
-                    yield payload
-                elif kind == "error":
-                    raise _stream_error(payload)
-                elif kind == "message":
-                    raise APIResponseValidationError(
-                        f"stream event is not a JSON object: {data[:200]!r}", status, payload
-                    )
-    finally:
-        response.close()
-
-
-def _stream_json_answer(response: requests.Response, status: int) -> None:
-    """A JSON answer where an event stream was expected: its error, or a validation error."""
-    try:
-        body = response.raw.read(STREAM_DRAIN_BYTES + 1, decode_content=True)
-    except Exception:  # noqa: BLE001 - the content type alone says it is not a stream
-        body = b""
-    try:
-        payload = json.loads(body[:STREAM_DRAIN_BYTES])
-    except (ValueError, RecursionError):
-        payload = None
+    content_type = str(headers.get("content-type", "")) or "no Content-Type"
+    if stream_kind(headers) != "json":
+        return APIResponseValidationError(
+            f"expected an event stream (text/event-stream), got {content_type[:100]!r}", status
+        )
+    payload = _stream_json_or_none(body)
     if isinstance(payload, dict) and payload.get("error") is not None:
-        raise _stream_error(payload)
-    raise APIResponseValidationError(
+        return stream_error(payload)
+    return APIResponseValidationError(
         "expected an event stream, got a JSON answer "
         "(does the server support stream=true for this request?)",
         status,
         payload,
     )
+
+
+def _stream_json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+class ChatEventParser:
+    """The body of a chat stream in, chunk dicts out; shared by the sync and async streams.
+
+    ``feed`` takes raw body bytes (decoded here when the body has a ``Content-Encoding``)
+    and returns the chunks they complete; ``done`` turns true at ``data: [DONE]``. When the
+    bytes also hold a failure (an in-stream error, data that is not a JSON object, a line or
+    event over the size cap), the chunks before it are returned first and ``check()``, called
+    after they have been handed out, raises it.
+    """
+
+    __slots__ = ("_decoder", "_error", "_sse", "_status", "done")
+
+    def __init__(self, status: int, content_encoding: Optional[str]) -> None:
+        self._status = status
+        self._sse = SSEDecoder().feed
+        decoder = ContentDecoder(content_encoding, status)
+        self._decoder: Optional[ContentDecoder] = None if decoder.identity else decoder
+        self._error: Optional[WayGPTError] = None
+        self.done = False
+
+    def feed(self, block: bytes) -> List[ChatCompletionChunk]:
+        out: List[ChatCompletionChunk] = []
+        try:
+            decoder = self._decoder
+            if decoder is None:
+                self._chunks(block, out)
+                return out
+            decoder.push(block)
+            while not self.done:
+                piece = decoder.pull()  # bounded: a compressed bomb never expands at once
+                if not piece:
+                    break
+                self._chunks(piece, out)
+        except WayGPTError as error:
+            self._error = error
+        return out
+
+    def check(self) -> None:
+        """Raise the failure met after the chunks that ``feed`` returned, if any."""
+        error, self._error = self._error, None
+        if error is not None:
+            self.done = True
+            raise error
+
+    def end(self) -> None:
+        """The body ended (without ``[DONE]``): a compressed body must be complete."""
+        if self._decoder is not None and not self.done:
+            self._decoder.finish()
+
+    def _chunks(self, data: bytes, out: List[ChatCompletionChunk]) -> None:
+        parse = _stream_json
+        for event in self._sse(data):
+            text = event.data
+            if text == _STREAM_DONE:
+                self.done = True
+                return
+            kind = event.event
+            try:
+                payload = parse(text)
+            except (ValueError, RecursionError):
+                payload = _NOT_JSON
+            if type(payload) is dict:
+                error = payload.get("error")
+                if (error is not None and error is not False) or kind == "error":
+                    raise stream_error(payload)
+                out.append(payload)  # type: ignore[arg-type] # a chunk is a JSON object
+            elif kind == "error":
+                raise stream_error(text if payload is _NOT_JSON else payload)
+            elif kind == "message":
+                what = "JSON" if payload is _NOT_JSON else "a JSON object"
+                raise APIResponseValidationError(
+                    f"stream event is not {what}: {text[:200]!r}",
+                    self._status,
+                    None if payload is _NOT_JSON else payload,
+                )
+            # else: an event of another type (a ping ...) is skipped
+
+
+class ByteSource(Protocol):
+    """Where a :class:`ChatStream` reads its body; the requests transport provides one."""
+
+    def read(self) -> bytes:
+        """The next raw bytes, as soon as some arrive; b"" at the end. Raises TransportFailure."""
+
+    def finished(self) -> None:
+        """The body was read to its end: the connection may be reused."""
+
+    def drain(self) -> None:
+        """After ``[DONE]``: read the rest of the body within small bounds, then release."""
+
+    def interrupt(self) -> None:
+        """Wake a read blocked in another thread."""
+
+    def close(self) -> None:
+        """Release the connection (closed unless the body was read to its end)."""
+
+
+class _StreamControl:
+    """What a ChatStream shares with its generator (never the ChatStream itself)."""
+
+    __slots__ = ("closing",)
+
+    def __init__(self) -> None:
+        self.closing = False  # close() was called: a failing read then ends the stream quietly
+
+
+def _stream_failure_error(failure: TransportFailure) -> WayGPTError:
+    if failure.timed_out:
+        return APITimeoutError("stream read timed out: no data within the read timeout")
+    return failure.to_error("stream interrupted: ")
+
+
+def _stream_chunks(
+    source: ByteSource, parser: ChatEventParser, control: _StreamControl
+) -> Generator[ChatCompletionChunk, None, None]:
+    """Yield the chunk dicts of a streamed body; the source is closed at the end.
+
+    A module-level generator that holds no reference to its ChatStream, so that dropping a
+    ChatStream (a ``break`` out of a ``for`` loop) finalises it at once and frees the socket.
+    """
+    try:
+        read = source.read
+        feed = parser.feed
+        while True:
+            try:
+                block = read()
+            except TransportFailure as failure:
+                if control.closing:
+                    return  # closed from another thread while this one was reading
+                error = _stream_failure_error(failure)
+            else:
+                if not block:
+                    parser.end()
+                    source.finished()
+                    return  # a clean end without [DONE] simply ends the stream
+                yield from feed(block)
+                parser.check()
+                if parser.done:
+                    source.drain()
+                    return
+                continue
+            raise error  # outside the except block: no transport exception is chained
+    finally:
+        source.close()
 
 
 class ChatStream:
@@ -285,8 +365,8 @@ class ChatStream:
             for chunk in stream:
                 ...
 
-    ``response`` is the ``requests.Response`` (status, headers); ``collect()`` reads the rest
-    into a :class:`ChatStreamResult`.
+    ``response`` is the HTTP library's response (status, headers); ``collect()`` reads the
+    rest into a :class:`ChatStreamResult`.
 
     Raises (while iterating): a ``WayGPTError`` subclass for an ``error`` object in the
     stream (``RateLimitError`` for code 429, ``InternalServerError`` for 5xx, ...),
@@ -296,40 +376,36 @@ class ChatStream:
 
     def __init__(
         self,
-        response: requests.Response,
+        response: Any,
+        source: ByteSource,
+        parser: ChatEventParser,
         *,
-        wrap_transport_error: Optional[Callable[[BaseException], WayGPTError]] = None,
+        headers: Mapping[str, str],
+        status_code: int,
         redact: Optional[Callable[[str], str]] = None,
     ) -> None:
         self.response = response
+        self.status_code = status_code
+        self.headers = headers
+        self._source = source
         self._control = _StreamControl()
-        self._chunks = _stream_chunks(
-            response, wrap_transport_error or _stream_default_wrap, self._control
-        )
+        self._chunks = _stream_chunks(source, parser, self._control)
         self._closed = False
         self._redact = redact
 
     @property
-    def status_code(self) -> int:
-        return int(self.response.status_code)
-
-    @property
-    def headers(self) -> Any:
-        return self.response.headers
-
-    @property
     def request_id(self) -> Optional[str]:
-        return self.response.headers.get("x-request-id")
+        return self.headers.get("x-request-id")
 
     @property
     def closed(self) -> bool:
         """True once the stream was closed, ended, or failed."""
         return self._closed or getattr(self._chunks, "gi_frame", None) is None
 
-    def __iter__(self) -> Iterator[Dict[str, Any]]:
+    def __iter__(self) -> Iterator[ChatCompletionChunk]:
         return self
 
-    def __next__(self) -> Dict[str, Any]:
+    def __next__(self) -> ChatCompletionChunk:
         try:
             return next(self._chunks)
         except WayGPTError as error:
@@ -370,11 +446,9 @@ class ChatStream:
         try:
             self._chunks.close()
         except ValueError:  # "generator already executing": being read in another thread
-            reader = self._control.reader
-            if reader is not None:
-                reader.interrupt()  # its blocked read returns, and its loop ends quietly
+            self._source.interrupt()  # its blocked read returns, and its loop ends quietly
         finally:
-            self.response.close()
+            self._source.close()
 
     def collect(self) -> ChatStreamResult:
         """Read the rest of the stream into a :class:`ChatStreamResult`, then close it."""

@@ -79,7 +79,7 @@ def contents(chunks: List[Dict[str, Any]]) -> List[Optional[str]]:
 
 def pools_all_free(client: Any) -> bool:
     """Every pooled connection of the client is back in its pool (none held by a stream)."""
-    manager = client._session.adapters["http://"].poolmanager
+    manager = client._transport.session.adapters["http://"].poolmanager
     pools = [manager.pools[key] for key in manager.pools.keys()]
     assert pools, "the client made no request"
     return all(pool.pool.qsize() == pool.pool.maxsize for pool in pools)

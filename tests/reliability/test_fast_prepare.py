@@ -28,7 +28,6 @@ API_URLS = [
     "http://[::1]:9000/api-gw",
     "http://xn--e1afmkfd.xn--p1ai:8000/root",
     "https://gw.example.com/a%20b/c~d",
-    "https://user:secret@gw.example.com",  # credentials: requests' own preparation is kept
 ]
 
 # (name, call, method, target: the path and query the call must reach)

@@ -1,0 +1,124 @@
+"""Configuration: the settings of a client, from its arguments or the ``WAYGPT_*`` environment.
+
+Everything is checked here, when the client is created, so that a bad setting is a
+``ConfigurationError`` naming it rather than a failure at the first call.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Optional, Tuple, Union
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+DEFAULT_API_URL = "https://app.waygpt.ru"
+DEFAULT_TIMEOUT = 60.0
+# The wall-clock bound of one non-streamed call, retries and their sleeps included. Ten
+# minutes is far above any real answer (a long chat completion takes a minute or two, a
+# retried one a few more), so it only ever ends calls that a broken or hostile peer keeps
+# alive by dribbling bytes; a stream is bounded between events instead.
+DEFAULT_TOTAL_TIMEOUT = 600.0
+
+Timeout = Union[float, Tuple[float, float]]
+
+_ENV = {
+    "api_url": "WAYGPT_API_URL",
+    "project_key": "WAYGPT_PROJECT_KEY",
+    "project_id": "WAYGPT_PROJECT_ID",
+    "hmac_secret": "WAYGPT_HMAC_SECRET",
+}
+
+
+def read_setting(name: str, value: Optional[str]) -> Optional[str]:
+    """An argument, else its environment variable; checked so it can go into a header."""
+    if value is None:
+        value = os.environ.get(_ENV[name])
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string, got {type(value).__name__}")
+    # Checked before any stripping: a CR or LF anywhere is refused, never silently trimmed.
+    if "\r" in value or "\n" in value:
+        raise ConfigurationError(f"{name} must not contain CR or LF characters")
+    if name != "hmac_secret":  # a secret is used byte for byte, spaces included
+        value = value.strip()
+        if not is_header_safe(value):
+            raise ConfigurationError(f"{name} must contain printable ASCII characters only")
+    return value or None
+
+
+def env_use_hmac() -> bool:
+    """``WAYGPT_USE_HMAC``: the string ``true``, in any case, turns signing on."""
+    return os.environ.get("WAYGPT_USE_HMAC", "").strip().lower() == "true"
+
+
+def is_header_safe(value: str) -> bool:
+    """True for text that goes into an HTTP header unchanged: printable ASCII and spaces."""
+    return value.isascii() and value.isprintable()
+
+
+def check_api_url(api_url: str) -> str:
+    """The base URL without its trailing ``/``; a URL no request could be sent to is refused.
+
+    Credentials in the URL (``https://user:pw@host``) are refused: HTTP libraries turn them
+    into a Basic ``Authorization`` header that replaces the Client API's Bearer token, and
+    they would show wherever the URL is printed. The message never repeats such a URL.
+    """
+    if not isinstance(api_url, str):
+        raise ConfigurationError(f"api_url must be a string, got {type(api_url).__name__}")
+    url = api_url.strip().rstrip("/")
+    shown = "<hidden: it contains '@'>" if "@" in url else repr(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is not a number in 0-65535
+    except ValueError as exc:
+        reason = str(exc) if "@" not in url else "it cannot be parsed"
+        raise ConfigurationError(f"api_url is not a valid URL ({reason}): {shown}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ConfigurationError(f"api_url must start with http:// or https://, got {shown}")
+    if "@" in parts.netloc:
+        raise ConfigurationError(
+            "api_url must not contain credentials (user:password@host): the Client API "
+            "authenticates with its own token, and a project key goes in project_key"
+        )
+    if not parts.hostname or port == 0 or (parts.port is None and parts.netloc.endswith(":")):
+        raise ConfigurationError(f"api_url has no valid host and port: {shown}")
+    if parts.query or parts.fragment or not url.isprintable() or any(c.isspace() for c in url):
+        raise ConfigurationError(f"api_url is not a valid base URL: {shown}")
+    return url
+
+
+def _positive(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def check_timeout(timeout: Any) -> Timeout:
+    """Seconds, or a ``(connect, read)`` pair of them."""
+    if _positive(timeout):
+        return float(timeout)
+    if isinstance(timeout, (tuple, list)) and len(timeout) == 2 and all(map(_positive, timeout)):
+        return (float(timeout[0]), float(timeout[1]))
+    raise ConfigurationError(
+        f"timeout must be a positive number or a (connect, read) pair, got {timeout!r}"
+    )
+
+
+def check_total_timeout(total_timeout: Any) -> float:
+    """The wall-clock bound of one call, in seconds: a positive, finite number."""
+    if not _positive(total_timeout):
+        raise ConfigurationError(
+            f"total_timeout must be a positive number of seconds, got {total_timeout!r}"
+        )
+    return float(total_timeout)
+
+
+def split_timeout(timeout: Timeout) -> Tuple[float, float]:
+    """``(connect, read)`` seconds of a timeout setting."""
+    return timeout if isinstance(timeout, tuple) else (timeout, timeout)

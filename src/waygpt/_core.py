@@ -1,0 +1,539 @@
+"""The transport-free core that the sync and the async client share.
+
+One request pipeline serves every method of both clients: build, sign, send, retry, map
+errors, decode. It is written once, as a generator that never does I/O itself: it yields
+*steps* (:class:`Send`, :class:`Read`, :class:`Sleep`) and is sent back their outcomes. The
+requests transport runs the steps with blocking calls, the aiohttp transport with ``await``;
+everything else (retry decisions, deadlines, error mapping, redaction, decoding) is here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from functools import partial
+from typing import (
+    Any,
+    Dict,
+    Generator,
+    Iterable,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Set,
+    Tuple,
+    Union,
+)
+from urllib.parse import quote, quote_plus, urlencode
+
+from urllib3.util.retry import Retry
+
+from ._body import ACCEPT_ENCODING, SUCCESS_BODY_LIMIT, BodyCollector
+from ._config import (
+    DEFAULT_API_URL,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TOTAL_TIMEOUT,
+    Timeout,
+    check_api_url,
+    check_timeout,
+    check_total_timeout,
+    env_use_hmac,
+    read_setting,
+    split_timeout,
+)
+from ._endpoints import NO_BODY, Call, check_jwt, login_result
+from ._logging import configure_logging_from_env, logger
+from ._version import __version__
+from .errors import (
+    ERROR_BODY_LIMIT,
+    APIConnectionError,
+    APIResponseValidationError,
+    APITimeoutError,
+    ConfigurationError,
+    MediaJobFailedError,
+    MediaJobTimeoutError,
+    TransportFailure,
+    WayGPTError,
+    error_from_response,
+    redact_error,
+)
+from .retry import RetryPolicy, RetryState, build_retry
+from .signing import HMACSigner
+from .streaming import not_a_stream_error, stream_kind
+from .types import LoginResult, MediaJob
+
+_FINAL_JOB_FAILURES = ("failed", "cancelled", "canceled", "error")
+_REDACTED = "[REDACTED]"
+_MIN_SECRET = 3  # shorter values are too common in ordinary text to be replaced safely
+
+
+class Redactor:
+    """Replaces every secret in a text: as is, JSON-escaped and URL-encoded.
+
+    Built only when an error is being made: a successful call never pays for it.
+    """
+
+    __slots__ = ("_forms",)
+
+    def __init__(self, secrets: Iterable[Optional[str]]) -> None:
+        forms: Set[str] = set()
+        for secret in secrets:
+            if secret and len(secret) >= _MIN_SECRET:
+                forms.update(
+                    (
+                        secret,
+                        json.dumps(secret)[1:-1],
+                        json.dumps(secret, ensure_ascii=False)[1:-1],
+                        quote_plus(secret),
+                        quote(secret, safe=""),
+                    )
+                )
+        # Longest first, so a secret that contains another is replaced whole.
+        self._forms = sorted(forms, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, _REDACTED)
+        return text
+
+
+class Request:
+    """One HTTP request as it goes on the wire; the signer rewrites its headers per attempt."""
+
+    __slots__ = ("body", "headers", "method", "path", "url")
+
+    def __init__(
+        self, method: str, url: str, path: str, headers: Dict[str, str], body: Optional[bytes]
+    ) -> None:
+        self.method = method
+        self.url = url  # the full URL, already percent-encoded
+        self.path = path  # the path with its query, as sent and signed
+        self.headers = headers
+        self.body = body
+
+
+class Deadline:
+    """The wall-clock bound of one call (``total_timeout``)."""
+
+    __slots__ = ("at", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def allows(self, delay: float) -> bool:
+        """Whether a sleep of ``delay`` seconds still leaves time for another attempt."""
+        return time.monotonic() + delay < self.at
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
+
+    def error(self) -> APITimeoutError:
+        return APITimeoutError(f"the call did not finish within total_timeout={self.seconds:g} s")
+
+
+class Send(NamedTuple):
+    """Send ``request``; the outcome is an answer (headers read) or a TransportFailure."""
+
+    request: Request
+    connect_timeout: float
+    read_timeout: float
+    stream: bool
+
+
+class Read(NamedTuple):
+    """Read the next raw bytes of ``answer``'s body (b"" at its end), or a TransportFailure."""
+
+    answer: Any
+
+
+class Sleep(NamedTuple):
+    """Wait before the next attempt."""
+
+    seconds: float
+
+
+Step = Union[Send, Read, Sleep]
+Steps = Generator[Step, Any, Any]
+
+
+def _parse_json(body: bytes) -> Tuple[bool, Any]:
+    """``(True, value)``, or ``(False, None)`` for a body that is not JSON.
+
+    Never raises, so that no JSON error (which holds the whole document) is chained to the
+    SDK's error.
+    """
+    try:
+        return True, json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nested past json's limit
+        return False, None
+
+
+def _user_agent(library: str) -> str:
+    import platform  # imported here: it costs a millisecond that `import waygpt` need not pay
+
+    python = ".".join(platform.python_version_tuple()[:2])
+    return f"waygpt-python/{__version__} python/{python} {library}"
+
+
+class ClientCore:
+    """Configuration, state and the request pipeline shared by both clients.
+
+    Subclasses provide ``_bind_base_url`` (how their transport writes the base URL) and run
+    the pipeline's steps.
+    """
+
+    _library = ""  # "requests/2.32.3": the transport's name in the User-Agent
+
+    def __init__(
+        self,
+        api_url: Optional[str] = None,
+        project_key: Optional[str] = None,
+        project_id: Optional[str] = None,
+        hmac_secret: Optional[str] = None,
+        use_hmac: bool = False,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        max_retries: Union[int, Retry] = 3,
+        total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
+    ) -> None:
+        configure_logging_from_env()
+        self._project_key = read_setting("project_key", project_key)
+        self.project_id = read_setting("project_id", project_id)
+        self._hmac_secret = read_setting("hmac_secret", hmac_secret)
+        self.use_hmac = bool(use_hmac) or env_use_hmac()
+        self._signer: Optional[HMACSigner] = None
+        if self.use_hmac:
+            given = {"project_id": self.project_id, "hmac_secret": self._hmac_secret}
+            missing = [name for name, value in given.items() if not value]
+            if missing:
+                raise ConfigurationError(
+                    "use_hmac=True requires " + " and ".join(missing)
+                    + " (or WAYGPT_PROJECT_ID / WAYGPT_HMAC_SECRET)"
+                )
+            assert self.project_id is not None and self._hmac_secret is not None
+            self._signer = HMACSigner(self.project_id, self._hmac_secret)
+        self.timeout = check_timeout(timeout)
+        self.total_timeout = check_total_timeout(total_timeout)
+        self.max_retries = max_retries
+        self._jwt_token: Optional[str] = None
+        self._base_headers = {
+            "User-Agent": _user_agent(self._library),
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
+        self._api_url = ""
+        self._base_url = ""
+        self._base_path = ""
+        self.api_url = read_setting("api_url", api_url) or DEFAULT_API_URL
+
+    # -- settings ---------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        """The base URL; assigning a new one re-checks it and re-derives what depends on it."""
+        return self._api_url
+
+    @api_url.setter
+    def api_url(self, value: str) -> None:
+        url = check_api_url(value)
+        self._base_url = self._bind_base_url(url)
+        self._base_path = _path_of(self._base_url)
+        self._api_url = url
+
+    def _bind_base_url(self, api_url: str) -> str:
+        """The base URL exactly as the transport will send it (IDNA host, quoted path)."""
+        raise NotImplementedError
+
+    @property
+    def max_retries(self) -> Retry:
+        """The retry policy as a urllib3 ``Retry`` (an int given is turned into one)."""
+        return self._max_retries
+
+    @max_retries.setter
+    def max_retries(self, value: Union[int, Retry]) -> None:
+        retry = build_retry(value)
+        self._retry_policy = RetryPolicy.from_retry(retry)
+        self._max_retries = retry
+
+    @property
+    def jwt_token(self) -> Optional[str]:
+        """The JWT remembered by the last ``client_login`` (or set here)."""
+        return self._jwt_token
+
+    @jwt_token.setter
+    def jwt_token(self, value: Optional[str]) -> None:
+        self._jwt_token = None if value is None else check_jwt(value)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(api_url={self.api_url!r}, project_id={self.project_id!r}, "
+            f"project_key={'<set>' if self._project_key else None}, use_hmac={self.use_hmac})"
+        )
+
+    def _copy_with(
+        self,
+        timeout: Optional[Timeout],
+        max_retries: Union[int, Retry, None],
+        total_timeout: Optional[float],
+    ) -> Any:
+        clone = copy.copy(self)
+        if timeout is not None:
+            clone.timeout = check_timeout(timeout)
+        if max_retries is not None:
+            clone.max_retries = max_retries
+        if total_timeout is not None:
+            clone.total_timeout = check_total_timeout(total_timeout)
+        return clone
+
+    # -- the pipeline ------------------------------------------------------------------------
+
+    def _build(self, call: Call[Any]) -> Request:
+        """The request of ``call``; a missing credential is refused here, before the network."""
+        headers = dict(self._base_headers)
+        if call.auth == "project":
+            if not self._project_key:
+                raise ConfigurationError(
+                    f"project_key is required for {call.path.split('?')[0]}: pass "
+                    "project_key= or set WAYGPT_PROJECT_KEY"
+                )
+            headers["x-project-key"] = self._project_key
+        elif call.auth == "jwt":
+            token = call.jwt_token if call.jwt_token is not None else self._jwt_token
+            if not token:
+                raise ConfigurationError(
+                    "the Client API needs a JWT: call client_login() first or pass jwt_token"
+                )
+            headers["Authorization"] = f"Bearer {check_jwt(token)}"
+        body: Optional[bytes] = None
+        if call.json is not NO_BODY:
+            body = _encode_json(call.json)
+            headers["Content-Type"] = "application/json"
+        elif call.form is not None:
+            body = urlencode(call.form).encode("ascii")
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if call.stream:
+            headers["Accept"] = "text/event-stream"
+        return Request(
+            call.method, self._base_url + call.path, self._base_path + call.path, headers, body
+        )
+
+    def _redact(self, call: Call[Any], text: str) -> str:
+        secrets = (self._project_key, self._hmac_secret, self._jwt_token, call.jwt_token)
+        return Redactor((*secrets, *call.secrets))(text)
+
+    def _steps(self, call: Call[Any], deadline: Deadline) -> Steps:
+        """The pipeline of one call: build, sign, send, retry, map errors, decode.
+
+        Returns the decoded answer, or for a stream the answer whose headers were read.
+        """
+        request = self._build(call)
+        signer = self._signer if call.auth == "project" else None
+        redact = partial(self._redact, call)
+        retry = RetryState(self._retry_policy, call.method)
+        connect_timeout, read_timeout = split_timeout(self.timeout)
+        while True:
+            if signer is not None:
+                # A fresh timestamp, nonce and signature, written over the previous attempt's.
+                signature = signer.sign(request.method, request.path, request.body or b"")
+                request.headers.update(signature)
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                raise deadline.error()
+            attempt, started = retry.attempt, time.monotonic()
+            outcome = yield Send(
+                request, min(connect_timeout, remaining), min(read_timeout, remaining), call.stream
+            )
+            if isinstance(outcome, TransportFailure):
+                _log_attempt(call, None, started, attempt)
+                if deadline.expired():
+                    raise deadline.error()
+                error: WayGPTError = redact_error(outcome.to_error(), redact)
+                delay = retry.delay_after_failure(outcome.kind)
+                if delay is None or not deadline.allows(delay):
+                    raise error
+                _log_retry(call, type(error).__name__, delay, attempt)
+                yield Sleep(delay)
+                continue
+            answer = outcome
+            status = answer.status
+            _log_attempt(call, status, started, attempt)
+            if 200 <= status < 300:
+                break
+            if status < 200:
+                answer.close()
+                raise APIConnectionError(
+                    f"the server sent an informational answer ({status}) and no final answer"
+                )
+            delay = retry.delay_after_status(status, answer.headers)
+            body = yield from self._read_body(answer, deadline, ERROR_BODY_LIMIT, lenient=True)
+            if delay is None or not deadline.allows(delay):
+                raise error_from_response(status, _plain(answer.headers), body, redact)
+            _log_retry(call, f"HTTP {status}", delay, attempt)
+            yield Sleep(delay)
+        if call.stream:
+            kind = stream_kind(answer.headers)
+            if kind == "sse":
+                return answer
+            body = b""
+            if kind == "json":  # perhaps a gateway's error object, refusing the stream
+                body = yield from self._read_body(answer, deadline, ERROR_BODY_LIMIT, lenient=True)
+            answer.close()
+            raise redact_error(not_a_stream_error(status, answer.headers, body), redact)
+        body = yield from self._read_body(answer, deadline, SUCCESS_BODY_LIMIT, lenient=False)
+        return self._decode(call, answer, body)
+
+    def _read_body(
+        self, answer: Any, deadline: Deadline, limit: int, *, lenient: bool
+    ) -> Generator[Step, Any, bytes]:
+        """The whole body of ``answer``, decoded and capped; the answer is closed after."""
+        try:
+            collector = BodyCollector(answer.status, answer.headers, limit, lenient=lenient)
+            while not (lenient and collector.full):
+                chunk = yield Read(answer)
+                if isinstance(chunk, TransportFailure):
+                    if lenient:  # an error body cut short: its status still says what failed
+                        break
+                    if deadline.expired():
+                        raise deadline.error()
+                    raise chunk.to_error()
+                if not chunk:
+                    break
+                collector.feed(chunk)
+            return collector.finish()
+        finally:
+            answer.close()
+
+    def _decode(self, call: Call[Any], answer: Any, body: bytes) -> Any:
+        """The JSON answer of a successful call, checked against the type the method returns."""
+        status = answer.status
+        headers = _plain(answer.headers)
+        request_id = headers.get("x-request-id") or headers.get("X-Request-ID")
+        data: Any = None
+        if body.strip():
+            parsed, data = _parse_json(body)
+            if not parsed:
+                snippet = body[:200].decode("utf-8", errors="replace")
+                error = APIResponseValidationError(
+                    f"expected a JSON answer, got: {snippet!r}",
+                    status,
+                    body=body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace"),
+                    headers=headers,
+                    request_id=request_id,
+                )
+                # A success body that is not JSON may echo what was sent (key, password, JWT).
+                raise redact_error(error, partial(self._redact, call))
+        if call.expect is not None and not isinstance(data, call.expect):
+            error = APIResponseValidationError(
+                f"expected a JSON {call.expect.__name__}, got {type(data).__name__}",
+                status,
+                data,
+                headers=headers,
+                request_id=request_id,
+            )
+            raise redact_error(error, partial(self._redact, call))
+        return data
+
+    def _remember_login(self, data: Dict[str, Any]) -> LoginResult:
+        """The login answer completed as the reference does; its token is kept for later calls."""
+        result = login_result(data)
+        self._jwt_token = result["token"]
+        return result
+
+
+class MediaJobWaiter:
+    """The decisions of ``wait_for_media_job``, shared by the sync and the async client."""
+
+    def __init__(self, job_id: str, poll_interval: float, timeout: float) -> None:
+        if not _positive_number(poll_interval) or not _positive_number(timeout):
+            raise ValueError("poll_interval and timeout must be positive numbers")
+        self._job_id = job_id
+        self._poll_interval = poll_interval
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout
+        self._last_seen: Any = None
+
+    def is_news(self, job: MediaJob) -> bool:
+        """True when the status or the progress changed since the last poll."""
+        seen = (str(job.get("status", "")).lower(), job.get("progress"))
+        news: bool = seen != self._last_seen
+        self._last_seen = seen
+        return news
+
+    def delay_after(self, job: MediaJob) -> Optional[float]:
+        """None when the job is completed, else the seconds until the next poll.
+
+        Raises:
+            MediaJobFailedError: the job ended ``failed`` or ``cancelled``.
+            MediaJobTimeoutError: the job did not finish within ``timeout``.
+        """
+        status = str(job.get("status", "")).lower()
+        if status == "completed":
+            return None
+        if status in _FINAL_JOB_FAILURES:
+            reason: Any = job.get("error") or job.get("message")
+            if isinstance(reason, dict):  # {"message": ..., "code": ...}
+                reason = reason.get("message") or reason.get("detail") or reason
+            detail = f": {reason}" if reason else ""
+            raise MediaJobFailedError(f"media job {self._job_id} {status}{detail}", dict(job))
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise MediaJobTimeoutError(
+                f"media job {self._job_id} not finished after {self._timeout:g} s "
+                f"(status {status})",
+                dict(job),
+            )
+        return min(self._poll_interval, remaining)
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _encode_json(body: Any) -> bytes:
+    """Compact UTF-8 JSON: the one serialisation that is both signed and sent."""
+    try:
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        reason = str(exc)
+    else:
+        return text.encode("utf-8")
+    raise TypeError(f"request body is not JSON-serialisable: {reason}")
+
+
+def _plain(headers: Mapping[str, str]) -> Dict[str, str]:
+    """Response headers as a plain dict of strings (what errors keep)."""
+    return {str(name): str(value) for name, value in headers.items()}
+
+
+def _path_of(url: str) -> str:
+    """The path part of a base URL, as it is sent (and signed) before each endpoint's path."""
+    rest = url.split("://", 1)[-1]
+    slash = rest.find("/")
+    return rest[slash:] if slash >= 0 else ""
+
+
+def _log_attempt(call: Call[Any], status: Optional[int], started: float, attempt: int) -> None:
+    logger.debug(
+        "%s %s -> %s in %.1f ms (attempt %d)",
+        call.method,
+        call.path.partition("?")[0],
+        status if status is not None else "no answer",
+        (time.monotonic() - started) * 1000,
+        attempt,
+    )
+
+
+def _log_retry(call: Call[Any], reason: str, delay: float, attempt: int) -> None:
+    logger.warning(
+        "%s %s failed (%s); retrying in %.2f s (attempt %d)",
+        call.method,
+        call.path.partition("?")[0],
+        reason,
+        delay,
+        attempt,
+    )

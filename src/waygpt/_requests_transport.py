@@ -1,0 +1,427 @@
+"""The requests transport: how the sync client's bytes go out and come in.
+
+It runs the core's pipeline steps with blocking calls on one ``requests.Session``. Every use
+of what requests and urllib3 keep private lives here or in ``_stream_reader.py``, each one
+guarded so that a library version without it falls back to the public behaviour:
+
+* the hand-built ``PreparedRequest`` (and its ``_cookies``), for a session the client made;
+* urllib3 pool subclasses whose ``_get_conn``/``_put_conn`` tell the deadline watchdog which
+  connection a call is using;
+* the socket under a response (``raw._connection.sock``, ``raw._fp``), to end a call at its
+  deadline and to read streams;
+* after ``os.fork()``, the pools the parent filled are set aside, unused and unclosed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from http.client import RemoteDisconnected
+from typing import Any, Dict, List, Optional
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+from requests.cookies import RequestsCookieJar
+from requests.structures import CaseInsensitiveDict
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from ._body import READ_SIZE
+from ._core import Deadline, Read, Send, Sleep, Steps
+from ._stream_reader import StreamBodyReader, raw_socket
+from ._watchdog import Watch, watchdog
+from .errors import ConfigurationError, TransportFailure
+from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
+
+# The call each thread is making: the pools report their connection to it.
+_current = threading.local()
+
+# -- fork safety ----------------------------------------------------------------------------
+
+_fork_generation = 0
+# What a forked child set aside: the parent's sessions and pool managers. They are kept
+# referenced so that nothing in the child ever closes them (a TLS close_notify would end the
+# parent's session) or sends on them (the answers would go to either process).
+_inherited: List[Any] = []
+
+
+def _count_fork() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
+
+
+# -- pools that tell the watchdog which connection a call uses -------------------------------
+
+
+class _CallWatch:
+    """What the watchdog ends when a call's deadline passes: its connection or response."""
+
+    __slots__ = ("conn", "lock", "response")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: Any = None  # the pooled connection lent to the call
+        self.response: Any = None  # the urllib3 response being read
+
+    def forget(self, conn: Any) -> None:
+        """The connection goes back to the pool: it is no longer this call's to end."""
+        with self.lock:
+            if self.conn is conn:
+                self.conn = None
+            self.response = None
+
+    def expire(self) -> None:
+        with self.lock:
+            sock = getattr(self.conn, "sock", None)
+            if not isinstance(sock, socket.socket) and self.response is not None:
+                sock = raw_socket(self.response)
+            if isinstance(sock, socket.socket):
+                try:
+                    # socket.socket's own shutdown, not SSLSocket's (which also drops its
+                    # TLS object while another thread may be reading through it).
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class _ReportingPoolMixin:
+    def _get_conn(self, timeout: Optional[float] = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        watch = getattr(_current, "watch", None)
+        if watch is not None:
+            with watch.lock:
+                watch.conn = conn
+        return conn
+
+    def _put_conn(self, conn: Any) -> None:
+        watch = getattr(_current, "watch", None)
+        if watch is not None:
+            watch.forget(conn)
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _ReportingHTTPPool(_ReportingPoolMixin, HTTPConnectionPool):
+    pass
+
+
+class _ReportingHTTPSPool(_ReportingPoolMixin, HTTPSConnectionPool):
+    pass
+
+
+_REPORTING_POOLS = {"http": _ReportingHTTPPool, "https": _ReportingHTTPSPool}
+
+
+def _use_reporting_pools(manager: Any) -> None:
+    classes = getattr(manager, "pool_classes_by_scheme", None)
+    # Only the standard pools are replaced (a SOCKS proxy manager has its own).
+    if isinstance(classes, dict) and classes.get("http") is HTTPConnectionPool:
+        manager.pool_classes_by_scheme = _REPORTING_POOLS
+
+
+class _SDKAdapter(HTTPAdapter):
+    """requests' adapter, with pools that report their connections to the watchdog."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        _use_reporting_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        _use_reporting_pools(manager)
+        return manager
+
+
+# -- failures -------------------------------------------------------------------------------
+
+
+def exception_chain(exc: BaseException) -> List[BaseException]:
+    """The exception and what it wraps (requests wraps urllib3, which wraps the socket error)."""
+    chain: List[BaseException] = []
+    pending: List[Any] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or any(current is seen for seen in chain):
+            continue
+        chain.append(current)
+        pending.extend([getattr(current, "reason", None), current.__cause__, current.__context__])
+        pending.extend(current.args)
+    return chain
+
+
+def transport_failure(exc: BaseException) -> TransportFailure:
+    """What a requests/urllib3/socket exception means for the call, without the exception.
+
+    The message is built from the innermost OS error's text ("Connection refused") or an
+    exception's type name, never from library messages, which repeat the URL.
+    """
+    chain = exception_chain(exc)
+    connect = any(isinstance(e, (NewConnectionError, ConnectTimeoutError)) for e in chain)
+    timed_out = any(
+        isinstance(e, (TimeoutError, socket.timeout, requests.exceptions.Timeout))
+        or type(e).__name__ in ("ReadTimeoutError", "ConnectTimeoutError")
+        for e in chain
+    )
+    if connect:
+        kind = CONNECT_FAILURE
+    elif any(isinstance(e, RemoteDisconnected) for e in chain):
+        kind = STALE_CONNECTION
+    else:
+        kind = OTHER_FAILURE
+    if timed_out:
+        return TransportFailure(kind, "request timed out", timed_out=True)
+    reasons = [e.strerror for e in chain if isinstance(e, OSError) and e.strerror]
+    reason = reasons[-1] if reasons else type(chain[-1]).__name__
+    return TransportFailure(kind, f"connection failed: {reason}")
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+def _prepare(
+    method: str, url: str, headers: Dict[str, str], body: Optional[bytes]
+) -> requests.PreparedRequest:
+    """What ``requests.Request(...).prepare()`` builds for our requests, at a tenth of its cost.
+
+    The URL is already prepared (base URL once, path segments and query percent-encoded by
+    the core), the headers were checked when configured, the body is bytes or None, and
+    there are no cookies, hooks or auth: only the method, URL, headers and Content-Length
+    are left to set. tests/reliability/test_fast_prepare.py checks the result is identical.
+    """
+    prepared = requests.PreparedRequest()
+    prepared.method = method
+    prepared.url = url
+    if body:
+        headers["Content-Length"] = str(len(body))
+    else:
+        body = None  # as requests: an empty body is no body
+        if method not in ("GET", "HEAD"):
+            headers["Content-Length"] = "0"
+    prepared.headers = CaseInsensitiveDict(headers)
+    prepared.body = body
+    # Session.send inspects a 3xx answer's redirect target through the request's cookie jar.
+    prepared._cookies = RequestsCookieJar()  # type: ignore[attr-defined]
+    return prepared
+
+
+class _KeepAuthorization(AuthBase):
+    """Keeps the Client API's Bearer header: no session auth or netrc entry may replace it."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
+def prepared_base_url(api_url: str) -> str:
+    """The base URL as requests prepares it (IDNA host, quoted path), computed once."""
+    prepared = requests.PreparedRequest()
+    try:
+        prepared.prepare_url(api_url, None)
+    except requests.exceptions.RequestException as exc:
+        reason = type(exc).__name__
+    else:
+        url = prepared.url or api_url
+        # requests writes an empty path as "/"; the endpoint paths bring their own.
+        return url[:-1] if url.endswith("/") and not api_url.endswith("/") else url
+    raise ConfigurationError(f"api_url is not a valid URL ({reason}): {api_url!r}")
+
+
+class RequestsAnswer:
+    """An answer whose headers have been read; the body is read by the pipeline or a stream."""
+
+    __slots__ = ("_ended", "headers", "raw", "response", "status")
+
+    def __init__(self, response: requests.Response) -> None:
+        self.response = response
+        self.raw = response.raw
+        self.status = int(response.status_code)
+        self.headers = response.headers
+        self._ended = False
+
+    def read(self) -> bytes:
+        """The next raw (still encoded) bytes of the body; b"" at its end."""
+        try:
+            data: bytes = self.raw.read(READ_SIZE, decode_content=False)
+        except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
+            failure = transport_failure(exc)
+        else:
+            if not data:
+                self._ended = True
+            return data
+        raise failure
+
+    def close(self) -> None:
+        """Release the connection: to the pool when the body was read to its end."""
+        if not self._ended:
+            self.raw.close()  # a half-read body: the connection cannot be reused
+        release = getattr(self.raw, "release_conn", None)
+        if release is not None:
+            release()
+
+    def stream_source(self, read_timeout: float) -> StreamBodyReader:
+        """The byte source of a ``ChatStream`` over this answer's body."""
+        return StreamBodyReader(self.response, read_timeout, transport_failure)
+
+
+class RequestsTransport:
+    """Sends the pipeline's requests on one ``requests.Session``.
+
+    With a session the client made itself, requests are prepared by hand (the fast path)
+    and environment proxy settings are read once per base URL. A caller's session is used as
+    requests would use it: its headers, auth, cookies, proxies, ``verify``, ``cert`` and
+    hooks apply (the SDK's own headers, and the Client API's Bearer token, win).
+    """
+
+    def __init__(self, session: Optional[requests.Session]) -> None:
+        self.owns_session = session is None
+        self.session = session if session is not None else self._new_session()
+        self._generation = _fork_generation
+        self._api_url = ""
+        self._send_settings: Dict[str, Any] = {}
+
+    @staticmethod
+    def _new_session() -> requests.Session:
+        session = requests.Session()
+        # Retries run in the pipeline (every attempt is signed afresh), never in urllib3.
+        adapter = _SDKAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
+
+    def bind(self, api_url: str) -> str:
+        """The base URL as it goes on the wire; what depends on it is worked out now."""
+        base = prepared_base_url(api_url)
+        self._api_url = api_url
+        self._send_settings = self._environment_settings(api_url)
+        return base
+
+    def _environment_settings(self, url: str) -> Dict[str, Any]:
+        settings: Dict[str, Any] = dict(
+            self.session.merge_environment_settings(url, {}, True, None, None)
+        )
+        settings["stream"] = True  # the pipeline reads every body itself, within its caps
+        return settings
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the pooled connections (only those of a session the client made)."""
+        if self.owns_session:
+            _close_idle_connections(self.session)
+            self.session.close()
+
+    def _after_fork(self) -> None:
+        """In a forked child: never touch the parent's connections again."""
+        self._generation = _fork_generation
+        if self.owns_session:
+            _inherited.append(self.session)
+            self.session = self._new_session()
+            self._send_settings = self._environment_settings(self._api_url)
+            return
+        # A caller's session: keep it, with new, empty pools behind each of its adapters.
+        for adapter in set(self.session.adapters.values()):
+            if isinstance(adapter, HTTPAdapter):
+                _inherited.append((adapter.poolmanager, adapter.proxy_manager))
+                adapter.init_poolmanager(
+                    getattr(adapter, "_pool_connections", 10),
+                    getattr(adapter, "_pool_maxsize", 10),
+                    block=getattr(adapter, "_pool_block", False),
+                )
+                adapter.proxy_manager = {}
+
+    # -- the driver ---------------------------------------------------------------------------
+
+    def run(self, steps: Steps, deadline: Deadline) -> Any:
+        """Run a pipeline to its end; every step's I/O ends by the call's deadline."""
+        if self._generation != _fork_generation:
+            self._after_fork()
+        call_watch = _CallWatch()
+        watch = Watch(deadline.at, call_watch.expire)
+        dog = watchdog()
+        dog.arm(watch)
+        outer = getattr(_current, "watch", None)
+        _current.watch = call_watch
+        reply: Any = None
+        try:
+            while True:
+                try:
+                    step = steps.send(reply)
+                except StopIteration as done:
+                    result = done.value
+                    break
+                reply = self._perform(step, call_watch)
+        finally:
+            _current.watch = outer
+            dog.disarm(watch)
+            steps.close()
+        return result
+
+    def _perform(self, step: Any, call_watch: _CallWatch) -> Any:
+        kind = type(step)
+        try:
+            if kind is Read:
+                return step.answer.read()
+            if kind is Send:
+                answer = self._send(step)
+                with call_watch.lock:
+                    call_watch.response = answer.raw
+                return answer
+        except TransportFailure as failure:
+            return failure
+        assert kind is Sleep
+        time.sleep(step.seconds)
+        return None
+
+    def _send(self, step: Send) -> RequestsAnswer:
+        request = step.request
+        session = self.session
+        if self.owns_session:
+            prepared = _prepare(request.method, request.url, dict(request.headers), request.body)
+            settings = self._send_settings
+        else:
+            auth = _KeepAuthorization() if "Authorization" in request.headers else None
+            prepared = session.prepare_request(
+                requests.Request(
+                    request.method, request.url, headers=request.headers, data=request.body,
+                    auth=auth,
+                )
+            )
+            settings = self._environment_settings(request.url)
+        try:
+            response = session.send(
+                prepared,
+                timeout=(step.connect_timeout, step.read_timeout),
+                allow_redirects=False,
+                **settings,
+            )
+        except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
+            failure = transport_failure(exc)
+        else:
+            return RequestsAnswer(response)
+        raise failure
+
+
+def _close_idle_connections(session: requests.Session) -> None:
+    """Close the session's pooled connections now.
+
+    ``Session.close()`` only drops urllib3 2's pools (they are no longer closed when dropped),
+    so their sockets stay open until the garbage collector frees the pools: much later when
+    an exception's traceback holds a pool in a reference cycle. Connections in use are not
+    in the pool; a closed pool closes them when they are handed back.
+    """
+    for adapter in set(session.adapters.values()):
+        managers: List[Any] = [getattr(adapter, "poolmanager", None)]
+        managers.extend(getattr(adapter, "proxy_manager", {}).values())
+        for manager in managers:
+            pools = getattr(manager, "pools", None)
+            if pools is None:
+                continue
+            for key in pools.keys():
+                pool = pools.get(key)
+                if pool is not None:
+                    pool.close()
