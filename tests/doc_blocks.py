@@ -33,8 +33,9 @@ from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 PYTHON_LANGUAGES = frozenset({"python", "py"})
 
 _FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
-# Any "not run" comment, wherever it is: those not right above a Python fence are reported.
-_ANY_MARKER = re.compile(r"<!--\s*not[ -]run\b", re.IGNORECASE)
+# Any "not run" comment on a line of its own, wherever it is: those not right above a Python
+# fence are reported. (One quoted in running text, inside backticks, is not a marker.)
+_ANY_MARKER = re.compile(r"^\s*<!--\s*not[ -]run\b", re.IGNORECASE)
 _MARKER = re.compile(r"^\s*<!--\s*not[ -]run\b\s*:?(?P<reason>.*?)-->\s*$", re.IGNORECASE)
 
 

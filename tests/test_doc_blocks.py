@@ -101,6 +101,17 @@ def test_a_marker_elsewhere_is_reported_as_not_attached(tmp_path: Path) -> None:
     assert [m.attached for m in parse_markers(page)] == [False, False]
 
 
+def test_a_marker_quoted_in_running_text_is_not_a_marker(tmp_path: Path) -> None:
+    page = _page(tmp_path, """\
+        Mark it with `<!-- not run: the reason -->` on the line above.
+        '''python
+        pass
+        '''
+        """)
+    assert parse_markers(page) == []
+    assert parse_blocks(page)[0].runnable
+
+
 # -- running --------------------------------------------------------------------------------
 
 
