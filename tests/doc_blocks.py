@@ -274,8 +274,14 @@ _GENERIC_TOKEN = re.compile(
 _STRING_PREFIX = re.compile(r"^[A-Za-z]*")
 _LAYOUT = frozenset({token.NEWLINE, token.INDENT, token.DEDENT, token.ENDMARKER})
 _SKIPPED = frozenset({tokenize.COMMENT, tokenize.NL, token.ENCODING})
-_STRING_PARTS = frozenset(
-    getattr(token, name) for name in ("FSTRING_MIDDLE", "TSTRING_MIDDLE") if hasattr(token, name)
+# Python 3.12+ splits an f-string (3.14+ also a t-string) into start, middle and end tokens
+# with the replacement fields' tokens in between; before 3.12 it is one STRING token. For the
+# same result on every version, the whole f-string counts as one string.
+_STRING_STARTS = frozenset(
+    getattr(token, name) for name in ("FSTRING_START", "TSTRING_START") if hasattr(token, name)
+)
+_STRING_ENDS = frozenset(
+    getattr(token, name) for name in ("FSTRING_END", "TSTRING_END") if hasattr(token, name)
 )
 
 
@@ -297,20 +303,28 @@ def normalise(block: CodeBlock) -> Tuple[str, Tuple[str, ...]]:
 
 def _python_tokens(code: str) -> Tuple[str, ...]:
     result = []
+    depth = 0  # inside how many f-strings (3.12+ tokens)
     for tok in tokenize.generate_tokens(io.StringIO(code).readline):
-        if tok.type in _SKIPPED:
+        if tok.type in _STRING_STARTS:
+            if depth == 0:
+                result.append(f"STRING {_string_prefix(tok.string)}{STRING_PLACEHOLDER}")
+            depth += 1
+        elif tok.type in _STRING_ENDS:
+            depth -= 1
+        elif depth or tok.type in _SKIPPED:
             continue
-        name = token.tok_name[tok.type]
-        if tok.type == token.STRING:
-            prefix = _STRING_PREFIX.match(tok.string)
-            result.append(f"{name} {prefix.group(0).lower() if prefix else ''}{STRING_PLACEHOLDER}")
-        elif tok.type in _STRING_PARTS:
-            result.append(f"{name} ...")
+        elif tok.type == token.STRING:
+            result.append(f"STRING {_string_prefix(tok.string)}{STRING_PLACEHOLDER}")
         elif tok.type in _LAYOUT:
-            result.append(name)
+            result.append(token.tok_name[tok.type])
         else:
-            result.append(f"{name} {tok.string}")
+            result.append(f"{token.tok_name[tok.type]} {tok.string}")
     return tuple(result)
+
+
+def _string_prefix(text: str) -> str:
+    prefix = _STRING_PREFIX.match(text)
+    return prefix.group(0).lower() if prefix else ""
 
 
 def _generic_lines(code: str) -> Tuple[str, ...]:
@@ -350,6 +364,7 @@ def _first_difference(
     for position, (a, b) in enumerate(zip(left[1], right[1])):
         if a != b:
             before = " ".join(left[1][max(0, position - 4):position])
-            return f"  after {before!r}:\n    English: {a!r}\n    Russian: {b!r}"
+            where = f"after {before!r}" if before else "at the start"
+            return f"  {where}:\n    English: {a!r}\n    Russian: {b!r}"
     shorter = "English" if len(left[1]) < len(right[1]) else "Russian"
     return f"  the {shorter} block ends early ({len(left[1])} != {len(right[1])} items)"

@@ -267,7 +267,8 @@ def _parser_verdict(command: str) -> Optional[str]:
             build_parser().parse_args(words)
     except SystemExit as exit_:
         if exit_.code not in (0, None):
-            return err.getvalue().strip() or f"exit status {exit_.code}"
+            said = err.getvalue().strip().splitlines()
+            return said[-1] if said else f"exit status {exit_.code}"
     return None
 
 
