@@ -1,0 +1,283 @@
+"""Every Python code block of README.md and docs/ (English and Russian) runs.
+
+One test per page (its id is the page's path). The page's fenced blocks whose info string
+starts with ``python`` or ``py`` run in order in one namespace, so a block may use the names
+and imports of the blocks above it. A failure names the page and the line of the block's
+opening fence, and the traceback points at the page's own lines.
+
+Hidden set-up, the same for every page:
+
+* a fresh ``WayGPTTestServer`` on 127.0.0.1, with ``job_steps=1`` (a video job is completed
+  at its first poll, so nothing waits) and the Client API account the pages log in with,
+  ``you@example.com`` / ``password``;
+* ``WAYGPT_API_URL``, ``WAYGPT_PROJECT_KEY``, ``WAYGPT_PROJECT_ID`` and ``WAYGPT_HMAC_SECRET``
+  set to that server, so ``WayGPTClient()`` reaches it (and the proxy variables removed, so
+  nothing goes through a proxy);
+* the working directory is a temporary directory;
+* no network beyond the loopback interface: resolving or connecting to any other host
+  raises ``NetworkNotAllowed`` in the block that tried;
+* a page that imports ``waygpt_client`` (the one-file drop-in) gets one, built by
+  ``tools/build_single_file.py`` into a temporary directory on ``sys.path``;
+* a block that defines ``test_*`` functions (as docs/testing.md does) has them called at
+  once, like pytest would: the parameter ``server`` is a fresh ``WayGPTTestServer()`` and
+  ``client`` a ``WayGPTClient`` for it (``timeout=5``), as the fixtures on that page;
+* a page must finish within ``PAGE_TIMEOUT`` seconds.
+
+A block that cannot run (real credentials, a bot token, a framework the test environment
+lacks) carries, on the line right above its fence, an HTML comment with the reason::
+
+    <!-- not run: needs a Telegram bot token -->
+
+A marker without a reason, or one that is not right above a Python fence, fails
+``test_not_run_markers_are_well_formed``.
+
+Shell blocks (``bash``, ``sh``, ...) are not executed. Only the ``waygpt`` commands they show,
+and those in inline code such as `waygpt models`, are checked: each must be accepted by the
+command line's argument parser (``test_shown_waygpt_commands_exist``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import io
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import pytest
+
+from doc_blocks import BlockFailed, PageRunner, parse_blocks, parse_markers
+from waygpt import WayGPTClient
+from waygpt.testing import WayGPTTestServer
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+# The test server every page runs against; see the module docstring.
+SERVER_OPTIONS: Dict[str, Any] = {
+    "user_email": "you@example.com",
+    "user_password": "password",
+    "job_steps": 1,
+}
+PAGE_TIMEOUT = 30.0
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+ONE_FILE_IMPORT = re.compile(r"^\s*(?:from|import)\s+waygpt_client\b", re.MULTILINE)
+SHELL_LANGUAGES = frozenset({"bash", "sh", "shell", "console", "zsh"})
+
+
+def _page_id(page: Path) -> str:
+    return page.relative_to(ROOT).as_posix()
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_page_id)
+def test_page_runs(page: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    blocks = [block for block in parse_blocks(page) if block.runnable]
+    if not blocks:
+        return
+    with WayGPTTestServer(**SERVER_OPTIONS) as server:
+        monkeypatch.setenv("WAYGPT_API_URL", server.url)
+        monkeypatch.setenv("WAYGPT_PROJECT_KEY", server.project_key)
+        monkeypatch.setenv("WAYGPT_PROJECT_ID", server.project_id)
+        monkeypatch.setenv("WAYGPT_HMAC_SECRET", server.hmac_secret)
+        for name in PROXY_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+            monkeypatch.delenv(name.lower(), raising=False)
+        monkeypatch.chdir(tmp_path)
+        _allow_only_loopback(monkeypatch)
+        with contextlib.ExitStack() as stack:
+            if any(ONE_FILE_IMPORT.search(block.code) for block in blocks):
+                stack.enter_context(_one_file_build(tmp_path / "one-file", monkeypatch))
+            runner = stack.enter_context(PageRunner(ROOT, fixtures=_test_fixtures))
+            stack.enter_context(_deadline(PAGE_TIMEOUT))
+            failure: Optional[BlockFailed] = None
+            for block in blocks:
+                try:
+                    runner.run(block)
+                except BlockFailed as error:
+                    failure = error
+                    break
+        if failure is not None:
+            pytest.fail(str(failure), pytrace=False)
+
+
+@contextlib.contextmanager
+def _test_fixtures(names: List[str]) -> Iterator[Dict[str, Any]]:
+    """The fixtures a documented ``test_*`` function may take: ``server`` and ``client``."""
+    unknown = sorted(set(names) - {"server", "client"})
+    if unknown:
+        raise LookupError(f"the docs runner provides only 'server' and 'client', not {unknown}")
+    with WayGPTTestServer() as server:
+        values: Dict[str, Any] = {"server": server}
+        if "client" in names:
+            client = WayGPTClient(api_url=server.url, project_key=server.project_key, timeout=5)
+            values["client"] = client
+            with client:
+                yield {name: values[name] for name in names}
+        else:
+            yield {name: values[name] for name in names}
+
+
+class NetworkNotAllowed(BaseException):
+    """Documentation code tried to reach a host other than the loopback one.
+
+    A ``BaseException``, so that no ``except Exception`` (nor the client's retry loop, which
+    would retry a failed connection after a pause) gets in the way of the report.
+    """
+
+
+def _allow_only_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make resolving or connecting to any host but the loopback one an error."""
+    real_getaddrinfo = socket.getaddrinfo
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def check(host: Any) -> None:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and str(name).lower() not in LOOPBACK:
+            raise NetworkNotAllowed(f"documentation code may only reach 127.0.0.1, not {name}")
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        check(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple):
+            check(address[0])
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple):
+            check(address[0])
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+@contextlib.contextmanager
+def _one_file_build(directory: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``waygpt_client.py`` built from this checkout, importable while the page runs."""
+    directory.mkdir()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "build_single_file.py"),
+         str(directory / "waygpt_client.py")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    monkeypatch.syspath_prepend(str(directory))
+    previous = sys.modules.pop("waygpt_client", None)
+    try:
+        yield
+    finally:
+        sys.modules.pop("waygpt_client", None)
+        if previous is not None:
+            sys.modules["waygpt_client"] = previous
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Interrupt a page that runs too long (a TimeoutError in the block it is in)."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if not hasattr(signal, "setitimer") or not in_main_thread:
+        faulthandler.dump_traceback_later(seconds, exit=True)
+        try:
+            yield
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"the page ran for more than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# -- markers --------------------------------------------------------------------------------
+
+
+def test_not_run_markers_are_well_formed() -> None:
+    problems = []
+    for page in PAGES:
+        for marker in parse_markers(page):
+            where = f"{_page_id(page)}:{marker.line}"
+            if not marker.attached:
+                problems.append(f"{where}: a 'not run' marker must be on the line right "
+                                "above a ```python fence")
+            elif not marker.reason:
+                problems.append(f"{where}: a 'not run' marker needs its reason: "
+                                "<!-- not run: why -->")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_page_is_collected() -> None:
+    """The runner sees the README and the pages in both languages."""
+    names = {_page_id(page) for page in PAGES}
+    assert {"README.md", "docs/index.md", "docs/ru/index.md"} <= names
+
+
+# -- commands shown ---------------------------------------------------------------------------
+
+_INLINE_COMMAND = re.compile(r"`((?:python -m )?waygpt (?:[^`]*))`")
+_COMMAND_START = re.compile(r"^(?:python3? -m )?waygpt(?:\s|$)")
+
+
+def _shown_commands() -> List[Tuple[str, str]]:
+    """Every ``waygpt ...`` command in a shell block or in inline code, with its place."""
+    found = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for block in parse_blocks(page, text):
+            if block.language not in SHELL_LANGUAGES:
+                continue
+            for offset, line in enumerate(block.code.splitlines(), start=1):
+                for part in re.split(r"&&|\|\||;|\|", line):
+                    command = part.strip().removeprefix("$ ").strip()
+                    if _COMMAND_START.match(command):
+                        found.append((f"{_page_id(page)}:{block.line + offset}", command))
+        for number, line in enumerate(text.splitlines(), start=1):
+            for command in _INLINE_COMMAND.findall(line):
+                found.append((f"{_page_id(page)}:{number}", command))
+    return found
+
+
+def _parser_verdict(command: str) -> Optional[str]:
+    """None when the command line's parser accepts ``command``, else what it said."""
+    from waygpt.cli import build_parser
+
+    words = shlex.split(command, comments=True)
+    words = words[3:] if words[0].startswith("python") else words[1:]
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            build_parser().parse_args(words)
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            said = err.getvalue().strip().splitlines()
+            return said[-1] if said else f"exit status {exit_.code}"
+    return None
+
+
+def test_shown_waygpt_commands_exist() -> None:
+    commands = _shown_commands()
+    assert commands, "no waygpt command found in the documentation"
+    problems = []
+    for where, command in commands:
+        verdict = _parser_verdict(command)
+        if verdict is not None:
+            problems.append(f"{where}: {command!r}: {verdict}")
+    assert not problems, "\n".join(problems)
