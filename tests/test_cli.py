@@ -488,27 +488,35 @@ def test_debug_log_shows_attempts_without_secrets(server: WayGPTTestServer) -> N
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")
 def test_ctrl_c_exits_130(server: WayGPTTestServer) -> None:
-    server.script(status=200, body=["slow"], delay=2.0, path=MODELS)
+    # Long enough that only the SIGINT, not the answer, can end the command in time.
+    server.script(status=200, body=["slow"], delay=10.0, path=MODELS)
     env = _base_env()
     env.update(WAYGPT_API_URL=server.url, WAYGPT_PROJECT_KEY=server.project_key)
+    # A shell without job control starts `pytest &` with SIGINT ignored, children inherit
+    # that, and Python leaves an ignored SIGINT ignored. Ctrl-C comes from a terminal, where
+    # SIGINT is at its default: restore that before the CLI's interpreter starts, so the
+    # test means the same in the foreground and in the background.
+    launcher = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'waygpt', 'models'])"
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "waygpt", "models"],
+        [sys.executable, "-c", launcher],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         while not server.requests and time.monotonic() < deadline:
             time.sleep(0.02)
         assert server.requests, "the CLI never reached the server"
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=15)
+        _, stderr = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode == EXIT_INTERRUPTED
+    assert process.returncode == EXIT_INTERRUPTED, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
-
