@@ -7,25 +7,30 @@ what the CLI sent (``server.requests``) and script failures.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
 from waygpt import WayGPTClient, __version__
-from waygpt._demo import STEP_TITLES
-from waygpt.cli import EXIT_API, EXIT_CONNECTION, EXIT_INTERRUPTED, EXIT_USAGE
+from waygpt.cli import EXIT_API, EXIT_CONNECTION, EXIT_INTERRUPTED, EXIT_USAGE, build_parser
+from waygpt.cli.demo import STEP_TITLES
 from waygpt.testing import WayGPTTestServer
 
 MODELS = "/api/v1/waygpt/models"
 CHAT = "/api/v1/waygpt/chat/completions"
+GLOBAL_OPTIONS = ("--api-url", "--project-key", "--project-id", "--hmac-secret", "--use-hmac",
+                  "--timeout", "--max-retries", "--json", "--jwt", "--email", "--password")
+SCREEN_LINES = 30
 
 
 def _base_env() -> Dict[str, str]:
@@ -123,6 +128,81 @@ def test_version_and_help() -> None:
     for command in ("demo", "chat", "models", "use-cases", "image", "video", "job", "login",
                     "projects", "exit codes"):
         assert command in out
+    for option in GLOBAL_OPTIONS:
+        assert _mentions(out, option), option
+
+
+def _mentions(text: str, flag: str) -> bool:
+    """``flag`` appears in ``text`` as a whole option (``--project`` is not ``--project-id``)."""
+    return re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text) is not None
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: Tuple[str, ...] = ()
+) -> Iterator[Tuple[Tuple[str, ...], argparse.ArgumentParser]]:
+    """Every command and action under ``parser``, as (``("use-cases", "create")``, parser)."""
+    # argparse offers no public way to list subcommands; its private attributes are stable.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _commands(sub, (*path, name))
+
+
+def test_every_command_help_fits_a_screen_without_the_global_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    commands = list(_commands(build_parser()))
+    assert len(commands) == 19  # 9 commands, 5 use-cases actions, 5 projects actions
+    for path, parser in commands:
+        text = parser.format_help()
+        assert len(text.splitlines()) <= SCREEN_LINES, (path, text)
+        for option in GLOBAL_OPTIONS:
+            assert not _mentions(text, option), (path, option)
+
+
+def test_every_option_and_argument_has_help() -> None:
+    top = build_parser()
+    for path, parser in [((), top), *_commands(top)]:
+        for action in parser._actions:
+            if action.help == argparse.SUPPRESS:
+                # Only the global options hide, and only in a command's own help.
+                assert path and action.option_strings[0] in GLOBAL_OPTIONS, (path, action)
+                continue
+            assert action.help and action.help.strip(), (path, action.dest)
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._get_subactions():
+                    assert choice.help and choice.help.strip(), (path, choice.dest)
+
+
+def test_defaults_are_worded_one_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option: no wrapped "(default:"
+    top = build_parser()
+    for path, parser in [((), top), *_commands(top)]:
+        for line in parser.format_help().splitlines():
+            assert line.count("default") == line.count("(default: "), (path, line)
+
+
+def test_chat_help_explains_temperature_and_max_tokens() -> None:
+    result = run_cli("chat", "--help", env={"COLUMNS": "80"})
+    text = " ".join(ok(result).split())
+    assert len(result.stdout.splitlines()) <= SCREEN_LINES
+    assert "--temperature T sampling temperature from 0 to 2" in text
+    assert "--max-tokens N caps the length of the answer, in tokens" in text
+    assert text.count("sent only when given") == 2
+    assert "Global options (see waygpt --help)" in text
+
+
+def test_demo_takes_no_options() -> None:
+    demo = dict(_commands(build_parser()))[("demo",)]
+    assert [action.option_strings for action in demo._actions] == [["-h", "--help"]]
+    assert ok(run_cli("demo", "--help")).startswith("usage: waygpt demo [-h]\n")
+    after = run_cli("demo", "--json")
+    assert after.returncode == EXIT_USAGE and "unrecognized arguments: --json" in after.stderr
+    before = run_cli("--timeout", "5", "--json", "demo")
+    assert_fails(before, EXIT_USAGE, "takes no options", "--timeout, --json")
+    assert before.stdout == ""
 
 
 def test_demo_runs_every_step_and_exits_0() -> None:
@@ -434,10 +514,12 @@ def test_wait_timeout_exits_3() -> None:
         ["image"],
         ["job", "x", "--wait", "--cancel"],
         ["image", "кот", "-n", "0"],
+        ["chat", "кот", "--temperature", "2.5"],
         ["nonsense"],
         [],
     ],
-    ids=["unknown-option", "missing-prompt", "wait-and-cancel", "n-zero", "bad-command", "none"],
+    ids=["unknown-option", "missing-prompt", "wait-and-cancel", "n-zero", "temperature-3",
+         "bad-command", "none"],
 )
 def test_usage_errors_exit_2(args: List[str]) -> None:
     result = run_cli(*args, env={"WAYGPT_PROJECT_KEY": "sk_live_x"})

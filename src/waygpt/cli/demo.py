@@ -12,11 +12,12 @@ from typing import Any, Callable, Dict, List, TextIO
 
 import requests
 
+from .. import AuthenticationError, PermissionDeniedError, RateLimitError, WayGPTClient
+from ._common import UsageError
 from ._progress import JobProgress
-from .client import WayGPTClient
-from .errors import AuthenticationError, PermissionDeniedError, RateLimitError
+from ._run import Run, add_command
 
-__all__ = ["run_demo", "STEP_TITLES"]
+__all__ = ["STEP_TITLES", "register", "run_demo"]
 
 STEP_TITLES = (
     "Chat completion: one request, one answer",
@@ -32,6 +33,22 @@ STEP_TITLES = (
 )
 
 _MODELS_PATH = "/api/v1/waygpt/models"
+
+
+def register(commands: Any) -> None:
+    """Add ``demo`` to ``commands`` (an ``add_subparsers()`` result)."""
+    add_command(commands, "demo", "walk through the SDK against a built-in local server "
+                "(no account, no network)", _demo, global_options=False)
+
+
+def _demo(run: Run) -> None:
+    # The global options are accepted before any command; the demo has no use for them,
+    # so saying so beats ignoring them.
+    given = run.global_options_given()
+    if given:
+        raise UsageError("the demo runs against its own local server and takes no options: "
+                         f"drop {', '.join(given)}")
+    run_demo(run.out)
 
 
 class _Records(logging.Handler):
@@ -53,7 +70,7 @@ def _content(reply: Dict[str, Any]) -> str:
 
 def run_demo(out: TextIO) -> None:
     """Start a local server, run every step against it, print what happens to ``out``."""
-    from .testing import WayGPTTestServer
+    from ..testing import WayGPTTestServer
 
     started = time.monotonic()
 
