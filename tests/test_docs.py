@@ -45,7 +45,7 @@ def test_index_links_every_page() -> None:
 def test_every_environment_variable_is_documented() -> None:
     configuration = (DOCS / "configuration.md").read_text(encoding="utf-8")
     used = set()
-    for source in (ROOT / "src" / "waygpt").glob("*.py"):
+    for source in (ROOT / "src" / "waygpt").rglob("*.py"):
         used |= set(re.findall(r"WAYGPT_[A-Z_]+", source.read_text(encoding="utf-8")))
     missing = sorted(name for name in used if name not in configuration)
     assert not missing, f"configuration.md does not mention {missing}"

@@ -9,7 +9,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from waygpt._progress import JobProgress, format_job_line, progress_bar
+from waygpt.cli._progress import JobProgress, format_job_line, progress_bar
 from waygpt.testing import WayGPTTestServer
 
 

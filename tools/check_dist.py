@@ -34,7 +34,8 @@ WHEEL_MUST_HAVE = [
     "waygpt/__init__.py",
     "waygpt/py.typed",
     "waygpt/client.py",
-    "waygpt/cli.py",
+    "waygpt/cli/__init__.py",
+    "waygpt/cli/demo.py",
     "waygpt/testing/__init__.py",
 ]
 SDIST_MUST_HAVE = [

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Dict, List, TextIO
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, TextIO
 
 import requests
+from requests.adapters import HTTPAdapter
 
+from .. import AuthenticationError, PermissionDeniedError, RateLimitError, WayGPTClient
+from ._common import UsageError
 from ._progress import JobProgress
-from .client import WayGPTClient
-from .errors import AuthenticationError, PermissionDeniedError, RateLimitError
+from ._run import Run, add_command
 
-__all__ = ["run_demo", "STEP_TITLES"]
+__all__ = ["STEP_TITLES", "register", "run_demo"]
 
 STEP_TITLES = (
     "Chat completion: one request, one answer",
@@ -32,6 +34,24 @@ STEP_TITLES = (
 )
 
 _MODELS_PATH = "/api/v1/waygpt/models"
+# Long enough to see, short enough to keep the demo quick.
+_RETRY_AFTER_SECONDS = 1
+
+
+def register(commands: Any) -> None:
+    """Add ``demo`` to ``commands`` (an ``add_subparsers()`` result)."""
+    add_command(commands, "demo", "walk through the SDK against a built-in local server "
+                "(no account, no network)", _demo, global_options=False)
+
+
+def _demo(run: Run) -> None:
+    # The global options are accepted before any command; the demo has no use for them,
+    # so saying so beats ignoring them.
+    given = run.global_options_given()
+    if given:
+        raise UsageError("the demo runs against its own local server and takes no options: "
+                         f"drop {', '.join(given)}")
+    run_demo(run.out)
 
 
 class _Records(logging.Handler):
@@ -45,6 +65,38 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
+class _Exchange(NamedTuple):
+    method: str
+    path: str
+    status: int
+    retry_after: Optional[str]
+    sent: float  # time.monotonic() when the request left
+    answered: float  # ... and when its answer came back
+
+
+class _Wire(HTTPAdapter):
+    """A transport adapter that notes each request and its answer, as the client sent them.
+
+    The retry step shows from these notes when the retry left, so what it prints about the
+    wait is measured, not taken from the SDK's log or from what the demo scripted.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exchanges: List[_Exchange] = []
+
+    def send(
+        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        sent = time.monotonic()
+        response = super().send(request, *args, **kwargs)
+        self.exchanges.append(_Exchange(
+            str(request.method), request.path_url, response.status_code,
+            response.headers.get("Retry-After"), sent, time.monotonic(),
+        ))
+        return response
+
+
 def _content(reply: Dict[str, Any]) -> str:
     choices = reply.get("choices") or [{}]
     message = choices[0].get("message") or {}
@@ -53,7 +105,7 @@ def _content(reply: Dict[str, Any]) -> str:
 
 def run_demo(out: TextIO) -> None:
     """Start a local server, run every step against it, print what happens to ``out``."""
-    from .testing import WayGPTTestServer
+    from ..testing import WayGPTTestServer
 
     started = time.monotonic()
 
@@ -173,21 +225,36 @@ def run_demo(out: TextIO) -> None:
                 client.client_update_project(server.project_id, token, hmac_required=False)
 
         def retry() -> None:
-            server.script(status=429, headers={"Retry-After": "0"},
+            server.script(status=429, headers={"Retry-After": str(_RETRY_AFTER_SECONDS)},
                           body={"detail": "Rate limit exceeded"}, path=_MODELS_PATH)
-            before = sum(1 for r in server.requests if r.path_only == _MODELS_PATH)
+            wire = _Wire()
+            watched = requests.Session()
+            watched.trust_env = False
+            watched.mount("http://", wire)
             records = _Records()
             logger = logging.getLogger("waygpt")
             old_level = logger.level
             logger.addHandler(records)
             logger.setLevel(logging.DEBUG)
             try:
-                ids = client.get_models()
+                with make_client(session=watched) as watching:
+                    ids = watching.get_models()
             finally:
                 logger.removeHandler(records)
                 logger.setLevel(old_level)
-            seen = sum(1 for r in server.requests if r.path_only == _MODELS_PATH) - before
-            say(f"    get_models() returned {len(ids)} models after {seen} requests to the server")
+                watched.close()
+            exchanges = wire.exchanges
+            for number, sent in enumerate(exchanges, start=1):
+                line = f"    request {number}: {sent.method} {sent.path} -> {sent.status}"
+                if sent.retry_after is not None:
+                    line += f", Retry-After: {sent.retry_after}"
+                say(line)
+            say(f"    get_models() returned {len(ids)} models after {len(exchanges)} requests "
+                "to the server")
+            if len(exchanges) >= 2 and exchanges[0].retry_after is not None:
+                waited = exchanges[1].sent - exchanges[0].answered
+                say(f"    the client waited {waited:.2f} s before retrying: it honoured "
+                    f"Retry-After: {exchanges[0].retry_after}")
             for record in records.records:
                 say(f"    log {record.levelname:<7} {record.getMessage()}")
             server.script(status=429, headers={"Retry-After": "7"},

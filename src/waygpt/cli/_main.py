@@ -1,0 +1,137 @@
+"""``main()``: the top-level parser, and the mapping of failures to one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from typing import Optional, Sequence
+from urllib.parse import urlsplit
+
+from .. import APIConnectionError, ConfigurationError, WayGPTError, __version__
+from . import account, catalog, chat, demo, media
+from ._common import (
+    EXIT_API,
+    EXIT_CONNECTION,
+    EXIT_INTERRUPTED,
+    EXIT_IO,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+)
+from ._run import Run, add_global_options
+
+_EPILOG = """\
+environment:
+  WAYGPT_API_URL, WAYGPT_PROJECT_KEY, WAYGPT_PROJECT_ID, WAYGPT_HMAC_SECRET,
+  WAYGPT_USE_HMAC=true    the same settings as the flags (a flag wins)
+  WAYGPT_JWT              Client API token (see `waygpt login`)
+  WAYGPT_EMAIL, WAYGPT_PASSWORD
+                          Client API account: `login` reads them, and the projects and
+                          use-cases --project commands log in with them when no token is set
+  WAYGPT_LOG=debug|info   log each HTTP attempt to stderr
+
+exit codes:
+  0 success, 1 local I/O error, 2 bad usage or configuration,
+  3 API error (HTTP error status, failed media job), 4 connection failure or timeout,
+  130 interrupted
+
+try it without an account:  waygpt demo
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``waygpt`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="waygpt",
+        description="Command line for the WayGPT AI Server.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"waygpt {__version__}",
+                        help="print the version and exit")
+    add_global_options(parser, shown=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     help="what to do (waygpt COMMAND --help for its options)")
+    # The order of `waygpt --help`: try it, talk, look around, make media, then the account.
+    for module in (demo, chat, catalog, media, account):
+        module.register(commands)
+    return parser
+
+
+def _error_line(exc: BaseException) -> str:
+    """``error: <status> <ClassName>: <message>`` on one line."""
+    if isinstance(exc, UsageError):
+        return "error: " + " ".join(str(exc).split())
+    status = getattr(exc, "status_code", None)
+    message = getattr(exc, "message", None) or str(exc) or "(no message)"
+    line = f"error: {f'{status} ' if status is not None else ''}{type(exc).__name__}: "
+    line += " ".join(str(message).split())
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, (int, float)):
+        line += f" (retry after {retry_after:g} s)"
+    return line
+
+
+def _server_hint(run: Run) -> str:
+    """`` (server http://host:port)``: where the CLI tried to connect, without credentials."""
+    client = run.client_if_created
+    if client is None:
+        return ""
+    parts = urlsplit(client.api_url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f" (server {parts.scheme}://{host}{port})"
+
+
+def _tolerant_streams() -> None:
+    """Never fail on a character the console cannot show (Russian on a cp1252 terminal)."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            try:
+                stream.reconfigure(errors="replace")
+            except (ValueError, OSError):  # pragma: no cover - a detached or closed stream
+                pass
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit code (see ``waygpt --help``)."""
+    _tolerant_streams()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = Run(args, sys.stdout, sys.stderr)
+    code = EXIT_OK
+    try:
+        args.handler(run)
+        run.out.flush()
+    except KeyboardInterrupt:
+        run.err.write("\ninterrupted\n")
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`waygpt models | head -1`): nothing left to say to it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = EXIT_IO
+    except (UsageError, ConfigurationError) as exc:
+        run.err.write(_error_line(exc) + "\n")
+        code = EXIT_USAGE
+    except APIConnectionError as exc:
+        run.err.write(_error_line(exc) + _server_hint(run) + "\n")
+        code = EXIT_CONNECTION
+    except WayGPTError as exc:
+        run.err.write(_error_line(exc) + "\n")
+        code = EXIT_API
+    except ValueError as exc:
+        run.err.write(_error_line(exc) + "\n")
+        code = EXIT_USAGE
+    except OSError as exc:
+        run.err.write(f"error: {exc.strerror or exc}"
+                      f"{f': {exc.filename}' if exc.filename else ''}\n")
+        code = EXIT_IO
+    finally:
+        run.close()
+    return code
