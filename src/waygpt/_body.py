@@ -200,7 +200,7 @@ class BodyCollector:
             return
         decoder.push(chunk)
         try:
-            while not self.full:
+            while not (self.lenient and self.full):
                 out = decoder.pull()
                 if not out:
                     break

@@ -396,10 +396,10 @@ class ClientCore:
             while not (lenient and collector.full):
                 chunk = yield Read(answer)
                 if isinstance(chunk, TransportFailure):
-                    if lenient:  # an error body cut short: its status still says what failed
-                        break
                     if deadline.expired():
                         raise deadline.error()
+                    if lenient:  # an error body cut short: its status still says what failed
+                        break
                     raise chunk.to_error()
                 if not chunk:
                     break

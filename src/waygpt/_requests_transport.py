@@ -6,7 +6,8 @@ guarded so that a library version without it falls back to the public behaviour:
 
 * the hand-built ``PreparedRequest`` (and its ``_cookies``), for a session the client made;
 * urllib3 pool subclasses whose ``_get_conn``/``_put_conn`` tell the deadline watchdog which
-  connection a call is using;
+  connection a call is using, and whose connections skip informational (1xx) answers
+  (``http.client``'s ``_read_status``);
 * the socket under a response (``raw._connection.sock``, ``raw._fp``), to end a call at its
   deadline and to read streams;
 * after ``os.fork()``, the pools the parent filled are set aside, unused and unclosed.
@@ -14,18 +15,20 @@ guarded so that a library version without it falls back to the public behaviour:
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import threading
 import time
 from http.client import RemoteDisconnected
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
@@ -36,6 +39,7 @@ from ._watchdog import Watch, watchdog
 from .errors import ConfigurationError, TransportFailure
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
 
+_MAX_LINE = 65536  # as http.client's limit on a header line
 # The call each thread is making: the pools report their connection to it.
 _current = threading.local()
 
@@ -107,12 +111,40 @@ class _ReportingPoolMixin:
         super()._put_conn(conn)  # type: ignore[misc]
 
 
+class _FinalResponse(http.client.HTTPResponse):
+    """An ``http.client`` response that skips every informational (1xx) answer.
+
+    ``http.client`` skips ``100 Continue`` only and would take a ``103 Early Hints`` for the
+    final answer, leaving the real one unread on the connection.
+    """
+
+    def _read_status(self) -> Tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 100 < status < 200 or status == 101:
+                return version, status, reason
+            while True:  # the informational answer's header lines, up to a blank one
+                line = self.fp.readline(_MAX_LINE + 1)
+                if len(line) > _MAX_LINE:
+                    raise http.client.LineTooLong("header line")
+                if line in (b"\r\n", b"\n", b""):
+                    break
+
+
+class _FinalHTTPConnection(HTTPConnection):
+    response_class = _FinalResponse
+
+
+class _FinalHTTPSConnection(HTTPSConnection):
+    response_class = _FinalResponse
+
+
 class _ReportingHTTPPool(_ReportingPoolMixin, HTTPConnectionPool):
-    pass
+    ConnectionCls = _FinalHTTPConnection
 
 
 class _ReportingHTTPSPool(_ReportingPoolMixin, HTTPSConnectionPool):
-    pass
+    ConnectionCls = _FinalHTTPSConnection
 
 
 _REPORTING_POOLS = {"http": _ReportingHTTPPool, "https": _ReportingHTTPSPool}
@@ -139,6 +171,9 @@ class _SDKAdapter(HTTPAdapter):
 
 
 # -- failures -------------------------------------------------------------------------------
+
+
+_OS_ERROR_MODULES = ("builtins", "socket", "ssl", "http.client")
 
 
 def exception_chain(exc: BaseException) -> List[BaseException]:
@@ -176,7 +211,15 @@ def transport_failure(exc: BaseException) -> TransportFailure:
         kind = OTHER_FAILURE
     if timed_out:
         return TransportFailure(kind, "request timed out", timed_out=True)
-    reasons = [e.strerror for e in chain if isinstance(e, OSError) and e.strerror]
+    # The innermost OS error says it best: its strerror ("Connection refused"), else its text
+    # ("Tunnel connection failed: 407 Proxy Authentication Required"), cut short.
+    # (requests' own exceptions are OSErrors too, but their text repeats the URL.)
+    reasons = [
+        e.strerror or str(e)[:200]
+        for e in chain
+        if isinstance(e, OSError) and type(e).__module__ in _OS_ERROR_MODULES
+    ]
+    reasons = [reason for reason in reasons if reason]
     reason = reasons[-1] if reasons else type(chain[-1]).__name__
     return TransportFailure(kind, f"connection failed: {reason}")
 

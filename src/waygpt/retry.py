@@ -76,6 +76,11 @@ def _budget(value: Any) -> Optional[int]:
     return int(value)
 
 
+def _backoff_max(retry: Retry) -> float:
+    ceiling = getattr(retry, "backoff_max", None)  # 0 is a valid ceiling: no backoff at all
+    return _FALLBACK_BACKOFF_MAX if ceiling is None else float(ceiling)
+
+
 class RetryPolicy(NamedTuple):
     """What a ``Retry`` says, read once: budgets, statuses, methods and backoff."""
 
@@ -98,7 +103,7 @@ class RetryPolicy(NamedTuple):
             status_forcelist=frozenset(retry.status_forcelist or ()),
             allowed_methods=frozenset(m.upper() for m in methods) if methods else None,
             backoff_factor=float(retry.backoff_factor or 0.0),
-            backoff_max=float(getattr(retry, "backoff_max", None) or _FALLBACK_BACKOFF_MAX),
+            backoff_max=_backoff_max(retry),
             respect_retry_after=bool(retry.respect_retry_after_header),
         )
 

@@ -17,7 +17,13 @@ import codecs
 from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Optional
 
-__all__ = ["SSEDecoder", "ServerSentEvent", "iter_sse"]
+from .errors import APIResponseValidationError
+
+__all__ = ["SSE_SIZE_LIMIT", "SSEDecoder", "ServerSentEvent", "iter_sse"]
+
+# The longest line, and the largest event, a decoder holds (in characters): far above any
+# chat chunk, and a bound on the memory an endless line or event can take.
+SSE_SIZE_LIMIT = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -56,24 +62,30 @@ class SSEDecoder:
 
     __slots__ = (
         "_data",
+        "_data_size",
         "_event",
         "_id",
         "_idle",
         "_last_id",
+        "_limit",
         "_pending",
         "_reconnect",
         "_retry",
         "_skip_lf",
         "_started",
         "_tail",
+        "_tail_size",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, max_size: int = SSE_SIZE_LIMIT) -> None:
+        self._limit = max_size  # see SSE_SIZE_LIMIT
         self._pending = b""  # the bytes of a character split across chunks (or of the BOM)
         self._started = False  # whether the stream's first bytes were checked for a BOM
         self._skip_lf = False  # the text so far ends with CR: a LF coming next is its pair
         self._tail: List[str] = []  # the pieces of a line not ended yet
         self._data: List[str] = []  # the data lines of the event being read
+        self._tail_size = 0  # characters in _tail
+        self._data_size = 0  # characters in _data
         self._event = ""  # the event type buffer
         self._retry: Optional[int] = None  # the retry field of the event being read
         self._idle = True  # no line nor event is half read (all of the four above are empty)
@@ -92,7 +104,11 @@ class SSEDecoder:
         return self._reconnect
 
     def feed(self, chunk: bytes) -> List[ServerSentEvent]:
-        """Consume ``chunk``; return the events it completes, in order."""
+        """Consume ``chunk``; return the events it completes, in order.
+
+        Raises:
+            APIResponseValidationError: a line or an event grew past ``max_size`` characters.
+        """
         if self._pending or not self._started:
             chunk = self._join_pending(chunk)
         text, used = _sse_utf8_decode(chunk, "replace", False)
@@ -102,7 +118,7 @@ class SSEDecoder:
             self._skip_lf = False
             if text[0] == "\n":
                 text = text[1:]
-        if self._idle and text.startswith("data:"):
+        if self._idle and text.startswith("data:") and len(text) <= self._limit:
             # The commonest chunk of all: one event of one data line, ended by LFs or CRLFs.
             end = text.find("\n")  # where the value ends
             if "\r" not in text:
@@ -122,6 +138,9 @@ class SSEDecoder:
         if len(text) < _SSE_SHORT:  # a few lines only: the setup of the ways below costs more
             self._read_lines(text, events)
             return events
+        if len(text) > self._limit:  # the ways below assume no event is larger than text
+            self._read_lines(text, events)
+            return events
         self._read_blocks(text, events)
         return events
 
@@ -138,6 +157,7 @@ class SSEDecoder:
         self._skip_lf = False
         self._tail = []
         self._data = []
+        self._tail_size = self._data_size = 0
         self._event = ""
         self._retry = None
         self._idle = True
@@ -212,23 +232,32 @@ class SSEDecoder:
         if len(lines) == 1:  # no line ends here: keep the piece, to join once its line ends
             if text:
                 tail.append(text)
+                self._tail_size += len(text)
                 self._idle = False
+                if self._tail_size > self._limit:
+                    raise self._overflow()
             return
         if tail:
             tail.append(lines[0])
             lines[0] = "".join(tail)
         last = lines.pop()
         self._tail = [last] if last else []
+        self._tail_size = len(last)
         data = self._data
         for line in lines:
             if line.startswith("data:"):
-                data.append(line[6:] if line[5:6] == " " else line[5:])
+                value = line[6:] if line[5:6] == " " else line[5:]
+                data.append(value)
+                self._data_size += len(value)
+                if self._data_size > self._limit:
+                    raise self._overflow()
             elif not line:  # a blank line: dispatch
                 self._last_id = self._id
                 if data:
                     event = self._event or "message"
                     events.append(_sse_event("\n".join(data), event, self._id, self._retry))
                     data = self._data = []
+                    self._data_size = 0
                 self._event = ""
                 self._retry = None
             elif line[0] != ":":  # not a comment
@@ -241,6 +270,9 @@ class SSEDecoder:
             value = value[1:]
         if name == "data":  # a "data" line without a colon
             self._data.append(value)
+            self._data_size += len(value)
+            if self._data_size > self._limit:
+                raise self._overflow()
         elif name == "event":
             self._event = value
         elif name == "id":
@@ -249,6 +281,12 @@ class SSEDecoder:
         elif name == "retry":
             if value.isascii() and value.isdigit():
                 self._retry = self._reconnect = int(value)
+
+    def _overflow(self) -> APIResponseValidationError:
+        mib = self._limit / (1024 * 1024)
+        return APIResponseValidationError(
+            f"an event stream line or event is longer than {mib:g} MiB: refused", None
+        )
 
 
 def iter_sse(chunks: Iterable[bytes]) -> Iterator[ServerSentEvent]:

@@ -243,6 +243,8 @@ class ChatEventParser:
                     break
                 self._chunks(piece, out)
         except WayGPTError as error:
+            if error.status_code is None and isinstance(error, APIResponseValidationError):
+                error.status_code = self._status  # the decoder's cap knows no status
             self._error = error
         return out
 

@@ -183,3 +183,17 @@ def test_full_project_and_use_case_lifecycle(sdk, api_client, server):
     with pytest.raises(sdk.NotFoundError):
         api_client.client_get_project(pid)
     assert pid not in [p["id"] for p in api_client.client_list_projects()]
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["eyJhbGciOiJIUzI1NiJ9.тест.sig", "eyJhbGci\x00OiJIUzI1NiJ9.e30.sig", "tab\there"],
+    ids=["non-ascii", "nul", "control"],
+)
+def test_a_jwt_that_cannot_go_into_a_header_is_refused_before_the_network(
+    api_client, server, token
+):
+    with pytest.raises(ValueError, match="jwt_token"):
+        api_client.client_list_projects(token)
+
+    assert server.requests == []

@@ -245,3 +245,23 @@ def test_reference_constructor_signature_and_defaults(sdk):
 def test_cr_or_lf_at_either_end_of_a_setting_is_refused_not_trimmed(sdk, value):
     with pytest.raises(ValueError, match="project_key"):
         sdk.WayGPTClient(api_url="http://127.0.0.1:9", project_key=value)
+
+
+@pytest.mark.parametrize(
+    "api_url",
+    ["http://:80", "http://example.com:99999", "http://[::1", "http://example.com:port",
+     "http://exa mple.com", "http://example.com:0", "http://bad\x00host"],
+    ids=["no-host", "port-out-of-range", "unclosed-ipv6", "port-not-a-number",
+         "space-in-host", "port-zero", "nul"],
+)
+def test_a_malformed_api_url_is_refused_when_the_client_is_made(sdk, api_url):
+    with pytest.raises(sdk.ConfigurationError, match="api_url"):
+        sdk.WayGPTClient(api_url=api_url)
+
+
+def test_reassigning_api_url_checks_it_too(sdk, server):
+    with sdk.WayGPTClient(api_url=server.url, project_key=server.project_key) as client:
+        with pytest.raises(sdk.ConfigurationError, match="api_url"):
+            client.api_url = "http://:80"
+        assert client.api_url == server.url
+        assert client.get_models()

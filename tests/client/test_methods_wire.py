@@ -88,6 +88,56 @@ def test_chat_completions_use_case_id_alias_is_sent_as_use_case(client, server):
     assert "use_case_id" not in body
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"use_case": " support "}, {"use_case_id": "\tsupport\n"}, {"use_case": "", "use_case_id": " support"}],
+    ids=["use_case", "use_case_id", "empty-use_case-then-alias"],
+)
+def test_chat_completions_use_case_is_stripped_as_the_reference_does(client, server, kwargs):
+    client.chat_completions(messages=MESSAGES, **kwargs)
+
+    assert_json_body(
+        only_request(server), {"model": "auto", "messages": MESSAGES, "use_case": "support"}
+    )
+
+
+@pytest.mark.parametrize("value", ["", "   "], ids=["empty", "spaces"])
+def test_chat_completions_empty_use_case_is_not_sent(client, server, value):
+    client.chat_completions(messages=MESSAGES, use_case=value)
+
+    assert_json_body(only_request(server), {"model": "auto", "messages": MESSAGES})
+
+
+def test_chat_completions_stream_strips_the_use_case_too(client, server):
+    list(client.chat_completions_stream(messages=MESSAGES, use_case=" support "))
+
+    assert only_request(server).json()["use_case"] == "support"
+
+
+def test_messages_given_as_a_generator_are_sent_as_given(client, server):
+    client.chat_completions(messages=(dict(m) for m in MESSAGES))
+
+    assert_json_body(only_request(server), {"model": "auto", "messages": MESSAGES})
+
+
+def test_messages_given_as_a_tuple_are_sent_as_a_list(client, server):
+    client.chat_completions(messages=tuple(MESSAGES))
+
+    assert only_request(server).json()["messages"] == MESSAGES
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [iter([]), {"role": "user", "content": "x"}, "hello", [("role", "user")]],
+    ids=["empty-generator", "one-dict", "a-string", "not-dicts"],
+)
+def test_bad_messages_are_refused_before_the_network(client, server, messages):
+    with pytest.raises(ValueError, match="messages"):
+        client.chat_completions(messages=messages)
+
+    assert server.requests == []
+
+
 def test_chat_completions_extra_kwargs_go_into_the_body(client, server):
     client.chat_completions(
         messages=MESSAGES, top_p=0.5, user="user-42", response_format={"type": "json_object"}

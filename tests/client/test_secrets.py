@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import List
+import pickle
+from typing import Any, List
 
 import pytest
 
@@ -179,3 +181,128 @@ def test_bad_stream_data_echoing_the_key_hides_it(sdk, no_retry_client, server):
 
     for text in error_texts(caught.value):
         assert_clean(text, [server.project_key])
+
+
+# -- nothing reachable from an error holds a secret ------------------------------------------
+
+
+def reachable(error: BaseException) -> List[Any]:
+    """Every value reachable from ``error``: attributes, nested containers, chained errors."""
+    found: List[Any] = []
+    pending: List[Any] = [error]
+    seen: set = set()
+    while pending:
+        value = pending.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        found.append(value)
+        if isinstance(value, BaseException):
+            pending += [value.__cause__, value.__context__, *value.args, *vars(value).values()]
+        elif isinstance(value, dict):
+            pending += [*value.keys(), *value.values()]
+        elif isinstance(value, (list, tuple, set)):
+            pending += list(value)
+        elif hasattr(value, "items") and not isinstance(value, (str, bytes)):
+            pending += [item for pair in value.items() for item in pair]
+    return found
+
+
+def assert_nothing_reachable(error: BaseException, secrets: List[str]) -> None:
+    texts = [str(error), repr(error)]
+    for value in reachable(error):
+        texts.append(value if isinstance(value, str) else repr(value))
+    for text in texts:
+        assert_clean(text, secrets)
+    dumped = pickle.dumps(error)
+    for secret in secrets:
+        assert secret.encode() not in dumped, f"secret {secret[:6]}... is in the pickle"
+
+
+def test_an_error_body_echoing_every_secret_in_nested_json_and_headers_hides_them(
+    sdk, make_signed_client, server
+):
+    with make_signed_client(server, max_retries=0) as client:
+        login = client.client_login(server.user_email, server.user_password)
+        # (The password was sent with the login only; a later call has nothing to echo.)
+        secrets = [server.project_key, server.hmac_secret, login["token"]]
+        echo = {
+            "detail": "denied",
+            "echo": {"key": server.project_key, "nested": [{"jwt": login["token"]}]},
+            server.hmac_secret: [server.project_key],
+        }
+        server.script(
+            status=403,
+            body=echo,
+            headers={"X-Echo-Key": server.project_key, "X-Echo-Jwt": login["token"]},
+            path="/api/v1/client/projects",
+        )
+
+        with pytest.raises(sdk.PermissionDeniedError) as caught:
+            client.client_list_projects()
+
+    assert caught.value.response["detail"] == "denied"  # the rest of the answer is kept
+    assert_nothing_reachable(caught.value, secrets)
+
+
+def test_a_success_body_of_the_wrong_shape_echoing_the_key_hides_it(sdk, no_retry_client, server):
+    server.script(status=200, body={"key": server.project_key}, path=MODELS)
+
+    with pytest.raises(sdk.APIResponseValidationError) as caught:
+        no_retry_client.get_models()  # a list is expected
+
+    assert_nothing_reachable(caught.value, [server.project_key])
+
+
+def test_an_in_stream_error_echoing_the_key_in_its_payload_hides_it(sdk, no_retry_client, server):
+    echo = {"error": {"message": "no", "code": 429, "request": {"x-project-key": server.project_key}}}
+    server.script(chunks=[sse_event(echo)], content_type="text/event-stream")
+
+    with pytest.raises(sdk.RateLimitError) as caught:
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
+
+    assert_nothing_reachable(caught.value, [server.project_key])
+
+
+def test_a_json_escaped_secret_in_an_error_body_is_hidden(sdk, api_client, server):
+    password = 'pa"ss\\wörd-2026'
+    server.add_user("quote@example.com", password)
+    server.script(
+        status=400,
+        body={"detail": f"bad password {password}"},
+        path="/api/v1/auth/login/access-token",
+    )
+
+    with pytest.raises(sdk.BadRequestError) as caught:
+        api_client.client_login("quote@example.com", password)
+
+    assert_nothing_reachable(caught.value, [password, json.dumps(password)[1:-1]])
+
+
+def test_a_connection_error_has_no_chained_library_exception(sdk, closed_port):
+    with sdk.WayGPTClient(
+        api_url=f"http://127.0.0.1:{closed_port}", project_key="sk_live_chain", max_retries=0
+    ) as client:
+        with pytest.raises(sdk.APIConnectionError) as caught:
+            client.get_models()
+
+    for value in reachable(caught.value):
+        if isinstance(value, BaseException):
+            assert isinstance(value, sdk.WayGPTError), repr(value)
+
+
+def test_credentials_in_api_url_are_refused_without_echoing_them(sdk):
+    with pytest.raises(sdk.ConfigurationError) as caught:
+        sdk.WayGPTClient(api_url="https://user:hunter2-secret@gw.example.com")
+
+    assert "credentials" in caught.value.message
+    assert_nothing_reachable(caught.value, ["hunter2-secret"])
+
+
+def test_credentials_in_the_env_api_url_are_refused(sdk, monkeypatch):
+    monkeypatch.setenv("WAYGPT_API_URL", "https://admin:pw-in-env@gw.example.com")
+
+    with pytest.raises(sdk.ConfigurationError) as caught:
+        sdk.WayGPTClient()
+
+    assert "pw-in-env" not in str(caught.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Callable, Dict, Iterable, List, Sequence
+from typing import Any, Callable, Iterable, List, Mapping, Sequence
 
 EXIT_OK = 0
 EXIT_IO = 1
@@ -88,7 +88,7 @@ def format_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def format_details(data: Dict[str, Any]) -> str:
+def format_details(data: Mapping[str, Any]) -> str:
     """``key: value`` lines with the values aligned, for one object."""
     if not data:
         return "(empty)"

@@ -6,14 +6,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Optional, TextIO
+from typing import Any, Mapping, Optional, TextIO
 
 __all__ = ["JobProgress", "format_job_line", "progress_bar"]
 
 BAR_WIDTH = 24
 
 
-def _percent(job: Dict[str, Any]) -> Optional[float]:
+def _percent(job: Mapping[str, Any]) -> Optional[float]:
     """The job's ``progress`` as a percentage in [0, 100], or None when it has none."""
     value = job.get("progress")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -29,7 +29,7 @@ def progress_bar(percent: float, width: int = BAR_WIDTH) -> str:
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
-def format_job_line(job: Dict[str, Any], elapsed: float, bar: bool) -> str:
+def format_job_line(job: Mapping[str, Any], elapsed: float, bar: bool) -> str:
     """One status line: elapsed seconds, status and the percentage (with a bar on a TTY)."""
     status = str(job.get("status") or "unknown")
     line = f"{elapsed:6.1f}s  {status:<10}"
@@ -59,7 +59,7 @@ class JobProgress:
         self._width = 0
         self.updates = 0
 
-    def __call__(self, job: Dict[str, Any]) -> None:
+    def __call__(self, job: Mapping[str, Any]) -> None:
         self.updates += 1
         line = self._prefix + format_job_line(job, time.monotonic() - self._started, self.tty)
         if self.tty:

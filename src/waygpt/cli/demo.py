@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, TextIO
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, TextIO
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -97,7 +97,7 @@ class _Wire(HTTPAdapter):
         return response
 
 
-def _content(reply: Dict[str, Any]) -> str:
+def _content(reply: Mapping[str, Any]) -> str:
     choices = reply.get("choices") or [{}]
     message = choices[0].get("message") or {}
     return str(message.get("content", ""))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Mapping, Optional
 
 from ._common import UsageError, format_details, int_at_least, positive_float
 from ._progress import JobProgress
@@ -122,7 +122,7 @@ def _wait(run: Run, job_id: str) -> None:
     run.print(url if url else format_details(job))
 
 
-def _job_result_url(job: Dict[str, Any]) -> Optional[str]:
+def _job_result_url(job: Mapping[str, Any]) -> Optional[str]:
     result = job.get("result")
     if isinstance(result, list) and result:
         result = result[0]
