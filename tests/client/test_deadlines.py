@@ -12,8 +12,8 @@ import time
 from typing import Any, Callable, Iterator
 
 import pytest
-from raw_server import RawServer
 
+from raw_server import RawServer
 from waygpt.testing import WayGPTTestServer, sse_event
 
 MODELS = "/api/v1/waygpt/models"
@@ -52,7 +52,7 @@ def slow_client(sdk: Any, url: str, **options: Any) -> Any:
     )
 
 
-def timed(call: Callable[[], Any]) -> "tuple[BaseException, float]":
+def timed(call: Callable[[], Any]) -> tuple[BaseException, float]:
     started = time.monotonic()
     try:
         call()

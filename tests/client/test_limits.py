@@ -15,8 +15,8 @@ import zlib
 from typing import Any, Iterator
 
 import pytest
-from raw_server import RawServer
 
+from raw_server import RawServer
 from waygpt.testing import WayGPTTestServer
 
 MODELS = "/api/v1/waygpt/models"
@@ -38,7 +38,7 @@ def bomb() -> bytes:
     return gzip_of_zeros(256 * MB)
 
 
-def peak_memory(call: Any) -> "tuple[Any, int]":
+def peak_memory(call: Any) -> tuple[Any, int]:
     tracemalloc.start()
     try:
         try:

@@ -90,7 +90,11 @@ def test_chat_completions_use_case_id_alias_is_sent_as_use_case(client, server):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"use_case": " support "}, {"use_case_id": "\tsupport\n"}, {"use_case": "", "use_case_id": " support"}],
+    [
+        {"use_case": " support "},
+        {"use_case_id": "\tsupport\n"},
+        {"use_case": "", "use_case_id": " support"},
+    ],
     ids=["use_case", "use_case_id", "empty-use_case-then-alias"],
 )
 def test_chat_completions_use_case_is_stripped_as_the_reference_does(client, server, kwargs):

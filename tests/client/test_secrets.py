@@ -255,7 +255,8 @@ def test_a_success_body_of_the_wrong_shape_echoing_the_key_hides_it(sdk, no_retr
 
 
 def test_an_in_stream_error_echoing_the_key_in_its_payload_hides_it(sdk, no_retry_client, server):
-    echo = {"error": {"message": "no", "code": 429, "request": {"x-project-key": server.project_key}}}
+    request = {"x-project-key": server.project_key}
+    echo = {"error": {"message": "no", "code": 429, "request": request}}
     server.script(chunks=[sse_event(echo)], content_type="text/event-stream")
 
     with pytest.raises(sdk.RateLimitError) as caught:

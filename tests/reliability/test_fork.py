@@ -40,7 +40,7 @@ def wrong_answers(client: Any, who: str, calls: int = CALLS) -> int:
     return wrong
 
 
-def fork_and_call(client: Any) -> "tuple[int, int]":
+def fork_and_call(client: Any) -> tuple[int, int]:
     """Parent and child make CALLS echo calls at the same time; their wrong answers."""
     pid = os.fork()
     if pid == 0:  # the child: report through the exit code, never return into pytest
