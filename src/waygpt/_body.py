@@ -190,6 +190,11 @@ class BodyCollector:
         """True once the cap is reached: a lenient reader stops reading here."""
         return len(self._buffer) >= self._limit
 
+    @property
+    def short(self) -> bool:
+        """True while fewer bytes arrived than the ``Content-Length`` promised."""
+        return self._expected is not None and self._received < self._expected
+
     def feed(self, chunk: bytes) -> None:
         self._received += len(chunk)
         decoder = self._decoder
@@ -224,7 +229,7 @@ class BodyCollector:
     def finish(self) -> bytes:
         """The decoded body; raises when it is shorter than promised or truncated."""
         if not self.lenient:
-            if self._expected is not None and self._received < self._expected:
+            if self.short:
                 raise APIConnectionError(
                     "connection closed before the whole body arrived "
                     f"({self._received} of {self._expected} bytes)"

@@ -402,6 +402,8 @@ class ClientCore:
                         break
                     raise chunk.to_error()
                 if not chunk:
+                    if collector.short and deadline.expired():
+                        raise deadline.error()  # the watchdog ended the read: no real end
                     break
                 collector.feed(chunk)
             return collector.finish()
