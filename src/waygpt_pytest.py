@@ -136,13 +136,16 @@ def _close_if_open(client: Any) -> None:
     if getattr(client, "closed", False):
         return
     import asyncio
+    import inspect
     import warnings
 
     # A fresh loop, never made the thread's current one, so a loop an async test plugin
     # manages is left as it is.
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(asyncio.wait_for(client.close(), _ASYNC_CLOSE_TIMEOUT))
+        closing = client.close()
+        if inspect.isawaitable(closing):
+            loop.run_until_complete(asyncio.wait_for(closing, _ASYNC_CLOSE_TIMEOUT))
     except Exception as error:  # noqa: BLE001 - a failed clean-up must not fail the test
         warnings.warn(
             f"async_waygpt_client was left open and could not be closed after the test "

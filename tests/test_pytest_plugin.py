@@ -152,3 +152,71 @@ def test_the_plugin_can_be_disabled(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "fixture 'waygpt_server' not found" in result.stdout
+
+
+def test_async_waygpt_client_builds_and_closes_the_client(tmp_path: Path) -> None:
+    """The fixture's contract with the async client, checked on a stand-in for it.
+
+    ``AsyncWayGPTClient`` is not in this SDK version yet; the stand-in takes the same
+    constructor arguments as ``WayGPTClient`` and has an ``async close()`` and ``closed``.
+    An empty ``aiohttp`` package in the test directory stands for the optional dependency.
+    """
+    (tmp_path / "aiohttp").mkdir()
+    (tmp_path / "aiohttp" / "__init__.py").write_text("", encoding="utf-8")
+    result = run_pytest(
+        tmp_path,
+        """
+        import asyncio
+
+        import waygpt
+
+        CLOSED = []
+
+
+        class AsyncWayGPTClient:
+            def __init__(self, **options):
+                self.options = options
+                self.closed = False
+
+            async def close(self):
+                asyncio.get_running_loop()  # closed inside an event loop
+                self.closed = True
+                CLOSED.append(self)
+
+            async def __aenter__(self):
+                return self
+
+            async def __aexit__(self, *exc_info):
+                await self.close()
+
+
+        waygpt.AsyncWayGPTClient = AsyncWayGPTClient
+
+
+        def test_left_open(async_waygpt_client, waygpt_server):
+            options = async_waygpt_client.options
+            assert options["api_url"] == waygpt_server.url
+            assert options["project_key"] == waygpt_server.project_key
+            assert options["use_hmac"] is False
+
+
+        def test_a_client_left_open_was_closed_after_its_test():
+            assert len(CLOSED) == 1
+
+
+        def test_closed_by_the_test(async_waygpt_client):
+            async def main():
+                async with async_waygpt_client:
+                    pass
+
+            asyncio.run(main())
+
+
+        def test_a_closed_client_is_not_closed_again():
+            assert len(CLOSED) == 2
+        """,
+        "-W",
+        "error::pytest.PytestWarning",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout, result.stdout
