@@ -341,6 +341,16 @@ def test_refused_requests_are_not_counted(clock: FakeClock) -> None:
         assert statuses([get(srv, MODELS), get(srv, MODELS)]) == [200, 200]
 
 
+def test_requests_made_before_a_limit_is_set_count(clock: FakeClock) -> None:
+    with WayGPTTestServer(rate_limit_clock=clock) as srv:
+        assert statuses([get(srv, MODELS), get(srv, MODELS)]) == [200, 200]
+        clock.now += 10
+        update_project(srv, rate_limit_rpm=2)
+        refused = get(srv, MODELS)
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"] == "50"
+
+
 def test_rate_limits_count_each_project_on_its_own(clock: FakeClock) -> None:
     with WayGPTTestServer(rate_limit_clock=clock, rate_limit_rpm=1) as srv:
         other = create_project(srv)

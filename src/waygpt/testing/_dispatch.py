@@ -1,6 +1,6 @@
 """From a received request to the answer: authenticate, apply scripts, route, enforce policy.
 
-The order of the checks, for a project-key request (docs/testing.md, "The order of checks"):
+The order of the checks, for a project-key request (docs/testing.md, "Project policy"):
 
 1. the project key (401), then whether the project is active (401), then its HMAC
    signature when required or present (403; a valid one uses up its nonce);

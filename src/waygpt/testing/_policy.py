@@ -24,6 +24,10 @@ _WINDOWS: Tuple[Tuple[float, str, str], ...] = (
     (86400.0, "rate_limit_rpd", "day"),
 )
 _LONGEST_WINDOW = max(window for window, _, _ in _WINDOWS)
+# Admitted requests are remembered for a day, whether or not a limit is set (a limit set
+# later counts them, as on a server that always counts), but at most this many per project:
+# enough for any limit a test sets, and a bound for a shell server running for days.
+_MAX_REMEMBERED = 100_000
 _CATALOGUE = {model["id"] for model in MODELS}
 
 
@@ -120,8 +124,8 @@ class RateLimiter:
 
     A request is admitted when, over the last 60 s and over the last 86 400 s, the project
     has made fewer admitted requests than its limit (0 means no limit); only admitted
-    requests are counted. ``clock`` gives seconds on any monotonic scale. Callers hold the
-    server state's lock.
+    requests are counted, also while no limit is set. ``clock`` gives seconds on any scale
+    that never goes back. Callers hold the server state's lock.
     """
 
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -132,7 +136,9 @@ class RateLimiter:
         """Count one request, or raise the 429 (with ``Retry-After``) when over a limit."""
         now = self._clock()
         times = self._admitted.setdefault(project.id, [])
-        del times[: bisect_right(times, now - _LONGEST_WINDOW)]
+        expired = bisect_right(times, now - _LONGEST_WINDOW)
+        if expired or len(times) >= _MAX_REMEMBERED:
+            del times[: max(expired, len(times) - _MAX_REMEMBERED + 1)]
         wait = 0.0
         exceeded: Optional[Tuple[int, str]] = None
         for window, attribute, unit in _WINDOWS:
