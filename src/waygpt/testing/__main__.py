@@ -164,7 +164,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             server.stop()
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            # None: the old handler was not set from Python; the default is the best guess.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
     _say("stopped")
     return 0
 
