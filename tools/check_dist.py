@@ -7,7 +7,8 @@ Usage::
 Steps: ``python -m build`` (into a temporary directory unless ``--dist-dir`` is given),
 ``twine check --strict`` on both files, then a look inside them: the wheel must hold the
 package with ``py.typed`` and ``waygpt.testing``, the licence, the console script and the
-metadata PyPI shows (licence expression, Markdown README, project URLs, dependencies), and no
+metadata PyPI shows (licence expression, Markdown README, project URLs, dependencies), the
+pytest plugin (the top-level ``waygpt_pytest`` module and its ``pytest11`` entry point), and no
 tests; the sdist must hold what is needed to rebuild and test. Finally the package is imported
 straight from the wheel file, in a fresh interpreter, to prove the wheel alone is complete.
 
@@ -29,6 +30,9 @@ from typing import List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "waygpt"
+# The pytest plugin is a top-level module beside the package, so that loading it imports
+# nothing of waygpt (see src/waygpt_pytest.py).
+PLUGIN_MODULE = "waygpt_pytest.py"
 
 WHEEL_MUST_HAVE = [
     "waygpt/__init__.py",
@@ -37,6 +41,7 @@ WHEEL_MUST_HAVE = [
     "waygpt/cli/__init__.py",
     "waygpt/cli/demo.py",
     "waygpt/testing/__init__.py",
+    PLUGIN_MODULE,
 ]
 SDIST_MUST_HAVE = [
     "pyproject.toml",
@@ -45,6 +50,7 @@ SDIST_MUST_HAVE = [
     "CHANGELOG.md",
     "src/waygpt/py.typed",
     "src/waygpt/testing/__init__.py",
+    f"src/{PLUGIN_MODULE}",
     "tools/build_single_file.py",
     "docs/index.md",
     "examples/chat_basic.py",
@@ -91,7 +97,9 @@ def check_wheel(wheel: Path, version: str) -> List[str]:
                 problems.append(f"wheel lacks {required}")
         if not any(n.startswith(f"{dist_info}/licenses/") and n.endswith("LICENSE") for n in names):
             problems.append("wheel lacks the LICENSE file in .dist-info/licenses/")
-        stray = sorted(n for n in names if n.split("/")[0] not in (NAME, dist_info))
+        stray = sorted(
+            n for n in names if n.split("/")[0] not in (NAME, dist_info, PLUGIN_MODULE)
+        )
         if stray:
             problems.append(f"wheel holds files outside the package: {stray[:5]}")
         if any("__pycache__" in n or n.endswith(".pyc") for n in names):
@@ -101,6 +109,8 @@ def check_wheel(wheel: Path, version: str) -> List[str]:
     problems += _check_metadata(metadata, version)
     if "waygpt = waygpt.cli:main" not in entry_points:
         problems.append("the waygpt console script is missing from entry_points.txt")
+    if "[pytest11]\nwaygpt = waygpt_pytest" not in entry_points:
+        problems.append("the pytest11 entry point waygpt = waygpt_pytest is missing")
     return problems
 
 

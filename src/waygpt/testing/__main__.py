@@ -1,44 +1,172 @@
-"""``python -m waygpt.testing``: run the test server in the foreground."""
+"""``python -m waygpt.testing``: run the test server in the foreground.
+
+It prints where it listens and the credentials it accepts, then serves until Ctrl+C or
+SIGTERM, after which it stops cleanly and exits 0. A port it cannot listen on is a one-line
+error and exit status 1.
+"""
 
 import argparse
+import os
+import signal
+import sys
 import threading
-from typing import List, Optional
+import time
+from types import FrameType
+from typing import Any, Callable, Dict, List, Optional, Union
 
-from ._server import WayGPTTestServer
+from ._server import (
+    DEFAULT_HMAC_SECRET,
+    DEFAULT_PROJECT_ID,
+    DEFAULT_PROJECT_KEY,
+    DEFAULT_USER_EMAIL,
+    DEFAULT_USER_PASSWORD,
+    WayGPTTestServer,
+)
+
+PROG = "python -m waygpt.testing"
+# How often the main thread looks whether a stop was asked for.
+_POLL_SECONDS = 0.1
+
+_SignalHandler = Union[Callable[[int, Optional[FrameType]], Any], int, None]
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def _text(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not between 0 and 65535")
+    return port
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m waygpt.testing", description="Run a local WayGPT test server."
+        prog=PROG,
+        description="Run a local WayGPT test server in the foreground (Ctrl+C stops it).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default: %(default)s)")
     parser.add_argument(
-        "--port", type=int, default=8765, help="0 picks a free port (default: %(default)s)"
+        "--port", type=_port, default=8765, help="0 picks a free port (default: %(default)s)"
     )
     parser.add_argument(
-        "--require-hmac", action="store_true", help="the default project demands HMAC signatures"
+        "--project-key", type=_text, default=DEFAULT_PROJECT_KEY, help="the project key accepted"
     )
     parser.add_argument(
-        "--job-steps", type=int, default=3, help="polls before a video job completes"
+        "--project-id", type=_text, default=DEFAULT_PROJECT_ID, help="the project id (HMAC)"
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--hmac-secret", type=_text, default=DEFAULT_HMAC_SECRET, help="the project's HMAC secret"
+    )
+    parser.add_argument(
+        "--email", type=_text, default=DEFAULT_USER_EMAIL, help="the Client API login e-mail"
+    )
+    parser.add_argument(
+        "--password", type=_text, default=DEFAULT_USER_PASSWORD, help="the Client API password"
+    )
+    parser.add_argument(
+        "--require-hmac", action="store_true", help="the project demands HMAC signatures"
+    )
+    parser.add_argument(
+        "--job-steps", type=_positive, default=3, help="polls before a video job completes"
+    )
+    return parser
+
+
+class _StopRequest:
+    """Set from a signal handler; a plain flag, so the handler takes no lock."""
+
+    def __init__(self) -> None:
+        self.signal_name: Optional[str] = None
+
+    def __call__(self, signum: int, frame: Optional[FrameType]) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+
+def _install(handler: _StopRequest) -> Dict[int, _SignalHandler]:
+    """Route SIGINT and SIGTERM to ``handler``; the previous handlers, to restore."""
+    previous: Dict[int, _SignalHandler] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous  # only the main thread may set handlers; Ctrl+C still interrupts
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, handler)
+    return previous
+
+
+def _say(line: str = "") -> None:
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        # Whoever read the output is gone: keep serving (and stop cleanly) without it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
     server = WayGPTTestServer(
-        host=args.host, port=args.port, require_hmac=args.require_hmac, job_steps=args.job_steps
+        project_key=args.project_key,
+        project_id=args.project_id,
+        hmac_secret=args.hmac_secret,
+        require_hmac=args.require_hmac,
+        user_email=args.email,
+        user_password=args.password,
+        job_steps=args.job_steps,
+        host=args.host,
+        port=args.port,
     )
-    with server:
-        print(f"WayGPT test server listening on {server.url}")
-        print(f"  WAYGPT_API_URL={server.url}")
-        print(f"  WAYGPT_PROJECT_KEY={server.project_key}")
-        print(f"  WAYGPT_PROJECT_ID={server.project_id}")
-        print(f"  WAYGPT_HMAC_SECRET={server.hmac_secret}")
-        if args.require_hmac:
-            print("  WAYGPT_USE_HMAC=true")
-        print(f"  Client API login: {server.user_email} / {server.user_password}")
-        print("Press Ctrl+C to stop.", flush=True)
+    stop = _StopRequest()
+    previous = _install(stop)
+    try:
         try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("stopping")
+            server.start()
+        except OSError as error:  # busy port, unknown host, no permission
+            reason = error.strerror or str(error)
+            print(
+                f"{PROG}: error: cannot listen on {args.host}:{args.port}: {reason}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 1
+        try:
+            _say(f"WayGPT test server listening on {server.url}")
+            _say(f"  WAYGPT_API_URL={server.url}")
+            _say(f"  WAYGPT_PROJECT_KEY={server.project_key}")
+            _say(f"  WAYGPT_PROJECT_ID={server.project_id}")
+            _say(f"  WAYGPT_HMAC_SECRET={server.hmac_secret}")
+            if args.require_hmac:
+                _say("  WAYGPT_USE_HMAC=true")
+            _say(f"  Client API login: {server.user_email} / {server.user_password}")
+            _say("Press Ctrl+C to stop.")
+            while stop.signal_name is None:
+                time.sleep(_POLL_SECONDS)
+            _say(f"{stop.signal_name}: stopping")
+        except KeyboardInterrupt:  # when no handler could be installed
+            _say("stopping")
+        finally:
+            server.stop()
+    finally:
+        for signum, handler in previous.items():
+            # None: the old handler was not set from Python; the default is the best guess.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+    _say("stopped")
     return 0
 
 

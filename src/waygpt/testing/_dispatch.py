@@ -1,4 +1,15 @@
-"""From a received request to the answer: authenticate, apply scripts, route."""
+"""From a received request to the answer: authenticate, apply scripts, route, enforce policy.
+
+The order of the checks, for a project-key request (docs/testing.md, "Project policy"):
+
+1. the project key (401), then whether the project is active (401), then its HMAC
+   signature when required or present (403; a valid one uses up its nonce);
+2. a scripted answer, when one matches, replaces everything below;
+3. routing: an unknown path is 404, a wrong method 405;
+4. ``Origin``/``Referer`` against ``allowed_domains`` (403);
+5. the rate limits (429 with ``Retry-After``); only requests that get this far are counted;
+6. the endpoint: body validation (400/422), use case and model (404), ``site_domain`` (403).
+"""
 
 import struct
 import time
@@ -8,6 +19,7 @@ from urllib.parse import unquote
 
 from . import _auth
 from . import _client_api as client_api
+from . import _policy as policy
 from . import _waygpt_api as waygpt_api
 from ._context import Context, reply
 from ._faults import ScriptBook, ScriptedResponse
@@ -125,12 +137,19 @@ class Dispatcher:
     """Turns each recorded request into the answer the server sends."""
 
     def __init__(
-        self, state: ServerState, scripts: ScriptBook, *, job_steps: int, timestamp_window: int
+        self,
+        state: ServerState,
+        scripts: ScriptBook,
+        *,
+        job_steps: int,
+        timestamp_window: int,
+        rate_limit_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.state = state
         self.scripts = scripts
         self.job_steps = job_steps
         self.timestamp_window = timestamp_window
+        self.rate_limiter = policy.RateLimiter(rate_limit_clock)
 
     def handle(self, request: RecordedRequest, base_url: str) -> ScriptedResponse:
         path = request.path_only
@@ -147,6 +166,9 @@ class Dispatcher:
                 if script is not None:
                     return script
                 handler, ctx.params = route(request.method, path)
+                if ctx.project is not None:
+                    policy.check_browser_origin(ctx.project, request.headers)
+                    self.rate_limiter.admit(ctx.project)
                 return handler(ctx)
         except ApiError as error:
             return reply({"detail": error.detail}, error.status, error.headers)
@@ -158,6 +180,8 @@ class Dispatcher:
             project = self.state.project_by_key(key) if key else None
             if project is None:
                 raise ApiError(401, "Invalid project key")
+            if not project.is_active:
+                raise ApiError(401, policy.PROJECT_INACTIVE)
             if project.hmac_required or _auth.wants_hmac(headers):
                 problem = _auth.verify(
                     method=ctx.request.method,

@@ -1,8 +1,9 @@
 """The public ``WayGPTTestServer``: configuration, lifecycle and test-facing helpers."""
 
 import threading
+import time
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Type
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 
 from ._dispatch import Dispatcher
 from ._faults import ScriptBook, ScriptedResponse
@@ -20,13 +21,29 @@ DEFAULT_USER_PASSWORD = "demo-password"  # noqa: S105
 _STOP_TIMEOUT = 5.0
 
 
+def _string_list(name: str, value: Optional[Sequence[str]]) -> List[str]:
+    if value is None:
+        return []
+    if isinstance(value, str) or not all(isinstance(item, str) for item in value):
+        raise TypeError(f"{name} must be a list of strings")
+    return list(value)
+
+
 class WayGPTTestServer:
     """A stateful local WayGPT server for tests, on a background thread.
 
     It implements every endpoint of the WayGPT protocol with in-memory state
     (projects, use cases, video jobs, tokens, seen nonces), checks project keys,
-    JWTs and HMAC signatures as the real server does, records every request,
-    and can be scripted to fail in specific ways (see :class:`ScriptedResponse`).
+    JWTs and HMAC signatures as the real server does, enforces each project's
+    policy (active, allowed models and domains, rate limits), records every
+    request, and can be scripted to fail in specific ways (see
+    :class:`ScriptedResponse`).
+
+    The keyword-only options set the default project's policy: ``allowed_models``
+    and ``allowed_domains`` (None or empty: no restriction), ``rate_limit_rpm`` and
+    ``rate_limit_rpd`` (0, the default: not throttled). ``rate_limit_clock`` is the
+    clock the rate-limit windows are measured on (``time.monotonic`` by default);
+    pass a fake one to test a window freeing up without waiting for it.
 
     Use it as a context manager::
 
@@ -48,11 +65,22 @@ class WayGPTTestServer:
         timestamp_window: int = 300,
         host: str = "127.0.0.1",
         port: int = 0,
+        *,
+        allowed_models: Optional[Sequence[str]] = None,
+        allowed_domains: Optional[Sequence[str]] = None,
+        rate_limit_rpm: int = 0,
+        rate_limit_rpd: int = 0,
+        rate_limit_clock: Optional[Callable[[], float]] = None,
     ) -> None:
         if job_steps < 1:
             raise ValueError("job_steps must be at least 1")
         if timestamp_window < 0:
             raise ValueError("timestamp_window cannot be negative")
+        models = _string_list("allowed_models", allowed_models)
+        domains = _string_list("allowed_domains", allowed_domains)
+        for name, limit in (("rate_limit_rpm", rate_limit_rpm), ("rate_limit_rpd", rate_limit_rpd)):
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise ValueError(f"{name} must be a non-negative int (0: no limit)")
         self._project_key = project_key
         self._project_id = project_id
         self._hmac_secret = hmac_secret
@@ -69,12 +97,22 @@ class WayGPTTestServer:
             api_key=project_key,
             hmac_secret=hmac_secret,
             hmac_required=require_hmac,
+            allowed_models=models,
+            allowed_domains=domains,
+            # Unlike a project created through the Client API (60 and 10000), the default
+            # project is not throttled unless asked: no test meets a 429 it did not ask for.
+            rate_limit_rpm=rate_limit_rpm,
+            rate_limit_rpd=rate_limit_rpd,
         )
         self._state.seed_default_use_cases(project)
         self._scripts = ScriptBook()
         self._log = RequestLog()
         self._dispatcher = Dispatcher(
-            self._state, self._scripts, job_steps=job_steps, timestamp_window=timestamp_window
+            self._state,
+            self._scripts,
+            job_steps=job_steps,
+            timestamp_window=timestamp_window,
+            rate_limit_clock=rate_limit_clock or time.monotonic,
         )
         self._lifecycle = threading.Lock()
         self._count_lock = threading.Lock()
@@ -149,6 +187,13 @@ class WayGPTTestServer:
     @property
     def hmac_secret(self) -> str:
         return self._hmac_secret
+
+    @property
+    def require_hmac(self) -> bool:
+        """Whether the default project demands HMAC signatures (the Client API may change it)."""
+        with self._state.lock:
+            project = self._state.projects.get(self._project_id)
+            return project is not None and project.hmac_required
 
     @property
     def user_email(self) -> str:

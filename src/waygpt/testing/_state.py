@@ -36,11 +36,6 @@ MODELS: List[Dict[str, str]] = [
 ]
 
 
-def default_model(kind: str) -> str:
-    """The model ``auto`` resolves to for a kind of generation."""
-    return next(model["id"] for model in MODELS if model["type"] == kind)
-
-
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -70,10 +65,16 @@ class UseCase:
         }
 
     def summary(self, detailed: bool) -> Dict[str, Any]:
-        """The project-key API shape (``GET /api/v1/waygpt/use-cases``)."""
-        out: Dict[str, Any] = {"key": self.key, "name": self.name, "kind": self.kind}
+        """The project-key API shape (``GET /api/v1/waygpt/use-cases``): ``key, name, kind,
+        config``, and with ``detailed`` also ``id`` and ``is_active``."""
+        out: Dict[str, Any] = {
+            "key": self.key,
+            "name": self.name,
+            "kind": self.kind,
+            "config": dict(self.config),
+        }
         if detailed:
-            out.update(config=dict(self.config), is_active=self.is_active, id=self.id)
+            out.update(is_active=self.is_active, id=self.id)
         return out
 
 
@@ -86,10 +87,10 @@ class Project:
     owner: str
     hmac_required: bool = False
     is_active: bool = True
-    allowed_models: List[str] = field(default_factory=list)
-    allowed_domains: List[str] = field(default_factory=list)
-    rate_limit_rpm: int = 60
-    rate_limit_rpd: int = 10000
+    allowed_models: List[str] = field(default_factory=list)  # empty: every model
+    allowed_domains: List[str] = field(default_factory=list)  # empty: every domain
+    rate_limit_rpm: int = 60  # 0: no limit
+    rate_limit_rpd: int = 10000  # 0: no limit
     created_at: str = field(default_factory=now_iso)
     use_cases: Dict[str, UseCase] = field(default_factory=dict)  # by id, in creation order
 
@@ -230,7 +231,10 @@ class ServerState:
         api_key: Optional[str] = None,
         hmac_secret: Optional[str] = None,
         hmac_required: bool = False,
+        **policy: Any,
     ) -> Project:
+        """A new project; ``policy`` may set ``allowed_models``, ``allowed_domains``,
+        ``rate_limit_rpm`` and ``rate_limit_rpd`` (otherwise the Project defaults)."""
         project = Project(
             id=project_id or str(uuid.uuid4()),
             name=name,
@@ -238,6 +242,7 @@ class ServerState:
             hmac_secret=hmac_secret or secrets.token_hex(32),
             owner=owner,
             hmac_required=hmac_required,
+            **policy,
         )
         with self.lock:
             self.projects[project.id] = project

@@ -6,10 +6,11 @@ import time
 import uuid
 from typing import Any, Dict, List, Optional
 
+from . import _policy as policy
 from . import _validate as v
 from ._context import Context, reply
 from ._faults import ScriptedResponse, sse_event
-from ._state import MODELS, Job, UseCase, default_model
+from ._state import Job, Project, UseCase
 
 _SIZE = re.compile(r"[1-9][0-9]{1,4}x[1-9][0-9]{1,4}")
 _WORD = re.compile(r"\s*\S+")
@@ -57,10 +58,15 @@ def _messages(body: Dict[str, Any]) -> List[Dict[str, str]]:
     return out
 
 
-def _resolve_chat_model(model: str, use_case: Optional[UseCase]) -> str:
+def _resolve_chat_model(project: Project, model: str, use_case: Optional[UseCase]) -> str:
+    """The model that answers: the one named (it must exist and be allowed), or ``auto``'s pick.
+
+    ``auto`` takes the use case's own ``models`` list (lowest priority number first) when it
+    has one: the owner configured it, so it is used as it is, even for a model outside
+    ``allowed_models``. Otherwise it takes the project's first allowed chat model.
+    """
     if model != "auto":
-        return model
-    # A use case's own model list (lowest priority number first) beats the default.
+        return policy.check_model(project, model)
     configured = use_case.config.get("models") if use_case is not None else None
     if isinstance(configured, list):
         candidates = [
@@ -71,7 +77,7 @@ def _resolve_chat_model(model: str, use_case: Optional[UseCase]) -> str:
         if candidates:
             best = min(candidates, key=lambda entry: entry.get("priority", 0))
             return str(best["model_id"])
-    return default_model("chat")
+    return policy.auto_model(project, "chat")
 
 
 def _tokens(text: str) -> List[str]:
@@ -85,18 +91,22 @@ def _tokens(text: str) -> List[str]:
 
 
 def chat_completions(ctx: Context) -> ScriptedResponse:
+    project = ctx.require_project()
     body = v.json_object(ctx.request)
     messages = _messages(body)
     model = v.string(body, "model") or "auto"
-    use_case: Optional[UseCase] = None
     use_case_key = v.string(body, "use_case")
-    if use_case_key is not None:
-        use_case = ctx.require_project().active_use_case(use_case_key)
-        if use_case is None:
-            raise v.ApiError(404, f"Use case '{use_case_key}' not found")
     v.number(body, "temperature", low=0, high=2)
     v.integer(body, "max_tokens", low=1)
     stream = v.boolean(body, "stream") or False
+    # The fields are valid (422 first, as FastAPI validates before the endpoint runs);
+    # now what they name must exist: the use case, then the model.
+    use_case: Optional[UseCase] = None
+    if use_case_key is not None:
+        use_case = project.active_use_case(use_case_key)
+        if use_case is None:
+            raise v.ApiError(404, f"Use case '{use_case_key}' not found")
+    resolved_model = _resolve_chat_model(project, model, use_case)
 
     user_texts = [m["content"] for m in messages if m["role"] == "user"]
     content = "Echo: " + (user_texts[-1] if user_texts else messages[-1]["content"])
@@ -110,7 +120,7 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
     base = {
         "id": "chatcmpl-" + uuid.uuid4().hex[:24],
         "created": int(time.time()),
-        "model": _resolve_chat_model(model, use_case),
+        "model": resolved_model,
     }
     if not stream:
         return reply(
@@ -153,6 +163,14 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
     )
 
 
+def _media_model(project: Project, model: Optional[str], kind: str) -> str:
+    """The named model (it must exist and be allowed), or for None/``auto`` the first allowed
+    model of the kind."""
+    if model in (None, "", "auto"):
+        return policy.auto_model(project, kind)
+    return policy.check_model(project, model)
+
+
 def image_generations(ctx: Context) -> ScriptedResponse:
     body = v.json_object(ctx.request)
     prompt = v.string(body, "prompt", required=True, non_empty=True)
@@ -160,9 +178,7 @@ def image_generations(ctx: Context) -> ScriptedResponse:
     if not _SIZE.fullmatch(size):
         raise v.invalid(["size"], "Size should look like 1024x1024", "string_pattern_mismatch")
     count = v.integer(body, "n", default=1, low=1, high=10)
-    model = v.string(body, "model")
-    if model in (None, "auto"):
-        model = default_model("image")
+    model = _media_model(ctx.require_project(), v.string(body, "model"), "image")
     data = []
     for _ in range(count or 1):
         image_id = uuid.uuid4().hex
@@ -176,16 +192,15 @@ def image_generations(ctx: Context) -> ScriptedResponse:
 def video_generations(ctx: Context) -> ScriptedResponse:
     body = v.json_object(ctx.request)
     prompt = v.string(body, "prompt", required=True, non_empty=True)
-    model = v.string(body, "model")
-    if model in (None, "auto"):
-        model = default_model("video")
+    model_field = v.string(body, "model")
     duration = v.number(body, "duration", low=1, high=600)
+    model = _media_model(ctx.require_project(), model_field, "video")
     job_id = str(uuid.uuid4())
     job = Job(
         job_id=job_id,
         project_id=ctx.require_project().id,
         prompt=prompt or "",
-        model=model or "",
+        model=model,
         duration=duration,
         result_url=f"{ctx.base_url}/media/videos/{job_id}.mp4",
     )
@@ -216,11 +231,11 @@ def cancel_media_job(ctx: Context) -> ScriptedResponse:
 
 
 def models(ctx: Context) -> ScriptedResponse:
-    return reply([model["id"] for model in MODELS])
+    return reply([model["id"] for model in policy.visible_models(ctx.require_project())])
 
 
 def models_full(ctx: Context) -> ScriptedResponse:
-    return reply([dict(model) for model in MODELS])
+    return reply(policy.visible_models(ctx.require_project()))
 
 
 def use_cases(ctx: Context) -> ScriptedResponse:
@@ -233,6 +248,8 @@ def widget_token(ctx: Context) -> ScriptedResponse:
     body = v.json_object(ctx.request)
     ttl = v.integer(body, "ttl_seconds", default=600, low=60, high=86400)
     site_domain = v.string(body, "site_domain")
+    if site_domain is not None and not policy.domain_allowed(ctx.require_project(), site_domain):
+        raise policy.domain_refused(policy.host_of(site_domain) or site_domain)
     return reply(
         {
             "token": "wgt_" + secrets.token_urlsafe(24),
