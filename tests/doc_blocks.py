@@ -147,9 +147,11 @@ class BlockFailed(AssertionError):
     """A documentation block raised; the message names the page and the block's line."""
 
 
-# ``fixtures(names)``: a context manager giving the value of each named fixture, fresh for one
-# test function; it raises LookupError for a name it does not provide.
-Fixtures = Callable[[List[str]], ContextManager[Dict[str, Any]]]
+# ``fixtures(names, marks)``: a context manager giving the value of each named fixture, fresh
+# for one test function; ``marks`` maps each pytest marker on the function to its keyword
+# arguments (``@pytest.mark.waygpt_server(require_hmac=True)``). It raises LookupError for a
+# name it does not provide.
+Fixtures = Callable[[List[str], Dict[str, Dict[str, Any]]], ContextManager[Dict[str, Any]]]
 
 
 class PageRunner:
@@ -231,7 +233,11 @@ class PageRunner:
                 try:
                     if self.fixtures is None:
                         raise LookupError("this runner provides no fixtures")
-                    values = stack.enter_context(self.fixtures(names))
+                    marks = {
+                        mark.name: dict(mark.kwargs)
+                        for mark in reversed(getattr(function, "pytestmark", []))
+                    }
+                    values = stack.enter_context(self.fixtures(names, marks))
                 except LookupError as error:
                     raise BlockFailed(
                         f"{block.where(self.root)}: {name}() takes {names}: {error}"

@@ -193,7 +193,7 @@ def test_documented_test_functions_are_called_with_fixtures(tmp_path: Path) -> N
     scopes: List[str] = []
 
     @contextlib.contextmanager
-    def fixtures(names: List[str]) -> Iterator[Dict[str, Any]]:
+    def fixtures(names: List[str], marks: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
         scopes.append("open")
         try:
             yield {name: f"the {name}" for name in names}
@@ -218,7 +218,7 @@ def test_an_unknown_fixture_is_reported(tmp_path: Path) -> None:
         """)
 
     @contextlib.contextmanager
-    def fixtures(names: List[str]) -> Iterator[Dict[str, Any]]:
+    def fixtures(names: List[str], marks: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
         raise LookupError(f"no fixture {names}")
         yield {}
 

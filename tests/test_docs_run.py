@@ -20,7 +20,8 @@ Hidden set-up, the same for every page:
   ``tools/build_single_file.py`` into a temporary directory on ``sys.path``;
 * a block that defines ``test_*`` functions (as docs/testing.md does) has them called at
   once, like pytest would: the parameter ``server`` is a fresh ``WayGPTTestServer()`` and
-  ``client`` a ``WayGPTClient`` for it (``timeout=5``), as the fixtures on that page;
+  ``client`` a ``WayGPTClient`` for it (``timeout=5``), as the fixtures on that page (or the
+  plugin's ``waygpt_server`` and ``waygpt_client``, the same two);
 * a page must finish within ``PAGE_TIMEOUT`` seconds.
 
 A block that cannot run (real credentials, a bot token, a framework the test environment
@@ -109,16 +110,30 @@ def test_page_runs(page: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 
 @contextlib.contextmanager
-def _test_fixtures(names: List[str]) -> Iterator[Dict[str, Any]]:
-    """The fixtures a documented ``test_*`` function may take: ``server`` and ``client``."""
-    unknown = sorted(set(names) - {"server", "client"})
+def _test_fixtures(
+    names: List[str], marks: Dict[str, Dict[str, Any]]
+) -> Iterator[Dict[str, Any]]:
+    """The fixtures a documented ``test_*`` function may take: ``server`` and ``client``, or
+    the plugin's ``waygpt_server`` and ``waygpt_client`` (the same two objects), configured by
+    a ``waygpt_server`` marker as the plugin does."""
+    known = {"server", "client", "waygpt_server", "waygpt_client"}
+    unknown = sorted(set(names) - known)
     if unknown:
-        raise LookupError(f"the docs runner provides only 'server' and 'client', not {unknown}")
-    with WayGPTTestServer() as server:
-        values: Dict[str, Any] = {"server": server}
-        if "client" in names:
-            client = WayGPTClient(api_url=server.url, project_key=server.project_key, timeout=5)
-            values["client"] = client
+        raise LookupError(f"the docs runner provides only {sorted(known)}, not {unknown}")
+    with WayGPTTestServer(**marks.get("waygpt_server", {})) as server:
+        values: Dict[str, Any] = {"server": server, "waygpt_server": server}
+        if {"client", "waygpt_client"} & set(names):
+            signing: Dict[str, Any] = {}
+            if server.require_hmac:
+                signing = {
+                    "project_id": server.project_id,
+                    "hmac_secret": server.hmac_secret,
+                    "use_hmac": True,
+                }
+            client = WayGPTClient(
+                api_url=server.url, project_key=server.project_key, timeout=5, **signing
+            )
+            values["client"] = values["waygpt_client"] = client
             with client:
                 yield {name: values[name] for name in names}
         else:
