@@ -1,8 +1,9 @@
 """Shared fixtures: the SDK under test, a local WayGPT server, and clients pointed at it.
 
 The client suite (``tests/client/``) reaches the SDK only through the ``sdk`` fixture, so CI
-can run the same tests against the one-file build: set ``WAYGPT_SDK_FILE`` to the path of a
-generated ``waygpt_client.py`` and every client test imports the SDK from that file instead.
+can run the same tests against the one-file build (set ``WAYGPT_SDK_FILE`` to the path of a
+generated ``waygpt_client.py``) and against ``AsyncWayGPTClient`` (set ``WAYGPT_SDK=async``:
+``tests/async_adapter.py`` runs the async client behind the sync client's surface).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from waygpt.testing import WayGPTTestServer
 
 
 def _load_sdk() -> ModuleType:
+    if os.environ.get("WAYGPT_SDK") == "async":
+        import async_adapter
+
+        return async_adapter.module()
     path = os.environ.get("WAYGPT_SDK_FILE")
     if not path:
         import waygpt
@@ -46,7 +51,7 @@ if os.environ.get("CI"):
 def _clean_waygpt_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's own WAYGPT_* variables must not leak into the tests."""
     for name in list(os.environ):
-        if name.startswith("WAYGPT_") and name != "WAYGPT_SDK_FILE":
+        if name.startswith("WAYGPT_") and name not in ("WAYGPT_SDK_FILE", "WAYGPT_SDK"):
             monkeypatch.delenv(name)
 
 

@@ -114,9 +114,9 @@ def _test_fixtures(
     names: List[str], marks: Dict[str, Dict[str, Any]]
 ) -> Iterator[Dict[str, Any]]:
     """The fixtures a documented ``test_*`` function may take: ``server`` and ``client``, or
-    the plugin's ``waygpt_server`` and ``waygpt_client`` (the same two objects), configured by
-    a ``waygpt_server`` marker as the plugin does."""
-    known = {"server", "client", "waygpt_server", "waygpt_client"}
+    the plugin's ``waygpt_server`` and ``waygpt_client`` (the same two objects) and
+    ``async_waygpt_client``, configured by a ``waygpt_server`` marker as the plugin does."""
+    known = {"server", "client", "waygpt_server", "waygpt_client", "async_waygpt_client"}
     unknown = sorted(set(names) - known)
     if unknown:
         raise LookupError(f"the docs runner provides only {sorted(known)}, not {unknown}")
@@ -136,6 +136,14 @@ def _test_fixtures(
             values["client"] = values["waygpt_client"] = client
             with client:
                 yield {name: values[name] for name in names}
+        elif "async_waygpt_client" in names:
+            from waygpt import AsyncWayGPTClient
+
+            # The page's test closes it (`async with`), in the event loop it runs.
+            values["async_waygpt_client"] = AsyncWayGPTClient(
+                api_url=server.url, project_key=server.project_key, timeout=5
+            )
+            yield {name: values[name] for name in names}
         else:
             yield {name: values[name] for name in names}
 

@@ -54,6 +54,9 @@ class Module:
     deps: Set[str] = field(default_factory=set)  # bundled modules it imports from
     relative_names: List[Tuple[str, str]] = field(default_factory=list)  # (module, name)
     dropped: List[Tuple[int, int]] = field(default_factory=list)  # 1-based inclusive ranges
+    # Relative imports inside a function or an `if` (imported when first needed, to keep
+    # `import waygpt` cheap): replaced by `pass`, the names being module globals once bundled.
+    passed: List[Tuple[int, int]] = field(default_factory=list)
     defined: Set[str] = field(default_factory=set)  # top-level names bound by its own code
     summary: str = ""
 
@@ -153,25 +156,44 @@ def _read_module(package_dir: Path, name: str) -> Module:
             module.dropped.append((_first_line(node), node.end_lineno or node.lineno))
         else:
             module.defined |= _bound_names(node)
-    # A relative import left anywhere else (in a function, under `if`) would break at run time.
+    # A relative import elsewhere (in a function, under `if TYPE_CHECKING`) is a lazy one: its
+    # module is bundled all the same, and the statement becomes `pass`.
     top_level = {id(node) for node in tree.body}
     for sub in ast.walk(tree):
         if isinstance(sub, ast.ImportFrom) and sub.level and id(sub) not in top_level:
-            raise BuildError(
-                f"{path.name}: line {sub.lineno}: a relative import that is not at module "
-                "level cannot be flattened"
-            )
+            target = _relative_target(sub, f"{path.name}")
+            end = sub.end_lineno or sub.lineno
+            if any(alias.asname for alias in sub.names) or sub.col_offset == 0:
+                raise BuildError(
+                    f"{path.name}: line {sub.lineno}: a nested relative import must import "
+                    "names under their own names, alone on its lines"
+                )
+            module.deps.add(target)
+            module.relative_names.extend((target, alias.name) for alias in sub.names)
+            module.passed.append((sub.lineno, end))
     return module
 
 
-def _package_all(package_dir: Path) -> Tuple[List[str], Dict[str, str]]:
-    """``__all__`` of the package's ``__init__`` and, for each name, the module it comes from."""
+def _package_all(package_dir: Path) -> Tuple[List[str], Dict[str, str], Set[str]]:
+    """``__all__`` of the package's ``__init__``, the module each name comes from, and the
+    names the package imports lazily (its ``_LAZY`` dict).
+
+    A lazy name is exported by the one-file build only if some bundled module needs its
+    module anyway (the SSE parser); the async client, which needs aiohttp, is not bundled:
+    the one-file build is the sync client.
+    """
     init = package_dir / "__init__.py"
     tree = ast.parse(init.read_text(encoding="utf-8"), filename=str(init))
     public: Optional[List[str]] = None
+    lazy: Set[str] = set()
     origins: Dict[str, str] = {}
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.level:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "_LAZY" for t in node.targets)
+        ):
+            lazy = set(ast.literal_eval(node.value))
+        elif isinstance(node, ast.ImportFrom) and node.level:
             target = _relative_target(node, "__init__.py")
             for alias in node.names:
                 origins[alias.asname or alias.name] = target
@@ -182,12 +204,12 @@ def _package_all(package_dir: Path) -> Tuple[List[str], Dict[str, str]]:
             public = list(value)
     if public is None:
         raise BuildError("__init__.py defines no __all__")
-    return public, origins
+    return public, origins, lazy
 
 
-def collect_modules(package_dir: Path) -> Tuple[List[Module], List[str]]:
-    """The client modules in dependency order, and the public names to export."""
-    public, origins = _package_all(package_dir)
+def collect_modules(package_dir: Path) -> Tuple[List[Module], List[str], Set[str]]:
+    """The client modules in dependency order, the public names, and the lazy ones."""
+    public, origins, lazy = _package_all(package_dir)
     modules: Dict[str, Module] = {}
     pending = sorted(set(origins.values()))
     while pending:
@@ -209,7 +231,7 @@ def collect_modules(package_dir: Path) -> Tuple[List[Module], List[str]]:
         del remaining[first]
         for deps in remaining.values():
             deps.discard(first)
-    return [modules[name] for name in order], public
+    return [modules[name] for name in order], public, lazy
 
 
 # -- imports -------------------------------------------------------------------------------
@@ -352,11 +374,18 @@ def _module_body(module: Module) -> str:
     dropped: Set[int] = set()
     for start, end in module.dropped:
         dropped.update(range(start, end + 1))
+    passed: Dict[int, int] = {start: end for start, end in module.passed}
     protected = _protected_lines(module.tree)
     kept: List[str] = []
     blank_run = 0
+    skip_to = 0
     for number, line in enumerate(lines, start=1):
-        if number in dropped:
+        if number <= skip_to or number in dropped:
+            continue
+        if number in passed:
+            indent = line[: len(line) - len(line.lstrip())]
+            kept.append(f"{indent}pass  # bundled: {line.strip()}"[:LINE_LENGTH])
+            skip_to = passed[number]
             continue
         if not line.strip() and number not in protected:
             blank_run += 1
@@ -400,7 +429,7 @@ def _check_names(modules: List[Module], imports: Imports) -> Dict[str, str]:
 
 def build_source(package_dir: Path = DEFAULT_PACKAGE_DIR) -> str:
     """The text of the one-file module."""
-    modules, public = collect_modules(package_dir)
+    modules, public, lazy = collect_modules(package_dir)
     imports = Imports()
     for module in modules:
         for node in module.tree.body:
@@ -409,6 +438,7 @@ def build_source(package_dir: Path = DEFAULT_PACKAGE_DIR) -> str:
             elif isinstance(node, ast.ImportFrom) and not node.level:
                 imports.add(node, module.name)
     owner = _check_names(modules, imports)
+    public = [name for name in public if name not in lazy or name in owner]
     missing = [name for name in public if name not in owner and name not in imports.bound]
     if missing:
         raise BuildError(f"public names not defined by any bundled module: {missing}")

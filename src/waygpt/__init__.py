@@ -4,7 +4,12 @@
 
     client = WayGPTClient()  # configured from WAYGPT_* environment variables
     reply = client.chat_completions(messages=[{"role": "user", "content": "Привет!"}])
+
+``AsyncWayGPTClient`` is the same surface for asyncio, on aiohttp (``pip install
+"waygpt[aiohttp]"``).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .client import DEFAULT_API_URL, WayGPTClient
@@ -28,8 +33,34 @@ from .errors import (
     WayGPTError,
 )
 from .signing import HMACSigner
-from .sse import ServerSentEvent, SSEDecoder
-from .streaming import ChatStream, ChatStreamResult, collect_chat_stream
+from .streaming import ChatStream
+
+if TYPE_CHECKING:
+    from ._async_client import AsyncChatStream, AsyncWayGPTClient
+    from ._chat_result import ChatStreamResult, collect_chat_stream
+    from .sse import ServerSentEvent, SSEDecoder
+
+# Imported on first use, so that `import waygpt` costs little more than `import requests`:
+# the async client needs asyncio (and aiohttp), the SSE parser and the stream result
+# dataclasses. The one-file build bundles the sync client only.
+_LAZY = {
+    "AsyncWayGPTClient": "_async_client",
+    "AsyncChatStream": "_async_client",
+    "ChatStreamResult": "_chat_result",
+    "collect_chat_stream": "_chat_result",
+    "ServerSentEvent": "sse",
+    "SSEDecoder": "sse",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module("." + _LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -37,6 +68,8 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncChatStream",
+    "AsyncWayGPTClient",
     "AuthenticationError",
     "BadRequestError",
     "ChatStream",

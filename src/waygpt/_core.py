@@ -14,12 +14,12 @@ import json
 import time
 from functools import partial
 from typing import (
+    TYPE_CHECKING,
     Any,
     Dict,
     Generator,
     Iterable,
     Mapping,
-    NamedTuple,
     Optional,
     Set,
     Tuple,
@@ -60,8 +60,10 @@ from .errors import (
 )
 from .retry import RetryPolicy, RetryState, build_retry
 from .signing import HMACSigner
-from .streaming import not_a_stream_error, stream_kind
-from .types import LoginResult, MediaJob
+from .streaming import ChatEventParser, not_a_stream_error, stream_kind
+
+if TYPE_CHECKING:
+    from .types import LoginResult, MediaJob
 
 _FINAL_JOB_FAILURES = ("failed", "cancelled", "canceled", "error")
 _REDACTED = "[REDACTED]"
@@ -137,25 +139,36 @@ class Deadline:
         return APITimeoutError(f"the call did not finish within total_timeout={self.seconds:g} s")
 
 
-class Send(NamedTuple):
+class Send:
     """Send ``request``; the outcome is an answer (headers read) or a TransportFailure."""
 
-    request: Request
-    connect_timeout: float
-    read_timeout: float
-    stream: bool
+    __slots__ = ("connect_timeout", "read_timeout", "request", "stream")
+
+    def __init__(
+        self, request: Request, connect_timeout: float, read_timeout: float, stream: bool
+    ) -> None:
+        self.request = request
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.stream = stream
 
 
-class Read(NamedTuple):
+class Read:
     """Read the next raw bytes of ``answer``'s body (b"" at its end), or a TransportFailure."""
 
-    answer: Any
+    __slots__ = ("answer",)
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
 
 
-class Sleep(NamedTuple):
+class Sleep:
     """Wait before the next attempt."""
 
-    seconds: float
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
 
 
 Step = Union[Send, Read, Sleep]
@@ -221,6 +234,7 @@ class ClientCore:
         self.total_timeout = check_total_timeout(total_timeout)
         self.max_retries = max_retries
         self._jwt_token: Optional[str] = None
+        self._closes_transport = True  # see _copy_with
         self._base_headers = {
             "User-Agent": _user_agent(self._library),
             "Accept": "application/json",
@@ -257,7 +271,7 @@ class ClientCore:
     @max_retries.setter
     def max_retries(self, value: Union[int, Retry]) -> None:
         retry = build_retry(value)
-        self._retry_policy = RetryPolicy.from_retry(retry)
+        self._retry_policy = RetryPolicy(retry)
         self._max_retries = retry
 
     @property
@@ -282,6 +296,7 @@ class ClientCore:
         total_timeout: Optional[float],
     ) -> Any:
         clone = copy.copy(self)
+        clone._closes_transport = False  # the copy only borrows the original's connections
         if timeout is not None:
             clone.timeout = check_timeout(timeout)
         if max_retries is not None:
@@ -329,7 +344,8 @@ class ClientCore:
     def _steps(self, call: Call[Any], deadline: Deadline) -> Steps:
         """The pipeline of one call: build, sign, send, retry, map errors, decode.
 
-        Returns the decoded answer, or for a stream the answer whose headers were read.
+        Returns the decoded answer; for a stream, the answer whose headers were read and the
+        parser of its body.
         """
         request = self._build(call)
         signer = self._signer if call.auth == "project" else None
@@ -345,9 +361,10 @@ class ClientCore:
             if remaining <= 0:
                 raise deadline.error()
             attempt, started = retry.attempt, time.monotonic()
-            outcome = yield Send(
-                request, min(connect_timeout, remaining), min(read_timeout, remaining), call.stream
-            )
+            # A stream's read timeout also bounds each wait between events later on, so it is
+            # not shortened; the wait for its headers is bounded by the deadline all the same.
+            read = read_timeout if call.stream else min(read_timeout, remaining)
+            outcome = yield Send(request, min(connect_timeout, remaining), read, call.stream)
             if isinstance(outcome, TransportFailure):
                 _log_attempt(call, None, started, attempt)
                 if deadline.expired():
@@ -378,7 +395,11 @@ class ClientCore:
         if call.stream:
             kind = stream_kind(answer.headers)
             if kind == "sse":
-                return answer
+                parser = _stream_parser(answer)
+                if isinstance(parser, ChatEventParser):
+                    return answer, parser
+                answer.close()
+                raise parser
             body = b""
             if kind == "json":  # perhaps a gateway's error object, refusing the stream
                 body = yield from self._read_body(answer, deadline, ERROR_BODY_LIMIT, lenient=True)
@@ -494,6 +515,14 @@ class MediaJobWaiter:
 
 def _positive_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _stream_parser(answer: Any) -> Union[ChatEventParser, APIResponseValidationError]:
+    """The parser of a stream's body, or the error for a Content-Encoding it cannot decode."""
+    try:
+        return ChatEventParser(answer.status, answer.headers.get("content-encoding"))
+    except APIResponseValidationError as error:
+        return error
 
 
 def _encode_json(body: Any) -> bytes:

@@ -33,7 +33,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from ._body import READ_SIZE
-from ._core import Deadline, Read, Send, Sleep, Steps
+from ._core import Deadline, Read, Send, Step, Steps
 from ._stream_reader import StreamBodyReader, raw_socket
 from ._watchdog import Watch, watchdog
 from .errors import ConfigurationError, TransportFailure
@@ -404,19 +404,17 @@ class RequestsTransport:
             steps.close()
         return result
 
-    def _perform(self, step: Any, call_watch: _CallWatch) -> Any:
-        kind = type(step)
+    def _perform(self, step: Step, call_watch: _CallWatch) -> Any:
         try:
-            if kind is Read:
+            if isinstance(step, Read):
                 return step.answer.read()
-            if kind is Send:
+            if isinstance(step, Send):
                 answer = self._send(step)
                 with call_watch.lock:
                     call_watch.response = answer.raw
                 return answer
         except TransportFailure as failure:
             return failure
-        assert kind is Sleep
         time.sleep(step.seconds)
         return None
 

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Literal, Optional, Type, Union, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Literal,
+    Optional,
+    Type,
+    Union,
+    overload,
+)
 
 import requests
 from urllib3.util.retry import Retry
@@ -23,17 +34,19 @@ from ._config import (
 from ._core import ClientCore, Deadline, MediaJobWaiter
 from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, pick_use_case
 from ._requests_transport import RequestsTransport
-from .streaming import ChatEventParser, ChatStream
-from .types import (
-    ChatCompletion,
-    ImageGeneration,
-    LoginResult,
-    MediaJob,
-    ModelInfo,
-    Project,
-    UseCase,
-    WidgetToken,
-)
+from .streaming import ChatStream
+
+if TYPE_CHECKING:
+    from .types import (
+        ChatCompletion,
+        ImageGeneration,
+        LoginResult,
+        MediaJob,
+        ModelInfo,
+        Project,
+        UseCase,
+        WidgetToken,
+    )
 
 __all__ = ["DEFAULT_API_URL", "WayGPTClient"]
 
@@ -79,7 +92,6 @@ class WayGPTClient(ClientCore):
     ) -> None:
         self._library = f"requests/{requests.__version__}"
         self._transport = RequestsTransport(session)
-        self._closes_transport = True  # False in a with_options() copy, which only borrows it
         super().__init__(
             api_url, project_key, project_id, hmac_secret, use_hmac, timeout, max_retries,
             total_timeout,
@@ -122,7 +134,6 @@ class WayGPTClient(ClientCore):
         ``client.with_options(max_retries=0).video_generations(...)`` sends one request only.
         """
         clone: WayGPTClient = self._copy_with(timeout, max_retries, total_timeout)
-        clone._closes_transport = False
         return clone
 
     # -- the pipeline ------------------------------------------------------------------------
@@ -134,12 +145,12 @@ class WayGPTClient(ClientCore):
 
     def _stream(self, call: Call[Any]) -> ChatStream:
         deadline = Deadline(self.total_timeout)
-        answer = self._transport.run(self._steps(call, deadline), deadline)
+        answer, parser = self._transport.run(self._steps(call, deadline), deadline)
         _, read_timeout = split_timeout(self.timeout)
         return ChatStream(
             answer.response,
             answer.stream_source(read_timeout),
-            ChatEventParser(answer.status, answer.headers.get("content-encoding")),
+            parser,
             headers=answer.headers,
             status_code=answer.status,
             redact=lambda text: self._redact(call, text),

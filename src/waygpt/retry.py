@@ -10,7 +10,7 @@ object that knows nothing of HTTP libraries and serves the sync and the async cl
 from __future__ import annotations
 
 import random
-from typing import Any, FrozenSet, Mapping, NamedTuple, Optional, Union
+from typing import Any, FrozenSet, Mapping, Optional, Union
 
 from urllib3.util.retry import Retry
 
@@ -81,31 +81,31 @@ def _backoff_max(retry: Retry) -> float:
     return _FALLBACK_BACKOFF_MAX if ceiling is None else float(ceiling)
 
 
-class RetryPolicy(NamedTuple):
+class RetryPolicy:
     """What a ``Retry`` says, read once: budgets, statuses, methods and backoff."""
 
-    total: Optional[int]
-    connect: Optional[int]
-    status: Optional[int]
-    status_forcelist: FrozenSet[int]
-    allowed_methods: Optional[FrozenSet[str]]  # None: every method
-    backoff_factor: float
-    backoff_max: float
-    respect_retry_after: bool
+    __slots__ = (
+        "allowed_methods",
+        "backoff_factor",
+        "backoff_max",
+        "connect",
+        "respect_retry_after",
+        "status",
+        "status_forcelist",
+        "total",
+    )
 
-    @classmethod
-    def from_retry(cls, retry: Retry) -> RetryPolicy:
+    def __init__(self, retry: Retry) -> None:
         methods = getattr(retry, "allowed_methods", None)
-        return cls(
-            total=_budget(retry.total),
-            connect=_budget(retry.connect),
-            status=_budget(retry.status),
-            status_forcelist=frozenset(retry.status_forcelist or ()),
-            allowed_methods=frozenset(m.upper() for m in methods) if methods else None,
-            backoff_factor=float(retry.backoff_factor or 0.0),
-            backoff_max=_backoff_max(retry),
-            respect_retry_after=bool(retry.respect_retry_after_header),
-        )
+        self.total = _budget(retry.total)
+        self.connect = _budget(retry.connect)
+        self.status = _budget(retry.status)
+        self.status_forcelist: FrozenSet[int] = frozenset(retry.status_forcelist or ())
+        # None: every method
+        self.allowed_methods = frozenset(m.upper() for m in methods) if methods else None
+        self.backoff_factor = float(retry.backoff_factor or 0.0)
+        self.backoff_max = _backoff_max(retry)
+        self.respect_retry_after = bool(retry.respect_retry_after_header)
 
     def retries_status(self, method: str, status: int, has_retry_after: bool) -> bool:
         """Whether an answer with ``status`` is worth another attempt (budget aside)."""

@@ -13,14 +13,12 @@ for the sync and the async stream alike, and :class:`ChatStream` reads its bytes
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from types import TracebackType
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
-    Dict,
     Generator,
-    Iterable,
     Iterator,
     List,
     Mapping,
@@ -39,10 +37,12 @@ from .errors import (
     error_class_for_status,
     redact_error,
 )
-from .sse import SSEDecoder
-from .types import ChatCompletionChunk
 
-__all__ = ["ChatStream", "ChatStreamResult", "collect_chat_stream"]
+__all__ = ["ChatStream"]
+
+if TYPE_CHECKING:
+    from ._chat_result import ChatStreamResult
+    from .types import ChatCompletionChunk
 
 _STREAM_DONE = "[DONE]"
 _STREAM_MESSAGE_LIMIT = 500
@@ -50,51 +50,6 @@ _STREAM_JSON_SCAN: Optional[Callable[[str, int], Tuple[Any, int]]] = getattr(
     json.JSONDecoder(), "scan_once", None
 )
 _NOT_JSON: Any = object()
-
-
-@dataclass
-class ChatStreamResult:
-    """A streamed chat gathered into its final form."""
-
-    text: str = ""
-    finish_reason: Optional[str] = None
-    usage: Optional[Dict[str, Any]] = None
-    model: Optional[str] = None
-    id: Optional[str] = None
-    chunks: int = 0
-    role: str = "assistant"
-
-
-def collect_chat_stream(chunks: Iterable[ChatCompletionChunk]) -> ChatStreamResult:
-    """Gather chat chunk dicts (of choice 0) into the final text, finish reason and usage.
-
-    ``chunks`` is usually a :class:`ChatStream`; it is read to its end.
-    """
-    result = ChatStreamResult()
-    parts: List[str] = []
-    for chunk in chunks:
-        result.chunks += 1
-        if not isinstance(chunk, dict):
-            continue
-        result.id = chunk.get("id", result.id)
-        result.model = chunk.get("model", result.model)
-        if isinstance(chunk.get("usage"), dict):
-            result.usage = dict(chunk["usage"])
-        choices = chunk.get("choices")
-        for choice in choices if isinstance(choices, list) else ():
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                if isinstance(delta.get("role"), str) and delta["role"]:
-                    result.role = delta["role"]
-                content = delta.get("content")
-                if isinstance(content, str):
-                    parts.append(content)
-            if choice.get("finish_reason"):
-                result.finish_reason = str(choice["finish_reason"])
-    result.text = "".join(parts)
-    return result
 
 
 def _stream_short(text: str) -> str:
@@ -222,6 +177,9 @@ class ChatEventParser:
     __slots__ = ("_decoder", "_error", "_sse", "_status", "done")
 
     def __init__(self, status: int, content_encoding: Optional[str]) -> None:
+        # Imported here: the SSE module (and its dataclasses) is needed by streams only.
+        from .sse import SSEDecoder
+
         self._status = status
         self._sse = SSEDecoder().feed
         decoder = ContentDecoder(content_encoding, status)
@@ -248,11 +206,17 @@ class ChatEventParser:
             self._error = error
         return out
 
-    def check(self) -> None:
-        """Raise the failure met after the chunks that ``feed`` returned, if any."""
+    def take_error(self) -> Optional[WayGPTError]:
+        """The failure met after the chunks that ``feed`` returned, if any (then ``done``)."""
         error, self._error = self._error, None
         if error is not None:
             self.done = True
+        return error
+
+    def check(self) -> None:
+        """Raise the failure met after the chunks that ``feed`` returned, if any."""
+        error = self.take_error()
+        if error is not None:
             raise error
 
     def end(self) -> None:
@@ -454,5 +418,7 @@ class ChatStream:
 
     def collect(self) -> ChatStreamResult:
         """Read the rest of the stream into a :class:`ChatStreamResult`, then close it."""
+        from ._chat_result import collect_chat_stream
+
         with self:
             return collect_chat_stream(self)

@@ -17,12 +17,30 @@ from waygpt.testing import WayGPTTestServer
 
 
 @pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> List[float]:
-    """Every ``time.sleep`` the test's own thread asks for, recorded instead of slept.
+def sleeps(sdk: ModuleType, monkeypatch: pytest.MonkeyPatch) -> List[float]:
+    """Every wait the client asks for between attempts, recorded instead of slept.
 
-    Other threads (the test server's slow answers) still really sleep.
+    The sync client's ``time.sleep`` in the test's own thread (other threads, such as the
+    test server's slow answers, still really sleep); for the async client, the
+    ``asyncio.sleep`` of its transport and of ``wait_for_media_job``.
     """
     recorded: List[float] = []
+    if getattr(sdk, "is_async_facade", False):
+        import asyncio
+        from types import SimpleNamespace
+
+        from waygpt import _aiohttp_transport, _async_client
+
+        real_async_sleep = asyncio.sleep
+
+        async def record_async(seconds: float) -> None:
+            recorded.append(seconds)
+            await real_async_sleep(0)
+
+        patched = SimpleNamespace(**{**vars(asyncio), "sleep": record_async})
+        monkeypatch.setattr(_aiohttp_transport, "asyncio", patched)
+        monkeypatch.setattr(_async_client, "asyncio", patched)
+        return recorded
     real_sleep = time.sleep
     test_thread = threading.current_thread()
 

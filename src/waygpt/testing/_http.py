@@ -246,6 +246,11 @@ class HTTPServer(ThreadingHTTPServer):
             with self._track_lock:
                 self._workers.discard(threading.current_thread())
 
+    @property
+    def live_connections(self) -> int:
+        with self._track_lock:
+            return len(self._live)
+
     def shutdown_request(self, request: Any) -> None:
         with self._track_lock:
             self._live.discard(request)

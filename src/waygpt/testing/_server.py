@@ -222,6 +222,19 @@ class WayGPTTestServer:
         with self._count_lock:
             return self._connections
 
+    @property
+    def open_connections(self) -> int:
+        """TCP connections open right now (the server closes its end soon after a client does)."""
+        httpd = self._httpd
+        return 0 if httpd is None else httpd.live_connections
+
+    def wait_for_open_connections(self, count: int, timeout: float = 5.0) -> int:
+        """Wait until exactly ``count`` connections are open (or ``timeout``); the last count."""
+        deadline = time.monotonic() + timeout
+        while self.open_connections != count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.open_connections
+
     def _count_connection(self) -> None:
         with self._count_lock:
             self._connections += 1

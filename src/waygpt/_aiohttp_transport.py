@@ -1,0 +1,298 @@
+"""The aiohttp transport: how the async client's bytes go out and come in.
+
+It runs the core's pipeline steps with ``await`` on one ``aiohttp.ClientSession``. aiohttp is
+an optional extra: this module imports without it, and the transport says how to install it
+when it is made.
+
+* The client's own session is made on first use, inside the running event loop (aiohttp
+  wants that), with no cookie jar, no decompression (the core decodes bodies itself, within
+  its caps) and no ``trust_env`` (which makes aiohttp read ``~/.netrc`` on a thread for
+  every request); proxies from the environment are read once, as the sync client does.
+* A non-streamed call is bounded by aiohttp's ``total`` timeout set to what is left of the
+  call's deadline; a stream's headers by ``asyncio.wait_for``; each read by ``sock_read``.
+* After ``os.fork()``, or when the client is used from another event loop, the old session
+  is set aside, never closed from here (its connections are another process's or loop's).
+* aiohttp's own replay of a failed idempotent request is turned off (``_retry_connection``):
+  it would re-send the same signature and nonce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, Dict, List, Optional
+
+from requests.utils import get_environ_proxies
+
+from ._core import Deadline, Read, Send, Steps
+from .errors import TransportFailure
+from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
+
+try:
+    import aiohttp
+    from yarl import URL
+except ImportError:  # the optional extra is not installed: AiohttpTransport says so
+    aiohttp = None  # type: ignore[assignment]
+
+INSTALL_HINT = 'AsyncWayGPTClient needs aiohttp, an optional extra: pip install "waygpt[aiohttp]"'
+
+_fork_generation = 0
+# Sessions set aside in a forked child or left behind by a closed event loop: kept
+# referenced so that no finaliser ever closes what is not this process's or loop's.
+_inherited: List[Any] = []
+
+
+def _count_fork() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
+
+
+def transport_failure(exc: BaseException) -> TransportFailure:
+    """What an aiohttp/asyncio exception means for the call, without the exception."""
+    connect_timeout = getattr(aiohttp, "ConnectionTimeoutError", None)
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, unresolved, TLS handshake
+        reason = getattr(exc.os_error, "strerror", None) or type(exc.os_error).__name__
+        return TransportFailure(CONNECT_FAILURE, f"connection failed: {reason}")
+    if connect_timeout is not None and isinstance(exc, connect_timeout):
+        return TransportFailure(CONNECT_FAILURE, "request timed out", timed_out=True)
+    if isinstance(exc, asyncio.TimeoutError):  # sock_read, total, wait_for; aiohttp < 3.10
+        connecting = str(exc).startswith("Connection timeout")
+        kind = CONNECT_FAILURE if connecting else OTHER_FAILURE
+        return TransportFailure(kind, "request timed out", timed_out=True)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return TransportFailure(STALE_CONNECTION, "connection failed: the server disconnected")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return TransportFailure(OTHER_FAILURE, "connection closed before the whole body arrived")
+    if isinstance(exc, OSError) and exc.strerror:
+        return TransportFailure(OTHER_FAILURE, f"connection failed: {exc.strerror}")
+    return TransportFailure(OTHER_FAILURE, f"connection failed: {type(exc).__name__}")
+
+
+def _received_before_failure(content: Any) -> bytes:
+    """Bytes that arrived before the connection failed, not read yet.
+
+    aiohttp's reads raise a body's failure before handing out what was received ahead of
+    it: a stream cut short would lose its last complete events. Its private ``_read_nowait``
+    (aiohttp 3.11 to 3.14 at least) reads the buffer regardless; without it, nothing is saved.
+    """
+    read = getattr(content, "_read_nowait", None)
+    if read is None or not getattr(content, "_buffer", None):
+        return b""
+    try:
+        data: bytes = read(-1)
+    except Exception:  # noqa: BLE001 - nothing to save after all
+        return b""
+    return data
+
+
+class _StreamIdle(asyncio.TimeoutError):
+    """No byte of a stream arrived within the read timeout."""
+
+
+class AiohttpAnswer:
+    """An answer whose headers have been read; the body is read by the pipeline or a stream."""
+
+    __slots__ = ("_idle_timeout", "_idle_timer", "_loop", "_read_since", "headers", "response",
+                 "status")
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+        self.status = int(response.status)
+        self.headers = response.headers
+        self._idle_timeout: Optional[float] = None
+        self._idle_timer: Optional[asyncio.TimerHandle] = None
+        self._read_since: Optional[float] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def bound_each_read(self, timeout: float) -> None:
+        """Make every later read of a stream end within ``timeout`` seconds.
+
+        aiohttp's ``sock_read`` should do it, but a stream whose chunked framing breaks and
+        whose connection then closes leaves aiohttp's read waiting for ever (aiohttp 3.14),
+        timer and all. So a timer of ours checks: armed at most once per ``timeout``, and
+        only while a read waits, it costs a clock reading per read.
+        """
+        self._idle_timeout = timeout
+        self._loop = asyncio.get_running_loop()
+
+    async def read(self) -> bytes:
+        """The next raw (still encoded) bytes of the body as soon as some arrive; b"" at its end."""
+        content = self.response.content
+        loop = self._loop
+        if loop is not None:
+            self._read_since = loop.time()
+            if self._idle_timer is None:
+                self._arm(self._read_since)
+        try:
+            data: bytes = await content.readany()
+        except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
+            leftover = _received_before_failure(content)
+            if leftover:
+                return leftover  # the failure is raised again by the next read
+            failure = transport_failure(exc)
+        else:
+            return data
+        finally:
+            self._read_since = None
+        raise failure
+
+    def _arm(self, since: float) -> None:
+        assert self._loop is not None and self._idle_timeout is not None
+        self._idle_timer = self._loop.call_at(since + self._idle_timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._idle_timer = None
+        since = self._read_since
+        if since is None or self._idle_timeout is None or self._loop is None:
+            return  # no read is waiting: the next one arms the timer again
+        if self._loop.time() - since >= self._idle_timeout:
+            self.response.content.set_exception(_StreamIdle())
+        else:
+            self._arm(since)
+
+    def close(self) -> None:
+        """Release the connection: back to the pool when the body was read to its end."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        self._idle_timeout = None
+        self.response.close()
+
+
+class AiohttpTransport:
+    """Sends the pipeline's requests on one ``aiohttp.ClientSession``."""
+
+    def __init__(self, session: Any = None) -> None:
+        if aiohttp is None:
+            raise ImportError(INSTALL_HINT)
+        self.owns_session = session is None
+        self._session: Any = session
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._generation = _fork_generation
+        self._proxy: Optional[str] = None
+
+    @staticmethod
+    def library() -> str:
+        return f"aiohttp/{aiohttp.__version__}"
+
+    def bind(self, api_url: str) -> str:
+        """The base URL as it goes on the wire; environment proxies are read now."""
+        try:
+            base = str(URL(api_url))
+        except (ValueError, TypeError) as exc:
+            reason = type(exc).__name__
+        else:
+            proxies = get_environ_proxies(api_url)
+            self._proxy = proxies.get(api_url.split(":", 1)[0].lower()) or proxies.get("all")
+            return base
+        from .errors import ConfigurationError
+
+        raise ConfigurationError(f"api_url is not a valid URL ({reason}): {api_url!r}")
+
+    def _current_session(self) -> Any:
+        """The session to send on, made now if need be, in the running loop."""
+        loop = asyncio.get_running_loop()
+        if self._generation != _fork_generation:  # a forked child: never the parent's session
+            if self.owns_session and self._session is not None:
+                self._set_aside()
+            self._generation = _fork_generation
+        if self.owns_session and self._session is not None and self._loop is not loop:
+            self._set_aside()  # made in another event loop, which may well be closed now
+        if self._session is None:
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=100),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                trust_env=False,
+            )
+            # aiohttp re-sends a GET, PUT or DELETE that failed on a connection, once, with
+            # the same bytes: the same HMAC nonce, which the server refuses if the first copy
+            # reached it. The pipeline makes that replay itself, freshly signed. (A private
+            # flag, there since aiohttp 3.11; without it aiohttp replays as before.)
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
+            self._session, self._loop = session, loop
+        return self._session
+
+    def _set_aside(self) -> None:
+        """Stop using the session made in another event loop or process, without closing it
+        from here: a forked child must not close its parent's connections, and a closed
+        loop's connections cannot be closed any more (they are kept, not leaked to a
+        finaliser that would fail noisily). A loop still running elsewhere closes its own."""
+        session, self._session = self._session, None
+        loop = self._loop
+        if self._generation == _fork_generation and loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(session.close(), loop)
+        else:
+            _inherited.append(session)
+
+    async def close(self) -> None:
+        """Close the pooled connections (only those of a session the client made)."""
+        if not self.owns_session or self._session is None:
+            return
+        if self._loop is not asyncio.get_running_loop():
+            self._set_aside()
+            return
+        session, self._session = self._session, None
+        await session.close()
+
+    # -- the driver ---------------------------------------------------------------------------
+
+    async def run(self, steps: Steps, deadline: Deadline) -> Any:
+        """Run a pipeline to its end; every step's I/O ends by the call's deadline."""
+        session = self._current_session()
+        reply: Any = None
+        try:
+            while True:
+                try:
+                    step = steps.send(reply)
+                except StopIteration as done:
+                    return done.value
+                if isinstance(step, Read):
+                    try:
+                        reply = await step.answer.read()
+                    except TransportFailure as failure:
+                        reply = failure
+                elif isinstance(step, Send):
+                    try:
+                        reply = await self._send(session, step, deadline)
+                    except TransportFailure as failure:
+                        reply = failure
+                else:
+                    await asyncio.sleep(step.seconds)
+                    reply = None
+        finally:
+            steps.close()  # a cancelled call: the pipeline closes the answer it holds
+
+    async def _send(self, session: Any, step: Send, deadline: Deadline) -> AiohttpAnswer:
+        request = step.request
+        remaining = max(deadline.remaining(), 0.001)
+        timeout = aiohttp.ClientTimeout(
+            total=None if step.stream else remaining,
+            sock_connect=step.connect_timeout,
+            sock_read=step.read_timeout,
+        )
+        options: Dict[str, Any] = {
+            "headers": request.headers,
+            "data": request.body,
+            "allow_redirects": False,
+            "timeout": timeout,
+            "auto_decompress": False,
+        }
+        if self.owns_session and self._proxy:
+            options["proxy"] = self._proxy
+        sending = session.request(request.method, URL(request.url, encoded=True), **options)
+        try:
+            if step.stream:  # the stream's headers within the deadline; its events, unbounded
+                response = await asyncio.wait_for(sending, remaining)
+            else:
+                response = await sending
+        except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
+            failure = transport_failure(exc)
+        else:
+            return AiohttpAnswer(response)
+        raise failure
