@@ -134,10 +134,16 @@ def _check_metadata(metadata: email.message.Message, version: str) -> List[str]:
     for label in ("Homepage", "Documentation", "Source", "Changelog"):
         if not any(url.lower().startswith(label.lower() + ",") for url in urls):
             problems.append(f"Project-URL {label} is missing")
-    requires = " ".join(metadata.get_all("Requires-Dist") or [])
+    requires_dist = metadata.get_all("Requires-Dist") or []
+    runtime = [r for r in requires_dist if "extra ==" not in r]
     for dependency in ("requests", "urllib3"):
-        if dependency not in requires:
+        if not any(r.startswith(dependency) for r in runtime):
             problems.append(f"Requires-Dist lacks {dependency}")
+    extra_runtime = [r for r in runtime if not r.startswith(("requests", "urllib3"))]
+    if extra_runtime:
+        problems.append(f"run-time dependencies beyond requests and urllib3: {extra_runtime}")
+    if not any(r.startswith("aiohttp") and "extra == \"aiohttp\"" in r for r in requires_dist):
+        problems.append('the "aiohttp" extra does not require aiohttp')
     classifiers = metadata.get_all("Classifier") or []
     if "Typing :: Typed" not in classifiers:
         problems.append("classifier Typing :: Typed is missing")
