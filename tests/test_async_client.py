@@ -19,9 +19,9 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
-import waygpt  # noqa: E402
-from waygpt import AsyncWayGPTClient, WayGPTClient  # noqa: E402
-from waygpt.testing import WayGPTTestServer, sse_event  # noqa: E402
+import waygpt
+from waygpt import AsyncWayGPTClient, WayGPTClient
+from waygpt.testing import WayGPTTestServer, sse_event
 
 MODELS = "/api/v1/waygpt/models"
 CHAT = "/api/v1/waygpt/chat/completions"

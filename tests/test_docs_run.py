@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import importlib.util
 import io
 import re
 import shlex
@@ -83,6 +84,10 @@ def test_page_runs(page: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     blocks = [block for block in parse_blocks(page) if block.runnable]
     if not blocks:
         return
+    if ASYNC_CLIENT.search("".join(b.code for b in blocks)) and not _has_aiohttp():
+        # The CI cell without the optional extra: the sync client must not need it, and
+        # these pages are run by the other cell.
+        pytest.skip(f"{page.relative_to(ROOT)} uses the async client, which needs aiohttp")
     with WayGPTTestServer(**SERVER_OPTIONS) as server:
         monkeypatch.setenv("WAYGPT_API_URL", server.url)
         monkeypatch.setenv("WAYGPT_PROJECT_KEY", server.project_key)
@@ -107,6 +112,13 @@ def test_page_runs(page: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
                     break
         if failure is not None:
             pytest.fail(str(failure), pytrace=False)
+
+
+ASYNC_CLIENT = re.compile(r"\bAsyncWayGPTClient\b|\basync_waygpt_client\b")
+
+
+def _has_aiohttp() -> bool:
+    return importlib.util.find_spec("aiohttp") is not None
 
 
 @contextlib.contextmanager
