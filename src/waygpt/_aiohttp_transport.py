@@ -225,10 +225,20 @@ class AiohttpTransport:
         finaliser that would fail noisily). A loop still running elsewhere closes its own."""
         session, self._session = self._session, None
         loop = self._loop
-        if self._generation == _fork_generation and loop is not None and loop.is_running():
+        forked = self._generation != _fork_generation
+        if not forked and loop is not None and loop.is_running():
             asyncio.run_coroutine_threadsafe(session.close(), loop)
-        else:
-            _inherited.append(session)
+            return
+        _inherited.append(session)
+        if forked:
+            # aiohttp's connector closes its connections when it is garbage-collected, at
+            # the latest when the child exits, and closing a TLS connection sends a
+            # close_notify that ends the parent's session: mark it closed, so it never does
+            # (the sockets are then merely closed in this process, which the parent does
+            # not notice). A private flag of aiohttp's connector, checked by its __del__.
+            connector = getattr(session, "connector", None)
+            if connector is not None and hasattr(connector, "_closed"):
+                connector._closed = True
 
     async def close(self) -> None:
         """Close the pooled connections (only those of a session the client made)."""

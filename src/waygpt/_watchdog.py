@@ -6,7 +6,7 @@ deadline, and one daemon thread, when a deadline passes, calls the call's ``expi
 callback, which shuts the socket down; the blocked read then returns at once and the call
 raises ``APITimeoutError``. The thread sleeps until the earliest deadline, so a process that
 makes calls pays a dictionary insert and delete per call and no wake-ups while calls finish
-in time. After a fork the child starts with no thread and no registrations (the parent's
+in time; it ends when no call has been in progress for a while. After a fork the child starts with no thread and no registrations (the parent's
 calls are not the child's to end).
 """
 
@@ -20,6 +20,9 @@ from typing import Callable, Dict, Optional
 # While a deadline has passed but its call has not finished (its socket may appear only
 # after a connect that was already under way), its callback is called again this often.
 _EXPIRED_RECHECK = 0.05
+# The thread ends after this many seconds without a call in progress; the next call
+# starts it again (a thread start costs about as much as one request).
+_IDLE_EXIT = 2.0
 
 
 class Watch:
@@ -61,10 +64,21 @@ class Watchdog:
         while True:
             with lock:
                 now = time.monotonic()
+                if not self._watches:
+                    # No call in progress: wait a little for the next one, else end, so that
+                    # a process that forks later (gunicorn --preload) has no thread left.
+                    self._wake_at = None
+                    lock.wait(_IDLE_EXIT)
+                    if not self._watches:
+                        self._thread = None
+                        return
+                    continue
                 due = [watch for watch in self._watches.values() if watch.at <= now]
                 if not due:
-                    self._wake_at = min((w.at for w in self._watches.values()), default=None)
-                    lock.wait(None if self._wake_at is None else self._wake_at - now)
+                    # (Woken now and then, too, to notice when no call is left.)
+                    earliest = min(w.at for w in self._watches.values())
+                    self._wake_at = min(earliest, now + _IDLE_EXIT)
+                    lock.wait(self._wake_at - now)
                     continue
                 self._wake_at = now + _EXPIRED_RECHECK
             for watch in due:

@@ -1,0 +1,188 @@
+"""A forked child never ends its parent's TLS session: no close_notify, no shutdown.
+
+A TLS connection pooled by the parent is shared, as a file descriptor, with a forked child.
+Closing the descriptor in the child is harmless; sending a TLS close_notify or shutting the
+socket down is not: the server ends the session and the parent's next call fails. The child
+here drops everything it inherited and runs the garbage collector (what happens at its
+exit), and the server, which reads with ``suppress_ragged_eofs=False``, reports whether any
+connection ended with a close_notify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+
+import waygpt
+
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
+    pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl for a certificate"),
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
+]
+
+BODY = b'["gpt-4o"]'
+ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    % (len(BODY), BODY)
+)
+
+
+class TLSServer:
+    """Answers every request with ANSWER on kept-alive TLS connections; notes how each ends."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.endings: List[str] = []  # "close_notify" or "eof", one per finished connection
+        self.accepted = 0
+        self.stop = threading.Event()
+        self.threads: List[threading.Thread] = []
+
+    def __enter__(self) -> TLSServer:
+        thread = threading.Thread(target=self._accept, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(5)
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            thread = threading.Thread(target=self._serve, args=(raw,), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _serve(self, raw: socket.socket) -> None:
+        raw.settimeout(0.2)
+        try:
+            conn = self.context.wrap_socket(raw, server_side=True, suppress_ragged_eofs=False)
+        except OSError:
+            return
+        buffer = b""
+        while not self.stop.is_set():
+            try:
+                data = conn.recv(65536)
+            except socket.timeout:
+                continue
+            except ssl.SSLEOFError:
+                self.endings.append("eof")  # the socket closed without a close_notify
+                return
+            except OSError:
+                self.endings.append("error")
+                return
+            if not data:
+                self.endings.append("close_notify")
+                return
+            buffer += data
+            while b"\r\n\r\n" in buffer:
+                _, _, buffer = buffer.partition(b"\r\n\r\n")
+                conn.sendall(ANSWER)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem"),
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )
+    yield folder
+
+
+def child_then_drop_everything(call: object) -> None:
+    """In the child: one call on its own connection, then everything inherited is dropped
+    and collected, as at the child's exit; never returns."""
+    code = 1
+    try:
+        call()  # type: ignore[operator]
+        from waygpt import _aiohttp_transport, _requests_transport
+
+        _requests_transport._inherited.clear()
+        _aiohttp_transport._inherited.clear()
+        gc.collect()
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def test_a_sync_child_sends_no_close_notify_on_the_parents_tls_connection(
+    certificate: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate / "cert.pem"))
+    with TLSServer(certificate / "cert.pem", certificate / "key.pem") as server:
+        client = waygpt.WayGPTClient(api_url=server.url, project_key="sk_live_x", max_retries=0)
+        assert client.get_models() == ["gpt-4o"]  # the parent's pooled TLS connection
+        pid = os.fork()
+        if pid == 0:
+            child_then_drop_everything(client.get_models)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+
+        assert client.get_models() == ["gpt-4o"]  # on the parent's connection, still open
+        assert server.accepted == 2  # the parent's and the child's: no reconnection
+        assert "close_notify" not in server.endings
+        client.close()
+
+
+def test_an_async_child_sends_no_close_notify_on_the_parents_tls_connection(certificate: Path):
+    pytest.importorskip("aiohttp")
+    with TLSServer(certificate / "cert.pem", certificate / "key.pem") as server:
+        context = ssl.create_default_context(cafile=str(certificate / "cert.pem"))
+
+        async def main() -> None:
+            import aiohttp
+
+            # A session of the caller's would keep its pools in the child; the client's own
+            # is what is set aside. The certificate goes in through the connector's context.
+            client = waygpt.AsyncWayGPTClient(api_url=server.url, project_key="sk_live_x")
+            transport = client._transport
+            transport._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=context), auto_decompress=False
+            )
+            transport._loop = asyncio.get_running_loop()
+            assert await client.get_models() == ["gpt-4o"]
+            pid = os.fork()
+            if pid == 0:
+                asyncio._set_running_loop(None)  # the child leaves the parent's loop
+                child_then_drop_everything(lambda: asyncio.run(_first_use_in_child(client)))
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            assert await client.get_models() == ["gpt-4o"]
+            await client.close()
+
+        asyncio.run(main())
+        # One connection throughout: the parent's second call found it still open.
+        assert server.accepted == 1
+        assert "close_notify" not in server.endings[:-1]  # (the parent's own close, last)
+
+
+async def _first_use_in_child(client: waygpt.AsyncWayGPTClient) -> None:
+    """What the child's first call does before sending: it sets the parent's session aside
+    and makes its own (closed here at once: the child has no certificate to trust)."""
+    client._transport._current_session()
+    await client.close()
