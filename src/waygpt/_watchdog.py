@@ -6,8 +6,8 @@ deadline, and one daemon thread, when a deadline passes, calls the call's ``expi
 callback, which shuts the socket down; the blocked read then returns at once and the call
 raises ``APITimeoutError``. The thread sleeps until the earliest deadline, so a process that
 makes calls pays a dictionary insert and delete per call and no wake-ups while calls finish
-in time; it ends when no call has been in progress for a while. After a fork the child starts with no thread and no registrations (the parent's
-calls are not the child's to end).
+in time; it ends when no call has been in progress for a while. After a fork the child
+starts with no thread and no registrations (the parent's calls are not the child's to end).
 """
 
 from __future__ import annotations
