@@ -347,6 +347,14 @@ class ClientCore:
         Returns the decoded answer; for a stream, the answer whose headers were read and the
         parser of its body.
         """
+        answer = yield from self._attempts(call, deadline)
+        if call.stream:
+            return (yield from self._stream_start(call, answer, deadline))
+        body = yield from self._read_body(answer, deadline, SUCCESS_BODY_LIMIT, lenient=False)
+        return self._decode(call, answer, body)
+
+    def _attempts(self, call: Call[Any], deadline: Deadline) -> Generator[Step, Any, Any]:
+        """Send until a 2xx answer arrives (returned with its body unread), or raise."""
         request = self._build(call)
         signer = self._signer if call.auth == "project" else None
         redact = partial(self._redact, call)
@@ -380,7 +388,7 @@ class ClientCore:
             status = answer.status
             _log_attempt(call, status, started, attempt)
             if 200 <= status < 300:
-                break
+                return answer
             if status < 200:
                 answer.close()
                 raise APIConnectionError(
@@ -392,21 +400,24 @@ class ClientCore:
                 raise error_from_response(status, _plain(answer.headers), body, redact)
             _log_retry(call, f"HTTP {status}", delay, attempt)
             yield Sleep(delay)
-        if call.stream:
-            kind = stream_kind(answer.headers)
-            if kind == "sse":
-                parser = _stream_parser(answer)
-                if isinstance(parser, ChatEventParser):
-                    return answer, parser
-                answer.close()
-                raise parser
-            body = b""
-            if kind == "json":  # perhaps a gateway's error object, refusing the stream
-                body = yield from self._read_body(answer, deadline, ERROR_BODY_LIMIT, lenient=True)
+
+    def _stream_start(
+        self, call: Call[Any], answer: Any, deadline: Deadline
+    ) -> Generator[Step, Any, Tuple[Any, ChatEventParser]]:
+        """A 2xx answer to a stream request: an event stream and its parser, or an error."""
+        kind = stream_kind(answer.headers)
+        if kind == "sse":
+            parser = _stream_parser(answer)
+            if isinstance(parser, ChatEventParser):
+                return answer, parser
             answer.close()
-            raise redact_error(not_a_stream_error(status, answer.headers, body), redact)
-        body = yield from self._read_body(answer, deadline, SUCCESS_BODY_LIMIT, lenient=False)
-        return self._decode(call, answer, body)
+            raise parser
+        body = b""
+        if kind == "json":  # perhaps a gateway's error object, refusing the stream
+            body = yield from self._read_body(answer, deadline, ERROR_BODY_LIMIT, lenient=True)
+        answer.close()
+        error = not_a_stream_error(answer.status, answer.headers, body)
+        raise redact_error(error, partial(self._redact, call))
 
     def _read_body(
         self, answer: Any, deadline: Deadline, limit: int, *, lenient: bool
@@ -435,7 +446,7 @@ class ClientCore:
         """The JSON answer of a successful call, checked against the type the method returns."""
         status = answer.status
         headers = _plain(answer.headers)
-        request_id = headers.get("x-request-id") or headers.get("X-Request-ID")
+        request_id = answer.headers.get("x-request-id")  # the library's headers ignore case
         data: Any = None
         if body.strip():
             parsed, data = _parse_json(body)
