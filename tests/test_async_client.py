@@ -356,3 +356,37 @@ def test_a_forked_child_never_uses_the_parents_connections(server):
 
     assert asyncio.run(warm_up_then_echo()) == 0
     assert server.connections_opened == 2  # the parent's one, and the child's own
+
+
+# -- other event loops, a caller's session ---------------------------------------------------
+
+
+def test_a_client_used_from_one_asyncio_run_after_another_leaves_no_connection_open(server):
+    import gc
+
+    client = make(server)
+    for _ in range(10):
+        assert asyncio.run(client.get_models())  # each run is a new event loop, then closed
+    gc.collect()  # what the loops left behind is closed by its own finalisers
+
+    assert server.wait_for_open_connections(1) <= 1  # the last loop's, at most
+    assert server.connections_opened == 10
+
+
+def test_a_callers_session_is_used_and_its_raise_for_status_does_not_hide_the_error(server):
+    import aiohttp
+
+    async def main() -> None:
+        async with aiohttp.ClientSession(
+            raise_for_status=True, headers={"X-Shop": "demo"}
+        ) as session:
+            client = make(server, session=session, max_retries=0)
+            assert await client.get_models()
+            assert server.last_request.headers["x-shop"] == "demo"  # the session's headers
+            server.script(status=401, body={"detail": "Invalid project key"})
+            with pytest.raises(waygpt.AuthenticationError):
+                await client.get_models()
+            await client.close()  # the caller's session stays open
+            assert not session.closed
+
+    asyncio.run(main())

@@ -8,6 +8,8 @@ when it is made.
   wants that), with no cookie jar, no decompression (the core decodes bodies itself, within
   its caps) and no ``trust_env`` (which makes aiohttp read ``~/.netrc`` on a thread for
   every request); proxies from the environment are read once, as the sync client does.
+* Like the sync client, it reads proxies and a CA bundle (``REQUESTS_CA_BUNDLE``,
+  ``CURL_CA_BUNDLE``) from the environment when the base URL is set.
 * A non-streamed call is bounded by aiohttp's ``total`` timeout set to what is left of the
   call's deadline; a stream's headers by ``asyncio.wait_for``; each read by ``sock_read``.
 * After ``os.fork()``, or when the client is used from another event loop, the old session
@@ -37,8 +39,8 @@ except ImportError:  # the optional extra is not installed: AiohttpTransport say
 INSTALL_HINT = 'AsyncWayGPTClient needs aiohttp, an optional extra: pip install "waygpt[aiohttp]"'
 
 _fork_generation = 0
-# Sessions set aside in a forked child or left behind by a closed event loop: kept
-# referenced so that no finaliser ever closes what is not this process's or loop's.
+# Sessions set aside in a forked child: kept referenced, so that their connections, the
+# parent's, are never closed by this process while it runs.
 _inherited: List[Any] = []
 
 
@@ -87,6 +89,18 @@ def _received_before_failure(content: Any) -> bytes:
     except Exception:  # noqa: BLE001 - nothing to save after all
         return b""
     return data
+
+
+def _ssl_from_environment() -> Any:
+    """The CA bundle requests would use from the environment, as an SSL context; else True."""
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if not bundle:
+        return True
+    import ssl
+
+    if os.path.isdir(bundle):
+        return ssl.create_default_context(capath=bundle)
+    return ssl.create_default_context(cafile=bundle)
 
 
 class _StreamIdle(asyncio.TimeoutError):
@@ -174,6 +188,7 @@ class AiohttpTransport:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._generation = _fork_generation
         self._proxy: Optional[str] = None
+        self._ssl: Any = True  # aiohttp's default verification, unless a CA bundle is set
 
     @staticmethod
     def library() -> str:
@@ -188,6 +203,7 @@ class AiohttpTransport:
         else:
             proxies = get_environ_proxies(api_url)
             self._proxy = proxies.get(api_url.split(":", 1)[0].lower()) or proxies.get("all")
+            self._ssl = _ssl_from_environment()
             return base
         from .errors import ConfigurationError
 
@@ -204,7 +220,7 @@ class AiohttpTransport:
             self._set_aside()  # made in another event loop, which may well be closed now
         if self._session is None:
             session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=100),
+                connector=aiohttp.TCPConnector(limit=100, ssl=self._ssl),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
                 trust_env=False,
@@ -229,16 +245,16 @@ class AiohttpTransport:
         if not forked and loop is not None and loop.is_running():
             asyncio.run_coroutine_threadsafe(session.close(), loop)
             return
-        _inherited.append(session)
+        # aiohttp's connector closes its connections when it is garbage-collected, through
+        # its event loop: in a forked child that would send a TLS close_notify on the
+        # parent's connections (ending them), and with a closed loop it fails noisily. Marked
+        # closed (a private flag its __del__ checks), it leaves them to their sockets' own
+        # finalisers, which only close this process's descriptors.
+        connector = getattr(session, "connector", None)
+        if connector is not None and hasattr(connector, "_closed"):
+            connector._closed = True
         if forked:
-            # aiohttp's connector closes its connections when it is garbage-collected, at
-            # the latest when the child exits, and closing a TLS connection sends a
-            # close_notify that ends the parent's session: mark it closed, so it never does
-            # (the sockets are then merely closed in this process, which the parent does
-            # not notice). A private flag of aiohttp's connector, checked by its __del__.
-            connector = getattr(session, "connector", None)
-            if connector is not None and hasattr(connector, "_closed"):
-                connector._closed = True
+            _inherited.append(session)  # not even that while the child lives
 
     async def close(self) -> None:
         """Close the pooled connections (only those of a session the client made)."""
@@ -292,6 +308,7 @@ class AiohttpTransport:
             "allow_redirects": False,
             "timeout": timeout,
             "auto_decompress": False,
+            "raise_for_status": False,  # a caller's session may say otherwise: errors are ours
         }
         if self.owns_session and self._proxy:
             options["proxy"] = self._proxy
