@@ -36,6 +36,11 @@ try:
 except ImportError:  # the optional extra is not installed: AiohttpTransport says so
     aiohttp = None  # type: ignore[assignment]
 
+# After [DONE], how long and how much the stream waits for the end of the body so that the
+# connection can be reused (as the sync client's stream reader does).
+_DRAIN_SECONDS = 0.1
+_DRAIN_BYTES = 64 * 1024
+
 INSTALL_HINT = 'AsyncWayGPTClient needs aiohttp, an optional extra: pip install "waygpt[aiohttp]"'
 
 _fork_generation = 0
@@ -89,6 +94,15 @@ def _received_before_failure(content: Any) -> bytes:
     except Exception:  # noqa: BLE001 - nothing to save after all
         return b""
     return data
+
+
+async def _read_to_end(content: Any) -> None:
+    total = 0
+    while total <= _DRAIN_BYTES:
+        data = await content.readany()
+        if not data:
+            return
+        total += len(data)
 
 
 def _ssl_from_environment() -> Any:
@@ -153,6 +167,17 @@ class AiohttpAnswer:
         finally:
             self._read_since = None
         raise failure
+
+    async def drain(self) -> None:
+        """After ``[DONE]``: wait a little for the end of the body, so that the connection
+        goes back to the pool (the last chunk of the framing often comes a moment later)."""
+        content = self.response.content
+        if content.at_eof():
+            return
+        try:
+            await asyncio.wait_for(_read_to_end(content), _DRAIN_SECONDS)
+        except Exception:  # noqa: BLE001, S110 - a body that does not end: closed instead
+            pass
 
     def _arm(self, since: float) -> None:
         assert self._loop is not None and self._idle_timeout is not None

@@ -105,6 +105,8 @@ class AsyncChatStream:
                 self._finish()
                 raise redact_error(pending, self._redact)
             if self._closed or parser.done:
+                if not self._closed:
+                    await self._answer.drain()  # so that the connection can be reused
                 self._finish()
                 raise StopAsyncIteration
             try:

@@ -4,8 +4,8 @@ A TLS connection pooled by the parent is shared, as a file descriptor, with a fo
 Closing the descriptor in the child is harmless; sending a TLS close_notify or shutting the
 socket down is not: the server ends the session and the parent's next call fails. The child
 here drops everything it inherited and runs the garbage collector (what happens at its
-exit), and the server, which reads with ``suppress_ragged_eofs=False``, reports whether any
-connection ended with a close_notify.
+exit); the server (which ends a connection on a close_notify) must then still serve the
+parent's next call on the parent's connection.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ ANSWER = (
 
 
 class TLSServer:
-    """Answers every request with ANSWER on kept-alive TLS connections; notes how each ends."""
+    """Answers every request with ANSWER on kept-alive TLS connections; a close_notify (or
+    any other end) ends the connection, as a real server's TLS layer does."""
 
     def __init__(self, cert: Path, key: Path) -> None:
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -47,7 +48,6 @@ class TLSServer:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.1)
         self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.endings: List[str] = []  # "close_notify" or "eof", one per finished connection
         self.accepted = 0
         self.stop = threading.Event()
         self.threads: List[threading.Thread] = []
@@ -87,14 +87,9 @@ class TLSServer:
                 data = conn.recv(65536)
             except socket.timeout:
                 continue
-            except ssl.SSLEOFError:
-                self.endings.append("eof")  # the socket closed without a close_notify
+            except OSError:  # with suppress_ragged_eofs=False: closed without close_notify
                 return
-            except OSError:
-                self.endings.append("error")
-                return
-            if not data:
-                self.endings.append("close_notify")
+            if not data:  # a close_notify: the TLS session is over
                 return
             buffer += data
             while b"\r\n\r\n" in buffer:
@@ -144,8 +139,10 @@ def test_a_sync_child_sends_no_close_notify_on_the_parents_tls_connection(
         assert os.waitstatus_to_exitcode(status) == 0
 
         assert client.get_models() == ["gpt-4o"]  # on the parent's connection, still open
-        assert server.accepted == 2  # the parent's and the child's: no reconnection
-        assert "close_notify" not in server.endings
+        # The parent's and the child's: had the child ended the parent's TLS session, the
+        # parent's second call would have needed a third. (How the child's own connection
+        # ended is the child's business.)
+        assert server.accepted == 2
         client.close()
 
 
