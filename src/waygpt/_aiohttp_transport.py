@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from requests.utils import get_environ_proxies
 
 from ._core import Deadline, Read, Send, Steps
+from ._fork import fork_generation, keep_inherited
 from .errors import TransportFailure
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
 
@@ -42,21 +43,6 @@ _DRAIN_SECONDS = 0.1
 _DRAIN_BYTES = 64 * 1024
 
 INSTALL_HINT = 'AsyncWayGPTClient needs aiohttp, an optional extra: pip install "waygpt[aiohttp]"'
-
-_fork_generation = 0
-# Sessions set aside in a forked child: kept referenced, so that their connections, the
-# parent's, are never closed by this process while it runs.
-_inherited: List[Any] = []
-
-
-def _count_fork() -> None:
-    global _fork_generation
-    _fork_generation += 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_count_fork)
-
 
 def transport_failure(exc: BaseException) -> TransportFailure:
     """What an aiohttp/asyncio exception means for the call, without the exception."""
@@ -211,7 +197,7 @@ class AiohttpTransport:
         self.owns_session = session is None
         self._session: Any = session
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._generation = _fork_generation
+        self._generation = fork_generation()
         self._proxy: Optional[str] = None
         self._ssl: Any = True  # aiohttp's default verification, unless a CA bundle is set
 
@@ -237,10 +223,10 @@ class AiohttpTransport:
     def _current_session(self) -> Any:
         """The session to send on, made now if need be, in the running loop."""
         loop = asyncio.get_running_loop()
-        if self._generation != _fork_generation:  # a forked child: never the parent's session
+        if self._generation != fork_generation():  # a forked child: never the parent's session
             if self.owns_session and self._session is not None:
                 self._set_aside()
-            self._generation = _fork_generation
+            self._generation = fork_generation()
         if self.owns_session and self._session is not None and self._loop is not loop:
             self._set_aside()  # made in another event loop, which may well be closed now
         if self._session is None:
@@ -266,7 +252,7 @@ class AiohttpTransport:
         finaliser that would fail noisily). A loop still running elsewhere closes its own."""
         session, self._session = self._session, None
         loop = self._loop
-        forked = self._generation != _fork_generation
+        forked = self._generation != fork_generation()
         if not forked and loop is not None and loop.is_running():
             asyncio.run_coroutine_threadsafe(session.close(), loop)
             return
@@ -279,7 +265,7 @@ class AiohttpTransport:
         if connector is not None and hasattr(connector, "_closed"):
             connector._closed = True
         if forked:
-            _inherited.append(session)  # not even that while the child lives
+            keep_inherited(session)  # not even that while the child lives
 
     async def close(self) -> None:
         """Close the pooled connections (only those of a session the client made)."""

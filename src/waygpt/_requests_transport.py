@@ -16,7 +16,6 @@ guarded so that a library version without it falls back to the public behaviour:
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 import threading
 import time
@@ -34,6 +33,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from ._body import READ_SIZE
 from ._core import Deadline, Read, Send, Step, Steps
+from ._fork import fork_generation, keep_inherited
 from ._stream_reader import StreamBodyReader, raw_socket
 from ._watchdog import Watch, watchdog
 from .errors import ConfigurationError, TransportFailure
@@ -42,24 +42,6 @@ from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
 _MAX_LINE = 65536  # as http.client's limit on a header line
 # The call each thread is making: the pools report their connection to it.
 _current = threading.local()
-
-# -- fork safety ----------------------------------------------------------------------------
-
-_fork_generation = 0
-# What a forked child set aside: the parent's sessions and pool managers. They are kept
-# referenced so that nothing in the child ever closes them (a TLS close_notify would end the
-# parent's session) or sends on them (the answers would go to either process).
-_inherited: List[Any] = []
-
-
-def _count_fork() -> None:
-    global _fork_generation
-    _fork_generation += 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_count_fork)
-
 
 # -- pools that tell the watchdog which connection a call uses -------------------------------
 
@@ -323,7 +305,7 @@ class RequestsTransport:
     def __init__(self, session: Optional[requests.Session]) -> None:
         self.owns_session = session is None
         self.session = session if session is not None else self._new_session()
-        self._generation = _fork_generation
+        self._generation = fork_generation()
         self._api_url = ""
         self._send_settings: Dict[str, Any] = {}
 
@@ -360,16 +342,16 @@ class RequestsTransport:
 
     def _after_fork(self) -> None:
         """In a forked child: never touch the parent's connections again."""
-        self._generation = _fork_generation
+        self._generation = fork_generation()
         if self.owns_session:
-            _inherited.append(self.session)
+            keep_inherited(self.session)
             self.session = self._new_session()
             self._send_settings = self._environment_settings(self._api_url)
             return
         # A caller's session: keep it, with new, empty pools behind each of its adapters.
         for adapter in set(self.session.adapters.values()):
             if isinstance(adapter, HTTPAdapter):
-                _inherited.append((adapter.poolmanager, adapter.proxy_manager))
+                keep_inherited((adapter.poolmanager, adapter.proxy_manager))
                 adapter.init_poolmanager(
                     getattr(adapter, "_pool_connections", 10),
                     getattr(adapter, "_pool_maxsize", 10),
@@ -381,7 +363,7 @@ class RequestsTransport:
 
     def run(self, steps: Steps, deadline: Deadline) -> Any:
         """Run a pipeline to its end; every step's I/O ends by the call's deadline."""
-        if self._generation != _fork_generation:
+        if self._generation != fork_generation():
             self._after_fork()
         call_watch = _CallWatch()
         watch = Watch(deadline.at, call_watch.expire)

@@ -12,10 +12,11 @@ starts with no thread and no registrations (the parent's calls are not the child
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Callable, Dict, Optional
+
+from ._fork import fork_generation
 
 # While a deadline has passed but its call has not finished (its socket may appear only
 # after a connect that was already under way), its callback is called again this often.
@@ -91,19 +92,13 @@ class Watchdog:
 
 
 _watchdog = Watchdog()
+_watchdog_generation = fork_generation()
 
 
 def watchdog() -> Watchdog:
-    """The process's watchdog (a new one in a forked child)."""
+    """The process's watchdog: a new one in a forked child, where the parent's thread does
+    not exist, its lock may have been held at the fork, and its calls are not the child's."""
+    global _watchdog, _watchdog_generation
+    if _watchdog_generation != fork_generation():
+        _watchdog, _watchdog_generation = Watchdog(), fork_generation()
     return _watchdog
-
-
-def _reset_after_fork() -> None:
-    # The parent's thread does not exist in the child, and its lock may have been held by
-    # it at the fork: the child starts afresh rather than touching either.
-    global _watchdog
-    _watchdog = Watchdog()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)

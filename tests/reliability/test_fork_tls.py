@@ -115,10 +115,9 @@ def child_then_drop_everything(call: object) -> None:
     code = 1
     try:
         call()  # type: ignore[operator]
-        from waygpt import _aiohttp_transport, _requests_transport
+        from waygpt import _fork
 
-        _requests_transport._inherited.clear()
-        _aiohttp_transport._inherited.clear()
+        _fork._inherited.clear()
         gc.collect()
         code = 0
     finally:

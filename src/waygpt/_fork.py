@@ -1,0 +1,36 @@
+"""Forks of the process, for the transports to notice that they now run in a child.
+
+A forked child inherits its parent's pooled connections; using one mixes the two
+processes' answers, and closing one properly (a TLS close_notify) ends the parent's. So
+each transport remembers the generation it made its connections in, compares it with
+``fork_generation()`` before a call (an integer compare: nothing measurable), and in a child
+sets the parent's connections aside with ``keep_inherited``: referenced until the child
+exits, so that no finaliser closes them while it runs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, List
+
+_generation = 0
+_inherited: List[Any] = []
+
+
+def fork_generation() -> int:
+    """How many forks lie between the first process and this one."""
+    return _generation
+
+
+def keep_inherited(connections: Any) -> None:
+    """Keep what a parent's connections hang on, unused and unclosed, in a forked child."""
+    _inherited.append(connections)
+
+
+def _count_fork() -> None:
+    global _generation
+    _generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
