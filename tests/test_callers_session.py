@@ -1,0 +1,89 @@
+"""A caller's ``requests.Session`` is used as requests uses it, the SDK's own headers winning."""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+import requests
+from requests.auth import HTTPBasicAuth
+
+import waygpt
+from waygpt.testing import WayGPTTestServer
+
+
+def make(server: WayGPTTestServer, session: requests.Session) -> waygpt.WayGPTClient:
+    return waygpt.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, max_retries=0, session=session
+    )
+
+
+def test_the_sessions_headers_cookies_and_hooks_apply(server: WayGPTTestServer) -> None:
+    seen: List[int] = []
+    with requests.Session() as session:
+        session.headers["X-Shop"] = "demo"
+        session.cookies.set("shop_session", "abc")
+        session.hooks["response"].append(lambda r, *a, **k: seen.append(r.status_code))
+        with make(server, session) as client:
+            assert client.get_models()
+
+    request = server.last_request
+    assert request is not None
+    assert request.headers["x-shop"] == "demo"
+    assert "shop_session=abc" in request.headers["cookie"]
+    assert seen == [200]
+
+
+def test_the_sdks_headers_win_over_the_sessions(server: WayGPTTestServer) -> None:
+    with requests.Session() as session:
+        session.headers["User-Agent"] = "shop/1.0"
+        session.headers["Accept-Encoding"] = "br"
+        with make(server, session) as client:
+            client.get_models()
+
+    request = server.last_request
+    assert request is not None
+    assert request.headers["user-agent"].startswith("waygpt-python/")
+    assert request.headers["accept-encoding"] == "gzip, deflate"
+
+
+def test_session_auth_applies_but_never_replaces_the_client_api_token(
+    server: WayGPTTestServer,
+) -> None:
+    with requests.Session() as session:
+        session.auth = HTTPBasicAuth("gateway", "gateway-password")
+        with make(server, session) as client:
+            client.get_models()
+            assert server.last_request.headers["authorization"].startswith("Basic ")
+            login = client.client_login(server.user_email, server.user_password)
+            assert client.client_list_projects()  # a 401 if Basic had replaced Bearer
+            assert server.last_request.headers["authorization"] == f"Bearer {login['token']}"
+
+
+def test_hmac_signatures_verify_through_a_callers_session() -> None:
+    with WayGPTTestServer(require_hmac=True) as server, requests.Session() as session:
+        session.headers["X-Shop"] = "demo"
+        client = waygpt.WayGPTClient(
+            api_url=server.url,
+            project_key=server.project_key,
+            project_id=server.project_id,
+            hmac_secret=server.hmac_secret,
+            use_hmac=True,
+            session=session,
+        )
+        reply: Any = client.chat_completions(messages=[{"role": "user", "content": "Привет"}])
+        assert reply["choices"][0]["message"]["content"] == "Echo: Привет"
+        assert client.get_use_cases(detailed=True)
+
+
+def test_the_sessions_proxies_are_used(server: WayGPTTestServer) -> None:
+    with requests.Session() as session:
+        session.proxies = {"http": "http://127.0.0.1:9"}  # nothing listens: a proxy refusal
+        session.trust_env = False
+        with make(server, session) as client:
+            try:
+                client.get_models()
+            except waygpt.APIConnectionError:
+                pass
+            else:
+                raise AssertionError("the session's proxy was not used")
+    assert server.requests == []
