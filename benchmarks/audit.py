@@ -181,6 +181,10 @@ def variants() -> Dict[str, List[Patch]]:
             (feed, "_read_blocks", _recompiled(_READ_BLOCKS, [(_BLOCKS_NEW, _BLOCKS_DATACLASS)])),
             (sse, "_sse_event", _dataclass_event),
         ],
+        "sse_plain": [  # both fast paths off, and events made by the dataclass constructor
+            (feed, "feed", _recompiled(_FEED, single_off + blocks_off)),
+            (sse, "_sse_event", _dataclass_event),
+        ],
         "json_loads": [(streaming, "_stream_json", json.loads)],
         "urllib3_read1": [(_stream_reader, "_stream_plain_reader", lambda raw: None)],
         # the two below are filled in with the client's session by _small_requests
@@ -272,7 +276,8 @@ def measure(profile: Dict[str, int]) -> Dict[str, Any]:
 
     # streams: bench_stream's server
     stream_variants = {
-        "fast": ["sse_blocks_off", "sse_both_off", "sse_dataclass", "json_loads", "urllib3_read1"],
+        "fast": ["sse_blocks_off", "sse_both_off", "sse_dataclass", "sse_plain", "json_loads",
+                 "urllib3_read1"],
         "paced": ["sse_single_off", "sse_both_off", "sse_dataclass", "json_loads",
                   "urllib3_read1"],
     }
@@ -299,7 +304,7 @@ def measure(profile: Dict[str, int]) -> Dict[str, Any]:
         blocks.append(joined[start : start + 64 * 1024])
     for figure, chunks, names in (
         ("decoder_blocks", blocks, ["sse_blocks_off", "sse_both_off", "sse_dataclass",
-                                     "json_loads"]),
+                                     "sse_plain", "json_loads"]),
         ("decoder_single", events, ["sse_single_off", "sse_both_off", "sse_dataclass",
                                     "json_loads"]),
     ):
@@ -368,6 +373,9 @@ ROWS: List[Tuple[str, str, str, str]] = [
      "fast_stream", "fast stream, events/CPU s"),
     ("", "sse_dataclass", "paced_stream", "paced stream, events/CPU s"),
     ("", "sse_dataclass", "decoder_blocks", "decoder only, 64 KiB chunks, events/CPU s"),
+    ("sse.py: all three (vs _read_lines and the dataclass constructor)", "sse_plain",
+     "fast_stream", "fast stream, events/CPU s"),
+    ("", "sse_plain", "decoder_blocks", "decoder only, 64 KiB chunks, events/CPU s"),
     ("streaming.py: _stream_json (vs json.loads)", "json_loads", "fast_stream",
      "fast stream, events/CPU s"),
     ("", "json_loads", "paced_stream", "paced stream, events/CPU s"),
@@ -386,6 +394,7 @@ COSTS = {"no_watchdog", "no_fork_check"}
 # The figure each optimisation was made for: its recommendation follows that row.
 DECIDING = {("sse_single_off", "paced_stream"), ("sse_blocks_off", "fast_stream"),
             ("sse_both_off", "fast_stream"), ("sse_dataclass", "fast_stream"),
+            ("sse_plain", "fast_stream"),
             ("json_loads", "fast_stream"), ("urllib3_read1", "fast_stream"),
             ("session_prepare", "small_request")}
 
