@@ -6,9 +6,13 @@ Its CPU time never counts against the client being measured. It answers just eno
 WayGPT API for the benchmarks, with raw sockets and one thread per connection:
 
 - ``GET /api/v1/waygpt/models``: a small JSON list, Content-Length framed, kept alive;
-- ``POST /api/v1/waygpt/chat/completions``: an SSE stream of chat chunks; the JSON body's
-  ``bench_events`` sets how many (default 10) and ``bench_framing`` the framing
-  (``"chunked"``, the default, or ``"close"``);
+- ``GET <anything else>/models``: the same models as the OpenAI API lists them
+  (``{"object": "list", "data": [...]}``), for the ``openai`` SDK;
+- ``POST <anything>/chat/completions`` (the SDK's ``/api/v1/waygpt/chat/completions``, the
+  ``openai`` SDK's ``/v1/chat/completions``): with ``"stream": true`` in the JSON body, an SSE
+  stream of chat chunks, whose number the body's ``bench_events`` sets (default 10) and whose
+  framing ``bench_framing`` (``"chunked"``, the default, or ``"close"``); otherwise a small
+  chat completion, Content-Length framed;
 - ``GET /__stats``: ``{"connections": n}``, the TCP connections that have carried at least one
   request other than ``/__stats`` (so asking does not change the answer);
 - ``POST /__quit``: stops the server.
@@ -25,7 +29,38 @@ import sys
 import threading
 from typing import BinaryIO, Dict, Optional, Tuple
 
-MODELS_BODY = json.dumps(["gpt-4o-mini", "gpt-4o", "claude-3-5-sonnet", "auto"]).encode()
+MODEL_IDS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-sonnet", "auto")
+MODELS_BODY = json.dumps(list(MODEL_IDS)).encode()
+OPENAI_MODELS_BODY = json.dumps(
+    {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": 1700000000, "owned_by": "bench"}
+            for name in MODEL_IDS
+        ],
+    },
+    separators=(",", ":"),
+).encode()
+# A small non-streamed chat completion, as the OpenAI API answers one (about 400 bytes).
+COMPLETION_BODY = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1718000000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello! How can I help you today?"},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 9, "total_tokens": 18},
+        "system_fingerprint": "fp_44709d6fcb",
+    },
+    separators=(",", ":"),
+).encode()
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 1024 * 1024
 _BATCH = 512  # events per socket write on a long stream
@@ -148,11 +183,16 @@ def _serve_connection(sock: socket.socket) -> None:
                     _connections += 1
             if method == "GET" and path == "/api/v1/waygpt/models":
                 _json_answer(sock, MODELS_BODY)
-            elif method == "POST" and path == "/api/v1/waygpt/chat/completions":
+            elif method == "GET" and path.endswith("/models"):
+                _json_answer(sock, OPENAI_MODELS_BODY)
+            elif method == "POST" and path.endswith("/chat/completions"):
                 try:
                     options = json.loads(body or b"{}")
                 except ValueError:
                     options = {}
+                if not isinstance(options, dict) or not options.get("stream"):
+                    _json_answer(sock, COMPLETION_BODY)
+                    continue
                 events = int(options.get("bench_events", 10))
                 framing = str(options.get("bench_framing", "chunked"))
                 if not _stream(sock, events, framing):
