@@ -163,7 +163,10 @@ class BodyCollector:
     ``feed`` each raw chunk, then ``finish()`` at the end of the body for the decoded bytes.
     """
 
-    __slots__ = ("_buffer", "_decoder", "_expected", "_limit", "_received", "_status", "lenient")
+    __slots__ = (
+        "_buffer", "_decoder", "_discard", "_expected", "_limit", "_received", "_status",
+        "lenient",
+    )
 
     def __init__(
         self, status: int, headers: Mapping[str, str], limit: int, *, lenient: bool = False
@@ -176,14 +179,16 @@ class BodyCollector:
         self._buffer = bytearray()
         self._received = 0
         self._expected = expected_length(headers)
-        try:
-            self._decoder: Optional[ContentDecoder] = ContentDecoder(
-                headers.get("content-encoding"), status
-            )
-        except APIResponseValidationError:
-            if not lenient:
-                raise
-            self._decoder = None
+        self._discard = False  # an error body in an encoding we cannot read: keep nothing
+        self._decoder: Optional[ContentDecoder] = None  # None: the body is not encoded
+        encoding = headers.get("content-encoding")
+        if encoding:
+            try:
+                self._decoder = ContentDecoder(encoding, status)
+            except APIResponseValidationError:
+                if not lenient:
+                    raise
+                self._discard = True
 
     @property
     def full(self) -> bool:
@@ -195,12 +200,17 @@ class BodyCollector:
         """True while fewer bytes arrived than the ``Content-Length`` promised."""
         return self._expected is not None and self._received < self._expected
 
+    @property
+    def complete(self) -> bool:
+        """True once every byte the ``Content-Length`` promised arrived: no read is left."""
+        return self._expected is not None and self._received >= self._expected
+
     def feed(self, chunk: bytes) -> None:
         self._received += len(chunk)
-        decoder = self._decoder
-        if decoder is None:  # an error body in an encoding we cannot read: keep nothing
+        if self._discard:
             return
-        if decoder.identity:
+        decoder = self._decoder
+        if decoder is None:
             self._append(chunk)
             return
         decoder.push(chunk)
@@ -213,7 +223,7 @@ class BodyCollector:
         except APIResponseValidationError:
             if not self.lenient:
                 raise
-            self._decoder = None
+            self._discard = True
 
     def _append(self, data: bytes) -> None:
         self._buffer += data

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import time
 from functools import partial
 from typing import (
@@ -182,8 +183,15 @@ def _parse_json(body: bytes) -> Tuple[bool, Any]:
     SDK's error.
     """
     try:
-        return True, json.loads(body)
+        # JSON is UTF-8 (RFC 8259): decoded here, json.loads is spared guessing the encoding.
+        return True, json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        pass  # perhaps UTF-16 or UTF-32, which json.loads recognises
     except (ValueError, RecursionError):  # RecursionError: nested past json's limit
+        return False, None
+    try:
+        return True, json.loads(body)
+    except (ValueError, RecursionError):
         return False, None
 
 
@@ -438,15 +446,14 @@ class ClientCore:
                         raise deadline.error()  # the watchdog ended the read: no real end
                     break
                 collector.feed(chunk)
+                if collector.complete:
+                    break  # all the Content-Length promised: no read to wait for the end
             return collector.finish()
         finally:
             answer.close()
 
     def _decode(self, call: Call[Any], answer: Any, body: bytes) -> Any:
         """The JSON answer of a successful call, checked against the type the method returns."""
-        status = answer.status
-        headers = _plain(answer.headers)
-        request_id = answer.headers.get("x-request-id")  # the library's headers ignore case
         data: Any = None
         if body.strip():
             parsed, data = _parse_json(body)
@@ -454,20 +461,18 @@ class ClientCore:
                 snippet = body[:200].decode("utf-8", errors="replace")
                 error = APIResponseValidationError(
                     f"expected a JSON answer, got: {snippet!r}",
-                    status,
+                    answer.status,
                     body=body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace"),
-                    headers=headers,
-                    request_id=request_id,
+                    **_error_context(answer),
                 )
                 # A success body that is not JSON may echo what was sent (key, password, JWT).
                 raise redact_error(error, partial(self._redact, call))
         if call.expect is not None and not isinstance(data, call.expect):
             error = APIResponseValidationError(
                 f"expected a JSON {call.expect.__name__}, got {type(data).__name__}",
-                status,
+                answer.status,
                 data,
-                headers=headers,
-                request_id=request_id,
+                **_error_context(answer),
             )
             raise redact_error(error, partial(self._redact, call))
         return data
@@ -547,6 +552,12 @@ def _encode_json(body: Any) -> bytes:
     raise TypeError(f"request body is not JSON-serialisable: {reason}")
 
 
+def _error_context(answer: Any) -> Dict[str, Any]:
+    """The headers and request id an error about ``answer`` carries."""
+    request_id = answer.headers.get("x-request-id")  # the library's headers ignore case
+    return {"headers": _plain(answer.headers), "request_id": request_id}
+
+
 def _plain(headers: Mapping[str, str]) -> Dict[str, str]:
     """Response headers as a plain dict of strings (what errors keep)."""
     return {str(name): str(value) for name, value in headers.items()}
@@ -560,6 +571,8 @@ def _path_of(url: str) -> str:
 
 
 def _log_attempt(call: Call[Any], status: Optional[int], started: float, attempt: int) -> None:
+    if not logger.isEnabledFor(logging.DEBUG):  # (the arguments below cost more than this)
+        return
     logger.debug(
         "%s %s -> %s in %.1f ms (attempt %d)",
         call.method,
