@@ -7,13 +7,14 @@ when it is made.
 * The client's own session is made on first use, inside the running event loop (aiohttp
   wants that), with no cookie jar, no decompression (the core decodes bodies itself, within
   its caps) and no ``trust_env`` (which makes aiohttp read ``~/.netrc`` on a thread for
-  every request); proxies from the environment are read once, as the sync client does.
-* Like the sync client, it reads proxies and a CA bundle (``REQUESTS_CA_BUNDLE``,
-  ``CURL_CA_BUNDLE``) from the environment when the base URL is set.
+  every request). Like the sync client, it reads proxies and a CA bundle
+  (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) from the environment when the base URL is set.
 * A non-streamed call is bounded by aiohttp's ``total`` timeout set to what is left of the
-  call's deadline; a stream's headers by ``asyncio.wait_for``; each read by ``sock_read``.
-* After ``os.fork()``, or when the client is used from another event loop, the old session
-  is set aside, never closed from here (its connections are another process's or loop's).
+  call's deadline; a stream's headers by ``asyncio.wait_for``; each read by ``sock_read``,
+  and each read of a stream by a timer of ours as well (see ``bound_each_read``).
+* After ``os.fork()`` the parent's session is set aside and never closed; when the client is
+  used from another event loop, the old loop's session is closed there if that loop still
+  runs, else left to its sockets' finalisers.
 * aiohttp's own replay of a failed idempotent request is turned off (``_retry_connection``):
   it would re-send the same signature and nonce.
 """
@@ -28,7 +29,7 @@ from requests.utils import get_environ_proxies
 
 from ._core import Deadline, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
-from .errors import TransportFailure
+from .errors import ConfigurationError, TransportFailure
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
 
 try:
@@ -44,6 +45,7 @@ _DRAIN_SECONDS = 0.1
 _DRAIN_BYTES = 64 * 1024
 
 INSTALL_HINT = 'AsyncWayGPTClient needs aiohttp, an optional extra: pip install "waygpt[aiohttp]"'
+
 
 def transport_failure(exc: BaseException) -> TransportFailure:
     """What an aiohttp/asyncio exception means for the call, without the exception."""
@@ -221,8 +223,6 @@ class AiohttpTransport:
             self._proxy = proxies.get(api_url.split(":", 1)[0].lower()) or proxies.get("all")
             self._ssl = _ssl_from_environment()
             return base
-        from .errors import ConfigurationError
-
         raise ConfigurationError(f"api_url is not a valid URL ({reason}): {api_url!r}")
 
     def _current_session(self) -> Any:
@@ -251,10 +251,11 @@ class AiohttpTransport:
         return self._session
 
     def _set_aside(self) -> None:
-        """Stop using the session made in another event loop or process, without closing it
-        from here: a forked child must not close its parent's connections, and a closed
-        loop's connections cannot be closed any more (they are kept, not leaked to a
-        finaliser that would fail noisily). A loop still running elsewhere closes its own."""
+        """Stop using the session made in another event loop or process.
+
+        A loop still running (in another thread) is asked to close it. Otherwise it cannot
+        be closed from here: a forked child must not close its parent's connections, and a
+        closed loop can no longer close anything."""
         session, self._session = self._session, None
         loop = self._loop
         forked = self._generation != fork_generation()
