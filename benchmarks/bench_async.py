@@ -14,7 +14,12 @@ hand-written aiohttp code that does the same work, and for the ``openai`` SDK's 
 1. client CPU time (``time.process_time``) per small request, sequentially and with 64
    concurrent tasks: ``get_models()`` (``session.get(url)`` + ``await resp.json()``;
    ``models.list()``) and a small non-streamed ``chat_completions()``
-   (``session.post(url, json=...)`` + ``await resp.json()``; ``chat.completions.create()``);
+   (``session.post(url, json=...)`` + ``await resp.json()``; ``chat.completions.create()``).
+   The bare calls run twice: with aiohttp's default timeout (``total=300`` only: the goal's
+   reference) and with the timeout the SDK passes on every request,
+   ``ClientTimeout(total=60, sock_connect=60, sock_read=60)`` for ``timeout=60``
+   ("bare + read timeout"): ``sock_read`` bounds the wait between two reads, the SDK's
+   documented read timeout, and makes aiohttp cancel and re-arm a timer at every read;
 2. streamed chat events per client CPU second with 16 concurrent streams, against the line
    loop of hand-written aiohttp code::
 
@@ -25,7 +30,7 @@ hand-written aiohttp code that does the same work, and for the ``openai`` SDK's 
    and ``AsyncOpenAI``'s ``chat.completions.create(..., stream=True)`` (on streams a fifth
    as long: it reads some 20 times fewer events per CPU second).
 
-The three clients run interleaved, one round each in turn (their order rotating), and the
+The clients run interleaved, one round each in turn (their order rotating), and the
 figure is the median round. ``run()`` returns the figures as a dict; ``table_rows()`` makes
 the rows of ``run.py``'s table.
 """
@@ -52,6 +57,7 @@ CHAT_PATH = "/api/v1/waygpt/chat/completions"
 MESSAGES = [{"role": "user", "content": "benchmark"}]
 CONCURRENCY = 64
 STREAMS = 16
+TIMEOUT = 60.0  # the SDK's timeout; "bare + read timeout" passes the same ClientTimeout
 OPENAI_SHARE = 5  # openai's streams have a fifth as many events (it is 20 times slower)
 
 GOAL_VS_BARE = 1.15  # SDK CPU per request over bare aiohttp's, at most
@@ -114,7 +120,7 @@ class AioServer:
 
 
 class Clients:
-    """The three clients under test, made (and closed) inside the running event loop."""
+    """The clients under test, made (and closed) inside the running event loop."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -124,8 +130,14 @@ class Clients:
 
         import waygpt
 
-        self.sdk = waygpt.AsyncWayGPTClient(api_url=self.url, project_key=PROJECT_KEY, timeout=60)
+        self.sdk = waygpt.AsyncWayGPTClient(
+            api_url=self.url, project_key=PROJECT_KEY, timeout=TIMEOUT
+        )
         self.session = aiohttp.ClientSession()
+        # What the SDK passes on each request (total: what is left of the call's deadline).
+        self.read_timeout = aiohttp.ClientTimeout(
+            total=TIMEOUT, sock_connect=TIMEOUT, sock_read=TIMEOUT
+        )
         try:
             import openai
         except ImportError:  # the bench extra is not installed: no openai figures
@@ -143,20 +155,26 @@ class Clients:
     # -- small requests
 
     def models(self) -> Dict[str, Call]:
-        session, url = self.session, self.url + MODELS_PATH
+        session, url, timeout = self.session, self.url + MODELS_PATH, self.read_timeout
         headers = {"x-project-key": PROJECT_KEY, "Accept": "application/json"}
 
         async def bare() -> Any:
             async with session.get(url, headers=headers) as resp:
                 return await resp.json()
 
-        calls: Dict[str, Call] = {"bare": bare, "sdk": self.sdk.get_models}
+        async def bare_timeout() -> Any:
+            async with session.get(url, headers=headers, timeout=timeout) as resp:
+                return await resp.json()
+
+        calls: Dict[str, Call] = {"bare": bare, "bare_timeout": bare_timeout,
+                                  "sdk": self.sdk.get_models}
         if self.openai is not None:
             calls["openai"] = self.openai.models.list
         return calls
 
     def chat(self) -> Dict[str, Call]:
         session, url, sdk, oai = self.session, self.url + CHAT_PATH, self.sdk, self.openai
+        timeout = self.read_timeout
         headers = {"x-project-key": PROJECT_KEY, "Accept": "application/json"}
         body = {"model": "auto", "messages": MESSAGES}
 
@@ -164,10 +182,14 @@ class Clients:
             async with session.post(url, json=body, headers=headers) as resp:
                 return await resp.json()
 
+        async def bare_timeout() -> Any:
+            async with session.post(url, json=body, headers=headers, timeout=timeout) as resp:
+                return await resp.json()
+
         async def sdk_call() -> Any:
             return await sdk.chat_completions(messages=MESSAGES)
 
-        calls: Dict[str, Call] = {"bare": bare, "sdk": sdk_call}
+        calls: Dict[str, Call] = {"bare": bare, "bare_timeout": bare_timeout, "sdk": sdk_call}
         if oai is not None:
 
             async def openai_call() -> Any:
@@ -291,7 +313,7 @@ def _summary(samples: Dict[str, List[float]], scale: float) -> Dict[str, Any]:
     median = {name: statistics.median(values) for name, values in samples.items()}
     out: Dict[str, Any] = {name: round(value * scale, 3) for name, value in median.items()}
     rounds = len(samples["sdk"])
-    for peer in ("bare", "openai"):
+    for peer in ("bare", "bare_timeout", "openai"):
         if peer in median:
             out[f"sdk_over_{peer}"] = round(median["sdk"] / median[peer], 3)
             per_round = [samples["sdk"][i] / samples[peer][i] for i in range(rounds)]
@@ -309,10 +331,13 @@ async def _small_requests(results: Dict[str, Any], meter: Meter, clients: Client
         print(f"async {kind}, {mode} ...", file=sys.stderr, flush=True)
         works = {name: _spread(fn, count, concurrency) for name, fn in calls.items()}
         samples = await _rounds(meter, works, rounds)
-        results[f"{kind}_{mode}"] = dict(
+        results[f"{kind}_{mode}"] = figures = dict(
             _summary(samples, 1e6), calls_per_round=count, rounds=rounds,
             concurrency=concurrency,
         )
+        if "bare_timeout" in samples:  # what sock_read costs bare aiohttp, per call
+            extra = [t - b for t, b in zip(samples["bare_timeout"], samples["bare"])]
+            figures["read_timeout_us"] = round(statistics.median(extra) * 1e6, 1)
 
 
 async def _run(url: str, server: AioServer, profile: Dict[str, int]) -> Dict[str, Any]:
@@ -412,6 +437,12 @@ def table_rows(results: Dict[str, Any]) -> List[Row]:
                 f"<= {GOAL_VS_BARE:.2f}x bare, <= {GOAL_VS_OPENAI:.2f}x openai",
                 "pass" if not missed else "FAIL (" + ", ".join(missed) + ")",
             ))
+            if "bare_timeout" in fig:  # a reference: bare aiohttp with the same guarantee
+                rows.append((
+                    f"  same, bare + read timeout ({fig['read_timeout_us']:+.1f} us for bare)",
+                    _num(fig["sdk"]), _num(fig["bare_timeout"]),
+                    _ratio(fig["sdk_over_bare_timeout"]), "-", "-", "-", "-",
+                ))
     stream = results["stream"]
     rows.append((
         f"async stream events per CPU s, {stream['streams']} streams",
