@@ -73,8 +73,6 @@ from run import BenchServer, _sdk_client  # noqa: E402
 import waygpt  # noqa: E402
 from waygpt import (  # noqa: E402
     _aiohttp_transport,
-    _async_client,
-    _core,
     _requests_transport,
     _stream_reader,
     _watchdog,
@@ -170,41 +168,10 @@ _STREAM_READ = (
 )
 _STREAM_READANY = "data: bytes = await content.readany()"
 
-# _core.py: the per-request savings of the async speed-up (shared by both clients)
-_COMPLETE_BREAK = (
-    "                if collector.complete:\n"
-    "                    break  # all the Content-Length promised: no read to wait for the end\n"
-)
-_LOG_GUARD = (
-    "    if not logger.isEnabledFor(logging.DEBUG):  # (the arguments below cost more than this)\n"
-    "        return\n"
-)
-_DECODE_START = "        data: Any = None\n        if body.strip():\n"
-_DECODE_HEADERS_FIRST = (  # what _decode did before: an error's context, on every call
-    "        status = answer.status\n"
-    "        headers = _plain(answer.headers)\n"
-    '        request_id = headers.get("x-request-id") or headers.get("X-Request-ID")\n'
-) + _DECODE_START
-
-
 def _dataclass_event(
     data: str, event: str, last_id: Optional[str], retry: Optional[int]
 ) -> sse.ServerSentEvent:
     return sse.ServerSentEvent(data, event, last_id, retry)
-
-
-def _parse_json_bytes(body: bytes) -> Tuple[bool, Any]:
-    """``_core._parse_json`` as it was: ``json.loads`` of the bytes (it detects the encoding)."""
-    try:
-        return True, json.loads(body)
-    except (ValueError, RecursionError):
-        return False, None
-
-
-async def _call_coroutine(self: Any, call: Any) -> Any:
-    """``AsyncWayGPTClient._call`` as it was: a coroutine of its own around the transport's."""
-    deadline = _async_client.Deadline(self.total_timeout)
-    return await self._transport.run(self._steps(call, deadline), deadline)
 
 
 def _prepare_with_session(session: requests.Session) -> Callable[..., Any]:
@@ -229,20 +196,6 @@ def variants() -> Dict[str, List[Patch]]:
     """Each optimisation turned off: the patches that do it (made now, applied later)."""
     feed = sse.SSEDecoder
     blocks_off = _recompiled(feed.feed, [(_BLOCKS_CALL, _LINES_CALL)])
-    core = _core.ClientCore
-    per_request = {
-        "read_after_body": [
-            (core, "_read_body", _recompiled(core._read_body, [(_COMPLETE_BREAK, "")])),
-        ],
-        "json_bytes": [(_core, "_parse_json", _parse_json_bytes)],
-        "log_arguments": [
-            (_core, "_log_attempt", _recompiled(_core._log_attempt, [(_LOG_GUARD, "")])),
-        ],
-        "decode_headers": [
-            (core, "_decode",
-             _recompiled(core._decode, [(_DECODE_START, _DECODE_HEADERS_FIRST)])),
-        ],
-    }
     transport = _requests_transport.RequestsTransport
     async_transport = _aiohttp_transport.AiohttpTransport
     return {
@@ -270,9 +223,6 @@ def variants() -> Dict[str, List[Patch]]:
              _recompiled(_aiohttp_transport.AiohttpAnswer.read,
                          [(_STREAM_READ, _STREAM_READANY)])),
         ],
-        **per_request,
-        "per_request_all": [patch for patches in per_request.values() for patch in patches],
-        "call_coroutine": [(_async_client.AsyncWayGPTClient, "_call", _call_coroutine)],
         "no_fork_check_async": [
             (async_transport, "_current_session",
              _recompiled(async_transport._current_session, [(_FORK_CHECK_ASYNC, "")])),
@@ -459,7 +409,7 @@ def _measure_sync(profile: Dict[str, int], patches: Dict[str, List[Patch]],
         patches["session_prepare"] = [
             (_requests_transport, "_prepare", _prepare_with_session(session))
         ]
-        chosen = _chosen(["session_prepare", "per_request_all", "no_watchdog", "no_fork_check"],
+        chosen = _chosen(["session_prepare", "no_watchdog", "no_fork_check"],
                          patches)
         _check_applies(chosen, lambda: [client.get_models() for _ in range(3)], "small request")
         calls = profile["calls"]
@@ -526,9 +476,7 @@ def _measure_async(profile: Dict[str, int], patches: Dict[str, List[Patch]],
             )
             try:
                 print("audit: async requests ...", file=sys.stderr, flush=True)
-                chosen = _chosen(["per_request_all", "read_after_body", "json_bytes",
-                                  "log_arguments", "decode_headers", "call_coroutine",
-                                  "no_fork_check_async"], patches)
+                chosen = _chosen(["no_fork_check_async"], patches)
                 _check_applies(chosen, lambda: loop.run_until_complete(_async_calls(client, 3)),
                                "async request")
                 calls = profile["async_calls"]
@@ -614,15 +562,6 @@ ROWS: List[Tuple[str, str, str]] = [
      "small_request"),
     ("_aiohttp_transport.py: stream reads of 16 KiB (vs readany())", "async_readany",
      "async_stream"),
-    ("_core.py: the four per-request savings together", "per_request_all", "async_request"),
-    ("", "per_request_all", "small_request"),
-    ("_core.py: no read after a complete Content-Length body", "read_after_body",
-     "async_request"),
-    ("_core.py: JSON decoded as UTF-8 text first (vs json.loads(bytes))", "json_bytes",
-     "async_request"),
-    ("_core.py: debug-log arguments only when DEBUG is on", "log_arguments", "async_request"),
-    ("_core.py: an error's headers only on error paths", "decode_headers", "async_request"),
-    ("_async_client.py: _call not a coroutine of its own", "call_coroutine", "async_request"),
     ("_watchdog.py: arm/disarm per call (cost)", "no_watchdog", "small_request"),
     ("fork checks per call, sync: run() and watchdog() (cost)", "no_fork_check",
      "small_request"),
@@ -634,10 +573,7 @@ COSTS = {"no_watchdog", "no_fork_check", "no_fork_check_async"}
 DECIDING = {("sse_blocks_off", "fast_stream"), ("sse_dataclass", "fast_stream"),
             ("sse_plain", "fast_stream"), ("json_loads", "fast_stream"),
             ("urllib3_read1", "fast_stream"), ("session_prepare", "small_request"),
-            ("async_readany", "async_stream"), ("per_request_all", "async_request"),
-            ("read_after_body", "async_request"), ("json_bytes", "async_request"),
-            ("log_arguments", "async_request"), ("decode_headers", "async_request"),
-            ("call_coroutine", "async_request")}
+            ("async_readany", "async_stream")}
 
 
 def table(results: Dict[str, Any]) -> List[Dict[str, str]]:

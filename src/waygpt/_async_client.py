@@ -13,7 +13,6 @@ from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     Any,
-    Awaitable,
     Callable,
     Dict,
     List,
@@ -255,11 +254,10 @@ class AsyncWayGPTClient(ClientCore):
 
     # -- the pipeline ------------------------------------------------------------------------
 
-    def _call(self, call: Call[T]) -> Awaitable[T]:
-        # Not a coroutine of its own: the method awaits the transport's directly (one frame
-        # fewer per call, about 2 % of a call's CPU).
+    async def _call(self, call: Call[T]) -> T:
         deadline = Deadline(self.total_timeout)
-        return self._transport.run(self._steps(call, deadline), deadline)
+        result: T = await self._transport.run(self._steps(call, deadline), deadline)
+        return result
 
     async def _stream(self, call: Call[Any]) -> AsyncChatStream:
         deadline = Deadline(self.total_timeout)

@@ -200,11 +200,6 @@ class BodyCollector:
         """True while fewer bytes arrived than the ``Content-Length`` promised."""
         return self._expected is not None and self._received < self._expected
 
-    @property
-    def complete(self) -> bool:
-        """True once every byte the ``Content-Length`` promised arrived: no read is left."""
-        return self._expected is not None and self._received >= self._expected
-
     def feed(self, chunk: bytes) -> None:
         self._received += len(chunk)
         if self._discard:

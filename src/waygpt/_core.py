@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import time
 from functools import partial
 from typing import (
@@ -183,15 +182,8 @@ def _parse_json(body: bytes) -> Tuple[bool, Any]:
     SDK's error.
     """
     try:
-        # JSON is UTF-8 (RFC 8259): decoded here, json.loads is spared guessing the encoding.
-        return True, json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        pass  # perhaps UTF-16 or UTF-32, which json.loads recognises
-    except (ValueError, RecursionError):  # RecursionError: nested past json's limit
-        return False, None
-    try:
         return True, json.loads(body)
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # RecursionError: nested past json's limit
         return False, None
 
 
@@ -446,8 +438,6 @@ class ClientCore:
                         raise deadline.error()  # the watchdog ended the read: no real end
                     break
                 collector.feed(chunk)
-                if collector.complete:
-                    break  # all the Content-Length promised: no read to wait for the end
             return collector.finish()
         finally:
             answer.close()
@@ -571,8 +561,6 @@ def _path_of(url: str) -> str:
 
 
 def _log_attempt(call: Call[Any], status: Optional[int], started: float, attempt: int) -> None:
-    if not logger.isEnabledFor(logging.DEBUG):  # (the arguments below cost more than this)
-        return
     logger.debug(
         "%s %s -> %s in %.1f ms (attempt %d)",
         call.method,

@@ -49,7 +49,7 @@ def _sse_event(
 ) -> ServerSentEvent:
     # A frozen dataclass's __init__ fills each field through object.__setattr__; filling
     # the instance __dict__ makes the same object at a third of the cost, which counts as
-    # it is done once per event (SSEDecoder.feed and _read_blocks inline it).
+    # it is done once per event (_read_blocks inlines it).
     new = _sse_new_instance(ServerSentEvent)
     fields = new.__dict__
     fields["data"] = data
