@@ -44,12 +44,14 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from server_process import ServerProcess  # noqa: E402
 
 PROJECT_KEY = "sk_live_bench_0000000000000000"
 MODELS_PATH = "/api/v1/waygpt/models"
@@ -78,33 +80,11 @@ Call = Callable[[], Awaitable[Any]]
 # -- the server process ----------------------------------------------------------------------
 
 
-class AioServer:
-    """``bench_aioserver.py`` in a child process; it stops when we close its stdin."""
+class AioServer(ServerProcess):
+    """``bench_aioserver.py`` in a child process."""
 
-    def __enter__(self) -> AioServer:
-        self.process = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "bench_aioserver.py")],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line.startswith("PORT "):
-            self.__exit__()
-            raise RuntimeError(f"the async benchmark server did not start: {line!r}")
-        self.port = int(line.split()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+    def __init__(self) -> None:
+        super().__init__([os.path.join(HERE, "bench_aioserver.py")], "async benchmark server")
 
     def stats(self) -> Dict[str, float]:
         """The server's CPU seconds so far, and the requests and connections it served."""

@@ -35,11 +35,14 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from server_process import ServerProcess
 
 DEFAULT_EVENTS = 30_000
 LATENCY_EVENTS = 200
@@ -150,7 +153,7 @@ def serve(ready: Any = None) -> None:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
-    print(listener.getsockname()[1], flush=True)
+    print(f"PORT {listener.getsockname()[1]}", flush=True)
 
     def accept_loop() -> None:
         while True:
@@ -170,28 +173,9 @@ def serve(ready: Any = None) -> None:
     listener.close()
 
 
-class _Server:
-    """The child server process, started and stopped around a benchmark run."""
-
-    def __enter__(self) -> _Server:
-        self.process = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--serve"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        assert self.process.stdout is not None
-        port = int(self.process.stdout.readline())
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+def _server() -> ServerProcess:
+    """The child server process (this file with ``--serve``), around a benchmark run."""
+    return ServerProcess([os.path.abspath(__file__), "--serve"], "stream benchmark server")
 
 
 # -- the clients ------------------------------------------------------------------------------
@@ -281,7 +265,7 @@ def run(events: int = DEFAULT_EVENTS, rounds: int = 5) -> Dict[str, Any]:
     import waygpt
 
     results: Dict[str, Any] = {"events": events, "rounds": rounds, "python": sys.version.split()[0]}
-    with _Server() as server, requests.Session() as session:
+    with _server() as server, requests.Session() as session:
         with waygpt.WayGPTClient(
             api_url=server.url, project_key="sk_live_bench", max_retries=0, timeout=60
         ) as client:

@@ -40,7 +40,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -51,6 +50,8 @@ import urllib3
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+
+from server_process import ServerProcess  # noqa: E402
 
 import waygpt  # noqa: E402
 
@@ -91,33 +92,11 @@ GOAL_MEMORY_MB = 10.0
 # -- the server process ----------------------------------------------------------------------
 
 
-class BenchServer:
-    """``bench_server.py`` in a child process; it stops when we close its stdin."""
+class BenchServer(ServerProcess):
+    """``bench_server.py`` in a child process."""
 
-    def __enter__(self) -> BenchServer:
-        self.process = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "bench_server.py")],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line.startswith("PORT "):
-            self.__exit__()
-            raise RuntimeError(f"the benchmark server did not start: {line!r}")
-        self.port = int(line.split()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+    def __init__(self) -> None:
+        super().__init__([os.path.join(HERE, "bench_server.py")])
 
     def connections(self) -> int:
         """TCP connections that carried API requests so far (asking is not counted)."""
