@@ -56,6 +56,7 @@ from .errors import (
     TransportFailure,
     WayGPTError,
     error_from_response,
+    parse_json,
     redact_error,
 )
 from .retry import RetryPolicy, RetryState, build_retry
@@ -173,18 +174,6 @@ class Sleep:
 
 Step = Union[Send, Read, Sleep]
 Steps = Generator[Step, Any, Any]
-
-
-def _parse_json(body: bytes) -> Tuple[bool, Any]:
-    """``(True, value)``, or ``(False, None)`` for a body that is not JSON.
-
-    Never raises, so that no JSON error (which holds the whole document) is chained to the
-    SDK's error.
-    """
-    try:
-        return True, json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested past json's limit
-        return False, None
 
 
 def _user_agent(library: str) -> str:
@@ -446,7 +435,7 @@ class ClientCore:
         """The JSON answer of a successful call, checked against the type the method returns."""
         data: Any = None
         if body.strip():
-            parsed, data = _parse_json(body)
+            parsed, data = parse_json(body)
             if not parsed:
                 snippet = body[:200].decode("utf-8", errors="replace")
                 error = APIResponseValidationError(

@@ -8,7 +8,7 @@ rate limit from a bad key from a dropped connection by type, and still read ``.m
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
 __all__ = [
     "WayGPTError",
@@ -293,6 +293,18 @@ def error_message(status: int, parsed: Any, text: str) -> str:
     return _truncate(text) or f"HTTP {status}"
 
 
+def parse_json(data: Union[str, bytes]) -> Tuple[bool, Any]:
+    """``(True, value)``, or ``(False, None)`` for data that is not JSON.
+
+    Never raises, so that no JSON error (which holds the whole document) is chained to an
+    error of the SDK's. RecursionError: nested deeper than json can read.
+    """
+    try:
+        return True, json.loads(data)
+    except (ValueError, RecursionError):
+        return False, None
+
+
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
     if not value:
@@ -326,11 +338,7 @@ def error_from_response(
     removes secrets from text before it is stored on the error.
     """
     text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
-    parsed: Any = None
-    try:
-        parsed = json.loads(text)
-    except (ValueError, RecursionError):  # not JSON, or nested deeper than json can read
-        parsed = None
+    _, parsed = parse_json(text)
     try:
         message = error_message(status, parsed, text)
     except RecursionError:  # a "detail" nested too deep to be turned back into text

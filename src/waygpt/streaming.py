@@ -35,6 +35,7 @@ from .errors import (
     TransportFailure,
     WayGPTError,
     error_class_for_status,
+    parse_json,
     redact_error,
 )
 
@@ -146,7 +147,7 @@ def not_a_stream_error(status: int, headers: Mapping[str, str], body: bytes) -> 
         return APIResponseValidationError(
             f"expected an event stream (text/event-stream), got {content_type[:100]!r}", status
         )
-    payload = _stream_json_or_none(body)
+    _, payload = parse_json(body)
     if isinstance(payload, dict) and payload.get("error") is not None:
         return stream_error(payload)
     return APIResponseValidationError(
@@ -155,13 +156,6 @@ def not_a_stream_error(status: int, headers: Mapping[str, str], body: bytes) -> 
         status,
         payload,
     )
-
-
-def _stream_json_or_none(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        return None
 
 
 class ChatEventParser:
