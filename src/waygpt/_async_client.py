@@ -29,8 +29,8 @@ from ._aiohttp_transport import AiohttpAnswer, AiohttpTransport
 from ._config import DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Timeout, split_timeout
 from ._core import ClientCore, Deadline, MediaJobWaiter
 from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, pick_use_case
-from .errors import APITimeoutError, TransportFailure, WayGPTError, redact_error
-from .streaming import ChatEventParser
+from .errors import TransportFailure, redact_error
+from .streaming import ChatEventParser, stream_failure_error
 
 if TYPE_CHECKING:
     from ._chat_result import ChatStreamResult
@@ -114,7 +114,7 @@ class AsyncChatStream:
             except TransportFailure as failure:
                 if self._closed:  # closed by another task while this one waited: end quietly
                     raise StopAsyncIteration from None
-                error = _failure_error(failure)
+                error = stream_failure_error(failure)
             except BaseException:  # cancelled: release the connection, let it propagate as is
                 self._finish()
                 raise
@@ -171,12 +171,6 @@ class AsyncChatStream:
         finally:
             self._finish()
         return collector.result()
-
-
-def _failure_error(failure: TransportFailure) -> WayGPTError:
-    if failure.timed_out:
-        return APITimeoutError("stream read timed out: no data within the read timeout")
-    return failure.to_error("stream interrupted: ")
 
 
 class AsyncWayGPTClient(ClientCore):

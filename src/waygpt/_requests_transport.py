@@ -288,9 +288,9 @@ class RequestsAnswer:
         if release is not None:
             release()
 
-    def stream_source(self, read_timeout: float) -> StreamBodyReader:
+    def stream_source(self) -> StreamBodyReader:
         """The byte source of a ``ChatStream`` over this answer's body."""
-        return StreamBodyReader(self.response, read_timeout, transport_failure)
+        return StreamBodyReader(self.response, transport_failure)
 
 
 class RequestsTransport:

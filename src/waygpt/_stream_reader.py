@@ -146,7 +146,6 @@ class StreamBodyReader:
     def __init__(
         self,
         response: requests.Response,
-        read_timeout: float,
         to_failure: Callable[[BaseException], TransportFailure],
     ) -> None:
         raw = response.raw
@@ -170,14 +169,6 @@ class StreamBodyReader:
             self._read = lambda: next(chunks, b"")
         else:
             self._read = lambda: raw.read(_STREAM_READ_SIZE) or b""
-        # The headers were awaited within the call's deadline, perhaps with a read timeout
-        # cut short to fit it; between two events the whole read timeout applies.
-        sock = raw_socket(raw)
-        if sock is not None:
-            try:
-                sock.settimeout(read_timeout)
-            except OSError:
-                pass
 
     def read(self) -> bytes:
         """The next bytes of the body as soon as some arrive; b"" at its end."""

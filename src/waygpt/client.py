@@ -29,7 +29,6 @@ from ._config import (
     DEFAULT_TIMEOUT,
     DEFAULT_TOTAL_TIMEOUT,
     Timeout,
-    split_timeout,
 )
 from ._core import ClientCore, Deadline, MediaJobWaiter
 from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, pick_use_case
@@ -146,10 +145,9 @@ class WayGPTClient(ClientCore):
     def _stream(self, call: Call[Any]) -> ChatStream:
         deadline = Deadline(self.total_timeout)
         answer, parser = self._transport.run(self._steps(call, deadline), deadline)
-        _, read_timeout = split_timeout(self.timeout)
         return ChatStream(
             answer.response,
-            answer.stream_source(read_timeout),
+            answer.stream_source(),
             parser,
             headers=answer.headers,
             status_code=answer.status,

@@ -275,7 +275,8 @@ class _StreamControl:
         self.closing = False  # close() was called: a failing read then ends the stream quietly
 
 
-def _stream_failure_error(failure: TransportFailure) -> WayGPTError:
+def stream_failure_error(failure: TransportFailure) -> WayGPTError:
+    """The typed error for a stream's connection failing after its headers (both streams)."""
     if failure.timed_out:
         return APITimeoutError("stream read timed out: no data within the read timeout")
     return failure.to_error("stream interrupted: ")
@@ -298,7 +299,7 @@ def _stream_chunks(
             except TransportFailure as failure:
                 if control.closing:
                     return  # closed from another thread while this one was reading
-                error = _stream_failure_error(failure)
+                error = stream_failure_error(failure)
             else:
                 if not block:
                     parser.end()
