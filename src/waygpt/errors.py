@@ -366,3 +366,24 @@ def error_from_response(
     if redact is not None:
         redact_error(error, redact)
     return error
+
+
+def forget_internal_locals(error: BaseException) -> None:
+    """Clear the local variables of the SDK's own frames in ``error``'s traceback.
+
+    Crash reporters (Sentry, rich tracebacks) record every frame's locals, and the SDK's
+    frames hold what the server sent before it was redacted: the body bytes of an answer, a
+    block of a stream. Only finished frames below the caller are cleared; a frame of another
+    module (a caller's callback) keeps its locals.
+    """
+    package = __name__.partition(".")[0]  # "waygpt", or the one-file build's module
+    tb = error.__traceback__
+    tb = tb.tb_next if tb is not None else None  # the frame handling it is still running
+    while tb is not None:
+        frame = tb.tb_frame
+        if str(frame.f_globals.get("__name__", "")).partition(".")[0] == package:
+            try:
+                frame.clear()
+            except RuntimeError:  # still running (or suspended): nothing to clear yet
+                pass
+        tb = tb.tb_next
