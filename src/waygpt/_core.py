@@ -18,14 +18,12 @@ from typing import (
     Any,
     Dict,
     Generator,
-    Iterable,
     Mapping,
     Optional,
-    Set,
     Tuple,
     Union,
 )
-from urllib.parse import quote, quote_plus, urlencode
+from urllib.parse import urlencode
 
 from urllib3.util.retry import Retry
 
@@ -44,6 +42,7 @@ from ._config import (
 )
 from ._endpoints import NO_BODY, Call, check_jwt, login_result
 from ._logging import configure_logging_from_env, logger
+from ._redaction import LazyRedactor, Redactor
 from ._version import __version__
 from .errors import (
     ERROR_BODY_LIMIT,
@@ -67,40 +66,6 @@ if TYPE_CHECKING:
     from .types import LoginResult, MediaJob
 
 _FINAL_JOB_FAILURES = ("failed", "cancelled", "canceled", "error")
-_REDACTED = "[REDACTED]"
-_MIN_SECRET = 3  # shorter values are too common in ordinary text to be replaced safely
-
-
-class Redactor:
-    """Replaces every secret in a text: as is, JSON-escaped and URL-encoded.
-
-    Built only when an error is being made: a successful call never pays for it.
-    """
-
-    __slots__ = ("_forms",)
-
-    def __init__(self, secrets: Iterable[Optional[str]]) -> None:
-        forms: Set[str] = set()
-        for secret in secrets:
-            if secret and len(secret) >= _MIN_SECRET:
-                forms.update(
-                    (
-                        secret,
-                        json.dumps(secret)[1:-1],
-                        json.dumps(secret, ensure_ascii=False)[1:-1],
-                        quote_plus(secret),
-                        quote(secret, safe=""),
-                    )
-                )
-        # Longest first, so a secret that contains another is replaced whole.
-        self._forms = sorted(forms, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, _REDACTED)
-        return text
-
 
 class Request:
     """One HTTP request as it goes on the wire; the signer rewrites its headers per attempt."""
@@ -326,9 +291,17 @@ class ClientCore:
             call.method, self._base_url + call.path, self._base_path + call.path, headers, body
         )
 
-    def _redact(self, call: Call[Any], text: str) -> str:
+    def _secrets(self, call: Call[Any]) -> Tuple[Optional[str], ...]:
+        """What ``call`` sends that an answer must not repeat to a caller."""
         secrets = (self._project_key, self._hmac_secret, self._jwt_token, call.jwt_token)
-        return Redactor((*secrets, *call.secrets))(text)
+        return (*secrets, *call.secrets)
+
+    def _redactor(self, call: Call[Any]) -> LazyRedactor:
+        """The redaction of ``call``'s secrets, one Redactor made at its first use (an error)."""
+        return LazyRedactor(partial(self._secrets, call))
+
+    def _redact(self, call: Call[Any], text: str) -> str:
+        return Redactor(self._secrets(call))(text)
 
     def _steps(self, call: Call[Any], deadline: Deadline) -> Steps:
         """The pipeline of one call: build, sign, send, retry, map errors, decode.
@@ -346,7 +319,7 @@ class ClientCore:
         """Send until a 2xx answer arrives (returned with its body unread), or raise."""
         request = self._build(call)
         signer = self._signer if call.auth == "project" else None
-        redact = partial(self._redact, call)
+        redact = self._redactor(call)
         retry = RetryState(self._retry_policy, call.method)
         connect_timeout, read_timeout = split_timeout(self.timeout)
         while True:
@@ -406,7 +379,7 @@ class ClientCore:
             body = yield from self._read_body(answer, deadline, ERROR_BODY_LIMIT, lenient=True)
         answer.close()
         error = not_a_stream_error(answer.status, answer.headers, body)
-        raise redact_error(error, partial(self._redact, call))
+        raise redact_error(error, self._redactor(call))
 
     def _read_body(
         self, answer: Any, deadline: Deadline, limit: int, *, lenient: bool
@@ -445,7 +418,7 @@ class ClientCore:
                     **_error_context(answer),
                 )
                 # A success body that is not JSON may echo what was sent (key, password, JWT).
-                raise redact_error(error, partial(self._redact, call))
+                raise redact_error(error, self._redactor(call))
         if call.expect is not None and not isinstance(data, call.expect):
             error = APIResponseValidationError(
                 f"expected a JSON {call.expect.__name__}, got {type(data).__name__}",
@@ -453,7 +426,7 @@ class ClientCore:
                 data,
                 **_error_context(answer),
             )
-            raise redact_error(error, partial(self._redact, call))
+            raise redact_error(error, self._redactor(call))
         return data
 
     def _remember_login(self, data: Dict[str, Any]) -> LoginResult:
