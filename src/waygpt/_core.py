@@ -46,6 +46,7 @@ from ._redaction import LazyRedactor, Redactor
 from ._version import __version__
 from .errors import (
     ERROR_BODY_LIMIT,
+    ERROR_READ_LIMIT,
     APIConnectionError,
     APIResponseValidationError,
     APITimeoutError,
@@ -54,9 +55,11 @@ from .errors import (
     MediaJobTimeoutError,
     TransportFailure,
     WayGPTError,
+    error_body_text,
     error_from_response,
     parse_json,
     redact_error,
+    scrub_value,
 )
 from .retry import RetryPolicy, RetryState, build_retry
 from .signing import HMACSigner
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
     from .types import LoginResult, MediaJob
 
 _FINAL_JOB_FAILURES = ("failed", "cancelled", "canceled", "error")
+
 
 class Request:
     """One HTTP request as it goes on the wire; the signer rewrites its headers per attempt."""
@@ -357,7 +361,7 @@ class ClientCore:
                     f"the server sent an informational answer ({status}) and no final answer"
                 )
             delay = retry.delay_after_status(status, answer.headers)
-            body = yield from self._read_body(answer, deadline, ERROR_BODY_LIMIT, lenient=True)
+            body = yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
             if delay is None or not deadline.allows(delay):
                 raise error_from_response(status, _plain(answer.headers), body, redact)
             _log_retry(call, f"HTTP {status}", delay, attempt)
@@ -368,8 +372,9 @@ class ClientCore:
     ) -> Generator[Step, Any, Tuple[Any, ChatEventParser]]:
         """A 2xx answer to a stream request: an event stream and its parser, or an error."""
         kind = stream_kind(answer.headers)
+        redact = self._redactor(call)
         if kind == "sse":
-            parser = _stream_parser(answer)
+            parser = _stream_parser(answer, redact)
             if isinstance(parser, ChatEventParser):
                 return answer, parser
             answer.close()
@@ -378,8 +383,7 @@ class ClientCore:
         if kind == "json":  # perhaps a gateway's error object, refusing the stream
             body = yield from self._read_body(answer, deadline, ERROR_BODY_LIMIT, lenient=True)
         answer.close()
-        error = not_a_stream_error(answer.status, answer.headers, body)
-        raise redact_error(error, self._redactor(call))
+        raise not_a_stream_error(answer.status, answer.headers, body, redact)
 
     def _read_body(
         self, answer: Any, deadline: Deadline, limit: int, *, lenient: bool
@@ -410,15 +414,18 @@ class ClientCore:
         if body.strip():
             parsed, data = parse_json(body)
             if not parsed:
-                snippet = body[:200].decode("utf-8", errors="replace")
-                error = APIResponseValidationError(
-                    f"expected a JSON answer, got: {snippet!r}",
+                # A success body that is not JSON may echo what was sent (key, password, JWT):
+                # its secrets are replaced before the snippet and the body are cut from it.
+                redact = self._redactor(call)
+                text = error_body_text(body, redact)
+                context = _error_context(answer)
+                raise APIResponseValidationError(
+                    f"expected a JSON answer, got: {text[:200]!r}",
                     answer.status,
-                    body=body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace"),
-                    **_error_context(answer),
+                    body=text,
+                    headers=scrub_value(context["headers"], redact),
+                    request_id=scrub_value(context["request_id"], redact),
                 )
-                # A success body that is not JSON may echo what was sent (key, password, JWT).
-                raise redact_error(error, self._redactor(call))
         if call.expect is not None and not isinstance(data, call.expect):
             error = APIResponseValidationError(
                 f"expected a JSON {call.expect.__name__}, got {type(data).__name__}",
@@ -485,10 +492,12 @@ def _positive_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
-def _stream_parser(answer: Any) -> Union[ChatEventParser, APIResponseValidationError]:
+def _stream_parser(
+    answer: Any, redact: LazyRedactor
+) -> Union[ChatEventParser, APIResponseValidationError]:
     """The parser of a stream's body, or the error for a Content-Encoding it cannot decode."""
     try:
-        return ChatEventParser(answer.status, answer.headers.get("content-encoding"))
+        return ChatEventParser(answer.status, answer.headers.get("content-encoding"), redact)
     except APIResponseValidationError as error:
         return error
 

@@ -312,6 +312,89 @@ def test_credentials_in_the_env_api_url_are_refused(sdk, monkeypatch):
     assert "pw-in-env" not in str(caught.value)
 
 
+# -- a text is cut only after its secrets are replaced ---------------------------------------
+
+
+def assert_no_prefix(texts: List[str], secret: str) -> None:
+    """No text ends with (or holds) the start of ``secret``: what a cut through it leaves."""
+    for text in texts:
+        assert secret[:5] not in text, f"the start of {secret[:5]}... is in {text[-80:]!r}"
+
+
+def test_a_key_across_the_message_limit_leaves_no_part_of_itself(sdk, no_retry_client, server):
+    detail = "x" * 490 + server.project_key + " was refused"  # the cut at 497 falls inside it
+    server.script(status=401, body={"detail": detail}, path=MODELS)
+
+    with pytest.raises(sdk.AuthenticationError) as caught:
+        no_retry_client.get_models()
+
+    assert caught.value.message.startswith("x" * 490) and caught.value.message.endswith("...")
+    assert_no_prefix(error_texts(caught.value), server.project_key)
+
+
+def test_a_key_across_the_error_body_limit_leaves_no_part_of_itself(
+    sdk, no_retry_client, server
+):
+    server.script(status=500, body="y" * (64 * 1024 - 6) + server.project_key + "z" * 100)
+
+    with pytest.raises(sdk.InternalServerError) as caught:
+        no_retry_client.get_models()
+
+    assert len(caught.value.body.encode()) <= 64 * 1024
+    assert caught.value.body.startswith("y" * (64 * 1024 - 6))
+    assert_no_prefix([caught.value.body], server.project_key)
+
+
+def test_a_key_across_the_snippet_of_a_non_json_answer_leaves_no_part_of_itself(
+    sdk, no_retry_client, server
+):
+    server.script(status=200, body="w" * 193 + server.project_key, path=MODELS)
+
+    with pytest.raises(sdk.APIResponseValidationError) as caught:
+        no_retry_client.get_models()
+
+    assert "w" * 193 in caught.value.message
+    assert_no_prefix(error_texts(caught.value), server.project_key)
+
+
+def test_a_key_across_the_body_limit_of_a_non_json_answer_leaves_no_part_of_itself(
+    sdk, no_retry_client, server
+):
+    server.script(status=200, body="v" * (64 * 1024 - 6) + server.project_key, path=MODELS)
+
+    with pytest.raises(sdk.APIResponseValidationError) as caught:
+        no_retry_client.get_models()
+
+    assert len(caught.value.body.encode()) <= 64 * 1024
+    assert_no_prefix([caught.value.body], server.project_key)
+
+
+def test_a_key_across_the_limit_of_an_in_stream_error_leaves_no_part_of_itself(
+    sdk, no_retry_client, server
+):
+    echo = {"error": {"message": "u" * 490 + server.project_key, "code": 500}}
+    server.script(chunks=[sse_event(echo)], content_type="text/event-stream")
+
+    with pytest.raises(sdk.InternalServerError) as caught:
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
+
+    assert caught.value.message.startswith("u" * 490)
+    assert_no_prefix(error_texts(caught.value), server.project_key)
+
+
+def test_a_key_across_the_snippet_of_bad_stream_data_leaves_no_part_of_itself(
+    sdk, no_retry_client, server
+):
+    line = f"data: {'t' * 190}{server.project_key}\n\n".encode()
+    server.script(chunks=[line], content_type="text/event-stream")
+
+    with pytest.raises(sdk.APIResponseValidationError) as caught:
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
+
+    assert "t" * 190 in caught.value.message
+    assert_no_prefix(error_texts(caught.value), server.project_key)
+
+
 # -- the forms in which a server echoes a secret ---------------------------------------------
 
 # Secrets with what encoders change: "/", "+", "=", spaces, non-ASCII (two, three and four
