@@ -39,6 +39,7 @@ from .errors import (
     forget_internal_locals,
     parse_json,
     redact_error,
+    scrub_value,
 )
 
 __all__ = ["ChatStream"]
@@ -56,6 +57,7 @@ _NOT_JSON: Any = object()
 
 
 def _stream_short(text: str) -> str:
+    """``text`` stripped and cut to the message bound (its secrets replaced before)."""
     text = text.strip()
     if len(text) <= _STREAM_MESSAGE_LIMIT:
         return text
@@ -77,12 +79,15 @@ def _stream_status(fields: Any) -> Optional[int]:
     return None
 
 
-def stream_error(payload: Any) -> WayGPTError:
+def stream_error(payload: Any, redact: Optional[Callable[[str], str]] = None) -> WayGPTError:
     """The typed error for an ``error`` object sent inside the stream.
 
     An HTTP-like ``code``/``status`` (429, 503, ...) picks the matching class; without one it
-    is a plain ``WayGPTError``. The payload is kept as the error's ``response``.
+    is a plain ``WayGPTError``. The payload is kept as the error's ``response``. ``redact``
+    replaces secrets in the payload before the message is taken from it and cut.
     """
+    if redact is not None:
+        payload = scrub_value(payload, redact)
     error = payload
     if isinstance(payload, dict) and payload.get("error") is not None:
         error = payload["error"]  # else an `event: error` whose data is the error itself
@@ -97,6 +102,8 @@ def stream_error(payload: Any) -> WayGPTError:
         message = error
     elif error is not None and error is not True:
         message = json.dumps(error)
+    if redact is not None:  # the message may be new text (JSON of a field): redacted too
+        message = redact(message)
     message = _stream_short(message) or "error in stream"
     # The status: in the error object, else beside it ({"error": "...", "status": 429}).
     code = _stream_status(error)
@@ -137,27 +144,51 @@ def stream_kind(headers: Mapping[str, str]) -> str:
     return "other"
 
 
-def not_a_stream_error(status: int, headers: Mapping[str, str], body: bytes) -> WayGPTError:
+def not_a_stream_error(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    redact: Optional[Callable[[str], str]] = None,
+) -> WayGPTError:
     """The error for a successful answer that is not an event stream.
 
     A JSON body holding an ``error`` object raises that error (a gateway that refuses the
     stream before starting it); anything else (a proxy's HTML login page, a plain JSON
-    answer) is an ``APIResponseValidationError`` rather than an empty stream.
+    answer) is an ``APIResponseValidationError`` rather than an empty stream. ``redact``
+    replaces secrets in what the error keeps, before anything is cut.
     """
     content_type = str(headers.get("content-type", "")) or "no Content-Type"
     if stream_kind(headers) != "json":
+        if redact is not None:
+            content_type = redact(content_type)
         return APIResponseValidationError(
             f"expected an event stream (text/event-stream), got {content_type[:100]!r}", status
         )
     _, payload = parse_json(body)
     if isinstance(payload, dict) and payload.get("error") is not None:
-        return stream_error(payload)
+        return stream_error(payload, redact)
     return APIResponseValidationError(
         "expected an event stream, got a JSON answer "
         "(does the server support stream=true for this request?)",
         status,
-        payload,
+        payload if redact is None else scrub_value(payload, redact),
     )
+
+
+def stream_data_error(
+    text: str, payload: Any, status: int, redact: Optional[Callable[[str], str]] = None
+) -> APIResponseValidationError:
+    """The error for a stream event whose data is not a JSON object.
+
+    ``payload`` is the data's JSON value, or ``_NOT_JSON``. The data is quoted in the
+    message, its secrets replaced before it is cut.
+    """
+    what = "JSON" if payload is _NOT_JSON else "a JSON object"
+    value = None if payload is _NOT_JSON else payload
+    if redact is not None:
+        text = redact(text)
+        value = scrub_value(value, redact)
+    return APIResponseValidationError(f"stream event is not {what}: {text[:200]!r}", status, value)
 
 
 class ChatEventParser:
@@ -173,13 +204,21 @@ class ChatEventParser:
     event, a keep-alive comment) arrived since it was last asked.
     """
 
-    __slots__ = ("_decoder", "_error", "_line_ended", "_raw", "_sse", "_status", "done")
+    __slots__ = (
+        "_decoder", "_error", "_line_ended", "_raw", "_redact", "_sse", "_status", "done",
+    )
 
-    def __init__(self, status: int, content_encoding: Optional[str]) -> None:
+    def __init__(
+        self,
+        status: int,
+        content_encoding: Optional[str],
+        redact: Optional[Callable[[str], str]] = None,
+    ) -> None:
         # Imported here: the SSE module (and its dataclasses) is needed by streams only.
         from .sse import SSEDecoder
 
         self._status = status
+        self._redact = redact  # secrets out of an error's texts before they are cut
         self._sse = SSEDecoder().feed
         decoder = ContentDecoder(content_encoding, status)
         self._decoder: Optional[ContentDecoder] = None if decoder.identity else decoder
@@ -263,17 +302,12 @@ class ChatEventParser:
             if type(payload) is dict:
                 error = payload.get("error")
                 if (error is not None and error is not False) or kind == "error":
-                    raise stream_error(payload)
+                    raise stream_error(payload, self._redact)
                 out.append(payload)  # type: ignore[arg-type] # a chunk is a JSON object
             elif kind == "error":
-                raise stream_error(text if payload is _NOT_JSON else payload)
+                raise stream_error(text if payload is _NOT_JSON else payload, self._redact)
             elif kind == "message":
-                what = "JSON" if payload is _NOT_JSON else "a JSON object"
-                raise APIResponseValidationError(
-                    f"stream event is not {what}: {text[:200]!r}",
-                    self._status,
-                    None if payload is _NOT_JSON else payload,
-                )
+                raise stream_data_error(text, payload, self._status, self._redact)
             # else: an event of another type (a ping ...) is skipped
 
 
