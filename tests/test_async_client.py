@@ -205,7 +205,6 @@ def test_a_task_cancelled_mid_stream_releases_its_connection(server):
     assert len(received) == 1
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is 3.11+")
 def test_a_stream_cancelled_while_it_waits_for_the_end_after_done_is_closed(monkeypatch):
     import socket
 
@@ -255,6 +254,7 @@ def test_a_stream_cancelled_while_it_waits_for_the_end_after_done_is_closed(monk
             gc.enable()
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is 3.11+")
 def test_an_asyncio_timeout_around_a_call_is_the_callers_to_see(server):
     server.script(path=MODELS, delay=5)
 

@@ -11,8 +11,9 @@
 
 from typing import TYPE_CHECKING, Any
 
+from ._config import DEFAULT_API_URL
 from ._version import __version__
-from .client import DEFAULT_API_URL, WayGPTClient
+from .client import WayGPTClient
 from .errors import (
     APIConnectionError,
     APIResponseValidationError,
@@ -33,10 +34,10 @@ from .errors import (
     WayGPTError,
 )
 from .signing import HMACSigner
-from .streaming import ChatStream
+from .streaming import AsyncChatStream, ChatStream
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncChatStream, AsyncWayGPTClient
+    from ._async_client import AsyncWayGPTClient
     from ._chat_result import ChatStreamResult, collect_chat_stream
     from .sse import ServerSentEvent, SSEDecoder
 
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 # dataclasses. The one-file build bundles the sync client only.
 _LAZY = {
     "AsyncWayGPTClient": "_async_client",
-    "AsyncChatStream": "_async_client",
     "ChatStreamResult": "_chat_result",
     "collect_chat_stream": "_chat_result",
     "ServerSentEvent": "sse",

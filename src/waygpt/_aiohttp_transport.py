@@ -22,8 +22,9 @@ when it is made.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from requests.utils import get_environ_proxies
 
@@ -31,6 +32,7 @@ from ._core import Deadline, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
+from .streaming import AsyncChatStream, ChatEventParser
 
 try:
     import aiohttp
@@ -237,6 +239,7 @@ class AiohttpTransport:
 
     @staticmethod
     def library() -> str:
+        """The library's name and version, for the User-Agent."""
         return f"aiohttp/{aiohttp.__version__}"
 
     def bind(self, api_url: str) -> str:
@@ -309,6 +312,30 @@ class AiohttpTransport:
             return
         session, self._session = self._session, None
         await session.close()
+
+    # -- what the client does besides running pipelines ---------------------------------------
+
+    @staticmethod
+    def open_stream(
+        answer: AiohttpAnswer,
+        parser: ChatEventParser,
+        redact: Callable[[str], str],
+        read_timeout: float,
+    ) -> AsyncChatStream:
+        """The stream of chat chunks over an answer whose headers the pipeline read."""
+        answer.bound_each_read(read_timeout)
+        return AsyncChatStream(answer, parser, redact=redact, read_timeout=read_timeout)
+
+    @staticmethod
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    @staticmethod
+    async def notify(callback: Callable[[Any], Any], value: Any) -> None:
+        """Call a caller's callback (``on_update``): a plain function or a coroutine function."""
+        outcome = callback(value)
+        if inspect.isawaitable(outcome):
+            await outcome
 
     # -- the driver ---------------------------------------------------------------------------
 

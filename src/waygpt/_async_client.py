@@ -1,14 +1,13 @@
-"""``AsyncWayGPTClient``: the same surface as ``WayGPTClient``, each method ``async``.
+"""``AsyncWayGPTClient``: the asyncio client, one short method per endpoint, on aiohttp.
 
-What each method sends is defined once in ``_endpoints.py``, the pipeline that sends it once
-in ``_core.py``; this client runs that pipeline on aiohttp (``_aiohttp_transport.py``), the
-sync client on requests. Install the extra: ``pip install "waygpt[aiohttp]"``.
+This is the one hand-written client: ``client.py`` (``WayGPTClient``, on requests) is
+generated from it by ``tools/unasync.py``, and CI checks that it is up to date. What each
+method sends is defined once in ``_endpoints.py``, the pipeline that sends it in ``_core.py``,
+the library specifics in ``_aiohttp_transport.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
@@ -25,18 +24,17 @@ from typing import (
 
 from urllib3.util.retry import Retry
 
-from ._aiohttp_transport import AiohttpAnswer, AiohttpTransport
+from ._aiohttp_transport import AiohttpTransport
 from ._config import DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Timeout, split_timeout
 from ._core import ClientCore, Deadline, MediaJobWaiter
 from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, pick_use_case
-from .errors import TransportFailure, WayGPTError, forget_internal_locals, redact_error
-from .streaming import ChatEventParser, LineWait, stream_failure_error
+from .streaming import AsyncChatStream
 
 if TYPE_CHECKING:
-    from ._chat_result import ChatStreamResult
+    from aiohttp import ClientSession
+
     from .types import (
         ChatCompletion,
-        ChatCompletionChunk,
         ImageGeneration,
         LoginResult,
         MediaJob,
@@ -46,160 +44,32 @@ if TYPE_CHECKING:
         WidgetToken,
     )
 
-__all__ = ["AsyncChatStream", "AsyncWayGPTClient"]
-
-
-class AsyncChatStream:
-    """An async iterator of chat chunk dicts over one streamed HTTP response.
-
-    ``async for chunk in stream``; ``async with stream`` (or ``await stream.close()``)
-    releases the connection however the block is left; ``await stream.collect()`` reads the
-    rest into a :class:`ChatStreamResult`. A task cancelled while it waits for the next chunk
-    releases the connection and gets its ``CancelledError`` unchanged.
-
-    Raises (while iterating): a ``WayGPTError`` subclass for an ``error`` object in the
-    stream, ``APIConnectionError``/``APITimeoutError`` when the connection drops, or when the
-    read timeout runs out between two reads or since the last complete line (an event or a
-    keep-alive comment), ``APIResponseValidationError`` for data that is not JSON, or a line
-    or event over 16 MiB.
-    """
-
-    def __init__(
-        self,
-        answer: AiohttpAnswer,
-        parser: ChatEventParser,
-        redact: Callable[[str], str],
-        read_timeout: float,
-    ) -> None:
-        self.response = answer.response
-        self.status_code = answer.status
-        self.headers = answer.headers
-        self._answer = answer
-        self._parser = parser
-        self._redact = redact
-        self._wait = LineWait(read_timeout)
-        self._ready: List[ChatCompletionChunk] = []  # chunks read but not yet handed out
-        self._next = 0
-        self._closed = False
-
-    @property
-    def request_id(self) -> Optional[str]:
-        value: Optional[str] = self.headers.get("x-request-id")
-        return value
-
-    @property
-    def closed(self) -> bool:
-        """True once the stream was closed, ended, or failed."""
-        return self._closed
-
-    def __aiter__(self) -> AsyncChatStream:
-        return self
-
-    async def __anext__(self) -> ChatCompletionChunk:
-        ready = self._ready
-        if self._next < len(ready):
-            chunk = ready[self._next]
-            self._next += 1
-            return chunk
-        try:
-            return await self._read_more()
-        except WayGPTError as error:
-            forget_internal_locals(error)  # the raw blocks the stream's frames read
-            raise
-
-    async def _read_more(self) -> ChatCompletionChunk:
-        parser = self._parser
-        while True:
-            chunks = parser.pull()  # the next batch of what was read, if any is left
-            if chunks:
-                self._ready, self._next = chunks, 1
-                return chunks[0]
-            pending = parser.take_error()  # the failure that followed the chunks handed out
-            if pending is not None:
-                self._finish()
-                raise redact_error(pending, self._redact)
-            if self._closed or parser.done:
-                try:
-                    if not self._closed:
-                        await self._answer.drain()  # so that the connection can be reused
-                finally:  # cancelled while draining: released all the same
-                    self._finish()
-                raise StopAsyncIteration
-            error: Optional[WayGPTError] = self._wait.overdue(parser)
-            if error is None:
-                self._wait.reading()
-                try:
-                    block = await self._answer.read()
-                except TransportFailure as failure:
-                    if self._closed:  # closed by another task while this one waited: end quietly
-                        raise StopAsyncIteration from None
-                    error = stream_failure_error(failure)
-                except BaseException:  # cancelled: release the connection, let it propagate as is
-                    self._finish()
-                    raise
-                else:
-                    if not block:
-                        self._finish()
-                        parser.end()
-                        raise StopAsyncIteration
-                    parser.push(block)
-                    continue
-            self._finish()
-            raise error
-
-    def _finish(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._ready, self._next = [], 0
-            self._answer.close()
-
-    async def close(self) -> None:
-        """Release the connection; iterating afterwards ends at once. Safe to call twice."""
-        self._finish()
-
-    async def __aenter__(self) -> AsyncChatStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self._finish()
-
-    def __del__(self) -> None:
-        # A stream abandoned half-read must not pin its connection.
-        if not getattr(self, "_closed", True):
-            try:
-                self._finish()
-            except Exception:  # noqa: BLE001, S110 - nothing can be raised from __del__
-                pass
-
-    async def collect(self) -> ChatStreamResult:
-        """Read the rest of the stream into a :class:`ChatStreamResult`, then close it."""
-        from ._chat_result import ChatStreamCollector
-
-        collector = ChatStreamCollector()
-        try:
-            async for chunk in self:
-                collector.add(chunk)
-        finally:
-            self._finish()
-        return collector.result()
+__all__ = ["AsyncWayGPTClient"]
 
 
 class AsyncWayGPTClient(ClientCore):
     """An asyncio client for the WayGPT AI Server, on aiohttp (``pip install "waygpt[aiohttp]"``).
 
-    The same constructor, settings, ``WAYGPT_*`` environment, methods, parameters, defaults
-    and return values as :class:`WayGPTClient`; every method is ``async``. The aiohttp
-    session is made at the first call, in the running event loop; use the client from one
-    event loop, and close it there (``async with`` or ``await client.close()``).
+    Every setting may come from the environment (``WAYGPT_API_URL``, ``WAYGPT_PROJECT_KEY``,
+    ``WAYGPT_PROJECT_ID``, ``WAYGPT_HMAC_SECRET``, ``WAYGPT_USE_HMAC=true``); an argument wins.
+    The aiohttp session is made at the first call, in the running event loop: use the client
+    from one event loop, and close it there.
 
     Args:
-        session: an ``aiohttp.ClientSession`` to send on (its headers, auth, cookies and
-            connector apply); by default the client makes its own.
+        api_url: base URL, default ``https://app.waygpt.ru``.
+        project_key: the ``sk_live_...`` key; needed only for project-key endpoints.
+        project_id: the project's UUID; needed with ``use_hmac``.
+        hmac_secret: the HMAC secret; needed with ``use_hmac``.
+        use_hmac: sign project-key requests (``X-MB-*`` headers).
+        timeout: seconds, or a ``(connect, read)`` pair: the longest wait for a connection
+            and between two reads. For streams, also the longest wait for a complete line.
+        max_retries: retries for 429/5xx and connect failures: an int (0 = off) or a urllib3
+            ``Retry``.
+        total_timeout: the wall-clock bound, in seconds, of one call that is not a stream:
+            connecting, every read, every retry and its wait (default 600). For a stream it
+            bounds everything before its events.
+        session: an ``aiohttp.ClientSession`` to send on; its headers, auth, cookies and
+            connector apply. By default the client makes its own.
 
     Raises:
         ConfigurationError: (a ``ValueError``) for an invalid setting.
@@ -217,17 +87,12 @@ class AsyncWayGPTClient(ClientCore):
         max_retries: Union[int, Retry] = 3,
         *,
         total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
-        session: Any = None,
+        session: Optional[ClientSession] = None,
     ) -> None:
-        self._transport = AiohttpTransport(session)
-        self._library = self._transport.library()
         super().__init__(
-            api_url, project_key, project_id, hmac_secret, use_hmac, timeout, max_retries,
-            total_timeout,
+            AiohttpTransport(session), api_url, project_key, project_id, hmac_secret,
+            use_hmac, timeout, max_retries, total_timeout,
         )
-
-    def _bind_base_url(self, api_url: str) -> str:
-        return self._transport.bind(api_url)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -258,7 +123,10 @@ class AsyncWayGPTClient(ClientCore):
         total_timeout: Optional[float] = None,
     ) -> AsyncWayGPTClient:
         """A copy with other ``timeout``/``max_retries``/``total_timeout`` that shares this
-        client's connections (closing the copy leaves them open)."""
+        client's connections (closing the copy leaves them open).
+
+        ``client.with_options(max_retries=0).video_generations(...)`` sends one request only.
+        """
         clone: AsyncWayGPTClient = self._copy_with(timeout, max_retries, total_timeout)
         return clone
 
@@ -272,9 +140,11 @@ class AsyncWayGPTClient(ClientCore):
     async def _stream(self, call: Call[Any]) -> AsyncChatStream:
         deadline = Deadline(self.total_timeout)
         answer, parser = await self._transport.run(self._steps(call, deadline), deadline)
-        read_timeout = split_timeout(self.timeout)[1]
-        answer.bound_each_read(read_timeout)
-        return AsyncChatStream(answer, parser, lambda text: self._redact(call, text), read_timeout)
+        redact = self._redactor(call)
+        stream: AsyncChatStream = self._transport.open_stream(
+            answer, parser, redact, split_timeout(self.timeout)[1]
+        )
+        return stream
 
     # -- chat ---------------------------------------------------------------------------------
 
@@ -329,10 +199,23 @@ class AsyncWayGPTClient(ClientCore):
         stream: bool = False,
         **kwargs: Any,
     ) -> Union[ChatCompletion, AsyncChatStream]:
-        """Create a chat completion (OpenAI shape); see ``WayGPTClient.chat_completions``.
+        """Create a chat completion (OpenAI shape).
 
-        With ``stream=True`` it returns an :class:`AsyncChatStream` once the stream's headers
-        arrived; an HTTP error before the stream starts raises here.
+        Args:
+            model: a model id, or ``"auto"`` to let the server choose.
+            messages: ``[{"role": "user", "content": "..."}]`` (any iterable of dicts,
+                read once); required.
+            use_case: a use-case key, stripped of surrounding spaces, not sent when empty
+                (``use_case_id`` is its deprecated alias).
+            temperature, max_tokens: sent only when given.
+            stream: return an :class:`AsyncChatStream` of chunk dicts, once the stream's
+                headers arrived, instead of one dict.
+            **kwargs: extra fields, sent in the body as they are.
+
+        Raises:
+            ValueError: bad ``messages``; ``APIStatusError`` subclasses for HTTP errors
+            (before a stream starts, here); ``APIConnectionError``/``APITimeoutError`` when no
+            answer arrives.
         """
         call = Endpoints.chat_completions(
             model, messages, use_case_id, use_case, temperature, max_tokens, stream, kwargs
@@ -351,7 +234,10 @@ class AsyncWayGPTClient(ClientCore):
         max_tokens: Optional[int] = None,
         **kwargs: Any,
     ) -> AsyncChatStream:
-        """Stream a chat completion (see ``chat_completions``); iterate it with ``async for``."""
+        """Stream a chat completion; iterate the result for chunk dicts (see chat_completions).
+
+        An HTTP error before the stream starts raises here; errors during it, while iterating.
+        """
         return await self._stream(
             Endpoints.chat_completions(
                 model, messages, use_case_id, use_case, temperature, max_tokens, True, kwargs
@@ -378,7 +264,11 @@ class AsyncWayGPTClient(ClientCore):
         duration: Optional[int] = None,
         **kwargs: Any,
     ) -> MediaJob:
-        """Start a video job; returns ``{"job_id": ..., "status": "pending"}``."""
+        """Start a video job; returns ``{"job_id": ..., "status": "pending"}``.
+
+        A POST that fails with 500/502/504 is retried by default and may then run twice on
+        the server: pass ``with_options(max_retries=0)`` to send it once.
+        """
         return await self._call(Endpoints.video_generations(prompt, model, duration, kwargs))
 
     async def get_media_job(self, job_id: str) -> MediaJob:
@@ -396,10 +286,10 @@ class AsyncWayGPTClient(ClientCore):
         timeout: float = 600.0,
         on_update: Optional[Callable[[MediaJob], Any]] = None,
     ) -> MediaJob:
-        """Poll a media job until it is completed (sleeping with ``asyncio.sleep``).
+        """Poll a media job until it is completed, and return the final job dict.
 
-        ``on_update(job)``, a plain function or a coroutine function, is called whenever
-        the status or progress changes.
+        ``on_update(job)`` (a plain function or a coroutine function) is called whenever the
+        status or progress changes.
 
         Raises:
             MediaJobFailedError: the job ended ``failed`` or ``cancelled`` (``.job`` holds it).
@@ -409,13 +299,11 @@ class AsyncWayGPTClient(ClientCore):
         while True:
             job = await self.get_media_job(job_id)
             if on_update is not None and waiter.is_news(job):
-                outcome = on_update(job)
-                if inspect.isawaitable(outcome):
-                    await outcome
+                await self._transport.notify(on_update, job)
             delay = waiter.delay_after(job)
             if delay is None:
                 return job
-            await asyncio.sleep(delay)
+            await self._transport.sleep(delay)
 
     # -- catalogue ----------------------------------------------------------------------------
 
@@ -440,7 +328,11 @@ class AsyncWayGPTClient(ClientCore):
     # -- Client API (JWT) ---------------------------------------------------------------------
 
     async def client_login(self, email: str, password: str) -> LoginResult:
-        """Log in to the Client API; the token is returned and remembered on this client."""
+        """Log in to the Client API; the token is returned and remembered on this client.
+
+        Returns the server's answer plus ``token`` (= ``access_token``), ``expires_in`` (the
+        server's, else 3600) and ``token_type`` (default ``bearer``).
+        """
         return self._remember_login(await self._call(Endpoints.client_login(email, password)))
 
     async def client_list_projects(self, jwt_token: Optional[str] = None) -> List[Project]:
@@ -470,7 +362,19 @@ class AsyncWayGPTClient(ClientCore):
         rate_limit_rpd: Optional[int] = None,
     ) -> Project:
         """Update a project; only the fields given are sent."""
-        return await self._call(Endpoints.client_update_project(project_id, jwt_token, locals()))
+        return await self._call(
+            Endpoints.client_update_project(
+                project_id,
+                jwt_token,
+                name=name,
+                is_active=is_active,
+                allowed_models=allowed_models,
+                allowed_domains=allowed_domains,
+                hmac_required=hmac_required,
+                rate_limit_rpm=rate_limit_rpm,
+                rate_limit_rpd=rate_limit_rpd,
+            )
+        )
 
     async def client_delete_project(self, project_id: str, jwt_token: Optional[str] = None) -> Any:
         """Delete a project."""
@@ -485,7 +389,7 @@ class AsyncWayGPTClient(ClientCore):
     async def client_get_use_case(
         self, project_id: str, use_case_id: str, jwt_token: Optional[str] = None
     ) -> UseCase:
-        """One use case by id (or key); the server has no single GET, so this lists and picks.
+        """One use case by id (or key). The server has no single GET: this lists and picks.
 
         Raises:
             NotFoundError: no use case with that id in the project.
@@ -523,7 +427,16 @@ class AsyncWayGPTClient(ClientCore):
     ) -> UseCase:
         """Update a use case; only the fields given are sent."""
         return await self._call(
-            Endpoints.client_update_use_case(project_id, use_case_id, jwt_token, locals())
+            Endpoints.client_update_use_case(
+                project_id,
+                use_case_id,
+                jwt_token,
+                key=key,
+                name=name,
+                kind=kind,
+                config=config,
+                is_active=is_active,
+            )
         )
 
     async def client_delete_use_case(

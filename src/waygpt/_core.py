@@ -59,6 +59,7 @@ from .errors import (
     error_from_response,
     parse_json,
     redact_error,
+    request_id_of,
     scrub_value,
 )
 from .retry import RetryPolicy, RetryState, build_retry
@@ -155,14 +156,13 @@ def _user_agent(library: str) -> str:
 class ClientCore:
     """Configuration, state and the request pipeline shared by both clients.
 
-    Subclasses provide ``_bind_base_url`` (how their transport writes the base URL) and run
-    the pipeline's steps.
+    ``transport`` sends the pipeline's requests: the client passes the one it runs on (the
+    requests or the aiohttp transport), and the core only ever calls into it.
     """
-
-    _library = ""  # "requests/2.32.3": the transport's name in the User-Agent
 
     def __init__(
         self,
+        transport: Any,
         api_url: Optional[str] = None,
         project_key: Optional[str] = None,
         project_id: Optional[str] = None,
@@ -172,6 +172,7 @@ class ClientCore:
         max_retries: Union[int, Retry] = 3,
         total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
     ) -> None:
+        self._transport = transport
         configure_logging_from_env()
         self._project_key = read_setting("project_key", project_key)
         self.project_id = read_setting("project_id", project_id)
@@ -194,7 +195,7 @@ class ClientCore:
         self._jwt_token: Optional[str] = None
         self._closes_transport = True  # see _copy_with
         self._base_headers = {
-            "User-Agent": _user_agent(self._library),
+            "User-Agent": _user_agent(transport.library()),
             "Accept": "application/json",
             "Accept-Encoding": ACCEPT_ENCODING,
         }
@@ -213,13 +214,10 @@ class ClientCore:
     @api_url.setter
     def api_url(self, value: str) -> None:
         url = check_api_url(value)
-        self._base_url = self._bind_base_url(url)
+        # The base URL exactly as the transport will send it (IDNA host, quoted path).
+        self._base_url = self._transport.bind(url)
         self._base_path = _path_of(self._base_url)
         self._api_url = url
-
-    def _bind_base_url(self, api_url: str) -> str:
-        """The base URL exactly as the transport will send it (IDNA host, quoted path)."""
-        raise NotImplementedError
 
     @property
     def max_retries(self) -> Retry:
@@ -515,8 +513,7 @@ def _encode_json(body: Any) -> bytes:
 
 def _error_context(answer: Any) -> Dict[str, Any]:
     """The headers and request id an error about ``answer`` carries."""
-    request_id = answer.headers.get("x-request-id")  # the library's headers ignore case
-    return {"headers": _plain(answer.headers), "request_id": request_id}
+    return {"headers": _plain(answer.headers), "request_id": request_id_of(answer.headers)}
 
 
 def _plain(headers: Mapping[str, str]) -> Dict[str, str]:

@@ -17,7 +17,6 @@ from typing import (
     List,
     Mapping,
     Optional,
-    Sequence,
     Tuple,
     TypeVar,
 )
@@ -43,16 +42,6 @@ Messages = Iterable[Mapping[str, Any]]
 
 _WAYGPT = "/api/v1/waygpt"
 _CLIENT_API = "/api/v1/client"
-_PROJECT_FIELDS = (
-    "name",
-    "is_active",
-    "allowed_models",
-    "allowed_domains",
-    "hmac_required",
-    "rate_limit_rpm",
-    "rate_limit_rpd",
-)
-_USE_CASE_FIELDS = ("key", "name", "kind", "config", "is_active")
 NO_BODY: Any = object()
 
 
@@ -120,8 +109,9 @@ def _positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-def _only_given(fields: Sequence[str], values: Mapping[str, Any]) -> Dict[str, Any]:
-    return {name: values[name] for name in fields if values[name] is not None}
+def _only_given(**fields: Any) -> Dict[str, Any]:
+    """The fields that were given (not None), in the order of the method's parameters."""
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def _jwt_call(method: str, path: str, jwt_token: Optional[str], **options: Any) -> Call[Any]:
@@ -319,9 +309,26 @@ class Endpoints:
 
     @staticmethod
     def client_update_project(
-        project_id: str, jwt_token: Optional[str], fields: Mapping[str, Any]
+        project_id: str,
+        jwt_token: Optional[str],
+        *,
+        name: Optional[str],
+        is_active: Optional[bool],
+        allowed_models: Optional[List[str]],
+        allowed_domains: Optional[List[str]],
+        hmac_required: Optional[bool],
+        rate_limit_rpm: Optional[int],
+        rate_limit_rpd: Optional[int],
     ) -> Call[Project]:
-        body = _only_given(_PROJECT_FIELDS, fields)
+        body = _only_given(
+            name=name,
+            is_active=is_active,
+            allowed_models=allowed_models,
+            allowed_domains=allowed_domains,
+            hmac_required=hmac_required,
+            rate_limit_rpm=rate_limit_rpm,
+            rate_limit_rpd=rate_limit_rpd,
+        )
         return _jwt_call("PUT", _project_path(project_id), jwt_token, json=body, expect=dict)
 
     @staticmethod
@@ -353,9 +360,17 @@ class Endpoints:
 
     @staticmethod
     def client_update_use_case(
-        project_id: str, use_case_id: str, jwt_token: Optional[str], fields: Mapping[str, Any]
+        project_id: str,
+        use_case_id: str,
+        jwt_token: Optional[str],
+        *,
+        key: Optional[str],
+        name: Optional[str],
+        kind: Optional[str],
+        config: Optional[Dict[str, Any]],
+        is_active: Optional[bool],
     ) -> Call[UseCase]:
-        body = _only_given(_USE_CASE_FIELDS, fields)
+        body = _only_given(key=key, name=name, kind=kind, config=config, is_active=is_active)
         path = _use_case_path(project_id, use_case_id)
         return _jwt_call("PUT", path, jwt_token, json=body, expect=dict)
 

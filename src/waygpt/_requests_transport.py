@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from http.client import RemoteDisconnected
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -38,6 +38,7 @@ from ._stream_reader import StreamBodyReader, raw_socket
 from ._watchdog import Watch, watchdog
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
+from .streaming import ChatEventParser, ChatStream
 
 _MAX_LINE = 65536  # as http.client's limit on a header line
 # The call each thread is making: the pools report their connection to it.
@@ -297,19 +298,26 @@ def prepared_base_url(api_url: str) -> str:
 
 
 class RequestsAnswer:
-    """An answer whose headers have been read; the body is read by the pipeline or a stream."""
+    """An answer whose headers have been read; its body is read by the pipeline or a stream.
 
-    __slots__ = ("_ended", "headers", "raw", "response", "status")
+    Every read of a body goes through ``read``: a stream's answer reads through a
+    :class:`StreamBodyReader` (bytes as soon as they arrive), any other in blocks.
+    """
 
-    def __init__(self, response: requests.Response) -> None:
+    __slots__ = ("_ended", "_source", "headers", "raw", "response", "status")
+
+    def __init__(self, response: requests.Response, stream: bool) -> None:
         self.response = response
         self.raw = response.raw
         self.status = int(response.status_code)
         self.headers = response.headers
         self._ended = False
+        self._source = StreamBodyReader(response, transport_failure) if stream else None
 
     def read(self) -> bytes:
         """The next raw (still encoded) bytes of the body; b"" at its end."""
+        if self._source is not None:
+            return self._source.read()
         try:
             data: bytes = self.raw.read(READ_SIZE, decode_content=False)
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
@@ -320,17 +328,31 @@ class RequestsAnswer:
             return data
         raise failure
 
+    def finished(self) -> None:
+        """A stream's body was read to its end: the connection may be reused."""
+        if self._source is not None:
+            self._source.finished()
+
+    def drain(self) -> None:
+        """After a stream's ``[DONE]``: read the rest of the body within small bounds."""
+        if self._source is not None:
+            self._source.drain()
+
+    def interrupt(self) -> None:
+        """Wake a read of a stream blocked in another thread."""
+        if self._source is not None:
+            self._source.interrupt()
+
     def close(self) -> None:
         """Release the connection: to the pool when the body was read to its end."""
+        if self._source is not None:
+            self._source.close()
+            return
         if not self._ended:
             self.raw.close()  # a half-read body: the connection cannot be reused
         release = getattr(self.raw, "release_conn", None)
         if release is not None:
             release()
-
-    def stream_source(self) -> StreamBodyReader:
-        """The byte source of a ``ChatStream`` over this answer's body."""
-        return StreamBodyReader(self.response, transport_failure)
 
 
 class RequestsTransport:
@@ -357,6 +379,11 @@ class RequestsTransport:
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
+
+    @staticmethod
+    def library() -> str:
+        """The library's name and version, for the User-Agent."""
+        return f"requests/{requests.__version__}"
 
     def bind(self, api_url: str) -> str:
         """The base URL as it goes on the wire; what depends on it is worked out now."""
@@ -398,6 +425,27 @@ class RequestsTransport:
                     block=getattr(adapter, "_pool_block", False),
                 )
                 adapter.proxy_manager = {}
+
+    # -- what the client does besides running pipelines ---------------------------------------
+
+    @staticmethod
+    def open_stream(
+        answer: RequestsAnswer,
+        parser: ChatEventParser,
+        redact: Callable[[str], str],
+        read_timeout: float,
+    ) -> ChatStream:
+        """The stream of chat chunks over an answer whose headers the pipeline read."""
+        return ChatStream(answer, parser, redact=redact, read_timeout=read_timeout)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+    @staticmethod
+    def notify(callback: Callable[[Any], Any], value: Any) -> None:
+        """Call a caller's callback (``on_update``)."""
+        callback(value)
 
     # -- the driver ---------------------------------------------------------------------------
 
@@ -469,7 +517,7 @@ class RequestsTransport:
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
             failure = transport_failure(exc)
         else:
-            return RequestsAnswer(response)
+            return RequestsAnswer(response, step.stream)
         raise failure
 
 

@@ -1,12 +1,14 @@
-"""``WayGPTClient``: the synchronous client, one short method per endpoint.
+# Generated from _async_client.py by tools/unasync.py: do not edit by hand. Change the
+# async client, then run `python tools/unasync.py` (CI checks this file is up to date).
+"""``WayGPTClient``: the synchronous client, on requests.
 
-What each method sends is defined once in ``_Endpoints.py``; the pipeline that sends it is in
-``_core.py``; the requests specifics are in ``_requests_transport.py``.
+Generated from ``_async_client.py`` (the one hand-written client) by ``tools/unasync.py``.
+What each method sends is defined once in ``_endpoints.py``, the pipeline that sends it in
+``_core.py``, the library specifics in ``_requests_transport.py``.
 """
 
 from __future__ import annotations
 
-import time
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
@@ -21,22 +23,17 @@ from typing import (
     overload,
 )
 
-import requests
 from urllib3.util.retry import Retry
 
-from ._config import (
-    DEFAULT_API_URL,
-    DEFAULT_TIMEOUT,
-    DEFAULT_TOTAL_TIMEOUT,
-    Timeout,
-    split_timeout,
-)
+from ._config import DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Timeout, split_timeout
 from ._core import ClientCore, Deadline, MediaJobWaiter
 from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, pick_use_case
 from ._requests_transport import RequestsTransport
 from .streaming import ChatStream
 
 if TYPE_CHECKING:
+    from requests import Session
+
     from .types import (
         ChatCompletion,
         ImageGeneration,
@@ -48,28 +45,28 @@ if TYPE_CHECKING:
         WidgetToken,
     )
 
-__all__ = ["DEFAULT_API_URL", "WayGPTClient"]
+__all__ = ["WayGPTClient"]
 
 
 class WayGPTClient(ClientCore):
-    """A synchronous client for the WayGPT AI Server.
+    """A synchronous client for the WayGPT AI Server, on requests.
 
     Every setting may come from the environment (``WAYGPT_API_URL``, ``WAYGPT_PROJECT_KEY``,
     ``WAYGPT_PROJECT_ID``, ``WAYGPT_HMAC_SECRET``, ``WAYGPT_USE_HMAC=true``); an argument wins.
 
     Args:
         api_url: base URL, default ``https://app.waygpt.ru``.
-        project_key: the ``sk_live_...`` key; needed only for project-key Endpoints.
+        project_key: the ``sk_live_...`` key; needed only for project-key endpoints.
         project_id: the project's UUID; needed with ``use_hmac``.
         hmac_secret: the HMAC secret; needed with ``use_hmac``.
         use_hmac: sign project-key requests (``X-MB-*`` headers).
         timeout: seconds, or a ``(connect, read)`` pair: the longest wait for a connection
-            and between two reads. For streams, the longest wait between two events.
+            and between two reads. For streams, also the longest wait for a complete line.
         max_retries: retries for 429/5xx and connect failures: an int (0 = off) or a urllib3
             ``Retry``.
         total_timeout: the wall-clock bound, in seconds, of one call that is not a stream:
             connecting, every read, every retry and its wait (default 600). For a stream it
-            bounds the wait for the stream's headers.
+            bounds everything before its events.
         session: a ``requests.Session`` to send on; its headers, auth, proxies, ``verify`` and
             hooks apply. By default the client makes its own.
 
@@ -88,17 +85,12 @@ class WayGPTClient(ClientCore):
         max_retries: Union[int, Retry] = 3,
         *,
         total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
-        session: Optional[requests.Session] = None,
+        session: Optional[Session] = None,
     ) -> None:
-        self._library = f"requests/{requests.__version__}"
-        self._transport = RequestsTransport(session)
         super().__init__(
-            api_url, project_key, project_id, hmac_secret, use_hmac, timeout, max_retries,
-            total_timeout,
+            RequestsTransport(session), api_url, project_key, project_id, hmac_secret,
+            use_hmac, timeout, max_retries, total_timeout,
         )
-
-    def _bind_base_url(self, api_url: str) -> str:
-        return self._transport.bind(api_url)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -146,15 +138,11 @@ class WayGPTClient(ClientCore):
     def _stream(self, call: Call[Any]) -> ChatStream:
         deadline = Deadline(self.total_timeout)
         answer, parser = self._transport.run(self._steps(call, deadline), deadline)
-        return ChatStream(
-            answer.response,
-            answer.stream_source(),
-            parser,
-            headers=answer.headers,
-            status_code=answer.status,
-            read_timeout=split_timeout(self.timeout)[1],
-            redact=lambda text: self._redact(call, text),
+        redact = self._redactor(call)
+        stream: ChatStream = self._transport.open_stream(
+            answer, parser, redact, split_timeout(self.timeout)[1]
         )
+        return stream
 
     # -- chat ---------------------------------------------------------------------------------
 
@@ -218,17 +206,21 @@ class WayGPTClient(ClientCore):
             use_case: a use-case key, stripped of surrounding spaces, not sent when empty
                 (``use_case_id`` is its deprecated alias).
             temperature, max_tokens: sent only when given.
-            stream: return a :class:`ChatStream` of chunk dicts instead of one dict.
+            stream: return a :class:`ChatStream` of chunk dicts, once the stream's
+                headers arrived, instead of one dict.
             **kwargs: extra fields, sent in the body as they are.
 
         Raises:
-            ValueError: bad ``messages``; ``APIStatusError`` subclasses for HTTP errors;
-            ``APIConnectionError``/``APITimeoutError`` when no answer arrives.
+            ValueError: bad ``messages``; ``APIStatusError`` subclasses for HTTP errors
+            (before a stream starts, here); ``APIConnectionError``/``APITimeoutError`` when no
+            answer arrives.
         """
         call = Endpoints.chat_completions(
             model, messages, use_case_id, use_case, temperature, max_tokens, stream, kwargs
         )
-        return self._stream(call) if stream else self._call(call)
+        if stream:
+            return self._stream(call)
+        return self._call(call)
 
     def chat_completions_stream(
         self,
@@ -294,7 +286,8 @@ class WayGPTClient(ClientCore):
     ) -> MediaJob:
         """Poll a media job until it is completed, and return the final job dict.
 
-        ``on_update(job)`` is called whenever the status or progress changes.
+        ``on_update(job)`` is called whenever the
+        status or progress changes.
 
         Raises:
             MediaJobFailedError: the job ended ``failed`` or ``cancelled`` (``.job`` holds it).
@@ -304,11 +297,11 @@ class WayGPTClient(ClientCore):
         while True:
             job = self.get_media_job(job_id)
             if on_update is not None and waiter.is_news(job):
-                on_update(job)
+                self._transport.notify(on_update, job)
             delay = waiter.delay_after(job)
             if delay is None:
                 return job
-            time.sleep(delay)
+            self._transport.sleep(delay)
 
     # -- catalogue ----------------------------------------------------------------------------
 
@@ -344,7 +337,9 @@ class WayGPTClient(ClientCore):
         """The projects of the logged-in account."""
         return self._call(Endpoints.client_list_projects(jwt_token))
 
-    def client_get_project(self, project_id: str, jwt_token: Optional[str] = None) -> Project:
+    def client_get_project(
+        self, project_id: str, jwt_token: Optional[str] = None
+    ) -> Project:
         """A project's settings (``api_key``, ``allowed_models``, ``hmac_required``, ...)."""
         return self._call(Endpoints.client_get_project(project_id, jwt_token))
 
@@ -365,7 +360,19 @@ class WayGPTClient(ClientCore):
         rate_limit_rpd: Optional[int] = None,
     ) -> Project:
         """Update a project; only the fields given are sent."""
-        return self._call(Endpoints.client_update_project(project_id, jwt_token, locals()))
+        return self._call(
+            Endpoints.client_update_project(
+                project_id,
+                jwt_token,
+                name=name,
+                is_active=is_active,
+                allowed_models=allowed_models,
+                allowed_domains=allowed_domains,
+                hmac_required=hmac_required,
+                rate_limit_rpm=rate_limit_rpm,
+                rate_limit_rpd=rate_limit_rpd,
+            )
+        )
 
     def client_delete_project(self, project_id: str, jwt_token: Optional[str] = None) -> Any:
         """Delete a project."""
@@ -418,11 +425,22 @@ class WayGPTClient(ClientCore):
     ) -> UseCase:
         """Update a use case; only the fields given are sent."""
         return self._call(
-            Endpoints.client_update_use_case(project_id, use_case_id, jwt_token, locals())
+            Endpoints.client_update_use_case(
+                project_id,
+                use_case_id,
+                jwt_token,
+                key=key,
+                name=name,
+                kind=kind,
+                config=config,
+                is_active=is_active,
+            )
         )
 
     def client_delete_use_case(
         self, project_id: str, use_case_id: str, jwt_token: Optional[str] = None
     ) -> Any:
         """Delete a use case."""
-        return self._call(Endpoints.client_delete_use_case(project_id, use_case_id, jwt_token))
+        return self._call(
+            Endpoints.client_delete_use_case(project_id, use_case_id, jwt_token)
+        )

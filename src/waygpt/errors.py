@@ -358,6 +358,17 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
     return max(0.0, when.timestamp() - time.time())
 
 
+def request_id_of(headers: Mapping[str, str]) -> Optional[str]:
+    """The server's request id among response headers (``X-Request-ID``, else ``Request-ID``),
+    whatever the case of their names."""
+    found: Dict[str, str] = {}
+    for name, value in headers.items():
+        lowered = str(name).lower()
+        if lowered in ("x-request-id", "request-id"):
+            found.setdefault(lowered, str(value))
+    return found.get("x-request-id") or found.get("request-id")
+
+
 def error_from_response(
     status: int,
     headers: Mapping[str, str],
@@ -386,8 +397,9 @@ def error_from_response(
         # host) is a configuration problem, said plainly.
         target = lowered.get("location") or "elsewhere"
         message = f"unexpected redirect ({status}) to {target}: check api_url"
-    request_id = lowered.get("x-request-id") or lowered.get("request-id")
-    kwargs: Dict[str, Any] = {"headers": dict(headers), "body": clean, "request_id": request_id}
+    kwargs: Dict[str, Any] = {
+        "headers": dict(headers), "body": clean, "request_id": request_id_of(headers)
+    }
     cls = error_class_for_status(status)
     error: APIStatusError
     if cls is RateLimitError:

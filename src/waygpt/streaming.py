@@ -1,13 +1,14 @@
 """Streamed chat completions: SSE events in, chunk dicts out, the connection always released.
 
-A :class:`ChatStream` is what ``chat_completions(stream=True)`` returns. Iterate it for chunk
-dicts, as with the reference client; use it as a context manager (or call ``close()``) to
-release the connection early. The read timeout applies between two reads of the socket, so a
-server that keeps the stream open but sends nothing for that long raises ``APITimeoutError``.
+A :class:`ChatStream` is what ``chat_completions(stream=True)`` returns (an
+:class:`AsyncChatStream` on the async client). Iterate it for chunk dicts, as with the
+reference client; use it as a context manager (or call ``close()``) to release the
+connection early. The read timeout bounds each wait for bytes and each wait for a complete
+line, so a server that keeps the stream open but sends nothing raises ``APITimeoutError``.
 
 Nothing here knows an HTTP library: :class:`ChatEventParser` turns body bytes into chunk dicts
-for the sync and the async stream alike, and :class:`ChatStream` reads its bytes from a
-*byte source* that the requests transport provides.
+for both streams, and each stream reads its bytes from the *answer* its transport built
+(:class:`Answer`, :class:`AsyncAnswer`), through the same ``read`` the pipeline uses.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ from .errors import (
     forget_internal_locals,
     parse_json,
     redact_error,
+    request_id_of,
     scrub_value,
 )
 
-__all__ = ["ChatStream"]
+__all__ = ["AsyncChatStream", "ChatStream"]
 
 if TYPE_CHECKING:
     from ._chat_result import ChatStreamResult
@@ -311,8 +313,18 @@ class ChatEventParser:
             # else: an event of another type (a ping ...) is skipped
 
 
-class ByteSource(Protocol):
-    """Where a :class:`ChatStream` reads its body; the requests transport provides one."""
+class Answer(Protocol):
+    """What a :class:`ChatStream` reads its body from: the requests transport's answer."""
+
+    @property
+    def response(self) -> Any:
+        """The HTTP library's response."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
     def read(self) -> bytes:
         """The next raw bytes, as soon as some arrive; b"" at the end. Raises TransportFailure."""
@@ -328,6 +340,29 @@ class ByteSource(Protocol):
 
     def close(self) -> None:
         """Release the connection (closed unless the body was read to its end)."""
+
+
+class AsyncAnswer(Protocol):
+    """What an :class:`AsyncChatStream` reads its body from: the aiohttp transport's answer."""
+
+    @property
+    def response(self) -> Any:
+        """The HTTP library's response."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def read(self) -> bytes:
+        """The next raw bytes, as soon as some arrive; b"" at the end. Raises TransportFailure."""
+
+    async def drain(self) -> None:
+        """After ``[DONE]``: wait a little for the end of the body, so it can be reused."""
+
+    def close(self) -> None:
+        """Release the connection (back to the pool when the body was read to its end)."""
 
 
 class _StreamControl:
@@ -380,15 +415,15 @@ class LineWait:
 
 
 def _stream_chunks(
-    source: ByteSource, parser: ChatEventParser, control: _StreamControl, wait: LineWait
+    answer: Answer, parser: ChatEventParser, control: _StreamControl, wait: LineWait
 ) -> Generator[ChatCompletionChunk, None, None]:
-    """Yield the chunk dicts of a streamed body; the source is closed at the end.
+    """Yield the chunk dicts of a streamed body; the answer is closed at the end.
 
     A module-level generator that holds no reference to its ChatStream, so that dropping a
     ChatStream (a ``break`` out of a ``for`` loop) finalises it at once and frees the socket.
     """
     try:
-        read = source.read
+        read = answer.read
         pull = parser.pull
         while True:
             wait.reading()
@@ -401,7 +436,7 @@ def _stream_chunks(
             else:
                 if not block:
                     parser.end()
-                    source.finished()
+                    answer.finished()
                     return  # a clean end without [DONE] simply ends the stream
                 parser.push(block)
                 chunks = pull()
@@ -410,7 +445,7 @@ def _stream_chunks(
                     chunks = pull()
                 parser.check()
                 if parser.done:
-                    source.drain()
+                    answer.drain()
                     return
                 overdue = wait.overdue(parser)
                 if overdue is None:
@@ -418,10 +453,50 @@ def _stream_chunks(
                 error = overdue
             raise error  # outside the except block: no transport exception is chained
     finally:
-        source.close()
+        answer.close()
 
 
-class ChatStream:
+class _StreamBase:
+    """What both streams show of their answer: status, headers, request id, ``closed``."""
+
+    def __init__(self, answer: Any, redact: Optional[Callable[[str], str]]) -> None:
+        self.response = answer.response  # the HTTP library's response
+        self.status_code: int = answer.status
+        self.headers: Mapping[str, str] = answer.headers
+        self._answer = answer
+        self._redact = redact
+        self._closed = False
+
+    @property
+    def request_id(self) -> Optional[str]:
+        """The server's ``X-Request-ID`` for this stream, if it sent one."""
+        return request_id_of(self.headers)
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream was closed, ended, or failed."""
+        return self._closed
+
+    def _failed(self, error: WayGPTError) -> None:
+        """Make ``error`` fit to leave the stream: redacted, the stream's frames cleared."""
+        # An error event or a bad line may echo what was sent (project key, JWT).
+        if self._redact is not None:
+            redact_error(error, self._redact)
+        forget_internal_locals(error)  # the raw blocks the stream's frames read
+
+    def __del__(self) -> None:
+        # A stream abandoned half-read (a `break` out of its loop) must not pin its connection.
+        if not getattr(self, "_closed", True):
+            try:
+                self._release()
+            except Exception:  # noqa: BLE001, S110 - nothing can be raised from __del__
+                pass
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+
+class ChatStream(_StreamBase):
     """An iterator of chat chunk dicts over one streamed HTTP response.
 
     Use it in a ``for`` loop, or as a context manager so the connection is released however
@@ -438,32 +513,21 @@ class ChatStream:
     stream (``RateLimitError`` for code 429, ``InternalServerError`` for 5xx, ...),
     ``APIConnectionError``/``APITimeoutError`` when the connection drops, or when the read
     timeout runs out between two reads or since the last complete line (an event or a
-    keep-alive comment), ``APIResponseValidationError`` for data that is not JSON.
+    keep-alive comment), ``APIResponseValidationError`` for data that is not JSON, or a
+    line or event over 16 MiB.
     """
 
     def __init__(
         self,
-        response: Any,
-        source: ByteSource,
+        answer: Answer,
         parser: ChatEventParser,
         *,
-        headers: Mapping[str, str],
-        status_code: int,
         read_timeout: float,
         redact: Optional[Callable[[str], str]] = None,
     ) -> None:
-        self.response = response
-        self.status_code = status_code
-        self.headers = headers
-        self._source = source
+        super().__init__(answer, redact)
         self._control = _StreamControl()
-        self._chunks = _stream_chunks(source, parser, self._control, LineWait(read_timeout))
-        self._closed = False
-        self._redact = redact
-
-    @property
-    def request_id(self) -> Optional[str]:
-        return self.headers.get("x-request-id")
+        self._chunks = _stream_chunks(answer, parser, self._control, LineWait(read_timeout))
 
     @property
     def closed(self) -> bool:
@@ -477,10 +541,7 @@ class ChatStream:
         try:
             return next(self._chunks)
         except WayGPTError as error:
-            # An error event or a bad line may echo what was sent (project key, JWT).
-            if self._redact is not None:
-                redact_error(error, self._redact)
-            forget_internal_locals(error)  # the raw blocks the stream's frames read
+            self._failed(error)
             raise
 
     def __enter__(self) -> ChatStream:
@@ -494,13 +555,8 @@ class ChatStream:
     ) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        # A stream abandoned half-read (a `break` out of its loop) must not pin its connection.
-        if not getattr(self, "_closed", True):
-            try:
-                self.close()
-            except Exception:  # noqa: BLE001, S110 - nothing can be raised from __del__
-                pass
+    def _release(self) -> None:
+        self.close()
 
     def close(self) -> None:
         """Release the connection; iterating afterwards ends at once. Safe to call twice.
@@ -515,9 +571,9 @@ class ChatStream:
         try:
             self._chunks.close()
         except ValueError:  # "generator already executing": being read in another thread
-            self._source.interrupt()  # its blocked read returns, and its loop ends quietly
+            self._answer.interrupt()  # its blocked read returns, and its loop ends quietly
         finally:
-            self._source.close()
+            self._answer.close()
 
     def collect(self) -> ChatStreamResult:
         """Read the rest of the stream into a :class:`ChatStreamResult`, then close it."""
@@ -525,3 +581,117 @@ class ChatStream:
 
         with self:
             return collect_chat_stream(self)
+
+
+class AsyncChatStream(_StreamBase):
+    """An async iterator of chat chunk dicts over one streamed HTTP response.
+
+    ``async for chunk in stream``; ``async with stream`` (or ``await stream.close()``)
+    releases the connection however the block is left; ``await stream.collect()`` reads the
+    rest into a :class:`ChatStreamResult`. A task cancelled while it waits for the next chunk
+    releases the connection and gets its ``CancelledError`` unchanged.
+
+    Raises (while iterating): as :class:`ChatStream`.
+    """
+
+    def __init__(
+        self,
+        answer: AsyncAnswer,
+        parser: ChatEventParser,
+        *,
+        read_timeout: float,
+        redact: Optional[Callable[[str], str]] = None,
+    ) -> None:
+        super().__init__(answer, redact)
+        self._parser = parser
+        self._wait = LineWait(read_timeout)
+        self._ready: List[ChatCompletionChunk] = []  # chunks read but not yet handed out
+        self._next = 0
+
+    def __aiter__(self) -> AsyncChatStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        ready = self._ready
+        if self._next < len(ready):
+            chunk = ready[self._next]
+            self._next += 1
+            return chunk
+        try:
+            return await self._read_more()
+        except WayGPTError as error:
+            self._failed(error)
+            raise
+
+    async def _read_more(self) -> ChatCompletionChunk:
+        parser = self._parser
+        while True:
+            chunks = parser.pull()  # the next batch of what was read, if any is left
+            if chunks:
+                self._ready, self._next = chunks, 1
+                return chunks[0]
+            pending = parser.take_error()  # the failure that followed the chunks handed out
+            if pending is not None:
+                self._release()
+                raise pending
+            if self._closed or parser.done:
+                try:
+                    if not self._closed:
+                        await self._answer.drain()  # so that the connection can be reused
+                finally:  # cancelled while draining: released all the same
+                    self._release()
+                raise StopAsyncIteration
+            error: Optional[WayGPTError] = self._wait.overdue(parser)
+            if error is None:
+                self._wait.reading()
+                try:
+                    block = await self._answer.read()
+                except TransportFailure as failure:
+                    if self._closed:  # closed by another task while this one waited: end quietly
+                        raise StopAsyncIteration from None
+                    error = stream_failure_error(failure)
+                except BaseException:  # cancelled: release the connection, let it propagate as is
+                    self._release()
+                    raise
+                else:
+                    if not block:
+                        self._release()
+                        parser.end()
+                        raise StopAsyncIteration
+                    parser.push(block)
+                    continue
+            self._release()
+            raise error
+
+    def _release(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._ready, self._next = [], 0
+            self._answer.close()
+
+    async def close(self) -> None:
+        """Release the connection; iterating afterwards ends at once. Safe to call twice."""
+        self._release()
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self._release()
+
+    async def collect(self) -> ChatStreamResult:
+        """Read the rest of the stream into a :class:`ChatStreamResult`, then close it."""
+        from ._chat_result import ChatStreamCollector
+
+        collector = ChatStreamCollector()
+        try:
+            async for chunk in self:
+                collector.add(chunk)
+        finally:
+            self._release()
+        return collector.result()

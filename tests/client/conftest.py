@@ -22,14 +22,14 @@ def sleeps(sdk: ModuleType, monkeypatch: pytest.MonkeyPatch) -> List[float]:
 
     The sync client's ``time.sleep`` in the test's own thread (other threads, such as the
     test server's slow answers, still really sleep); for the async client, the
-    ``asyncio.sleep`` of its transport and of ``wait_for_media_job``.
+    ``asyncio.sleep`` of its transport (between attempts and in ``wait_for_media_job``).
     """
     recorded: List[float] = []
     if getattr(sdk, "is_async_facade", False):
         import asyncio
         from types import SimpleNamespace
 
-        from waygpt import _aiohttp_transport, _async_client
+        from waygpt import _aiohttp_transport
 
         real_async_sleep = asyncio.sleep
 
@@ -39,7 +39,6 @@ def sleeps(sdk: ModuleType, monkeypatch: pytest.MonkeyPatch) -> List[float]:
 
         patched = SimpleNamespace(**{**vars(asyncio), "sleep": record_async})
         monkeypatch.setattr(_aiohttp_transport, "asyncio", patched)
-        monkeypatch.setattr(_async_client, "asyncio", patched)
         return recorded
     real_sleep = time.sleep
     test_thread = threading.current_thread()
