@@ -43,6 +43,11 @@ def read_setting(name: str, value: Optional[str]) -> Optional[str]:
     if "\r" in value or "\n" in value:
         raise ConfigurationError(f"{name} must not contain CR or LF characters")
     if name != "hmac_secret":  # a secret is used byte for byte, spaces included
+        if name == "api_url" and value and not value.strip():
+            # Not "unset": a URL was meant, and the default server is not what was meant.
+            raise ConfigurationError(
+                f"api_url is only whitespace ({value!r}); leave it unset for the default"
+            )
         value = value.strip()
         if not is_header_safe(value):
             raise ConfigurationError(f"{name} must contain printable ASCII characters only")

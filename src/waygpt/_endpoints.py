@@ -192,6 +192,14 @@ def login_result(data: Dict[str, Any]) -> LoginResult:
     token = data.get("access_token")
     if not isinstance(token, str) or not token:
         raise APIResponseValidationError("login answer has no access_token", 200)
+    if not token.strip() or not is_header_safe(token):  # what check_jwt would refuse later
+        # Refused now rather than kept to fail every later call; the token is a secret, so
+        # the error neither repeats it nor keeps the answer.
+        raise APIResponseValidationError(
+            "login answer's access_token cannot go into an Authorization header (it holds "
+            "CR, LF or characters other than printable ASCII)",
+            200,
+        )
     data["token"] = token
     if data.get("expires_in") is None:
         data["expires_in"] = 3600
