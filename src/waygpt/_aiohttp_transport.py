@@ -22,11 +22,11 @@ when it is made.
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any, Optional, Tuple
 
-from requests.utils import get_environ_proxies
+from requests.utils import get_environ_proxies, prepend_scheme_if_needed
 
+from ._config import ca_bundle_from_environment
 from ._core import Deadline, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
@@ -94,16 +94,28 @@ async def _read_to_end(content: Any) -> None:
         total += len(data)
 
 
-def _ssl_from_environment() -> Any:
-    """The CA bundle requests would use from the environment, as an SSL context; else True."""
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if not bundle:
-        return True
-    import ssl
+def _ssl_from_environment(api_url: str) -> Any:
+    """The CA bundle requests would use from the environment, as an SSL context; else True.
 
-    if os.path.isdir(bundle):
-        return ssl.create_default_context(capath=bundle)
-    return ssl.create_default_context(cafile=bundle)
+    Raises:
+        ConfigurationError: the variable names no file, or one without a PEM certificate.
+    """
+    bundle = ca_bundle_from_environment(api_url)
+    return True if bundle is None else bundle[1]
+
+
+def _proxy_from_environment(api_url: str) -> Optional[str]:
+    """The proxy requests would use for ``api_url`` (``HTTP_PROXY``, ``NO_PROXY``, ...).
+
+    A proxy written without a scheme (``HTTP_PROXY=127.0.0.1:3128``) is an ``http://`` one,
+    as requests takes it; aiohttp would refuse it as an invalid URL at every call.
+    """
+    proxies = get_environ_proxies(api_url)
+    proxy = proxies.get(api_url.split(":", 1)[0].lower()) or proxies.get("all")
+    if not proxy:
+        return None
+    with_scheme: str = prepend_scheme_if_needed(proxy, "http")  # type: ignore[no-untyped-call]
+    return with_scheme
 
 
 class _StreamIdle(asyncio.TimeoutError):
@@ -246,9 +258,9 @@ class AiohttpTransport:
         except (ValueError, TypeError) as exc:
             reason = type(exc).__name__
         else:
-            proxies = get_environ_proxies(api_url)
-            self._proxy = proxies.get(api_url.split(":", 1)[0].lower()) or proxies.get("all")
-            self._ssl = _ssl_from_environment()
+            if self.owns_session:  # a caller's session has its own (trust_env, connector)
+                self._proxy = _proxy_from_environment(api_url)
+                self._ssl = _ssl_from_environment(api_url)
             return base
         raise ConfigurationError(f"api_url is not a valid URL ({reason}): {api_url!r}")
 

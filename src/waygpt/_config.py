@@ -95,6 +95,41 @@ def check_api_url(api_url: str) -> str:
     return url
 
 
+# The variables requests reads for a CA bundle, in the order it reads them.
+_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def ca_bundle_from_environment(api_url: str) -> Optional[Tuple[str, Any]]:
+    """The CA bundle requests would use for ``api_url``: ``(path, ssl.SSLContext)``, or None.
+
+    Checked when the client is made, so that a missing file or a bad PEM is a
+    ``ConfigurationError`` naming the variable, not a failure of every call (the sync
+    client) or an ``OSError`` out of the constructor (the async one). Like requests, it is
+    only used for ``https://`` URLs.
+    """
+    if not api_url.lower().startswith("https://"):
+        return None
+    for variable in _CA_BUNDLE_VARIABLES:
+        path = os.environ.get(variable)
+        if path:
+            break
+    else:
+        return None
+    import ssl  # only when a bundle is set: `import waygpt` need not pay for it
+
+    reason = "no such file or directory"
+    try:
+        if os.path.isdir(path):
+            return path, ssl.create_default_context(capath=path)
+        if os.path.isfile(path):
+            return path, ssl.create_default_context(cafile=path)
+    except ssl.SSLError:
+        reason = "it holds no certificate in PEM format"
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+    raise ConfigurationError(f"{variable}={path!r} cannot be used as a CA bundle: {reason}")
+
+
 def _positive(value: Any) -> bool:
     return (
         isinstance(value, (int, float))
