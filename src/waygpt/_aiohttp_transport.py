@@ -16,18 +16,21 @@ when it is made.
   used from another event loop, the old loop's session is closed there if that loop still
   runs, else left to its sockets' finalisers.
 * aiohttp's own replay of a failed idempotent request is turned off (``_retry_connection``):
-  it would re-send the same signature and nonce.
+  it would re-send the same signature and nonce. On the client's own session for good; on a
+  caller's session only for the SDK's signed requests, as is the session's ``auth`` and
+  netrc lookup for the Client API's (whose Bearer token wins), see ``_first_step_with``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import os
-from typing import Any, Callable, Optional, Tuple
+import types
+from typing import Any, Callable, Dict, Generator, Mapping, Optional, Tuple
 
-from requests.utils import get_environ_proxies
+from requests.utils import get_environ_proxies, prepend_scheme_if_needed
 
+from ._config import ca_bundle_from_environment
 from ._core import Deadline, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
@@ -96,16 +99,128 @@ async def _read_to_end(content: Any) -> None:
         total += len(data)
 
 
-def _ssl_from_environment() -> Any:
-    """The CA bundle requests would use from the environment, as an SSL context; else True."""
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if not bundle:
-        return True
-    import ssl
+def _ssl_from_environment(api_url: str) -> Any:
+    """The CA bundle requests would use from the environment, as an SSL context; else True.
 
-    if os.path.isdir(bundle):
-        return ssl.create_default_context(capath=bundle)
-    return ssl.create_default_context(cafile=bundle)
+    Raises:
+        ConfigurationError: the variable names no file, or one without a PEM certificate.
+    """
+    bundle = ca_bundle_from_environment(api_url)
+    return True if bundle is None else bundle[1]
+
+
+def _proxy_from_environment(api_url: str) -> Optional[str]:
+    """The proxy requests would use for ``api_url`` (``HTTP_PROXY``, ``NO_PROXY``, ...).
+
+    A proxy written without a scheme (``HTTP_PROXY=127.0.0.1:3128``) is an ``http://`` one,
+    as requests takes it; aiohttp would refuse it as an invalid URL at every call.
+    """
+    proxies = get_environ_proxies(api_url)
+    proxy = proxies.get(api_url.split(":", 1)[0].lower()) or proxies.get("all")
+    if not proxy:
+        return None
+    with_scheme: str = prepend_scheme_if_needed(proxy, "http")  # type: ignore[no-untyped-call]
+    return with_scheme
+
+
+# What aiohttp's ClientSession._request reads of its session at the start of each request,
+# before it first waits (aiohttp 3.11 to 3.14): whether to replay a request that failed on
+# a kept-alive connection, its default auth, and trust_env (netrc, environment proxies).
+# tests/test_async_sessions.py checks that aiohttp still has them.
+REPLAY_FLAG = "_retry_connection"
+DEFAULT_AUTH = "_default_auth"
+TRUST_ENV = "_trust_env"
+
+
+def _callers_session_overrides(session: Any, headers: Mapping[str, str]) -> Dict[str, Any]:
+    """What a caller's session must not do to this request, as session attributes to set.
+
+    A signed request must not be replayed by aiohttp with its nonce (the server refuses a
+    nonce it saw; the pipeline retries, freshly signed). A Client API request carries its
+    Bearer token, which the session's ``auth`` or a netrc entry would collide with (aiohttp
+    refuses an Authorization header next to an auth: a ``ValueError``) or replace.
+    """
+    overrides: Dict[str, Any] = {}
+    if "Authorization" in headers:
+        if session.auth is not None:
+            overrides[DEFAULT_AUTH] = None
+        if session.trust_env:
+            overrides[TRUST_ENV] = False
+    if overrides or "X-MB-Nonce" in headers:
+        # (A replay would read the auth settings again, restored by then: no replay either;
+        # the pipeline retries a stale connection itself.)
+        overrides[REPLAY_FLAG] = False
+    # An aiohttp without one of them: its public behaviour, as before (a test says so).
+    return {name: value for name, value in overrides.items() if hasattr(session, name)}
+
+
+def _environment_proxy(url: Any) -> Tuple[Any, Any]:
+    """The proxy and proxy auth aiohttp takes from the environment for ``url`` (trust_env)."""
+    lookup = getattr(aiohttp.helpers, "get_env_proxy_for_url", None)
+    if lookup is None:
+        return None, None
+    try:
+        proxy, proxy_auth = lookup(url)
+    except LookupError:
+        return None, None
+    return proxy, proxy_auth
+
+
+async def _send_on_callers_session(
+    session: Any, method: str, url: Any, options: Dict[str, Any], overrides: Dict[str, Any]
+) -> Any:
+    """Send one request on a caller's session, with ``overrides`` for its first step."""
+    if overrides.get(TRUST_ENV) is False:
+        # trust_env is off for this request (no netrc auth over the Bearer token), so the
+        # environment's proxy, which it also governs, is looked up here, as aiohttp would
+        # (on a thread: it reads the netrc file for the proxy's credentials).
+        loop = asyncio.get_running_loop()
+        proxy, proxy_auth = await loop.run_in_executor(None, _environment_proxy, url)
+        if proxy is not None:
+            if proxy_auth is not None:  # in the URL: aiohttp 3.14 deprecates proxy_auth=
+                proxy = proxy.with_user(proxy_auth.login).with_password(proxy_auth.password)
+            options = dict(options, proxy=proxy)
+    return await _first_step_with(session, overrides, session.request(method, url, **options))
+
+
+@types.coroutine
+def _first_step_with(
+    session: Any, overrides: Dict[str, Any], request: Any
+) -> Generator[Any, Any, Any]:
+    """Await ``request`` with ``overrides`` set on ``session`` during its first step only.
+
+    aiohttp reads those attributes before the request first waits, and the event loop runs
+    nothing else in between; restored right after, they never affect the caller's other
+    requests, even concurrent ones. (A trace config whose ``on_request_start`` really waits
+    would make aiohttp read them later, unchanged: its own behaviour then.)
+    """
+    steps = request.__await__()
+    saved = {name: getattr(session, name) for name in overrides}
+    for name, value in overrides.items():
+        setattr(session, name, value)
+    try:
+        signal = steps.send(None)
+    except StopIteration as done:
+        return done.value
+    finally:
+        for name, value in saved.items():
+            setattr(session, name, value)
+    while True:  # the rest, as `await` would run it
+        try:
+            sent = yield signal
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a cancellation, passed on as await does
+            try:
+                signal = steps.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                signal = steps.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 class _StreamIdle(asyncio.TimeoutError):
@@ -249,9 +364,9 @@ class AiohttpTransport:
         except (ValueError, TypeError) as exc:
             reason = type(exc).__name__
         else:
-            proxies = get_environ_proxies(api_url)
-            self._proxy = proxies.get(api_url.split(":", 1)[0].lower()) or proxies.get("all")
-            self._ssl = _ssl_from_environment()
+            if self.owns_session:  # a caller's session has its own (trust_env, connector)
+                self._proxy = _proxy_from_environment(api_url)
+                self._ssl = _ssl_from_environment(api_url)
             return base
         raise ConfigurationError(f"api_url is not a valid URL ({reason}): {api_url!r}")
 
@@ -386,15 +501,30 @@ class AiohttpTransport:
             sock_connect=step.connect_timeout,
             sock_read=step.read_timeout,
         )
-        sending = session.request(
-            request.method,
-            URL(request.url, encoded=True),  # sent as it was signed, never re-quoted
-            headers=request.headers,
-            data=request.body,
-            allow_redirects=False,
-            timeout=timeout,
-            auto_decompress=False,
-            raise_for_status=False,  # a caller's session may say otherwise: errors are ours
-            proxy=self._proxy if self.owns_session else None,
-        )
+        url = URL(request.url, encoded=True)  # sent as it was signed, never re-quoted
+        if self.owns_session:
+            sending = session.request(
+                request.method,
+                url,
+                headers=request.headers,
+                data=request.body,
+                allow_redirects=False,
+                timeout=timeout,
+                auto_decompress=False,
+                raise_for_status=False,
+                proxy=self._proxy,
+            )
+            return sending, remaining
+        options: Dict[str, Any] = {
+            "headers": request.headers,
+            "data": request.body,
+            "allow_redirects": False,
+            "timeout": timeout,
+            "auto_decompress": False,
+            "raise_for_status": False,  # the session may say otherwise: errors are ours
+        }
+        overrides = _callers_session_overrides(session, request.headers)
+        if not overrides:
+            return session.request(request.method, url, **options), remaining
+        sending = _send_on_callers_session(session, request.method, url, options, overrides)
         return sending, remaining

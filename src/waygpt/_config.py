@@ -43,6 +43,11 @@ def read_setting(name: str, value: Optional[str]) -> Optional[str]:
     if "\r" in value or "\n" in value:
         raise ConfigurationError(f"{name} must not contain CR or LF characters")
     if name != "hmac_secret":  # a secret is used byte for byte, spaces included
+        if name == "api_url" and value and not value.strip():
+            # Not "unset": a URL was meant, and the default server is not what was meant.
+            raise ConfigurationError(
+                f"api_url is only whitespace ({value!r}); leave it unset for the default"
+            )
         value = value.strip()
         if not is_header_safe(value):
             raise ConfigurationError(f"{name} must contain printable ASCII characters only")
@@ -88,6 +93,41 @@ def check_api_url(api_url: str) -> str:
     if parts.query or parts.fragment or not url.isprintable() or any(c.isspace() for c in url):
         raise ConfigurationError(f"api_url is not a valid base URL: {shown}")
     return url
+
+
+# The variables requests reads for a CA bundle, in the order it reads them.
+_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def ca_bundle_from_environment(api_url: str) -> Optional[Tuple[str, Any]]:
+    """The CA bundle requests would use for ``api_url``: ``(path, ssl.SSLContext)``, or None.
+
+    Checked when the client is made, so that a missing file or a bad PEM is a
+    ``ConfigurationError`` naming the variable, not a failure of every call (the sync
+    client) or an ``OSError`` out of the constructor (the async one). Like requests, it is
+    only used for ``https://`` URLs.
+    """
+    if not api_url.lower().startswith("https://"):
+        return None
+    for variable in _CA_BUNDLE_VARIABLES:
+        path = os.environ.get(variable)
+        if path:
+            break
+    else:
+        return None
+    import ssl  # only when a bundle is set: `import waygpt` need not pay for it
+
+    reason = "no such file or directory"
+    try:
+        if os.path.isdir(path):
+            return path, ssl.create_default_context(capath=path)
+        if os.path.isfile(path):
+            return path, ssl.create_default_context(cafile=path)
+    except ssl.SSLError:
+        reason = "it holds no certificate in PEM format"
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+    raise ConfigurationError(f"{variable}={path!r} cannot be used as a CA bundle: {reason}")
 
 
 def _positive(value: Any) -> bool:

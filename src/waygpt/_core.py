@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from .types import LoginResult, MediaJob
 
 _FINAL_JOB_FAILURES = ("failed", "cancelled", "canceled", "error")
+_LONE_SURROGATE = "a string holds a lone surrogate (such as '\\udce9'), which has no UTF-8 form"
 
 
 class Request:
@@ -285,7 +286,7 @@ class ClientCore:
             body = _encode_json(call.json)
             headers["Content-Type"] = "application/json"
         elif call.form is not None:
-            body = urlencode(call.form).encode("ascii")
+            body = _encode_form(call.form)
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         if call.stream:
             headers["Accept"] = "text/event-stream"
@@ -504,11 +505,22 @@ def _encode_json(body: Any) -> bytes:
     """Compact UTF-8 JSON: the one serialisation that is both signed and sent."""
     try:
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # its message would quote the text, which may hold anything
+        reason = _LONE_SURROGATE
     except (TypeError, ValueError, RecursionError) as exc:
         reason = str(exc)
-    else:
-        return text.encode("utf-8")
     raise TypeError(f"request body is not JSON-serialisable: {reason}")
+
+
+def _encode_form(form: Mapping[str, str]) -> bytes:
+    """A form body (the login's); raised outside the ``except`` so that no exception holding
+    the text (a password) is chained to the error."""
+    try:
+        return urlencode(form).encode("ascii")
+    except UnicodeEncodeError:
+        pass
+    raise TypeError(f"request body cannot be encoded: {_LONE_SURROGATE}")
 
 
 def _error_context(answer: Any) -> Dict[str, Any]:

@@ -90,13 +90,30 @@ def _is_uuid(value: Any) -> bool:
 
 
 def _segment(name: str, value: Any) -> str:
-    """One path segment: percent-encoded so it can never reach another endpoint."""
+    """One path segment: an id that can only ever reach the endpoint it was meant for.
+
+    Escaping alone is not enough: servers on Starlette (FastAPI) and others decode ``%2F``
+    before routing, so ``"p/use-cases/u"`` sent as ``p%2Fuse-cases%2Fu`` would reach another
+    endpoint. Every real id is a UUID or a short token, so anything a router could read as
+    more than one segment is refused, before the network.
+    """
     if isinstance(value, bool) or not (isinstance(value, (str, int)) or _is_uuid(value)):
         raise TypeError(f"{name} must be a string, got {type(value).__name__}")
     text = str(value)
-    if text in ("", ".", ".."):
-        raise ValueError(f"{name} must be a non-empty id, got {text!r}")
-    return quote(text, safe="")
+    if not text.strip() or text in (".", ".."):
+        raise ValueError(f"{name} must be a non-empty id, got {text[:80]!r}")
+    if "/" in text or "\\" in text or "%" in text:
+        raise ValueError(
+            f"{name} must be one id: '/', backslash and '%' (so no escape such as %2F) "
+            f"are not allowed, got {text[:80]!r}"
+        )
+    if any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in text):  # category Cc
+        raise ValueError(f"{name} must not contain control characters, got {text[:80]!r}")
+    try:
+        return quote(text, safe="")
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 form, so no URL either
+        pass
+    raise ValueError(f"{name} is not valid text (it holds a lone surrogate)")
 
 
 def _require_text(name: str, value: Any) -> None:
@@ -165,6 +182,14 @@ def login_result(data: Dict[str, Any]) -> LoginResult:
     token = data.get("access_token")
     if not isinstance(token, str) or not token:
         raise APIResponseValidationError("login answer has no access_token", 200)
+    if not token.strip() or not is_header_safe(token):  # what check_jwt would refuse later
+        # Refused now rather than kept to fail every later call; the token is a secret, so
+        # the error neither repeats it nor keeps the answer.
+        raise APIResponseValidationError(
+            "login answer's access_token cannot go into an Authorization header (it holds "
+            "CR, LF or characters other than printable ASCII)",
+            200,
+        )
     data["token"] = token
     if data.get("expires_in") is None:
         data["expires_in"] = 3600
@@ -173,9 +198,12 @@ def login_result(data: Dict[str, Any]) -> LoginResult:
 
 
 def check_use_case_id(use_case_id: str) -> str:
-    """Refuse a bad id before the list is fetched (the server has no single-use-case GET)."""
+    """Refuse a bad id before the list is fetched (the server has no single-use-case GET).
+
+    The id as text: the list's ids are strings, and a UUID given must match its own.
+    """
     _segment("use_case_id", use_case_id)
-    return use_case_id
+    return str(use_case_id)
 
 
 def pick_use_case(items: List[UseCase], use_case_id: str) -> UseCase:

@@ -32,6 +32,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from ._body import READ_SIZE
+from ._config import ca_bundle_from_environment
 from ._core import Deadline, Read, Send, Step, Steps
 from ._fork import fork_generation, keep_inherited
 from ._stream_reader import StreamBodyReader, raw_socket
@@ -388,6 +389,8 @@ class RequestsTransport:
     def bind(self, api_url: str) -> str:
         """The base URL as it goes on the wire; what depends on it is worked out now."""
         base = prepared_base_url(api_url)
+        if self.owns_session:
+            ca_bundle_from_environment(api_url)  # refused now, as the async client does
         self._api_url = api_url
         self._send_settings = self._environment_settings(api_url)
         return base

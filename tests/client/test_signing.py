@@ -82,7 +82,7 @@ def test_signed_post_without_body_verifies(hmac_client, hmac_server):
 
 def test_signed_percent_encoded_path_verifies(sdk, hmac_client, hmac_server):
     with pytest.raises(sdk.NotFoundError):  # not PermissionDeniedError: the signature held
-        hmac_client.get_media_job("задача/1 x")
+        hmac_client.get_media_job("задача#1 x")  # sent as one escaped segment
 
     request = hmac_server.last_request
     assert request is not None and "%" in request.path
