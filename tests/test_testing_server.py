@@ -871,3 +871,19 @@ def test_defaults_are_exposed() -> None:
     assert srv.project_id.count("-") == 4
     with srv:
         assert srv.url.startswith("http://127.0.0.1:")
+
+
+def test_the_default_account_is_the_one_the_docs_log_in_with(server: WayGPTTestServer) -> None:
+    # README.md and docs/ log in as you@example.com / password against a plain server.
+    answer = requests.post(
+        server.url + LOGIN,
+        data={"username": "you@example.com", "password": "password"},
+        timeout=TIMEOUT,
+    )
+    assert answer.status_code == 200, answer.text
+    projects = requests.get(
+        server.url + PROJECTS,
+        headers={"Authorization": "Bearer " + answer.json()["access_token"]},
+        timeout=TIMEOUT,
+    )
+    assert [project["id"] for project in projects.json()] == [server.project_id]

@@ -15,8 +15,8 @@ from ._state import ServerState
 DEFAULT_PROJECT_KEY = "sk_live_test_0000000000000000000000000000000000000000"
 DEFAULT_PROJECT_ID = "00000000-0000-4000-8000-000000000001"
 DEFAULT_HMAC_SECRET = "test-hmac-secret-not-for-production"  # noqa: S105
-DEFAULT_USER_EMAIL = "demo@example.com"
-DEFAULT_USER_PASSWORD = "demo-password"  # noqa: S105
+DEFAULT_USER_EMAIL = "you@example.com"
+DEFAULT_USER_PASSWORD = "password"  # noqa: S105
 
 _STOP_TIMEOUT = 5.0
 
