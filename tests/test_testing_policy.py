@@ -212,7 +212,7 @@ def test_auto_with_a_use_case_takes_the_use_case_models(server: WayGPTTestServer
 
 def test_models_list_only_the_allowed_models(server: WayGPTTestServer) -> None:
     every = get(server, MODELS).json()
-    assert len(every) == 8
+    assert len(every) == 11
     update_project(server, allowed_models=["kling-1.6", "gpt-4o", "not-in-the-catalogue"])
 
     assert get(server, MODELS).json() == ["gpt-4o", "kling-1.6"]  # catalogue order
@@ -221,6 +221,55 @@ def test_models_list_only_the_allowed_models(server: WayGPTTestServer) -> None:
     assert full[0]["provider"] == "openai"
     update_project(server, allowed_models=[])
     assert get(server, MODELS).json() == every
+
+
+PLUGIN_README_MODELS = {"yandex-art": "image", "kling-v1": "video", "gemini-2.0-flash-exp": "chat"}
+
+
+def test_the_catalogue_holds_the_models_of_the_plugin_readme(server: WayGPTTestServer) -> None:
+    assert set(PLUGIN_README_MODELS) <= set(get(server, MODELS).json())
+    full = {m["id"]: m for m in get(server, MODELS + "/full").json()}
+    for model, kind in PLUGIN_README_MODELS.items():
+        assert full[model]["type"] == kind, model
+        assert full[model]["name"] and full[model]["provider"], model
+
+
+def test_the_plugin_readme_models_generate(server: WayGPTTestServer) -> None:
+    image = post(server, IMAGES, {"prompt": "кот в космосе", "model": "yandex-art"})
+    assert image.status_code == 200, image.text
+    assert image.json()["model"] == "yandex-art"
+    video = post(server, VIDEOS, {"prompt": "волны", "model": "kling-v1", "duration": 5})
+    assert video.status_code == 200, video.text
+    assert server.jobs[video.json()["job_id"]]["model"] == "kling-v1"
+    picture = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    content = [{"type": "text", "text": "Что на картинке?"}, picture]
+    multimodal = {"model": "gemini-2.0-flash-exp", "messages": [{"role": "user", "content": content}]}
+    answer = post(server, CHAT, multimodal)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model"] == "gemini-2.0-flash-exp"
+    assert answer.json()["choices"][0]["message"]["content"] == "Echo: Что на картинке?"
+    # What "auto" prefers is unchanged by the additions.
+    assert post(server, CHAT, chat()).json()["model"] == "gpt-4o-mini"
+    assert post(server, IMAGES, {"prompt": "кот"}).json()["model"] == "dall-e-3"
+    video_job = post(server, VIDEOS, {"prompt": "кот"}).json()["job_id"]
+    assert server.jobs[video_job]["model"] == "kling-1.6"
+
+
+def test_allowed_models_applies_to_the_plugin_readme_models(server: WayGPTTestServer) -> None:
+    update_project(server, allowed_models=["gpt-4o", "dall-e-3", "kling-1.6"])
+    for path, body in (
+        (IMAGES, {"prompt": "кот", "model": "yandex-art"}),
+        (VIDEOS, {"prompt": "кот", "model": "kling-v1"}),
+        (CHAT, chat("gemini-2.0-flash-exp")),
+    ):
+        refused = post(server, path, body)
+        assert (refused.status_code, refused.json()) == (404, NOT_FOUND), path
+    assert not set(PLUGIN_README_MODELS) & set(get(server, MODELS).json())
+
+    update_project(server, allowed_models=["yandex-art", "kling-v1", "gemini-2.0-flash-exp"])
+    assert get(server, MODELS).json() == ["gemini-2.0-flash-exp", "yandex-art", "kling-v1"]
+    assert post(server, IMAGES, {"prompt": "кот"}).json()["model"] == "yandex-art"  # "auto"
+    assert post(server, CHAT, chat()).json()["model"] == "gemini-2.0-flash-exp"
 
 
 def test_server_options_set_the_default_project_policy() -> None:

@@ -19,6 +19,8 @@ USE_CASE_KINDS = (
     "multi",
 )
 
+# Every model id the WayGPT plugin README's examples use is here, so those examples run
+# against this server; within a type, the order is what "auto" prefers.
 MODELS: List[Dict[str, str]] = [
     {"id": "gpt-4o-mini", "name": "GPT-4o mini", "provider": "openai", "type": "chat"},
     {"id": "gpt-4o", "name": "GPT-4o", "provider": "openai", "type": "chat"},
@@ -30,9 +32,18 @@ MODELS: List[Dict[str, str]] = [
     },
     {"id": "yandexgpt-pro", "name": "YandexGPT Pro", "provider": "yandex", "type": "chat"},
     {"id": "gigachat-pro", "name": "GigaChat Pro", "provider": "sber", "type": "chat"},
+    # Multimodal: a chat model that also reads the image parts of a message.
+    {
+        "id": "gemini-2.0-flash-exp",
+        "name": "Gemini 2.0 Flash (experimental)",
+        "provider": "google",
+        "type": "chat",
+    },
     {"id": "dall-e-3", "name": "DALL-E 3", "provider": "openai", "type": "image"},
     {"id": "kandinsky-3", "name": "Kandinsky 3", "provider": "sber", "type": "image"},
+    {"id": "yandex-art", "name": "YandexART", "provider": "yandex", "type": "image"},
     {"id": "kling-1.6", "name": "Kling 1.6", "provider": "kuaishou", "type": "video"},
+    {"id": "kling-v1", "name": "Kling v1", "provider": "kuaishou", "type": "video"},
 ]
 
 
