@@ -1,5 +1,6 @@
 """The HTTP side: a keep-alive threading server that records, dispatches and answers."""
 
+import re
 import socket
 import socketserver
 import struct
@@ -17,6 +18,17 @@ from ._faults import ScriptedResponse
 from ._records import RecordedRequest, RequestLog
 
 _MAX_LINE = 65536
+# Trailer lines after a chunked body: as many as the stdlib allows headers.
+_MAX_TRAILERS = 100
+# Content-Length is 1*DIGIT (RFC 9110, 8.6): no sign, no spaces inside, no underscores.
+_DECIMAL = re.compile(r"[0-9]+")
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+# Digits past which a length is certainly over any limit (and int() would be costly).
+_MAX_DIGITS = 18
+# After refusing a body, how long to read and drop what the client still sends. Closing a
+# socket with unread data resets the connection, and a reset can destroy the answer in the
+# client's buffer before the client reads it.
+_LINGER_SECONDS = 2.0
 
 
 def _request_id() -> str:
@@ -25,6 +37,14 @@ def _request_id() -> str:
 
 class _BadRequest(Exception):
     """The request body cannot be read; the connection is unusable afterwards."""
+
+    def __init__(self, detail: str, status: int = 400) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+def _too_large(limit: int) -> _BadRequest:
+    return _BadRequest(f"Request body larger than {limit} bytes", 413)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -58,49 +78,106 @@ class _Handler(BaseHTTPRequestHandler):
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         return headers
 
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        try:
-            size = int(length)
-        except ValueError:
-            raise _BadRequest("Invalid Content-Length") from None
-        if size < 0:
+    def _chunked(self) -> bool:
+        return "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+
+    def _declared_length(self) -> Optional[int]:
+        """The Content-Length, checked against the limit before any of the body is read.
+
+        None when there is none (or the body is chunked, which Content-Length must not
+        override); 400 when malformed or repeated with different values, 413 when too large.
+        """
+        if self._chunked():
+            return None
+        values = self.headers.get_all("Content-Length") or []
+        # "5, 5" and two identical headers are one length (RFC 9110, 8.6); anything else is not.
+        lengths = {part.strip() for value in values for part in value.split(",")}
+        if not lengths:
+            return None
+        if len(lengths) != 1:
             raise _BadRequest("Invalid Content-Length")
+        length = lengths.pop()
+        if not _DECIMAL.fullmatch(length):
+            raise _BadRequest("Invalid Content-Length")
+        limit = self.server.max_body_size
+        digits = length.lstrip("0")
+        if len(digits) > _MAX_DIGITS or int(digits or "0") > limit:
+            raise _too_large(limit)
+        return int(digits or "0")
+
+    def _read_body(self) -> bytes:
+        if self._chunked():
+            return self._read_chunked()
+        size = self._declared_length()
+        if not size:
+            return b""
         body = self.rfile.read(size)
         if len(body) < size:
             raise _BadRequest("Request body ended early")
         return body
 
     def _read_chunked(self) -> bytes:
+        limit = self.server.max_body_size
         parts: List[bytes] = []
+        total = 0
         while True:
             line = self.rfile.readline(_MAX_LINE)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _BadRequest("Invalid chunk size") from None
+            if not line:
+                raise _BadRequest("Request body ended early")
+            digits = line.split(b";", 1)[0].strip()
+            if not _HEX.fullmatch(digits):
+                raise _BadRequest("Invalid chunk size")
+            digits = digits.lstrip(b"0")
+            # Refused on the size line, before the chunk is read.
+            if len(digits) > _MAX_DIGITS or total + int(digits or b"0", 16) > limit:
+                raise _too_large(limit)
+            size = int(digits or b"0", 16)
             if size == 0:
                 break
+            total += size
             part = self.rfile.read(size)
             if len(part) < size:
                 raise _BadRequest("Request body ended early")
             parts.append(part)
             self.rfile.readline(_MAX_LINE)  # the CRLF after each chunk
-        while self.rfile.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
-            pass  # trailers carry nothing this server needs
-        return b"".join(parts)
+        for _ in range(_MAX_TRAILERS):
+            if self.rfile.readline(_MAX_LINE) in (b"\r\n", b"\n", b""):
+                return b"".join(parts)  # trailers carry nothing this server needs
+        raise _BadRequest("Too many trailer lines")
+
+    def handle_expect_100(self) -> bool:
+        # A client that waits for "100 Continue" before sending a body learns at once that
+        # the body is refused, and never sends it.
+        try:
+            self._declared_length()
+        except _BadRequest as problem:
+            self._refuse(problem)
+            return False
+        return super().handle_expect_100()
+
+    def _refuse(self, problem: _BadRequest) -> None:
+        """Answer a request whose body is not read, then drop what the client still sends."""
+        self.close_connection = True
+        self._send(reply({"detail": str(problem)}, problem.status, {"Connection": "close"}))
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + _LINGER_SECONDS
+            while not self.server.stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.connection.settimeout(left)
+                if not self.connection.recv(65536):
+                    break
+        except OSError:
+            pass  # the client is gone or too slow: nothing more to do for it
 
     # -- answering -----------------------------------------------------------
     def _serve(self) -> None:
         try:
             body = self._read_body()
         except _BadRequest as problem:
-            self.close_connection = True
-            self._send(reply({"detail": str(problem)}, 400))
+            self._refuse(problem)
             return
         request = RecordedRequest(self.command, self.path, self._headers(), body)
         self.server.log.append(request)
@@ -197,8 +274,10 @@ class HTTPServer(ThreadingHTTPServer):
         dispatcher: Dispatcher,
         log: RequestLog,
         on_connection: Callable[[], None],
+        max_body_size: int,
     ) -> None:
         self.dispatcher = dispatcher
+        self.max_body_size = max_body_size
         self.log = log
         self.on_connection = on_connection
         self.stopping = threading.Event()

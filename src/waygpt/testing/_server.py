@@ -17,6 +17,9 @@ DEFAULT_PROJECT_ID = "00000000-0000-4000-8000-000000000001"
 DEFAULT_HMAC_SECRET = "test-hmac-secret-not-for-production"  # noqa: S105
 DEFAULT_USER_EMAIL = "you@example.com"
 DEFAULT_USER_PASSWORD = "password"  # noqa: S105
+# Far above any real request (a chat with a few base64 images runs to a few MiB), and a
+# bound on what one connection can make the server hold.
+DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 
 _STOP_TIMEOUT = 5.0
 
@@ -45,6 +48,9 @@ class WayGPTTestServer:
     clock the rate-limit windows are measured on (``time.monotonic`` by default);
     pass a fake one to test a window freeing up without waiting for it.
 
+    ``max_body_size`` (bytes, 16 MiB by default) bounds a request body: a larger one is
+    refused with 413 before it is read, whatever ``Content-Length`` or chunks announce it.
+
     Use it as a context manager::
 
         with WayGPTTestServer() as server:
@@ -71,6 +77,7 @@ class WayGPTTestServer:
         rate_limit_rpm: int = 0,
         rate_limit_rpd: int = 0,
         rate_limit_clock: Optional[Callable[[], float]] = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         if job_steps < 1:
             raise ValueError("job_steps must be at least 1")
@@ -81,6 +88,11 @@ class WayGPTTestServer:
         for name, limit in (("rate_limit_rpm", rate_limit_rpm), ("rate_limit_rpd", rate_limit_rpd)):
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
                 raise ValueError(f"{name} must be a non-negative int (0: no limit)")
+        if isinstance(max_body_size, bool) or not isinstance(max_body_size, int):
+            raise TypeError("max_body_size must be an int (bytes)")
+        if max_body_size < 0:
+            raise ValueError("max_body_size cannot be negative")
+        self._max_body_size = max_body_size
         self._project_key = project_key
         self._project_id = project_id
         self._hmac_secret = hmac_secret
@@ -131,6 +143,7 @@ class WayGPTTestServer:
                 dispatcher=self._dispatcher,
                 log=self._log,
                 on_connection=self._count_connection,
+                max_body_size=self._max_body_size,
             )
             thread = threading.Thread(
                 target=httpd.serve_forever,
@@ -194,6 +207,11 @@ class WayGPTTestServer:
         with self._state.lock:
             project = self._state.projects.get(self._project_id)
             return project is not None and project.hmac_required
+
+    @property
+    def max_body_size(self) -> int:
+        """The largest request body accepted, in bytes; a larger one is refused with 413."""
+        return self._max_body_size
 
     @property
     def user_email(self) -> str:
