@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import os
 import queue
 import re
@@ -10,9 +11,11 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import IO, Dict, Iterator, List, Optional
 
 import pytest
+import requests
 
 from waygpt import AuthenticationError, WayGPTClient
 from waygpt.testing import WayGPTTestServer
@@ -154,6 +157,19 @@ def test_shell_server_prints_the_defaults_and_stops_on_ctrl_c(shell: List[ShellS
     assert result["stderr"] == "", result
 
 
+@posix_only
+def test_shell_server_clock_offset_moves_its_clock(shell: List[ShellServer]) -> None:
+    server = ShellServer("--port", "0", "--clock-offset", "-3600")
+    shell.append(server)
+    url = server.url()
+    assert any("3600 s behind this machine" in line for line in server.lines), server.lines
+    answer = requests.get(url + "/api/v1/waygpt/models", timeout=TIMEOUT)
+    told = email.utils.parsedate_to_datetime(answer.headers["Date"]).timestamp()
+    assert abs(told - (time.time() - 3600)) < 5, answer.headers["Date"]
+    result = server.stop(signal.SIGTERM)
+    assert result["code"] == 0, result
+
+
 def test_a_busy_port_is_a_one_line_error() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -176,7 +192,16 @@ def test_a_busy_port_is_a_one_line_error() -> None:
     )
 
 
-@pytest.mark.parametrize("args", [["--project-key", ""], ["--port", "70000"], ["--email", " "]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--project-key", ""],
+        ["--port", "70000"],
+        ["--email", " "],
+        ["--clock-offset", "soon"],
+        ["--clock-offset", "nan"],
+    ],
+)
 def test_invalid_options_are_usage_errors(args: List[str]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "waygpt.testing", *args],

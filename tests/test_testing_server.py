@@ -1,9 +1,12 @@
 """Tests of waygpt.testing.WayGPTTestServer, driven over real HTTP with plain requests."""
 
+import base64
+import email.utils
 import hashlib
 import hmac
 import http.client
 import json
+import re
 import secrets
 import socket
 import threading
@@ -887,3 +890,108 @@ def test_the_default_account_is_the_one_the_docs_log_in_with(server: WayGPTTestS
         timeout=TIMEOUT,
     )
     assert [project["id"] for project in projects.json()] == [server.project_id]
+
+
+# -- the server's clock ----------------------------------------------------------------------
+
+IMF_FIXDATE = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"\d{4} \d\d:\d\d:\d\d GMT"
+)
+
+
+def date_of(headers: Any) -> float:
+    """The Date header, which must be an RFC 7231 IMF-fixdate, as a Unix time."""
+    value = headers["Date"]
+    assert IMF_FIXDATE.fullmatch(value), value
+    return email.utils.parsedate_to_datetime(value).timestamp()
+
+
+def answers_of_every_kind(server: WayGPTTestServer) -> Dict[str, Any]:
+    """The headers of an answer of each kind the server gives, by kind."""
+    got: Dict[str, Any] = {}
+    keyed = key_headers(server)
+    got["json"] = requests.get(server.url + MODELS, headers=keyed, timeout=TIMEOUT).headers
+    got["401"] = requests.get(server.url + MODELS, timeout=TIMEOUT).headers
+    got["404"] = requests.get(server.url + "/nowhere", headers=keyed, timeout=TIMEOUT).headers
+    stream = requests.post(
+        server.url + CHAT, json={**chat_body(), "stream": True}, headers=key_headers(server),
+        timeout=TIMEOUT,
+    )
+    assert b"[DONE]" in stream.content
+    got["stream"] = stream.headers
+    server.script(status=503, body={"detail": "busy"}, path=MODELS)
+    got["scripted"] = requests.get(server.url + MODELS, headers=keyed, timeout=TIMEOUT).headers
+    server.script(path=CHAT, chunks=[sse_event("[DONE]")], content_type="text/event-stream")
+    got["scripted stream"] = requests.post(
+        server.url + CHAT, json=chat_body(), headers=key_headers(server), timeout=TIMEOUT
+    ).headers
+    # The stdlib's own error page: a header line over its 64 KiB limit.
+    raw = raw_exchange(server, b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n")
+    head = read_all(raw).split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
+    got["malformed"] = dict(line.split(": ", 1) for line in head)
+    return got
+
+
+@pytest.mark.parametrize("offset", [0, 3600, -86400.5])
+def test_every_answer_carries_a_date_told_by_the_server_clock(offset: float) -> None:
+    with WayGPTTestServer(clock_offset=offset) as srv:
+        for kind, headers in answers_of_every_kind(srv).items():
+            told = date_of(headers) - time.time()
+            assert abs(told - offset) < 5, (kind, headers["Date"])
+
+
+def test_a_scripted_date_header_replaces_the_server_one(server: WayGPTTestServer) -> None:
+    server.script(headers={"Date": "Sun, 06 Nov 1994 08:49:37 GMT"}, path=MODELS)
+    answer = requests.get(server.url + MODELS, headers=key_headers(server), timeout=TIMEOUT)
+    assert answer.raw.headers.getlist("Date") == ["Sun, 06 Nov 1994 08:49:37 GMT"]
+
+
+@pytest.mark.parametrize("offset", [1000, -1000])
+def test_clock_offset_moves_the_hmac_timestamp_window(offset: int) -> None:
+    with WayGPTTestServer(require_hmac=True, clock_offset=offset) as srv:
+
+        def status(timestamp: float) -> int:
+            headers = signed(srv, "GET", MODELS, timestamp=int(timestamp))
+            return requests.get(srv.url + MODELS, headers=headers, timeout=TIMEOUT).status_code
+
+        now = time.time()
+        assert status(now) == 403  # the machine's time is 1000 s off the server's
+        refused = requests.get(
+            srv.url + MODELS, headers=signed(srv, "GET", MODELS, timestamp=int(now)), timeout=5
+        )
+        assert refused.json() == {"detail": "HMAC timestamp outside the allowed window"}
+        assert status(now + offset) == 200
+        assert status(now + offset - 250) == 200  # the 300 s window is around the server's now
+        assert status(now + offset + (-350 if offset > 0 else 350)) == 403
+
+        srv.clock_offset = 0  # the running server's clock set right
+        assert srv.clock_offset == 0.0
+        assert status(time.time()) == 200
+        assert status(time.time() + offset) == 403
+        assert abs(date_of(requests.get(srv.url + MODELS, timeout=5).headers) - time.time()) < 5
+
+
+def test_clock_offset_moves_token_and_created_times() -> None:
+    with WayGPTTestServer(clock_offset=7200, token_expires_in=60) as srv:
+        claims = json.loads(base64.urlsafe_b64decode(srv.issue_token().split(".")[1] + "=="))
+        assert abs(claims["iat"] - (time.time() + 7200)) < 5
+        assert requests.get(srv.url + PROJECTS, headers=jwt_headers(srv), timeout=5).ok
+        answer = requests.post(
+            srv.url + CHAT, json=chat_body(), headers=key_headers(srv), timeout=TIMEOUT
+        )
+        assert abs(answer.json()["created"] - (time.time() + 7200)) < 5
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [("5", TypeError), (True, TypeError), (None, TypeError), (float("nan"), ValueError),
+     (float("inf"), ValueError)],
+)
+def test_a_clock_offset_must_be_a_finite_number(value: Any, error: type) -> None:
+    with pytest.raises(error):
+        WayGPTTestServer(clock_offset=value)
+    server = WayGPTTestServer()
+    with pytest.raises(error):
+        server.clock_offset = value
+    assert server.clock_offset == 0.0

@@ -6,6 +6,7 @@ error and exit status 1.
 """
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -56,6 +57,16 @@ def _positive(value: str) -> int:
     return number
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {value!r}") from None
+    if not math.isfinite(seconds):
+        raise argparse.ArgumentTypeError("must be a finite number of seconds")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -85,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--job-steps", type=_positive, default=3, help="polls before a video job completes"
+    )
+    parser.add_argument(
+        "--clock-offset",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="run the server's clock this far ahead of this machine's (negative: behind); "
+        "it moves the Date header and the HMAC timestamp window (default: %(default)s)",
     )
     return parser
 
@@ -119,6 +138,11 @@ def _say(line: str = "") -> None:
         os.close(devnull)
 
 
+def _offset_text(seconds: float) -> str:
+    side = "ahead of" if seconds > 0 else "behind"
+    return f"{abs(seconds):g} s {side}"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     server = WayGPTTestServer(
@@ -131,6 +155,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         job_steps=args.job_steps,
         host=args.host,
         port=args.port,
+        clock_offset=args.clock_offset,
     )
     stop = _StopRequest()
     previous = _install(stop)
@@ -154,6 +179,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             if args.require_hmac:
                 _say("  WAYGPT_USE_HMAC=true")
             _say(f"  Client API login: {server.user_email} / {server.user_password}")
+            if args.clock_offset:
+                _say(f"  Clock: {_offset_text(args.clock_offset)} this machine's")
             _say("Press Ctrl+C to stop.")
             while stop.signal_name is None:
                 time.sleep(_POLL_SECONDS)

@@ -190,7 +190,7 @@ class Dispatcher:
                     body=ctx.request.body,
                     project_id=project.id,
                     secret=project.hmac_secret,
-                    now=time.time(),
+                    now=self.state.clock.now(),
                     window=self.timestamp_window,
                     claim_nonce=self.state.claim_nonce,
                 )

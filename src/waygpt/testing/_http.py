@@ -9,9 +9,11 @@ import threading
 import time
 import traceback
 import uuid
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+from ._clock import ServerClock
 from ._context import reply
 from ._dispatch import Dispatcher
 from ._faults import ScriptedResponse
@@ -64,6 +66,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         # Tests inspect server.requests; an access log on stderr is only noise.
         return
+
+    def date_time_string(self, timestamp: Optional[float] = None) -> str:
+        # The Date of every answer, the stdlib's error pages too, is told by the server's clock.
+        moment = self.server.clock.now() if timestamp is None else timestamp
+        return formatdate(moment, usegmt=True)
 
     def send_response(self, code: int, message: Optional[str] = None) -> None:
         # Only the stdlib's own error pages (malformed requests) come this way.
@@ -218,7 +225,8 @@ class _Handler(BaseHTTPRequestHandler):
             headers.append(("x-request-id", _request_id()))
         try:
             self.send_response_only(answer.status)
-            self.send_header("Date", self.date_time_string())
+            if "date" not in given:
+                self.send_header("Date", self.date_time_string())
             for name, value in headers:
                 self.send_header(name, value)
             self.end_headers()
@@ -275,8 +283,10 @@ class HTTPServer(ThreadingHTTPServer):
         log: RequestLog,
         on_connection: Callable[[], None],
         max_body_size: int,
+        clock: ServerClock,
     ) -> None:
         self.dispatcher = dispatcher
+        self.clock = clock
         self.max_body_size = max_body_size
         self.log = log
         self.on_connection = on_connection

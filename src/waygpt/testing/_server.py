@@ -5,6 +5,7 @@ import time
 from types import TracebackType
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 
+from ._clock import ServerClock, checked_offset
 from ._dispatch import Dispatcher
 from ._faults import ScriptBook, ScriptedResponse
 from ._http import HTTPServer
@@ -48,6 +49,10 @@ class WayGPTTestServer:
     clock the rate-limit windows are measured on (``time.monotonic`` by default);
     pass a fake one to test a window freeing up without waiting for it.
 
+    ``clock_offset`` (seconds; negative: behind) sets the server's clock ahead of the
+    machine's: the ``Date`` header and the HMAC timestamp window follow it, so a client's
+    handling of clock skew can be tested. The ``clock_offset`` property changes it later.
+
     ``max_body_size`` (bytes, 16 MiB by default) bounds a request body: a larger one is
     refused with 413 before it is read, whatever ``Content-Length`` or chunks announce it.
 
@@ -78,6 +83,7 @@ class WayGPTTestServer:
         rate_limit_rpd: int = 0,
         rate_limit_clock: Optional[Callable[[], float]] = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        clock_offset: float = 0.0,
     ) -> None:
         if job_steps < 1:
             raise ValueError("job_steps must be at least 1")
@@ -100,7 +106,8 @@ class WayGPTTestServer:
         self._user_password = user_password
         self._host = host
         self._port = port
-        self._state = ServerState(token_expires_in=token_expires_in)
+        self._clock = ServerClock(clock_offset)
+        self._state = ServerState(token_expires_in=token_expires_in, clock=self._clock)
         self._state.users[user_email] = user_password
         project = self._state.add_project(
             owner=user_email,
@@ -144,6 +151,7 @@ class WayGPTTestServer:
                 log=self._log,
                 on_connection=self._count_connection,
                 max_body_size=self._max_body_size,
+                clock=self._clock,
             )
             thread = threading.Thread(
                 target=httpd.serve_forever,
@@ -207,6 +215,19 @@ class WayGPTTestServer:
         with self._state.lock:
             project = self._state.projects.get(self._project_id)
             return project is not None and project.hmac_required
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds the server's clock is ahead of this machine's (negative: behind).
+
+        It moves the ``Date`` header of every answer, the HMAC timestamp window, JWT times
+        and ``created`` fields. Assign it to move the clock of a running server.
+        """
+        return self._clock.offset
+
+    @clock_offset.setter
+    def clock_offset(self, seconds: float) -> None:
+        self._clock.offset = checked_offset(seconds)
 
     @property
     def max_body_size(self) -> int:
