@@ -13,6 +13,12 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+try:  # POSIX only: how much a socket still has to send (see _wait_until_sent)
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - Windows
+    fcntl = termios = None  # type: ignore[assignment]
+
 from ._clock import ServerClock
 from ._context import reply
 from ._dispatch import Dispatcher
@@ -31,6 +37,8 @@ _MAX_DIGITS = 18
 # socket with unread data resets the connection, and a reset can destroy the answer in the
 # client's buffer before the client reads it.
 _LINGER_SECONDS = 2.0
+# How long a reset waits for what was written before it to leave (see _wait_until_sent).
+_SEND_WAIT_SECONDS = 1.0
 
 
 def _request_id() -> str:
@@ -232,14 +240,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if framing == "length" and not answer.chunk_delay:
                 self.wfile.write(b"".join(pieces))
-            elif not self._write_pieces(pieces, framing, answer.chunk_delay):
+            elif not self._write_pieces(pieces, framing, answer.chunk_delay, answer.cut is None):
                 closes = True
         except OSError:
             closes = True  # the client went away; nothing left to answer on
-        if closes or answer.close_connection:
+        if answer.cut == "reset":
+            self._wait_until_sent()
+            self._reset()
+            return
+        if closes or answer.close_connection or answer.cut is not None:
             self.close_connection = True
 
-    def _write_pieces(self, pieces: List[bytes], framing: str, chunk_delay: float) -> bool:
+    def _write_pieces(
+        self, pieces: List[bytes], framing: str, chunk_delay: float, terminate: bool
+    ) -> bool:
         """Write the body piece by piece; False when stopped before the end."""
         for index, piece in enumerate(pieces):
             if index and chunk_delay and self.server.stopping.wait(chunk_delay):
@@ -249,9 +263,29 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             else:
                 self.wfile.write(piece)
-        if framing == "chunked":
+        if framing == "chunked" and terminate:
             self.wfile.write(b"0\r\n\r\n")
         return True
+
+    def _wait_until_sent(self) -> None:
+        """Wait (briefly) until the kernel has sent what was written and seen it acknowledged.
+
+        A reset discards whatever is still queued for sending, so the events a test wants
+        before a reset could otherwise never reach the client. Linux tells the queue's size;
+        elsewhere the reset follows at once.
+        """
+        outq = getattr(termios, "TIOCOUTQ", None) if termios is not None else None
+        if outq is None:
+            return
+        deadline = time.monotonic() + _SEND_WAIT_SECONDS
+        try:
+            while time.monotonic() < deadline:
+                queued = fcntl.ioctl(self.connection.fileno(), outq, b"\0\0\0\0")
+                if struct.unpack("i", queued)[0] == 0:
+                    return
+                time.sleep(0.001)
+        except OSError:
+            return
 
     def _reset(self) -> None:
         """Close the socket so the kernel sends RST instead of FIN."""

@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 
 from ._clock import ServerClock, checked_offset
 from ._dispatch import Dispatcher
-from ._faults import ScriptBook, ScriptedResponse
+from ._faults import ScriptBook, ScriptedResponse, StreamFault, StreamFaultBook
 from ._http import HTTPServer
 from ._records import RecordedRequest, RequestLog
 from ._state import ServerState
@@ -41,7 +41,7 @@ class WayGPTTestServer:
     JWTs and HMAC signatures as the real server does, enforces each project's
     policy (active, allowed models and domains, rate limits), records every
     request, and can be scripted to fail in specific ways (see
-    :class:`ScriptedResponse`).
+    :class:`ScriptedResponse`, and :class:`StreamFault` for faults inside a stream).
 
     The keyword-only options set the default project's policy: ``allowed_models``
     and ``allowed_domains`` (None or empty: no restriction), ``rate_limit_rpm`` and
@@ -125,10 +125,12 @@ class WayGPTTestServer:
         )
         self._state.seed_default_use_cases(project)
         self._scripts = ScriptBook()
+        self._stream_faults = StreamFaultBook()
         self._log = RequestLog()
         self._dispatcher = Dispatcher(
             self._state,
             self._scripts,
+            self._stream_faults,
             job_steps=job_steps,
             timestamp_window=timestamp_window,
             rate_limit_clock=rate_limit_clock or time.monotonic,
@@ -290,13 +292,37 @@ class WayGPTTestServer:
         self._scripts.add(response)
         return response
 
+    def script_stream_fault(
+        self, fault: Optional[StreamFault] = None, **fields: Any
+    ) -> StreamFault:
+        """Queue a fault in the next streamed chat completion(s), given as a StreamFault or
+        as its fields: ``after_events`` normal events, then ``cut="close"`` or ``"reset"``,
+        or an in-stream error event with ``error_code`` (and ``error_message``); ``times``.
+
+        ``server.script_stream_fault(after_events=2, cut="reset", times=3)`` resets the
+        next three streams after two content chunks each.
+        """
+        if fault is None:
+            fault = StreamFault(**fields)
+        elif fields:
+            raise TypeError("pass either a StreamFault or keyword fields, not both")
+        self._stream_faults.add(fault)
+        return fault
+
     def clear_scripts(self) -> None:
+        """Drop every queued script and stream fault."""
         self._scripts.clear()
+        self._stream_faults.clear()
 
     @property
     def pending_scripts(self) -> List[ScriptedResponse]:
         """Scripts that still have uses left, in matching order."""
         return self._scripts.pending()
+
+    @property
+    def pending_stream_faults(self) -> List[StreamFault]:
+        """Stream faults that still have uses left, in order."""
+        return self._stream_faults.pending()
 
     # -- state ---------------------------------------------------------------
     @property

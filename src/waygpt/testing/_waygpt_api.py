@@ -153,13 +153,15 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
     }
     events.append(sse_event(final))
     events.append(sse_event("[DONE]"))
-    return ScriptedResponse(
+    answer = ScriptedResponse(
         chunks=events,
         content_type="text/event-stream; charset=utf-8",
         headers={"Cache-Control": "no-cache"},
         framing="chunked",
         times=None,
     )
+    fault = ctx.stream_faults.take()
+    return answer if fault is None else fault.answer(answer)
 
 
 def _media_model(project: Project, model: Optional[str], kind: str) -> str:
