@@ -61,17 +61,22 @@ def sdk() -> ModuleType:
     return SDK
 
 
+# The server's default password is "password", the docs' one; the secret-leak tests look for
+# the password in every error text, and the word "password" is in many of them by right.
+TEST_PASSWORD = "s3cret-Пароль-7f3a"
+
+
 @pytest.fixture
 def server() -> Iterator[WayGPTTestServer]:
     """A fresh local WayGPT server on 127.0.0.1 and a free port."""
-    with WayGPTTestServer() as running:
+    with WayGPTTestServer(user_password=TEST_PASSWORD) as running:
         yield running
 
 
 @pytest.fixture
 def hmac_server() -> Iterator[WayGPTTestServer]:
     """A local server whose default project requires HMAC signatures."""
-    with WayGPTTestServer(require_hmac=True) as running:
+    with WayGPTTestServer(require_hmac=True, user_password=TEST_PASSWORD) as running:
         yield running
 
 

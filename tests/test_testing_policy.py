@@ -212,7 +212,7 @@ def test_auto_with_a_use_case_takes_the_use_case_models(server: WayGPTTestServer
 
 def test_models_list_only_the_allowed_models(server: WayGPTTestServer) -> None:
     every = get(server, MODELS).json()
-    assert len(every) == 8
+    assert len(every) == 11
     update_project(server, allowed_models=["kling-1.6", "gpt-4o", "not-in-the-catalogue"])
 
     assert get(server, MODELS).json() == ["gpt-4o", "kling-1.6"]  # catalogue order
@@ -221,6 +221,56 @@ def test_models_list_only_the_allowed_models(server: WayGPTTestServer) -> None:
     assert full[0]["provider"] == "openai"
     update_project(server, allowed_models=[])
     assert get(server, MODELS).json() == every
+
+
+PLUGIN_README_MODELS = {"yandex-art": "image", "kling-v1": "video", "gemini-2.0-flash-exp": "chat"}
+
+
+def test_the_catalogue_holds_the_models_of_the_plugin_readme(server: WayGPTTestServer) -> None:
+    assert set(PLUGIN_README_MODELS) <= set(get(server, MODELS).json())
+    full = {m["id"]: m for m in get(server, MODELS + "/full").json()}
+    for model, kind in PLUGIN_README_MODELS.items():
+        assert full[model]["type"] == kind, model
+        assert full[model]["name"] and full[model]["provider"], model
+
+
+def test_the_plugin_readme_models_generate(server: WayGPTTestServer) -> None:
+    image = post(server, IMAGES, {"prompt": "кот в космосе", "model": "yandex-art"})
+    assert image.status_code == 200, image.text
+    assert image.json()["model"] == "yandex-art"
+    video = post(server, VIDEOS, {"prompt": "волны", "model": "kling-v1", "duration": 5})
+    assert video.status_code == 200, video.text
+    assert server.jobs[video.json()["job_id"]]["model"] == "kling-v1"
+    picture = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    content = [{"type": "text", "text": "Что на картинке?"}, picture]
+    messages = [{"role": "user", "content": content}]
+    multimodal = {"model": "gemini-2.0-flash-exp", "messages": messages}
+    answer = post(server, CHAT, multimodal)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model"] == "gemini-2.0-flash-exp"
+    assert answer.json()["choices"][0]["message"]["content"] == "Echo: Что на картинке?"
+    # What "auto" prefers is unchanged by the additions.
+    assert post(server, CHAT, chat()).json()["model"] == "gpt-4o-mini"
+    assert post(server, IMAGES, {"prompt": "кот"}).json()["model"] == "dall-e-3"
+    video_job = post(server, VIDEOS, {"prompt": "кот"}).json()["job_id"]
+    assert server.jobs[video_job]["model"] == "kling-1.6"
+
+
+def test_allowed_models_applies_to_the_plugin_readme_models(server: WayGPTTestServer) -> None:
+    update_project(server, allowed_models=["gpt-4o", "dall-e-3", "kling-1.6"])
+    for path, body in (
+        (IMAGES, {"prompt": "кот", "model": "yandex-art"}),
+        (VIDEOS, {"prompt": "кот", "model": "kling-v1"}),
+        (CHAT, chat("gemini-2.0-flash-exp")),
+    ):
+        refused = post(server, path, body)
+        assert (refused.status_code, refused.json()) == (404, NOT_FOUND), path
+    assert not set(PLUGIN_README_MODELS) & set(get(server, MODELS).json())
+
+    update_project(server, allowed_models=["yandex-art", "kling-v1", "gemini-2.0-flash-exp"])
+    assert get(server, MODELS).json() == ["gemini-2.0-flash-exp", "yandex-art", "kling-v1"]
+    assert post(server, IMAGES, {"prompt": "кот"}).json()["model"] == "yandex-art"  # "auto"
+    assert post(server, CHAT, chat()).json()["model"] == "gemini-2.0-flash-exp"
 
 
 def test_server_options_set_the_default_project_policy() -> None:
@@ -274,6 +324,93 @@ def test_a_request_from_a_foreign_origin_or_referer_is_403(server: WayGPTTestSer
     assert get(server, MODELS, Origin="https://SHOP.example.com:8443").status_code == 200
     assert get(server, MODELS, Referer="http://shop.example.com/cart?x=1").status_code == 200
     assert get(server, MODELS).status_code == 200
+
+
+# Read as a browser reads them (WHATWG URL parsing): what each names, and the host refused.
+FOREIGN_ORIGINS = [
+    ("https://evil.com\\@shop.example.com", "evil.com"),  # a backslash ends the host
+    ("https://evil.com\\shop.example.com", "evil.com"),
+    ("https:\\\\evil.com", "evil.com"),
+    ("https:evil.com", "evil.com"),
+    ("https://shop.example.com@evil.com", "evil.com"),  # the host follows the last "@"
+    ("https://shop.example.com:pw@evil.com", "evil.com"),
+    ("http://user@shop.example.com:80@evil.com", "evil.com"),
+    ("https://shop.example.com.evil.com", "shop.example.com.evil.com"),
+    ("https://www.shop.example.com", "www.shop.example.com"),
+    ("https://EVIL.com", "evil.com"),
+    ("wss://evil.com", "evil.com"),
+    ("https://shop.example.com:99999", None),  # not a URL: no port that big
+    ("https://shop.example.com:443evil.com", None),
+    ("https://shop.example.com:evil.com", None),
+    ("null", None),  # an opaque origin: a sandboxed page, a file:// page
+    ("file:///home/shop.example.com/index.html", None),
+    ("chrome-extension://shop.example.com", None),  # a non-special scheme: opaque too
+    ("shop.example.com", None),  # a browser never sends a scheme-less value
+    ("https://", None),
+]
+SAME_ORIGINS = [
+    "https://shop.example.com",
+    "https://SHOP.Example.COM",
+    "HTTPS://shop.example.com",
+    "https://shop.example.com.",
+    "https://shop.example.com:8443",
+    "http://shop.example.com:80/cart?x=1#top",
+    "https://evil.com@shop.example.com",  # userinfo is not the host
+    "https://shop.example.com#@evil.com",  # nor is a fragment
+    "https://shop.example.com/..\\@evil.com",  # nor a path
+    "https://shop%2Eexample.com",  # the host is percent-decoded
+    "https://shop.exa\tmple.com",  # tabs inside are dropped
+    "https:/\\/shop.example.com",
+]
+
+
+@pytest.mark.parametrize(("origin", "host"), FOREIGN_ORIGINS, ids=[o for o, _ in FOREIGN_ORIGINS])
+def test_an_origin_is_read_as_a_browser_reads_it(
+    server: WayGPTTestServer, origin: str, host: Optional[str]
+) -> None:
+    update_project(server, allowed_domains=["shop.example.com"])
+    refused = get(server, MODELS, Origin=origin)
+    assert refused.status_code == 403, refused.text
+    named = origin if host is None else host
+    assert refused.json() == {"detail": f"Domain '{named}' is not allowed for this project"}
+    assert get(server, MODELS, Referer=origin + "/page").status_code == 403
+
+
+@pytest.mark.parametrize("origin", SAME_ORIGINS)
+def test_the_allowed_host_is_recognised_however_written(
+    server: WayGPTTestServer, origin: str
+) -> None:
+    update_project(server, allowed_domains=["shop.example.com"])
+    assert get(server, MODELS, Origin=origin).status_code == 200
+    assert get(server, MODELS, Referer=origin).status_code == 200
+
+
+def test_an_allowed_domain_entry_is_read_the_same_way(server: WayGPTTestServer) -> None:
+    # An entry may be a bare domain (with a port) or a URL; it names one host either way.
+    update_project(
+        server, allowed_domains=["Shop.Example.com.:8443", "https://partner.example/shop"]
+    )
+    for origin in ("https://shop.example.com", "https://PARTNER.example:444"):
+        assert get(server, MODELS, Origin=origin).status_code == 200, origin
+    assert get(server, MODELS, Origin="https://example.com").status_code == 403
+
+
+def test_a_site_domain_is_read_as_a_browser_reads_it(server: WayGPTTestServer) -> None:
+    update_project(server, allowed_domains=["shop.example.com"])
+    for foreign in ("evil.com\\@shop.example.com", "https://evil.com\\@shop.example.com",
+                    "shop.example.com@evil.com", "shop.example.com:99999"):
+        refused = post(server, WIDGET, {"site_domain": foreign})
+        assert refused.status_code == 403, foreign
+    for same in ("shop.example.com", "SHOP.example.com.", "shop.example.com:8443",
+                 "https://shop.example.com/cart"):
+        assert post(server, WIDGET, {"site_domain": same}).status_code == 200, same
+    detail = post(server, WIDGET, {"site_domain": "evil.com\\@shop.example.com"}).json()
+    assert detail == {"detail": "Domain 'evil.com' is not allowed for this project"}
+
+
+def test_origin_null_is_accepted_without_allowed_domains(server: WayGPTTestServer) -> None:
+    assert get(server, MODELS, Origin="null").status_code == 200
+    assert get(server, MODELS, Origin="https://evil.com\\@shop.example.com").status_code == 200
 
 
 def test_without_allowed_domains_every_origin_is_accepted(server: WayGPTTestServer) -> None:

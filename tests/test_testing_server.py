@@ -1,20 +1,29 @@
 """Tests of waygpt.testing.WayGPTTestServer, driven over real HTTP with plain requests."""
 
+import base64
+import email.utils
 import hashlib
 import hmac
 import http.client
 import json
+import re
 import secrets
 import socket
 import threading
 import time
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 import requests
 
 from waygpt import WayGPTClient
-from waygpt.testing import RecordedRequest, ScriptedResponse, WayGPTTestServer, sse_event
+from waygpt.testing import (
+    RecordedRequest,
+    ScriptedResponse,
+    StreamFault,
+    WayGPTTestServer,
+    sse_event,
+)
 
 TIMEOUT = 5
 CHAT = "/api/v1/waygpt/chat/completions"
@@ -871,3 +880,371 @@ def test_defaults_are_exposed() -> None:
     assert srv.project_id.count("-") == 4
     with srv:
         assert srv.url.startswith("http://127.0.0.1:")
+
+
+def test_the_default_account_is_the_one_the_docs_log_in_with(server: WayGPTTestServer) -> None:
+    # README.md and docs/ log in as you@example.com / password against a plain server.
+    answer = requests.post(
+        server.url + LOGIN,
+        data={"username": "you@example.com", "password": "password"},
+        timeout=TIMEOUT,
+    )
+    assert answer.status_code == 200, answer.text
+    projects = requests.get(
+        server.url + PROJECTS,
+        headers={"Authorization": "Bearer " + answer.json()["access_token"]},
+        timeout=TIMEOUT,
+    )
+    assert [project["id"] for project in projects.json()] == [server.project_id]
+
+
+# -- the server's clock ----------------------------------------------------------------------
+
+IMF_FIXDATE = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"\d{4} \d\d:\d\d:\d\d GMT"
+)
+
+
+def date_of(headers: Any) -> float:
+    """The Date header, which must be an RFC 7231 IMF-fixdate, as a Unix time."""
+    value = headers["Date"]
+    assert IMF_FIXDATE.fullmatch(value), value
+    return email.utils.parsedate_to_datetime(value).timestamp()
+
+
+def answers_of_every_kind(server: WayGPTTestServer) -> Dict[str, Any]:
+    """The headers of an answer of each kind the server gives, by kind."""
+    got: Dict[str, Any] = {}
+    keyed = key_headers(server)
+    got["json"] = requests.get(server.url + MODELS, headers=keyed, timeout=TIMEOUT).headers
+    got["401"] = requests.get(server.url + MODELS, timeout=TIMEOUT).headers
+    got["404"] = requests.get(server.url + "/nowhere", headers=keyed, timeout=TIMEOUT).headers
+    stream = requests.post(
+        server.url + CHAT, json={**chat_body(), "stream": True}, headers=key_headers(server),
+        timeout=TIMEOUT,
+    )
+    assert b"[DONE]" in stream.content
+    got["stream"] = stream.headers
+    server.script(status=503, body={"detail": "busy"}, path=MODELS)
+    got["scripted"] = requests.get(server.url + MODELS, headers=keyed, timeout=TIMEOUT).headers
+    server.script(path=CHAT, chunks=[sse_event("[DONE]")], content_type="text/event-stream")
+    got["scripted stream"] = requests.post(
+        server.url + CHAT, json=chat_body(), headers=key_headers(server), timeout=TIMEOUT
+    ).headers
+    # The stdlib's own error page: a header line over its 64 KiB limit.
+    raw = raw_exchange(server, b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n")
+    head = read_all(raw).split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
+    got["malformed"] = dict(line.split(": ", 1) for line in head)
+    return got
+
+
+@pytest.mark.parametrize("offset", [0, 3600, -86400.5])
+def test_every_answer_carries_a_date_told_by_the_server_clock(offset: float) -> None:
+    with WayGPTTestServer(clock_offset=offset) as srv:
+        for kind, headers in answers_of_every_kind(srv).items():
+            told = date_of(headers) - time.time()
+            assert abs(told - offset) < 5, (kind, headers["Date"])
+
+
+def test_a_scripted_date_header_replaces_the_server_one(server: WayGPTTestServer) -> None:
+    server.script(headers={"Date": "Sun, 06 Nov 1994 08:49:37 GMT"}, path=MODELS)
+    answer = requests.get(server.url + MODELS, headers=key_headers(server), timeout=TIMEOUT)
+    assert answer.raw.headers.getlist("Date") == ["Sun, 06 Nov 1994 08:49:37 GMT"]
+
+
+@pytest.mark.parametrize("offset", [1000, -1000])
+def test_clock_offset_moves_the_hmac_timestamp_window(offset: int) -> None:
+    with WayGPTTestServer(require_hmac=True, clock_offset=offset) as srv:
+
+        def status(timestamp: float) -> int:
+            headers = signed(srv, "GET", MODELS, timestamp=int(timestamp))
+            return requests.get(srv.url + MODELS, headers=headers, timeout=TIMEOUT).status_code
+
+        now = time.time()
+        assert status(now) == 403  # the machine's time is 1000 s off the server's
+        refused = requests.get(
+            srv.url + MODELS, headers=signed(srv, "GET", MODELS, timestamp=int(now)), timeout=5
+        )
+        assert refused.json() == {"detail": "HMAC timestamp outside the allowed window"}
+        assert status(now + offset) == 200
+        assert status(now + offset - 250) == 200  # the 300 s window is around the server's now
+        assert status(now + offset + (-350 if offset > 0 else 350)) == 403
+
+        srv.clock_offset = 0  # the running server's clock set right
+        assert srv.clock_offset == 0.0
+        assert status(time.time()) == 200
+        assert status(time.time() + offset) == 403
+        assert abs(date_of(requests.get(srv.url + MODELS, timeout=5).headers) - time.time()) < 5
+
+
+def test_clock_offset_moves_token_and_created_times() -> None:
+    with WayGPTTestServer(clock_offset=7200, token_expires_in=60) as srv:
+        claims = json.loads(base64.urlsafe_b64decode(srv.issue_token().split(".")[1] + "=="))
+        assert abs(claims["iat"] - (time.time() + 7200)) < 5
+        assert requests.get(srv.url + PROJECTS, headers=jwt_headers(srv), timeout=5).ok
+        answer = requests.post(
+            srv.url + CHAT, json=chat_body(), headers=key_headers(srv), timeout=TIMEOUT
+        )
+        assert abs(answer.json()["created"] - (time.time() + 7200)) < 5
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [("5", TypeError), (True, TypeError), (None, TypeError), (float("nan"), ValueError),
+     (float("inf"), ValueError)],
+)
+def test_a_clock_offset_must_be_a_finite_number(value: Any, error: type) -> None:
+    with pytest.raises(error):
+        WayGPTTestServer(clock_offset=value)
+    server = WayGPTTestServer()
+    with pytest.raises(error):
+        server.clock_offset = value
+    assert server.clock_offset == 0.0
+
+
+# -- stream faults ---------------------------------------------------------------------------
+
+THREE_WORDS = "раз два три"  # "Echo: раз два три": four content chunks, then the final one
+
+
+def stream_request(server: WayGPTTestServer, text: str = THREE_WORDS, **extra: Any) -> bytes:
+    body = json.dumps(
+        {"messages": [{"role": "user", "content": text}], "stream": True, **extra}
+    ).encode()
+    return (
+        f"POST {CHAT} HTTP/1.1\r\nHost: test\r\nx-project-key: {server.project_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def read_until_closed(sock: socket.socket) -> Tuple[bytes, Optional[BaseException]]:
+    """Everything received until the server closed (None) or reset (the error)."""
+    data = b""
+    while True:
+        try:
+            piece = sock.recv(65536)
+        except ConnectionResetError as reset:
+            return data, reset
+        if not piece:
+            return data, None
+        data += piece
+
+
+def dechunk(body: bytes) -> Tuple[bytes, bool]:
+    """The chunked body's data and whether it ended with the terminating chunk."""
+    data = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return data, True
+        data += rest[:size]
+        body = rest[size + 2 :]
+    return data, False
+
+
+def events_of(data: bytes) -> List[Any]:
+    out: List[Any] = []
+    for event in data.decode("utf-8").split("\n\n"):
+        if event.startswith("data: "):
+            text = event[len("data: ") :]
+            out.append(text if text == "[DONE]" else json.loads(text))
+    return out
+
+
+def contents(events: List[Any]) -> List[Optional[str]]:
+    return [e["choices"][0]["delta"].get("content") for e in events if isinstance(e, dict)]
+
+
+def stream_exchange(
+    server: WayGPTTestServer, keep_alive: bool = True
+) -> Tuple[str, List[Any], bool, Optional[BaseException]]:
+    """One streamed chat completion over a raw socket, read until the server closes it:
+    the head, the events, whether the body was terminated, and the reset, if any."""
+    request = stream_request(server)
+    if not keep_alive:
+        request = request.replace(b"Host: test", b"Host: test\r\nConnection: close")
+    with raw_exchange(server, request) as sock:
+        received, reset = read_until_closed(sock)
+    head, _, body = received.partition(b"\r\n\r\n")
+    data, terminated = dechunk(body)
+    return head.decode("latin-1"), events_of(data), terminated, reset
+
+
+def faulty_exchange(
+    server: WayGPTTestServer, **fault: Any
+) -> Tuple[str, List[Any], bool, Optional[BaseException]]:
+    server.script_stream_fault(**fault)
+    # A cut ends even a kept-alive connection; an error event ends only the stream.
+    return stream_exchange(server, keep_alive="cut" in fault)
+
+
+@pytest.mark.parametrize("after", [0, 1, 3])
+def test_a_stream_cut_with_close_ends_abruptly_after_k_events(
+    server: WayGPTTestServer, after: int
+) -> None:
+    head, events, terminated, reset = faulty_exchange(server, after_events=after, cut="close")
+    assert head.startswith("HTTP/1.1 200 ") and "Transfer-Encoding: chunked" in head
+    assert "text/event-stream" in head and re.search(r"\r\nDate: ", head)
+    assert contents(events) == ["Echo:", " раз", " два", " три"][:after]
+    assert not terminated  # no "0\r\n\r\n": the body is cut, not ended
+    assert reset is None  # a plain close (FIN)
+
+
+@pytest.mark.parametrize("after", [0, 2])
+def test_a_stream_cut_with_reset_resets_after_k_events(
+    server: WayGPTTestServer, after: int
+) -> None:
+    head, events, terminated, reset = faulty_exchange(server, after_events=after, cut="reset")
+    assert head.startswith("HTTP/1.1 200 ")  # k=0: right after the headers
+    assert contents(events) == ["Echo:", " раз"][:after]
+    assert not terminated
+    assert isinstance(reset, ConnectionResetError)
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "expected"),
+    [
+        (429, None, "Upstream rate limit exceeded, retry later"),
+        (503, None, "Upstream provider is overloaded, retry later"),
+        (400, "Context length exceeded", "Context length exceeded"),
+        ("rate_limit_exceeded", None, "Upstream error rate_limit_exceeded"),
+    ],
+)
+def test_an_in_stream_error_event_ends_the_stream(
+    server: WayGPTTestServer, code: Any, message: Optional[str], expected: str
+) -> None:
+    head, events, terminated, reset = faulty_exchange(
+        server, after_events=2, error_code=code, error_message=message
+    )
+    assert head.startswith("HTTP/1.1 200 ")
+    assert contents(events[:-1]) == ["Echo:", " раз"]
+    assert events[-1] == {"error": {"message": expected, "code": code}}
+    assert "[DONE]" not in events
+    assert terminated and reset is None  # the stream ends properly, after the error
+
+
+def test_an_in_stream_error_keeps_the_connection(server: WayGPTTestServer) -> None:
+    server.script_stream_fault(after_events=0, error_code=503)
+    with requests.Session() as session:
+        body = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+        first = session.post(server.url + CHAT, json=body, headers=key_headers(server), timeout=5)
+        assert events_of(first.content) == [
+            {"error": {"message": "Upstream provider is overloaded, retry later", "code": 503}}
+        ]
+        second = session.post(server.url + CHAT, json=body, headers=key_headers(server), timeout=5)
+        assert events_of(second.content)[-1] == "[DONE]"
+    assert server.connections_opened == 1
+
+
+def test_the_events_before_a_fault_are_the_normal_chunks(server: WayGPTTestServer) -> None:
+    with raw_exchange(server, stream_request(server)) as sock:
+        normal = events_of(dechunk(read_all_http(sock))[0])
+    _, faulted, _, _ = faulty_exchange(server, after_events=3, cut="close")
+
+    def without_ids(events: List[Any]) -> List[Any]:
+        return [{k: v for k, v in e.items() if k not in ("id", "created")} for e in events]
+
+    assert without_ids(faulted) == without_ids(normal[:3])
+
+
+def read_all_http(sock: socket.socket) -> bytes:
+    """The body of one chunked answer on a kept-alive connection."""
+    data = b""
+    while not data.endswith(b"0\r\n\r\n"):
+        data += sock.recv(65536)
+    return data.partition(b"\r\n\r\n")[2]
+
+
+def test_a_fault_after_more_events_than_the_stream_has_comes_before_done(
+    server: WayGPTTestServer,
+) -> None:
+    _, events, terminated, _ = faulty_exchange(server, after_events=1000, cut="close")
+    assert contents(events) == ["Echo:", " раз", " два", " три", None]  # and the final chunk
+    assert events[-1]["choices"][0]["finish_reason"] == "stop"
+    assert "[DONE]" not in events and not terminated
+
+
+def test_stream_faults_apply_to_the_next_n_streams_only(server: WayGPTTestServer) -> None:
+    fault = server.script_stream_fault(after_events=1, cut="close", times=2)
+    assert server.pending_stream_faults == [fault]
+    headers = key_headers(server)
+    messages = [{"role": "user", "content": "hi"}]
+
+    def stream(**extra: Any) -> requests.Response:
+        body = {"messages": messages, "stream": True, **extra}
+        return requests.post(server.url + CHAT, json=body, headers=headers, timeout=TIMEOUT)
+
+    # Neither a call without a stream nor a refused stream uses the fault up.
+    plain = requests.post(server.url + CHAT, json={"messages": messages}, headers=headers,
+                          timeout=TIMEOUT)
+    assert plain.json()["choices"][0]["message"]["content"] == "Echo: hi"
+    assert stream(temperature=5).status_code == 422
+    assert stream(model="no-such-model").status_code == 404
+    server.script(status=503, path=CHAT)
+    assert stream().status_code == 503
+    assert server.pending_stream_faults == [fault]
+    for _ in range(2):
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            stream().content  # noqa: B018 - reading the body is the point
+    assert server.pending_stream_faults == []
+    assert events_of(stream().content)[-1] == "[DONE]"
+    recorded = [r for r in server.requests if r.path == CHAT]
+    assert len(recorded) == 7 and all(r.method == "POST" for r in recorded)
+
+
+def test_a_stream_fault_forever_and_clear_scripts(server: WayGPTTestServer) -> None:
+    server.script_stream_fault(StreamFault(after_events=0, error_code=429, times=None))
+    for _ in range(3):
+        _, events, _, _ = stream_exchange(server, keep_alive=False)
+        assert events[0]["error"]["code"] == 429
+    server.clear_scripts()
+    assert server.pending_stream_faults == []
+    _, events, _, _ = stream_exchange(server, keep_alive=False)
+    assert events[-1] == "[DONE]"
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({}, ValueError),  # neither cut nor error_code
+        ({"cut": "close", "error_code": 503}, ValueError),
+        ({"cut": "explode"}, ValueError),
+        ({"cut": "close", "after_events": -1}, ValueError),
+        ({"cut": "close", "after_events": 1.5}, TypeError),
+        ({"cut": "close", "times": 0}, ValueError),
+        ({"cut": "close", "error_message": "x"}, ValueError),
+        ({"error_code": True}, TypeError),
+        ({"error_code": 503, "error_message": 5}, TypeError),
+    ],
+)
+def test_a_stream_fault_is_checked_when_made(
+    server: WayGPTTestServer, fields: Dict[str, Any], error: type
+) -> None:
+    with pytest.raises(error):
+        server.script_stream_fault(**fields)
+    assert server.pending_stream_faults == []
+
+
+def test_a_stream_fault_is_given_one_way(server: WayGPTTestServer) -> None:
+    with pytest.raises(TypeError):
+        server.script_stream_fault(StreamFault(cut="close"), times=2)
+
+
+def test_a_scripted_stream_can_be_cut_too(server: WayGPTTestServer) -> None:
+    server.script(
+        path=CHAT,
+        content_type="text/event-stream",
+        chunks=[sse_event({"choices": [{"index": 0, "delta": {"content": "Hel"}}]})],
+        cut="close",
+    )
+    with raw_exchange(server, stream_request(server)) as sock:
+        received, reset = read_until_closed(sock)
+    data, terminated = dechunk(received.partition(b"\r\n\r\n")[2])
+    assert contents(events_of(data)) == ["Hel"]
+    assert not terminated and reset is None
+    with pytest.raises(ValueError):
+        ScriptedResponse(body="whole", cut="close")  # a Content-Length body cannot be cut
+    with pytest.raises(ValueError):
+        ScriptedResponse(chunks=[b"x"], cut="sever")  # type: ignore[arg-type]

@@ -9,13 +9,14 @@ failures with ``server.script(...)``::
     def test_models():
         with WayGPTTestServer() as server:
             server.script(status=429, headers={"Retry-After": "0"}, times=2)
+            server.script_stream_fault(after_events=1, cut="reset")
             ...
 
 Run ``python -m waygpt.testing`` to keep one running in the foreground.
 """
 
-from ._faults import ScriptedResponse, sse_event
+from ._faults import ScriptedResponse, StreamFault, sse_event
 from ._records import RecordedRequest
 from ._server import WayGPTTestServer
 
-__all__ = ["RecordedRequest", "ScriptedResponse", "WayGPTTestServer", "sse_event"]
+__all__ = ["RecordedRequest", "ScriptedResponse", "StreamFault", "WayGPTTestServer", "sse_event"]

@@ -1,18 +1,22 @@
 """``python -m waygpt.testing``: run the test server in the foreground.
 
-It prints where it listens and the credentials it accepts, then serves until Ctrl+C or
-SIGTERM, after which it stops cleanly and exits 0. A port it cannot listen on is a one-line
-error and exit status 1.
+It prints where it listens and the credentials it accepts as lines to paste into another
+terminal (``export NAME=value`` for a POSIX shell, PowerShell's ``$env:NAME = 'value'`` or
+cmd.exe's ``set "NAME=value"``; the shell is named in a comment line, and every other line
+is a comment), then serves until Ctrl+C or SIGTERM, after which it stops cleanly and exits 0.
+A port it cannot listen on is a one-line error and exit status 1.
 """
 
 import argparse
+import math
 import os
+import shlex
 import signal
 import sys
 import threading
 import time
 from types import FrameType
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ._server import (
     DEFAULT_HMAC_SECRET,
@@ -56,6 +60,68 @@ def _positive(value: str) -> int:
     return number
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {value!r}") from None
+    if not math.isfinite(seconds):
+        raise argparse.ArgumentTypeError("must be a finite number of seconds")
+    return seconds
+
+
+SHELLS = ("posix", "powershell", "cmd")
+_SHELL_NAMES = {
+    "posix": "a POSIX shell (bash, zsh, sh)",
+    "powershell": "PowerShell",
+    "cmd": "cmd.exe",
+}
+# What makes a line a comment in each shell; "REM" needs the space after it.
+_COMMENT = {"posix": "# ", "powershell": "# ", "cmd": "REM "}
+# PowerShell ends a single-quoted string at any of these quote characters, not just '.
+_POWERSHELL_QUOTES = ("'", "\u2018", "\u2019", "\u201a", "\u201b")
+
+
+def default_shell(platform: str = sys.platform) -> str:
+    """The shell the lines are written for when ``--shell`` is not given."""
+    return "powershell" if platform == "win32" else "posix"
+
+
+def _powershell_quote(value: str) -> str:
+    for quote in _POWERSHELL_QUOTES:
+        value = value.replace(quote, quote * 2)
+    return f"'{value}'"
+
+
+def comment_line(shell: str, text: str) -> str:
+    return _COMMENT[shell] + text
+
+
+def export_lines(
+    shell: str, variables: Sequence[Tuple[str, str]], unset: Sequence[str] = ()
+) -> List[str]:
+    """Lines that, pasted into ``shell``, set ``variables`` and remove ``unset``."""
+    lines: List[str] = []
+    for name in unset:
+        if shell == "posix":
+            lines.append(f"unset {name}")
+        elif shell == "powershell":
+            lines.append(f"Remove-Item Env:{name} -ErrorAction SilentlyContinue")
+        else:
+            lines.append(f'set "{name}="')
+    for name, value in variables:
+        if shell == "posix":
+            lines.append(f"export {name}={shlex.quote(value)}")
+        elif shell == "powershell":
+            lines.append(f"$env:{name} = {_powershell_quote(value)}")
+        elif any(char in value for char in '"%\r\n'):
+            # cmd.exe has no quoting that keeps " or %VAR% literal on an interactive line.
+            lines.append(comment_line(shell, f"set {name} by hand: its value holds \" or %"))
+        else:
+            lines.append(f'set "{name}={value}"')
+    return lines
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -85,6 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--job-steps", type=_positive, default=3, help="polls before a video job completes"
+    )
+    parser.add_argument(
+        "--clock-offset",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="run the server's clock this far ahead of this machine's (negative: behind); "
+        "it moves the Date header and the HMAC timestamp window (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--shell",
+        choices=SHELLS,
+        default=default_shell(),
+        help="the shell the printed lines are for (default: %(default)s, for this platform)",
     )
     return parser
 
@@ -119,6 +199,40 @@ def _say(line: str = "") -> None:
         os.close(devnull)
 
 
+def _offset_text(seconds: float) -> str:
+    side = "ahead of" if seconds > 0 else "behind"
+    return f"{abs(seconds):g} s {side}"
+
+
+def _banner(server: WayGPTTestServer, args: argparse.Namespace) -> List[str]:
+    """What the server prints once it listens: every line can be pasted into ``args.shell``."""
+    shell = args.shell
+    variables = [
+        ("WAYGPT_API_URL", server.url),
+        ("WAYGPT_PROJECT_KEY", server.project_key),
+        ("WAYGPT_PROJECT_ID", server.project_id),
+        ("WAYGPT_HMAC_SECRET", server.hmac_secret),
+        # Set either way, so a "true" left from an earlier paste does not linger.
+        ("WAYGPT_USE_HMAC", "true" if args.require_hmac else "false"),
+        ("WAYGPT_EMAIL", server.user_email),
+        ("WAYGPT_PASSWORD", server.user_password),
+    ]
+    lines = [
+        comment_line(shell, f"WayGPT test server listening on {server.url}"),
+        comment_line(
+            shell,
+            f"For {_SHELL_NAMES[shell]}; paste into another terminal (--shell for another shell):",
+        ),
+        # A token from an earlier server (export WAYGPT_JWT=$(waygpt login)) is not valid here.
+        *export_lines(shell, variables, unset=["WAYGPT_JWT"]),
+    ]
+    if args.clock_offset:
+        clock = f"Clock: {_offset_text(args.clock_offset)} this machine's"
+        lines.append(comment_line(shell, clock))
+    lines.append(comment_line(shell, "Press Ctrl+C to stop."))
+    return lines
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     server = WayGPTTestServer(
@@ -131,6 +245,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         job_steps=args.job_steps,
         host=args.host,
         port=args.port,
+        clock_offset=args.clock_offset,
     )
     stop = _StopRequest()
     previous = _install(stop)
@@ -146,15 +261,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             )
             return 1
         try:
-            _say(f"WayGPT test server listening on {server.url}")
-            _say(f"  WAYGPT_API_URL={server.url}")
-            _say(f"  WAYGPT_PROJECT_KEY={server.project_key}")
-            _say(f"  WAYGPT_PROJECT_ID={server.project_id}")
-            _say(f"  WAYGPT_HMAC_SECRET={server.hmac_secret}")
-            if args.require_hmac:
-                _say("  WAYGPT_USE_HMAC=true")
-            _say(f"  Client API login: {server.user_email} / {server.user_password}")
-            _say("Press Ctrl+C to stop.")
+            for line in _banner(server, args):
+                _say(line)
             while stop.signal_name is None:
                 time.sleep(_POLL_SECONDS)
             _say(f"{stop.signal_name}: stopping")

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from ._faults import ScriptedResponse
+from ._faults import ScriptedResponse, StreamFaultBook
 from ._records import RecordedRequest
 from ._state import Project, ServerState
 
@@ -20,6 +20,7 @@ class Context:
     state: ServerState
     base_url: str
     job_steps: int
+    stream_faults: StreamFaultBook = field(default_factory=StreamFaultBook)
     params: Dict[str, str] = field(default_factory=dict)
     project: Optional[Project] = None
     user: Optional[str] = None

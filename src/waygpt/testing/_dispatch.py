@@ -8,7 +8,8 @@ The order of the checks, for a project-key request (docs/testing.md, "Project po
 3. routing: an unknown path is 404, a wrong method 405;
 4. ``Origin``/``Referer`` against ``allowed_domains`` (403);
 5. the rate limits (429 with ``Retry-After``); only requests that get this far are counted;
-6. the endpoint: body validation (400/422), use case and model (404), ``site_domain`` (403).
+6. the endpoint: body validation (400/422), use case and model (404), ``site_domain`` (403);
+   a streamed chat completion that gets this far takes the next stream fault, if any.
 """
 
 import struct
@@ -22,7 +23,7 @@ from . import _client_api as client_api
 from . import _policy as policy
 from . import _waygpt_api as waygpt_api
 from ._context import Context, reply
-from ._faults import ScriptBook, ScriptedResponse
+from ._faults import ScriptBook, ScriptedResponse, StreamFaultBook
 from ._records import RecordedRequest
 from ._state import ServerState
 from ._validate import ApiError, not_found
@@ -140,6 +141,7 @@ class Dispatcher:
         self,
         state: ServerState,
         scripts: ScriptBook,
+        stream_faults: StreamFaultBook,
         *,
         job_steps: int,
         timestamp_window: int,
@@ -147,6 +149,7 @@ class Dispatcher:
     ) -> None:
         self.state = state
         self.scripts = scripts
+        self.stream_faults = stream_faults
         self.job_steps = job_steps
         self.timestamp_window = timestamp_window
         self.rate_limiter = policy.RateLimiter(rate_limit_clock)
@@ -154,7 +157,11 @@ class Dispatcher:
     def handle(self, request: RecordedRequest, base_url: str) -> ScriptedResponse:
         path = request.path_only
         ctx = Context(
-            request=request, state=self.state, base_url=base_url, job_steps=self.job_steps
+            request=request,
+            state=self.state,
+            base_url=base_url,
+            job_steps=self.job_steps,
+            stream_faults=self.stream_faults,
         )
         try:
             # One lock around the whole decision keeps state changes atomic per request.
@@ -190,7 +197,7 @@ class Dispatcher:
                     body=ctx.request.body,
                     project_id=project.id,
                     secret=project.hmac_secret,
-                    now=time.time(),
+                    now=self.state.clock.now(),
                     window=self.timestamp_window,
                     claim_nonce=self.state.claim_nonce,
                 )

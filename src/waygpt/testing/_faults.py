@@ -6,11 +6,13 @@ answers, so one writer in ``_server.py`` sends both.
 
 import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Literal, Optional, Union
 
 Framing = Literal["chunked", "close", "length"]
 _FRAMINGS = ("chunked", "close", "length")
+Cut = Literal["close", "reset"]
+_CUTS = ("close", "reset")
 
 
 @dataclass
@@ -27,6 +29,9 @@ class ScriptedResponse:
     ``content_length`` sends that Content-Length whatever the body really holds,
     then closes the connection: a body that stops half-way. ``reset`` closes the
     socket with SO_LINGER 0 and no answer at all, so the client sees a reset.
+    ``cut`` ends the connection abruptly once the body's pieces are written, with
+    ``"chunked"`` or ``"close"`` framing: ``"close"`` closes it without the chunked
+    body's terminating chunk, ``"reset"`` resets it.
     ``close_connection`` answers normally, then closes the kept-alive socket
     without announcing it. ``delay`` sleeps before answering, ``chunk_delay``
     between pieces.
@@ -48,6 +53,7 @@ class ScriptedResponse:
     framing: Optional[Framing] = None
     content_length: Optional[int] = None
     close_connection: bool = False
+    cut: Optional[Cut] = None
     method: Optional[str] = None
     path: Optional[str] = None
     times: Optional[int] = 1
@@ -65,6 +71,11 @@ class ScriptedResponse:
             raise ValueError("delays cannot be negative")
         if not isinstance(self.body, (dict, list, str, bytes, type(None))):
             raise TypeError("body must be a dict, list, str, bytes or None")
+        if self.cut is not None:
+            if self.cut not in _CUTS:
+                raise ValueError(f"cut must be one of {_CUTS}, not {self.cut!r}")
+            if self.effective_framing() == "length":
+                raise ValueError('cut needs framing "chunked" or "close" (or chunks)')
 
     def matches(self, method: str, path: str) -> bool:
         """Whether this script applies to a request (``path`` without query)."""
@@ -171,3 +182,120 @@ class ScriptBook:
                         del self._entries[index]
                 return entry.script
         return None
+
+
+# What an upstream provider's in-stream error says, by code, when the test gives no message.
+_UPSTREAM_MESSAGES: Dict[Union[int, str], str] = {
+    400: "Upstream provider rejected the request",
+    401: "Upstream provider refused the credentials",
+    429: "Upstream rate limit exceeded, retry later",
+    500: "Upstream provider error",
+    502: "Bad gateway: the upstream provider answered badly",
+    503: "Upstream provider is overloaded, retry later",
+    504: "Upstream provider timed out",
+}
+
+
+@dataclass
+class StreamFault:
+    """A fault in the server's own answer to the next streamed chat completion(s).
+
+    The request is authenticated, checked and answered as usual (``stream: true``), and the
+    stream starts as usual: ``200``, ``text/event-stream``, then the server's normal chunks,
+    one per word of the answer, with content. After ``after_events`` of them (0: right after
+    the headers) the fault happens instead of the rest of the stream:
+
+    * ``cut="close"``: the connection is closed, the chunked body left unterminated;
+    * ``cut="reset"``: the connection is reset (RST);
+    * ``error_code=C``: one more event, ``data: {"error": {"message": ..., "code": C}}``,
+      as upstream gateways send it, then the stream ends (no ``[DONE]``).
+      ``error_message`` is its message (a default per code otherwise).
+
+    Exactly one of ``cut`` and ``error_code`` is given. ``after_events`` counts the events
+    before ``data: [DONE]``: the content chunks, then the final chunk with ``finish_reason``
+    and ``usage``; a larger number means all of them. ``times`` is how many streamed chat
+    completions it applies to (None: all, forever). Only a stream the server would send
+    uses one up: a scripted answer, an error answer or a non-streamed call leaves it queued.
+    """
+
+    after_events: int = 0
+    cut: Optional[Cut] = None
+    error_code: Optional[Union[int, str]] = None
+    error_message: Optional[str] = None
+    times: Optional[int] = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.after_events, bool) or not isinstance(self.after_events, int):
+            raise TypeError("after_events must be an int")
+        if self.after_events < 0:
+            raise ValueError("after_events cannot be negative")
+        if (self.cut is None) == (self.error_code is None):
+            raise ValueError("give exactly one of cut and error_code")
+        if self.cut is not None and self.cut not in _CUTS:
+            raise ValueError(f"cut must be one of {_CUTS}, not {self.cut!r}")
+        if self.error_code is not None and (
+            isinstance(self.error_code, bool) or not isinstance(self.error_code, (int, str))
+        ):
+            raise TypeError("error_code must be an int (429, 503, ...) or a str")
+        if self.error_message is not None:
+            if self.error_code is None:
+                raise ValueError("error_message needs error_code")
+            if not isinstance(self.error_message, str):
+                raise TypeError("error_message must be a str")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times must be at least 1, or None for forever")
+
+    def error_event(self) -> Dict[str, Any]:
+        """The in-stream error event's data."""
+        assert self.error_code is not None
+        message = self.error_message
+        if message is None:
+            message = _UPSTREAM_MESSAGES.get(self.error_code, f"Upstream error {self.error_code}")
+        return {"error": {"message": message, "code": self.error_code}}
+
+    def answer(self, stream: ScriptedResponse) -> ScriptedResponse:
+        """The server's normal ``stream`` answer, with this fault in it."""
+        events = list(stream.chunks or [])
+        # The last event is "data: [DONE]": a fault always comes before it.
+        kept = events[: min(self.after_events, max(len(events) - 1, 0))]
+        if self.error_code is not None:
+            kept.append(sse_event(self.error_event()))
+        return replace(stream, chunks=kept, cut=self.cut, times=None)
+
+
+@dataclass
+class _FaultEntry:
+    fault: StreamFault
+    remaining: Optional[int]  # None: applies forever
+
+
+class StreamFaultBook:
+    """The FIFO queue of stream faults, each with its remaining uses."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: List[_FaultEntry] = []
+
+    def add(self, fault: StreamFault) -> None:
+        with self._lock:
+            self._entries.append(_FaultEntry(fault, fault.times))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def pending(self) -> List[StreamFault]:
+        with self._lock:
+            return [entry.fault for entry in self._entries]
+
+    def take(self) -> Optional[StreamFault]:
+        """Consume one use of the first fault, if any."""
+        with self._lock:
+            if not self._entries:
+                return None
+            entry = self._entries[0]
+            if entry.remaining is not None:
+                entry.remaining -= 1
+                if entry.remaining <= 0:
+                    del self._entries[0]
+            return entry.fault

@@ -1,5 +1,6 @@
 """The HTTP side: a keep-alive threading server that records, dispatches and answers."""
 
+import re
 import socket
 import socketserver
 import struct
@@ -8,15 +9,36 @@ import threading
 import time
 import traceback
 import uuid
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+try:  # POSIX only: how much a socket still has to send (see _wait_until_sent)
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - Windows
+    fcntl = termios = None  # type: ignore[assignment]
+
+from ._clock import ServerClock
 from ._context import reply
 from ._dispatch import Dispatcher
 from ._faults import ScriptedResponse
 from ._records import RecordedRequest, RequestLog
 
 _MAX_LINE = 65536
+# Trailer lines after a chunked body: as many as the stdlib allows headers.
+_MAX_TRAILERS = 100
+# Content-Length is 1*DIGIT (RFC 9110, 8.6): no sign, no spaces inside, no underscores.
+_DECIMAL = re.compile(r"[0-9]+")
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+# Digits past which a length is certainly over any limit (and int() would be costly).
+_MAX_DIGITS = 18
+# After refusing a body, how long to read and drop what the client still sends. Closing a
+# socket with unread data resets the connection, and a reset can destroy the answer in the
+# client's buffer before the client reads it.
+_LINGER_SECONDS = 2.0
+# How long a reset waits for what was written before it to leave (see _wait_until_sent).
+_SEND_WAIT_SECONDS = 1.0
 
 
 def _request_id() -> str:
@@ -25,6 +47,14 @@ def _request_id() -> str:
 
 class _BadRequest(Exception):
     """The request body cannot be read; the connection is unusable afterwards."""
+
+    def __init__(self, detail: str, status: int = 400) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+def _too_large(limit: int) -> _BadRequest:
+    return _BadRequest(f"Request body larger than {limit} bytes", 413)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -45,6 +75,11 @@ class _Handler(BaseHTTPRequestHandler):
         # Tests inspect server.requests; an access log on stderr is only noise.
         return
 
+    def date_time_string(self, timestamp: Optional[float] = None) -> str:
+        # The Date of every answer, the stdlib's error pages too, is told by the server's clock.
+        moment = self.server.clock.now() if timestamp is None else timestamp
+        return formatdate(moment, usegmt=True)
+
     def send_response(self, code: int, message: Optional[str] = None) -> None:
         # Only the stdlib's own error pages (malformed requests) come this way.
         super().send_response(code, message)
@@ -58,49 +93,106 @@ class _Handler(BaseHTTPRequestHandler):
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         return headers
 
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        try:
-            size = int(length)
-        except ValueError:
-            raise _BadRequest("Invalid Content-Length") from None
-        if size < 0:
+    def _chunked(self) -> bool:
+        return "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+
+    def _declared_length(self) -> Optional[int]:
+        """The Content-Length, checked against the limit before any of the body is read.
+
+        None when there is none (or the body is chunked, which Content-Length must not
+        override); 400 when malformed or repeated with different values, 413 when too large.
+        """
+        if self._chunked():
+            return None
+        values = self.headers.get_all("Content-Length") or []
+        # "5, 5" and two identical headers are one length (RFC 9110, 8.6); anything else is not.
+        lengths = {part.strip() for value in values for part in value.split(",")}
+        if not lengths:
+            return None
+        if len(lengths) != 1:
             raise _BadRequest("Invalid Content-Length")
+        length = lengths.pop()
+        if not _DECIMAL.fullmatch(length):
+            raise _BadRequest("Invalid Content-Length")
+        limit = self.server.max_body_size
+        digits = length.lstrip("0")
+        if len(digits) > _MAX_DIGITS or int(digits or "0") > limit:
+            raise _too_large(limit)
+        return int(digits or "0")
+
+    def _read_body(self) -> bytes:
+        if self._chunked():
+            return self._read_chunked()
+        size = self._declared_length()
+        if not size:
+            return b""
         body = self.rfile.read(size)
         if len(body) < size:
             raise _BadRequest("Request body ended early")
         return body
 
     def _read_chunked(self) -> bytes:
+        limit = self.server.max_body_size
         parts: List[bytes] = []
+        total = 0
         while True:
             line = self.rfile.readline(_MAX_LINE)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _BadRequest("Invalid chunk size") from None
+            if not line:
+                raise _BadRequest("Request body ended early")
+            digits = line.split(b";", 1)[0].strip()
+            if not _HEX.fullmatch(digits):
+                raise _BadRequest("Invalid chunk size")
+            digits = digits.lstrip(b"0")
+            # Refused on the size line, before the chunk is read.
+            if len(digits) > _MAX_DIGITS or total + int(digits or b"0", 16) > limit:
+                raise _too_large(limit)
+            size = int(digits or b"0", 16)
             if size == 0:
                 break
+            total += size
             part = self.rfile.read(size)
             if len(part) < size:
                 raise _BadRequest("Request body ended early")
             parts.append(part)
             self.rfile.readline(_MAX_LINE)  # the CRLF after each chunk
-        while self.rfile.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
-            pass  # trailers carry nothing this server needs
-        return b"".join(parts)
+        for _ in range(_MAX_TRAILERS):
+            if self.rfile.readline(_MAX_LINE) in (b"\r\n", b"\n", b""):
+                return b"".join(parts)  # trailers carry nothing this server needs
+        raise _BadRequest("Too many trailer lines")
+
+    def handle_expect_100(self) -> bool:
+        # A client that waits for "100 Continue" before sending a body learns at once that
+        # the body is refused, and never sends it.
+        try:
+            self._declared_length()
+        except _BadRequest as problem:
+            self._refuse(problem)
+            return False
+        return super().handle_expect_100()
+
+    def _refuse(self, problem: _BadRequest) -> None:
+        """Answer a request whose body is not read, then drop what the client still sends."""
+        self.close_connection = True
+        self._send(reply({"detail": str(problem)}, problem.status, {"Connection": "close"}))
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + _LINGER_SECONDS
+            while not self.server.stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.connection.settimeout(left)
+                if not self.connection.recv(65536):
+                    break
+        except OSError:
+            pass  # the client is gone or too slow: nothing more to do for it
 
     # -- answering -----------------------------------------------------------
     def _serve(self) -> None:
         try:
             body = self._read_body()
         except _BadRequest as problem:
-            self.close_connection = True
-            self._send(reply({"detail": str(problem)}, 400))
+            self._refuse(problem)
             return
         request = RecordedRequest(self.command, self.path, self._headers(), body)
         self.server.log.append(request)
@@ -141,20 +233,27 @@ class _Handler(BaseHTTPRequestHandler):
             headers.append(("x-request-id", _request_id()))
         try:
             self.send_response_only(answer.status)
-            self.send_header("Date", self.date_time_string())
+            if "date" not in given:
+                self.send_header("Date", self.date_time_string())
             for name, value in headers:
                 self.send_header(name, value)
             self.end_headers()
             if framing == "length" and not answer.chunk_delay:
                 self.wfile.write(b"".join(pieces))
-            elif not self._write_pieces(pieces, framing, answer.chunk_delay):
+            elif not self._write_pieces(pieces, framing, answer.chunk_delay, answer.cut is None):
                 closes = True
         except OSError:
             closes = True  # the client went away; nothing left to answer on
-        if closes or answer.close_connection:
+        if answer.cut == "reset":
+            self._wait_until_sent()
+            self._reset()
+            return
+        if closes or answer.close_connection or answer.cut is not None:
             self.close_connection = True
 
-    def _write_pieces(self, pieces: List[bytes], framing: str, chunk_delay: float) -> bool:
+    def _write_pieces(
+        self, pieces: List[bytes], framing: str, chunk_delay: float, terminate: bool
+    ) -> bool:
         """Write the body piece by piece; False when stopped before the end."""
         for index, piece in enumerate(pieces):
             if index and chunk_delay and self.server.stopping.wait(chunk_delay):
@@ -164,9 +263,29 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             else:
                 self.wfile.write(piece)
-        if framing == "chunked":
+        if framing == "chunked" and terminate:
             self.wfile.write(b"0\r\n\r\n")
         return True
+
+    def _wait_until_sent(self) -> None:
+        """Wait (briefly) until the kernel has sent what was written and seen it acknowledged.
+
+        A reset discards whatever is still queued for sending, so the events a test wants
+        before a reset could otherwise never reach the client. Linux tells the queue's size;
+        elsewhere the reset follows at once.
+        """
+        outq = getattr(termios, "TIOCOUTQ", None) if termios is not None else None
+        if outq is None:
+            return
+        deadline = time.monotonic() + _SEND_WAIT_SECONDS
+        try:
+            while time.monotonic() < deadline:
+                queued = fcntl.ioctl(self.connection.fileno(), outq, b"\0\0\0\0")
+                if struct.unpack("i", queued)[0] == 0:
+                    return
+                time.sleep(0.001)
+        except OSError:
+            return
 
     def _reset(self) -> None:
         """Close the socket so the kernel sends RST instead of FIN."""
@@ -197,8 +316,12 @@ class HTTPServer(ThreadingHTTPServer):
         dispatcher: Dispatcher,
         log: RequestLog,
         on_connection: Callable[[], None],
+        max_body_size: int,
+        clock: ServerClock,
     ) -> None:
         self.dispatcher = dispatcher
+        self.clock = clock
+        self.max_body_size = max_body_size
         self.log = log
         self.on_connection = on_connection
         self.stopping = threading.Event()

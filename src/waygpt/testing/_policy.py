@@ -9,8 +9,8 @@ it may make per minute and per day. The choices where the protocol is silent (th
 import math
 from bisect import bisect_right
 from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
-from urllib.parse import urlsplit
 
+from ._hosts import domain_host, same_host, url_host
 from ._state import MODELS, Project
 from ._validate import ApiError
 
@@ -66,38 +66,32 @@ def auto_model(project: Project, kind: str) -> str:
 
 
 def host_of(value: str) -> Optional[str]:
-    """The lower-case host name in an origin, a URL or a bare domain; None when there is none.
+    """The host a domain setting names (a bare domain or a URL), as compared; None when none.
 
-    ``https://Shop.Example.com:8443/cart`` and ``shop.example.com`` both give
-    ``shop.example.com``: scheme, port, path and a trailing dot do not matter.
+    ``https://Shop.Example.com:8443/cart``, ``shop.example.com:8443`` and ``shop.example.com.``
+    all give ``shop.example.com``: scheme, port, path and a trailing dot do not matter. The
+    text is read as a browser reads a URL (``_hosts``): ``evil.com\\@shop.example.com`` is
+    ``evil.com``.
     """
-    text = value.strip()
-    if not text:
-        return None
-    if "://" not in text:
-        text = "//" + text
-    try:
-        host = urlsplit(text).hostname
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        return None
-    host = (host or "").rstrip(".")
-    return host or None
+    host = domain_host(value)
+    return None if host is None else same_host(host)
 
 
 def _allowed_hosts(project: Project) -> Set[str]:
     return {host for host in map(host_of, project.allowed_domains) if host is not None}
 
 
-def domain_allowed(project: Project, value: str) -> bool:
-    """Whether an origin, URL or domain names a host in ``allowed_domains``.
-
-    Hosts match exactly (case-insensitively): ``example.com`` does not admit
-    ``shop.example.com``. An empty ``allowed_domains`` admits everything.
-    """
+def _host_allowed(project: Project, host: Optional[str]) -> bool:
+    """Hosts match exactly (case-insensitively): ``example.com`` does not admit
+    ``shop.example.com``. An empty ``allowed_domains`` admits everything, even no host."""
     if not project.allowed_domains:
         return True
-    host = host_of(value)
-    return host is not None and host in _allowed_hosts(project)
+    return host is not None and same_host(host) in _allowed_hosts(project)
+
+
+def domain_allowed(project: Project, value: str) -> bool:
+    """Whether a domain setting (a widget's ``site_domain``) names a host in ``allowed_domains``."""
+    return _host_allowed(project, host_of(value))
 
 
 def domain_refused(domain: str) -> ApiError:
@@ -107,13 +101,18 @@ def domain_refused(domain: str) -> ApiError:
 def check_browser_origin(project: Project, headers: Mapping[str, str]) -> None:
     """403 when the request's ``Origin`` or ``Referer`` names a host outside the list.
 
+    Each is read as the browser that sent it reads a URL; one with no host of its own
+    (``null``, a sandboxed page or a ``file:`` one; anything that is not a URL) is refused.
     A request with neither header (a backend) is allowed; so is every request when the
     project sets no ``allowed_domains``.
     """
     for name in ("origin", "referer"):
         value = headers.get(name, "").strip()
-        if value and not domain_allowed(project, value):
-            raise domain_refused(host_of(value) or value)
+        if not value:
+            continue
+        host = url_host(value)
+        if not _host_allowed(project, host):
+            raise domain_refused(value if host is None else same_host(host))
 
 
 # -- rate limits ---------------------------------------------------------------

@@ -5,8 +5,9 @@ import time
 from types import TracebackType
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 
+from ._clock import ServerClock, checked_offset
 from ._dispatch import Dispatcher
-from ._faults import ScriptBook, ScriptedResponse
+from ._faults import ScriptBook, ScriptedResponse, StreamFault, StreamFaultBook
 from ._http import HTTPServer
 from ._records import RecordedRequest, RequestLog
 from ._state import ServerState
@@ -15,8 +16,11 @@ from ._state import ServerState
 DEFAULT_PROJECT_KEY = "sk_live_test_0000000000000000000000000000000000000000"
 DEFAULT_PROJECT_ID = "00000000-0000-4000-8000-000000000001"
 DEFAULT_HMAC_SECRET = "test-hmac-secret-not-for-production"  # noqa: S105
-DEFAULT_USER_EMAIL = "demo@example.com"
-DEFAULT_USER_PASSWORD = "demo-password"  # noqa: S105
+DEFAULT_USER_EMAIL = "you@example.com"
+DEFAULT_USER_PASSWORD = "password"  # noqa: S105
+# Far above any real request (a chat with a few base64 images runs to a few MiB), and a
+# bound on what one connection can make the server hold.
+DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 
 _STOP_TIMEOUT = 5.0
 
@@ -37,13 +41,20 @@ class WayGPTTestServer:
     JWTs and HMAC signatures as the real server does, enforces each project's
     policy (active, allowed models and domains, rate limits), records every
     request, and can be scripted to fail in specific ways (see
-    :class:`ScriptedResponse`).
+    :class:`ScriptedResponse`, and :class:`StreamFault` for faults inside a stream).
 
     The keyword-only options set the default project's policy: ``allowed_models``
     and ``allowed_domains`` (None or empty: no restriction), ``rate_limit_rpm`` and
     ``rate_limit_rpd`` (0, the default: not throttled). ``rate_limit_clock`` is the
     clock the rate-limit windows are measured on (``time.monotonic`` by default);
     pass a fake one to test a window freeing up without waiting for it.
+
+    ``clock_offset`` (seconds; negative: behind) sets the server's clock ahead of the
+    machine's: the ``Date`` header and the HMAC timestamp window follow it, so a client's
+    handling of clock skew can be tested. The ``clock_offset`` property changes it later.
+
+    ``max_body_size`` (bytes, 16 MiB by default) bounds a request body: a larger one is
+    refused with 413 before it is read, whatever ``Content-Length`` or chunks announce it.
 
     Use it as a context manager::
 
@@ -71,6 +82,8 @@ class WayGPTTestServer:
         rate_limit_rpm: int = 0,
         rate_limit_rpd: int = 0,
         rate_limit_clock: Optional[Callable[[], float]] = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        clock_offset: float = 0.0,
     ) -> None:
         if job_steps < 1:
             raise ValueError("job_steps must be at least 1")
@@ -81,6 +94,11 @@ class WayGPTTestServer:
         for name, limit in (("rate_limit_rpm", rate_limit_rpm), ("rate_limit_rpd", rate_limit_rpd)):
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
                 raise ValueError(f"{name} must be a non-negative int (0: no limit)")
+        if isinstance(max_body_size, bool) or not isinstance(max_body_size, int):
+            raise TypeError("max_body_size must be an int (bytes)")
+        if max_body_size < 0:
+            raise ValueError("max_body_size cannot be negative")
+        self._max_body_size = max_body_size
         self._project_key = project_key
         self._project_id = project_id
         self._hmac_secret = hmac_secret
@@ -88,7 +106,8 @@ class WayGPTTestServer:
         self._user_password = user_password
         self._host = host
         self._port = port
-        self._state = ServerState(token_expires_in=token_expires_in)
+        self._clock = ServerClock(clock_offset)
+        self._state = ServerState(token_expires_in=token_expires_in, clock=self._clock)
         self._state.users[user_email] = user_password
         project = self._state.add_project(
             owner=user_email,
@@ -106,10 +125,12 @@ class WayGPTTestServer:
         )
         self._state.seed_default_use_cases(project)
         self._scripts = ScriptBook()
+        self._stream_faults = StreamFaultBook()
         self._log = RequestLog()
         self._dispatcher = Dispatcher(
             self._state,
             self._scripts,
+            self._stream_faults,
             job_steps=job_steps,
             timestamp_window=timestamp_window,
             rate_limit_clock=rate_limit_clock or time.monotonic,
@@ -131,6 +152,8 @@ class WayGPTTestServer:
                 dispatcher=self._dispatcher,
                 log=self._log,
                 on_connection=self._count_connection,
+                max_body_size=self._max_body_size,
+                clock=self._clock,
             )
             thread = threading.Thread(
                 target=httpd.serve_forever,
@@ -196,6 +219,24 @@ class WayGPTTestServer:
             return project is not None and project.hmac_required
 
     @property
+    def clock_offset(self) -> float:
+        """Seconds the server's clock is ahead of this machine's (negative: behind).
+
+        It moves the ``Date`` header of every answer, the HMAC timestamp window, JWT times
+        and ``created`` fields. Assign it to move the clock of a running server.
+        """
+        return self._clock.offset
+
+    @clock_offset.setter
+    def clock_offset(self, seconds: float) -> None:
+        self._clock.offset = checked_offset(seconds)
+
+    @property
+    def max_body_size(self) -> int:
+        """The largest request body accepted, in bytes; a larger one is refused with 413."""
+        return self._max_body_size
+
+    @property
     def user_email(self) -> str:
         return self._user_email
 
@@ -251,13 +292,37 @@ class WayGPTTestServer:
         self._scripts.add(response)
         return response
 
+    def script_stream_fault(
+        self, fault: Optional[StreamFault] = None, **fields: Any
+    ) -> StreamFault:
+        """Queue a fault in the next streamed chat completion(s), given as a StreamFault or
+        as its fields: ``after_events`` normal events, then ``cut="close"`` or ``"reset"``,
+        or an in-stream error event with ``error_code`` (and ``error_message``); ``times``.
+
+        ``server.script_stream_fault(after_events=2, cut="reset", times=3)`` resets the
+        next three streams after two content chunks each.
+        """
+        if fault is None:
+            fault = StreamFault(**fields)
+        elif fields:
+            raise TypeError("pass either a StreamFault or keyword fields, not both")
+        self._stream_faults.add(fault)
+        return fault
+
     def clear_scripts(self) -> None:
+        """Drop every queued script and stream fault."""
         self._scripts.clear()
+        self._stream_faults.clear()
 
     @property
     def pending_scripts(self) -> List[ScriptedResponse]:
         """Scripts that still have uses left, in matching order."""
         return self._scripts.pending()
+
+    @property
+    def pending_stream_faults(self) -> List[StreamFault]:
+        """Stream faults that still have uses left, in order."""
+        return self._stream_faults.pending()
 
     # -- state ---------------------------------------------------------------
     @property

@@ -4,11 +4,11 @@ import base64
 import json
 import secrets
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Set
+
+from ._clock import ServerClock
 
 USE_CASE_KINDS = (
     "chat",
@@ -19,6 +19,8 @@ USE_CASE_KINDS = (
     "multi",
 )
 
+# Every model id the WayGPT plugin README's examples use is here, so those examples run
+# against this server; within a type, the order is what "auto" prefers.
 MODELS: List[Dict[str, str]] = [
     {"id": "gpt-4o-mini", "name": "GPT-4o mini", "provider": "openai", "type": "chat"},
     {"id": "gpt-4o", "name": "GPT-4o", "provider": "openai", "type": "chat"},
@@ -30,14 +32,19 @@ MODELS: List[Dict[str, str]] = [
     },
     {"id": "yandexgpt-pro", "name": "YandexGPT Pro", "provider": "yandex", "type": "chat"},
     {"id": "gigachat-pro", "name": "GigaChat Pro", "provider": "sber", "type": "chat"},
+    # Multimodal: a chat model that also reads the image parts of a message.
+    {
+        "id": "gemini-2.0-flash-exp",
+        "name": "Gemini 2.0 Flash (experimental)",
+        "provider": "google",
+        "type": "chat",
+    },
     {"id": "dall-e-3", "name": "DALL-E 3", "provider": "openai", "type": "image"},
     {"id": "kandinsky-3", "name": "Kandinsky 3", "provider": "sber", "type": "image"},
+    {"id": "yandex-art", "name": "YandexART", "provider": "yandex", "type": "image"},
     {"id": "kling-1.6", "name": "Kling 1.6", "provider": "kuaishou", "type": "video"},
+    {"id": "kling-v1", "name": "Kling v1", "provider": "kuaishou", "type": "video"},
 ]
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -49,7 +56,7 @@ class UseCase:
     kind: str
     config: Dict[str, Any] = field(default_factory=dict)
     is_active: bool = True
-    created_at: str = field(default_factory=now_iso)
+    created_at: str = ""  # set from the server's clock
 
     def public(self) -> Dict[str, Any]:
         """The Client API shape."""
@@ -91,7 +98,7 @@ class Project:
     allowed_domains: List[str] = field(default_factory=list)  # empty: every domain
     rate_limit_rpm: int = 60  # 0: no limit
     rate_limit_rpd: int = 10000  # 0: no limit
-    created_at: str = field(default_factory=now_iso)
+    created_at: str = ""  # set from the server's clock
     use_cases: Dict[str, UseCase] = field(default_factory=dict)  # by id, in creation order
 
     def public(self) -> Dict[str, Any]:
@@ -129,7 +136,7 @@ class Job:
     progress: int = 0
     polls: int = 0
     error: Optional[str] = None
-    created_at: str = field(default_factory=now_iso)
+    created_at: str = ""  # set from the server's clock
 
     @property
     def finished(self) -> bool:
@@ -177,8 +184,9 @@ def _b64(data: bytes) -> str:
 class ServerState:
     """All mutable state; callers hold ``lock`` around every read and write."""
 
-    def __init__(self, *, token_expires_in: Optional[int]) -> None:
+    def __init__(self, *, token_expires_in: Optional[int], clock: ServerClock) -> None:
         self.lock = threading.RLock()
+        self.clock = clock
         self.token_expires_in = token_expires_in
         self.users: Dict[str, str] = {}
         self.projects: Dict[str, Project] = {}
@@ -190,7 +198,7 @@ class ServerState:
     # -- users and tokens ---------------------------------------------------
     def issue_token(self, email: str) -> str:
         """A JWT-shaped random token; only this server's memory makes it valid."""
-        now = time.time()
+        now = self.clock.now()
         claims: Dict[str, Any] = {"sub": email, "iat": int(now), "jti": uuid.uuid4().hex}
         expires_at: Optional[float] = None
         if self.token_expires_in is not None:
@@ -208,7 +216,7 @@ class ServerState:
             entry = self._tokens.get(token)
             if entry is None:
                 return None
-            if entry.expires_at is not None and time.time() >= entry.expires_at:
+            if entry.expires_at is not None and self.clock.now() >= entry.expires_at:
                 del self._tokens[token]
                 return None
             return entry.email
@@ -242,6 +250,7 @@ class ServerState:
             hmac_secret=hmac_secret or secrets.token_hex(32),
             owner=owner,
             hmac_required=hmac_required,
+            created_at=self.clock.iso(),
             **policy,
         )
         with self.lock:
@@ -273,6 +282,7 @@ class ServerState:
             kind=kind,
             config=dict(config or {}),
             is_active=is_active,
+            created_at=self.clock.iso(),
         )
         with self.lock:
             project.use_cases[use_case.id] = use_case

@@ -8,6 +8,10 @@ from ._records import RecordedRequest
 Loc = Sequence[Union[str, int]]
 
 _MISSING = object()
+# How deeply a request's JSON may nest. Python's parser gives up somewhere past 900 levels
+# on one version and 9000 on another; one fixed bound answers the same everywhere and keeps
+# every body the server accepts within what it can serialise back.
+MAX_JSON_DEPTH = 256
 
 
 class ApiError(Exception):
@@ -29,12 +33,33 @@ def invalid(loc: Loc, msg: str, kind: str) -> ApiError:
     return ApiError(422, [{"loc": ["body", *loc], "msg": msg, "type": kind}])
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than ``limit`` levels (without recursing)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _too_deep() -> ApiError:
+    return invalid([], f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "json_too_deep")
+
+
 def json_object(request: RecordedRequest) -> Dict[str, Any]:
-    """The request body as a JSON object: 400 when not JSON, 422 when not an object."""
+    """The request body as a JSON object: 400 when not JSON, 422 when not an object or
+    nested deeper than ``MAX_JSON_DEPTH``."""
     try:
         data = json.loads(request.body.decode("utf-8")) if request.body else _MISSING
+    except RecursionError:
+        raise _too_deep() from None
     except (UnicodeDecodeError, ValueError):
         raise ApiError(400, "Invalid JSON body") from None
+    if isinstance(data, (dict, list)) and _deeper_than(data, MAX_JSON_DEPTH):
+        raise _too_deep()
     if data is _MISSING:
         raise invalid([], "Field required", "missing")
     if not isinstance(data, dict):

@@ -2,7 +2,6 @@
 
 import re
 import secrets
-import time
 import uuid
 from typing import Any, Dict, List, Optional
 
@@ -119,7 +118,7 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
     }
     base = {
         "id": "chatcmpl-" + uuid.uuid4().hex[:24],
-        "created": int(time.time()),
+        "created": int(ctx.state.clock.now()),
         "model": resolved_model,
     }
     if not stream:
@@ -154,13 +153,15 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
     }
     events.append(sse_event(final))
     events.append(sse_event("[DONE]"))
-    return ScriptedResponse(
+    answer = ScriptedResponse(
         chunks=events,
         content_type="text/event-stream; charset=utf-8",
         headers={"Cache-Control": "no-cache"},
         framing="chunked",
         times=None,
     )
+    fault = ctx.stream_faults.take()
+    return answer if fault is None else fault.answer(answer)
 
 
 def _media_model(project: Project, model: Optional[str], kind: str) -> str:
@@ -186,7 +187,8 @@ def image_generations(ctx: Context) -> ScriptedResponse:
         data.append(
             {"url": f"{ctx.base_url}/media/images/{image_id}.png", "revised_prompt": prompt}
         )
-    return reply({"created": int(time.time()), "data": data, "model": model, "size": size})
+    created = int(ctx.state.clock.now())
+    return reply({"created": created, "data": data, "model": model, "size": size})
 
 
 def video_generations(ctx: Context) -> ScriptedResponse:
@@ -203,6 +205,7 @@ def video_generations(ctx: Context) -> ScriptedResponse:
         model=model,
         duration=duration,
         result_url=f"{ctx.base_url}/media/videos/{job_id}.mp4",
+        created_at=ctx.state.clock.iso(),
     )
     ctx.state.jobs[job_id] = job
     return reply({"job_id": job_id, "status": job.status})
