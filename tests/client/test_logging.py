@@ -163,13 +163,30 @@ def _run_python(
                           encoding="utf-8", env=env, timeout=60, check=False)
 
 
-_SCRIPT = "import waygpt; waygpt.WayGPTClient().get_models(); print('ok')"
+def _script(sdk: ModuleType) -> str:
+    """A program that makes one call with the SDK under test and prints ``ok``."""
+    if getattr(sdk, "is_async_facade", False):
+        return (
+            "import asyncio, waygpt\n"
+            "async def main():\n"
+            "    async with waygpt.AsyncWayGPTClient() as client:\n"
+            "        await client.get_models()\n"
+            "asyncio.run(main())\n"
+            "print('ok')\n"
+        )
+    if sdk.__name__ != "waygpt":  # the one-file build, imported from where it was written
+        directory = os.path.dirname(str(sdk.__file__))
+        return (f"import sys; sys.path.insert(0, {directory!r}); import {sdk.__name__} as sdk; "
+                "sdk.WayGPTClient().get_models(); print('ok')")
+    return "import waygpt; waygpt.WayGPTClient().get_models(); print('ok')"
 
 
 @pytest.mark.parametrize("level", ["", "info", "debug", "DEBUG"])
-def test_waygpt_log_attaches_a_stderr_handler(server: WayGPTTestServer, level: str) -> None:
+def test_waygpt_log_attaches_a_stderr_handler(
+    sdk: ModuleType, server: WayGPTTestServer, level: str
+) -> None:
     server.script(status=500, headers={"Retry-After": "0"}, path=MODELS)
-    result = _run_python(_SCRIPT, server, level)
+    result = _run_python(_script(sdk), server, level)
     assert result.returncode == 0 and result.stdout == "ok\n", result.stderr
     lines = result.stderr.splitlines()
     if not level:
