@@ -546,6 +546,16 @@ def test_configuration_errors_exit_2(server: WayGPTTestServer, tmp_path: Path) -
     assert server.requests == []
 
 
+def test_an_api_url_with_the_api_path_exits_2_naming_the_base_url(
+    server: WayGPTTestServer,
+) -> None:
+    result = run_cli("models", "--api-url", server.url + "/api/v1/waygpt", server=server)
+    assert_fails(result, EXIT_USAGE, "ConfigurationError",
+                 "api_url should be the server's base URL", "without /api/v1/waygpt",
+                 f"perhaps {server.url!r}")
+    assert server.requests == []
+
+
 def test_client_api_errors(server: WayGPTTestServer) -> None:
     no_token = run_cli("projects", "list", server=server, key=False)
     assert_fails(no_token, EXIT_USAGE, "the Client API needs a token", "WAYGPT_JWT")
@@ -570,6 +580,14 @@ def test_debug_log_shows_attempts_without_secrets(server: WayGPTTestServer) -> N
     assert_no_secrets(server, result.stderr)
     quiet = run_cli("models", server=server)
     assert ok(quiet) and quiet.stderr == ""
+
+
+def test_debug_log_shows_the_path_sent_under_a_proxy_prefix(server: WayGPTTestServer) -> None:
+    result = run_cli("models", "--api-url", server.url + "/waygpt-proxy", "--max-retries", "0",
+                     server=server, env={"WAYGPT_LOG": "debug"})
+    assert result.returncode == EXIT_API
+    assert server.requests[-1].path == "/waygpt-proxy" + MODELS
+    assert f"GET /waygpt-proxy{MODELS} -> 404" in result.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")

@@ -87,7 +87,26 @@ def check_api_url(api_url: str) -> str:
         raise ConfigurationError(f"api_url has no valid host and port: {shown}")
     if parts.query or parts.fragment or not url.isprintable() or any(c.isspace() for c in url):
         raise ConfigurationError(f"api_url is not a valid base URL: {shown}")
+    _check_base_path(url, parts.path)
     return url
+
+
+def _check_base_path(url: str, path: str) -> None:
+    """Refuse an api_url that already holds the API's own path (``.../api/v1/waygpt``).
+
+    Each endpoint's path (``/api/v1/waygpt/models``) is added to the base URL, so such a URL
+    would send every request to ``/api/v1/waygpt/api/v1/waygpt/models`` and get 404s that
+    name no cause. A reverse proxy's own prefix (``https://host/waygpt-proxy``) is kept.
+    """
+    segments = path.lower().split("/")
+    for index, segment in enumerate(segments):
+        if segment == "api" and segments[index + 1:index + 2] in ([], ["v1"]):
+            base = url[: len(url) - len(path)] + "/".join(path.split("/")[:index])
+            raise ConfigurationError(
+                "api_url should be the server's base URL, e.g. https://app.waygpt.ru, without "
+                f"/api/v1/waygpt: the SDK adds each endpoint's path itself (got {url!r}; "
+                f"perhaps {base!r})"
+            )
 
 
 def _positive(value: Any) -> bool:

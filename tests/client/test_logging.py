@@ -98,6 +98,20 @@ def test_retry_logs_a_warning_with_the_delay(
     ]
 
 
+def test_the_logged_path_is_the_one_sent_with_the_base_path(
+    sdk: ModuleType, server: WayGPTTestServer, records: pytest.LogCaptureFixture
+) -> None:
+    with sdk.WayGPTClient(api_url=server.url + "/waygpt-proxy", project_key=server.project_key,
+                          max_retries=0) as client:
+        with pytest.raises(sdk.NotFoundError):
+            client.get_models()
+    sent = server.last_request.path
+    assert sent == "/waygpt-proxy" + MODELS
+    assert [(a["method"], a["path"], a["status"]) for a in attempts(records)] == [
+        ("GET", sent, "404")
+    ]
+
+
 def test_error_answer_is_logged_once_without_a_retry_warning(
     client: Any, server: WayGPTTestServer, sdk: ModuleType, records: pytest.LogCaptureFixture
 ) -> None:
