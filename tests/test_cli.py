@@ -459,6 +459,26 @@ def test_server_down_exits_4(closed_port: int) -> None:
     assert "sk_live_secret_key_123" not in result.stderr
 
 
+def test_server_down_shows_the_long_waits_and_counts_the_attempts(closed_port: int) -> None:
+    started = time.monotonic()
+    result = run_cli("chat", "hi", "--max-retries", "2",
+                     env={"WAYGPT_API_URL": f"http://127.0.0.1:{closed_port}",
+                          "WAYGPT_PROJECT_KEY": "sk_live_secret_key_123"})
+    elapsed = time.monotonic() - started
+    assert result.returncode == EXIT_CONNECTION, result.stderr
+    *notes, error = result.stderr.splitlines()
+    # The waits before attempts 2 and 3 are 0.5-1 s and 1-2 s (backoff with jitter): only
+    # the one over a second is worth a line.
+    assert len(notes) == 1, notes
+    assert re.fullmatch(r"retrying in (1\.\d|2\.0) s… \(attempt 3\)", notes[0]), notes
+    found = re.fullmatch(r"error: APIConnectionError: connection failed: .+ "
+                         rf"\(3 attempts over (\d+\.\d) s\) \(server http://127.0.0.1:{closed_port}\)",
+                         error)
+    assert found, error
+    assert 1.5 <= float(found.group(1)) <= elapsed
+    assert result.stdout == ""
+
+
 def test_timeout_exits_4(server: WayGPTTestServer) -> None:
     server.script(status=200, body=["late"], delay=1.5, path=MODELS)
     result = run_cli("models", "--timeout", "0.3", "--max-retries", "0", server=server)

@@ -349,6 +349,7 @@ class ClientCore:
         redact = partial(self._redact, call)
         retry = RetryState(self._retry_policy, call.method)
         connect_timeout, read_timeout = split_timeout(self.timeout)
+        first_started = time.monotonic()
         while True:
             if signer is not None:
                 # A fresh timestamp, nonce and signature, written over the previous attempt's.
@@ -369,6 +370,11 @@ class ClientCore:
                 error: WayGPTError = redact_error(outcome.to_error(), redact)
                 delay = retry.delay_after_failure(outcome.kind)
                 if delay is None or not deadline.allows(delay):
+                    if attempt > 1:  # "... (3 attempts over 6.1 s)": the silence explained
+                        error.message += (
+                            f" ({attempt} attempts over {time.monotonic() - first_started:.1f} s)"
+                        )
+                        error.args = (error.message,)
                     raise error
                 _log_retry(request, type(error).__name__, delay, attempt)
                 yield Sleep(delay)
@@ -570,4 +576,7 @@ def _log_retry(request: Request, reason: str, delay: float, attempt: int) -> Non
         reason,
         delay,
         attempt,
+        # For a handler that tells a person what is going on (the CLI's "retrying in ..."),
+        # without parsing the message.
+        extra={"waygpt_retry_delay": delay, "waygpt_next_attempt": attempt + 1},
     )
