@@ -506,8 +506,12 @@ def test_validation_error_exits_3(server: WayGPTTestServer) -> None:
     assert_fails(result, EXIT_API, "422 UnprocessableEntityError", "size")
 
 
-def test_unknown_job_exits_3(server: WayGPTTestServer) -> None:
-    assert_fails(run_cli("job", "no-such-job", server=server), EXIT_API, "404 NotFoundError")
+@pytest.mark.parametrize("action", [[], ["--wait", "--poll-interval", "0.05"], ["--cancel"]],
+                         ids=["show", "wait", "cancel"])
+def test_unknown_job_exits_3_saying_no_such_job(server: WayGPTTestServer,
+                                                action: List[str]) -> None:
+    line = assert_fails(run_cli("job", "no-such-job", *action, server=server), EXIT_API)
+    assert line == "error: 404 NotFoundError: no media job with id 'no-such-job'"
 
 
 def test_failed_job_wait_exits_3(server: WayGPTTestServer, sdk_client: WayGPTClient) -> None:
@@ -564,6 +568,13 @@ def test_configuration_errors_exit_2(server: WayGPTTestServer, tmp_path: Path) -
     assert_fails(run_cli("image", "кот", "-o", str(missing_dir), server=server), EXIT_USAGE,
                  "cannot write")
     assert server.requests == []
+
+
+@pytest.mark.parametrize("url", ["http://", "https:///", "http://:8080/"])
+def test_an_api_url_without_a_host_is_quoted_as_given(server: WayGPTTestServer, url: str) -> None:
+    result = run_cli("models", "--api-url", url, server=server)
+    line = assert_fails(result, EXIT_USAGE, "ConfigurationError", "no valid host")
+    assert line.endswith(f": {url!r}"), line
 
 
 def test_an_api_url_with_the_api_path_exits_2_naming_the_base_url(

@@ -69,7 +69,8 @@ def check_api_url(api_url: str) -> str:
     if not isinstance(api_url, str):
         raise ConfigurationError(f"api_url must be a string, got {type(api_url).__name__}")
     url = api_url.strip().rstrip("/")
-    shown = "<hidden: it contains '@'>" if "@" in url else repr(url)
+    # What was given, not what is left of it ("http://", not "http:").
+    shown = "<hidden: it contains '@'>" if "@" in url else repr(api_url)
     try:
         parts = urlsplit(url)
         port = parts.port  # raises for a port that is not a number in 0-65535
@@ -87,11 +88,11 @@ def check_api_url(api_url: str) -> str:
         raise ConfigurationError(f"api_url has no valid host and port: {shown}")
     if parts.query or parts.fragment or not url.isprintable() or any(c.isspace() for c in url):
         raise ConfigurationError(f"api_url is not a valid base URL: {shown}")
-    _check_base_path(url, parts.path)
+    _check_base_path(url, parts.path, shown)
     return url
 
 
-def _check_base_path(url: str, path: str) -> None:
+def _check_base_path(url: str, path: str, shown: str) -> None:
     """Refuse an api_url that already holds the API's own path (``.../api/v1/waygpt``).
 
     Each endpoint's path (``/api/v1/waygpt/models``) is added to the base URL, so such a URL
@@ -104,7 +105,7 @@ def _check_base_path(url: str, path: str) -> None:
             base = url[: len(url) - len(path)] + "/".join(path.split("/")[:index])
             raise ConfigurationError(
                 "api_url should be the server's base URL, e.g. https://app.waygpt.ru, without "
-                f"/api/v1/waygpt: the SDK adds each endpoint's path itself (got {url!r}; "
+                f"/api/v1/waygpt: the SDK adds each endpoint's path itself (got {shown}; "
                 f"perhaps {base!r})"
             )
 
