@@ -9,10 +9,12 @@ blocking call on the event loop, a fork, and the async forms of the API.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import os
 import sys
+import threading
 from typing import Any, Dict, List
 
 import pytest
@@ -204,6 +206,55 @@ def test_a_task_cancelled_mid_stream_releases_its_connection(server):
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is 3.11+")
+def test_a_stream_cancelled_while_it_waits_for_the_end_after_done_is_closed(monkeypatch):
+    import socket
+
+    from raw_server import RawServer
+    from waygpt import _aiohttp_transport
+
+    # The wait after [DONE] for the end of the body is short (0.1 s); made long here, so that
+    # the task is surely cancelled inside it.
+    monkeypatch.setattr(_aiohttp_transport, "_DRAIN_SECONDS", 30)
+    event = sse_event(chunk("a")) + DONE
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(event), event))
+        for _ in range(300):  # the last chunk never comes (for 30 s at most)
+            if raw.stopping():
+                return
+            threading.Event().wait(0.1)
+
+    raw = RawServer(handler)
+    received: List[Any] = []
+    streams: List[Any] = []
+
+    async def consume(client: AsyncWayGPTClient) -> None:
+        stream = await client.chat_completions_stream(messages=MESSAGES)
+        streams.append(stream)
+        async for item in stream:
+            received.append(item)
+
+    async def main() -> None:
+        async with AsyncWayGPTClient(api_url=raw.url, project_key="sk_live_x") as client:
+            task = asyncio.create_task(consume(client))
+            while not received:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # now waiting for the end of the body
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert streams[0].closed
+            assert not client._transport._session.connector._acquired  # released, not at GC
+
+    with raw:
+        gc.disable()  # a finaliser must not be what closes it
+        try:
+            asyncio.run(main())
+        finally:
+            gc.enable()
+
+
 def test_an_asyncio_timeout_around_a_call_is_the_callers_to_see(server):
     server.script(path=MODELS, delay=5)
 
@@ -275,12 +326,21 @@ def test_200_concurrent_tasks_with_hmac_and_faults_get_only_their_own_answers():
 
 def test_no_call_blocks_the_event_loop(server, caplog):
     caplog.set_level(logging.WARNING, logger="asyncio")
-    server.script(status=503, headers={"Retry-After": "0"}, path=MODELS)
+    # Slow answers, so that a blocking wait for the network would hold the loop far longer
+    # than the threshold below, which is set well above what a loaded machine's scheduling
+    # adds to an ordinary step (tens of ms).
+    server.script(status=503, headers={"Retry-After": "0"}, path=MODELS, delay=0.6)
+    server.script(path=MODELS, body=["gpt-4o"], delay=0.6)
+    server.script(method="POST", path=CHAT, chunks=[sse_event(chunk("a")), DONE],
+                  chunk_delay=0.6, content_type="text/event-stream")
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        loop.slow_callback_duration = 0.05
+        loop.slow_callback_duration = 0.3
         async with signed(server) as client:
+            await client.get_models()
+            stream = await client.chat_completions_stream(messages=MESSAGES)
+            await stream.collect()
             for _ in range(20):
                 await client.get_models()
                 await client.chat_completions(messages=[{"role": "user", "content": "Привет"}])

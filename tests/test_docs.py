@@ -64,3 +64,20 @@ def test_every_public_method_is_listed_in_the_index() -> None:
     for name, _ in inspect.getmembers(waygpt.WayGPTClient, inspect.isfunction):
         if not name.startswith("_"):
             assert f"`{name}" in index, name
+
+
+@pytest.mark.parametrize(
+    ("page", "opening", "joint"),
+    [
+        ("errors-and-retries.md", "about credentials:", ", and in Russian "),
+        ("ru/errors-and-retries.md", "учётных данных:", " и по-русски "),
+    ],
+)
+def test_the_words_a_short_secret_is_taken_for_are_those_the_code_has(
+    page: str, opening: str, joint: str
+) -> None:
+    from waygpt._redaction import _MESSAGE_WORDS
+
+    text = " ".join((DOCS / page).read_text(encoding="utf-8").split())
+    listed = text.split(opening, 1)[1].split(".", 1)[0].replace(joint, ", ")
+    assert {word.strip() for word in listed.split(",")} == set(_MESSAGE_WORDS)

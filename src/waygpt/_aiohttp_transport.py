@@ -29,7 +29,7 @@ from requests.utils import get_environ_proxies
 
 from ._core import Deadline, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
-from .errors import ConfigurationError, TransportFailure
+from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
 
 try:
@@ -110,11 +110,15 @@ class _StreamIdle(asyncio.TimeoutError):
     """No byte of a stream arrived within the read timeout."""
 
 
+class _DeadlinePassed(asyncio.TimeoutError):
+    """The call's deadline passed while the body before a stream's events was read."""
+
+
 class AiohttpAnswer:
     """An answer whose headers have been read; the body is read by the pipeline or a stream."""
 
-    __slots__ = ("_idle_timeout", "_idle_timer", "_loop", "_read_since", "headers", "response",
-                 "status")
+    __slots__ = ("_deadline_timer", "_idle_timeout", "_idle_timer", "_loop", "_read_since",
+                 "headers", "response", "status")
 
     def __init__(self, response: Any) -> None:
         self.response = response
@@ -124,6 +128,21 @@ class AiohttpAnswer:
         self._idle_timer: Optional[asyncio.TimerHandle] = None
         self._read_since: Optional[float] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._deadline_timer: Optional[asyncio.TimerHandle] = None
+
+    def end_reads_at(self, deadline: Deadline) -> None:
+        """Make every read fail once ``deadline`` passes (a stream's answer, until its events).
+
+        A stream request has no aiohttp ``total`` timeout, since its events may go on for
+        longer; but an error body, or a JSON answer refusing the stream, dribbled a byte per
+        read timeout must still end with the call's deadline.
+        """
+        loop = asyncio.get_running_loop()
+        self._deadline_timer = loop.call_later(max(deadline.remaining(), 0.0), self._expire)
+
+    def _expire(self) -> None:
+        self._deadline_timer = None
+        self.response.content.set_exception(_DeadlinePassed())
 
     def bound_each_read(self, timeout: float) -> None:
         """Make every later read of a stream end within ``timeout`` seconds.
@@ -131,8 +150,10 @@ class AiohttpAnswer:
         aiohttp's ``sock_read`` should do it, but a stream whose chunked framing breaks and
         whose connection then closes leaves aiohttp's read waiting for ever (aiohttp 3.14),
         timer and all. So a timer of ours checks: armed at most once per ``timeout``, and
-        only while a read waits, it costs a clock reading per read.
+        only while a read waits, it costs a clock reading per read. The call's deadline no
+        longer applies: the events of a stream may last longer.
         """
+        self._cancel_deadline()
         self._idle_timeout = timeout
         self._loop = asyncio.get_running_loop()
 
@@ -185,8 +206,14 @@ class AiohttpAnswer:
         else:
             self._arm(since)
 
+    def _cancel_deadline(self) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+
     def close(self) -> None:
         """Release the connection: back to the pool when the body was read to its end."""
+        self._cancel_deadline()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
@@ -295,6 +322,9 @@ class AiohttpTransport:
                     step = steps.send(reply)
                 except StopIteration as done:
                     return done.value
+                except WayGPTError as error:
+                    forget_internal_locals(error)
+                    raise
                 try:
                     if isinstance(step, Read):
                         reply = await step.answer.read()
@@ -304,9 +334,10 @@ class AiohttpTransport:
                         sending, remaining = self._request(session, step, deadline)
                         if step.stream:  # its headers within the deadline; its events, not
                             response = await asyncio.wait_for(sending, remaining)
+                            reply = AiohttpAnswer(response)
+                            reply.end_reads_at(deadline)
                         else:
-                            response = await sending
-                        reply = AiohttpAnswer(response)
+                            reply = AiohttpAnswer(await sending)
                     else:
                         await asyncio.sleep(step.seconds)
                         reply = None
@@ -315,6 +346,8 @@ class AiohttpTransport:
                 except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
                     reply = transport_failure(exc)
         finally:
+            # The last body bytes read, the last response: kept out of tracebacks.
+            reply = response = sending = None
             steps.close()  # a cancelled call: the pipeline closes the answer it holds
 
     def _request(self, session: Any, step: Send, deadline: Deadline) -> Tuple[Any, float]:

@@ -29,8 +29,8 @@ from ._aiohttp_transport import AiohttpAnswer, AiohttpTransport
 from ._config import DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Timeout, split_timeout
 from ._core import ClientCore, Deadline, MediaJobWaiter
 from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, pick_use_case
-from .errors import TransportFailure, redact_error
-from .streaming import ChatEventParser, stream_failure_error
+from .errors import TransportFailure, WayGPTError, forget_internal_locals, redact_error
+from .streaming import ChatEventParser, LineWait, stream_failure_error
 
 if TYPE_CHECKING:
     from ._chat_result import ChatStreamResult
@@ -58,13 +58,18 @@ class AsyncChatStream:
     releases the connection and gets its ``CancelledError`` unchanged.
 
     Raises (while iterating): a ``WayGPTError`` subclass for an ``error`` object in the
-    stream, ``APIConnectionError``/``APITimeoutError`` when the connection drops or the read
-    timeout runs out between two events, ``APIResponseValidationError`` for data that is not
-    JSON, or a line or event over 16 MiB.
+    stream, ``APIConnectionError``/``APITimeoutError`` when the connection drops, or when the
+    read timeout runs out between two reads or since the last complete line (an event or a
+    keep-alive comment), ``APIResponseValidationError`` for data that is not JSON, or a line
+    or event over 16 MiB.
     """
 
     def __init__(
-        self, answer: AiohttpAnswer, parser: ChatEventParser, redact: Callable[[str], str]
+        self,
+        answer: AiohttpAnswer,
+        parser: ChatEventParser,
+        redact: Callable[[str], str],
+        read_timeout: float,
     ) -> None:
         self.response = answer.response
         self.status_code = answer.status
@@ -72,6 +77,7 @@ class AsyncChatStream:
         self._answer = answer
         self._parser = parser
         self._redact = redact
+        self._wait = LineWait(read_timeout)
         self._ready: List[ChatCompletionChunk] = []  # chunks read but not yet handed out
         self._next = 0
         self._closed = False
@@ -95,39 +101,49 @@ class AsyncChatStream:
             chunk = ready[self._next]
             self._next += 1
             return chunk
-        return await self._read_more()
+        try:
+            return await self._read_more()
+        except WayGPTError as error:
+            forget_internal_locals(error)  # the raw blocks the stream's frames read
+            raise
 
     async def _read_more(self) -> ChatCompletionChunk:
         parser = self._parser
         while True:
-            pending = parser.take_error()  # the failure that followed the last chunks handed out
+            chunks = parser.pull()  # the next batch of what was read, if any is left
+            if chunks:
+                self._ready, self._next = chunks, 1
+                return chunks[0]
+            pending = parser.take_error()  # the failure that followed the chunks handed out
             if pending is not None:
                 self._finish()
                 raise redact_error(pending, self._redact)
             if self._closed or parser.done:
-                if not self._closed:
-                    await self._answer.drain()  # so that the connection can be reused
-                self._finish()
-                raise StopAsyncIteration
-            try:
-                block = await self._answer.read()
-            except TransportFailure as failure:
-                if self._closed:  # closed by another task while this one waited: end quietly
-                    raise StopAsyncIteration from None
-                error = stream_failure_error(failure)
-            except BaseException:  # cancelled: release the connection, let it propagate as is
-                self._finish()
-                raise
-            else:
-                if not block:
+                try:
+                    if not self._closed:
+                        await self._answer.drain()  # so that the connection can be reused
+                finally:  # cancelled while draining: released all the same
                     self._finish()
-                    parser.end()
-                    raise StopAsyncIteration
-                chunks = parser.feed(block)
-                if chunks:
-                    self._ready, self._next = chunks, 1
-                    return chunks[0]
-                continue
+                raise StopAsyncIteration
+            error: Optional[WayGPTError] = self._wait.overdue(parser)
+            if error is None:
+                self._wait.reading()
+                try:
+                    block = await self._answer.read()
+                except TransportFailure as failure:
+                    if self._closed:  # closed by another task while this one waited: end quietly
+                        raise StopAsyncIteration from None
+                    error = stream_failure_error(failure)
+                except BaseException:  # cancelled: release the connection, let it propagate as is
+                    self._finish()
+                    raise
+                else:
+                    if not block:
+                        self._finish()
+                        parser.end()
+                        raise StopAsyncIteration
+                    parser.push(block)
+                    continue
             self._finish()
             raise error
 
@@ -256,8 +272,9 @@ class AsyncWayGPTClient(ClientCore):
     async def _stream(self, call: Call[Any]) -> AsyncChatStream:
         deadline = Deadline(self.total_timeout)
         answer, parser = await self._transport.run(self._steps(call, deadline), deadline)
-        answer.bound_each_read(split_timeout(self.timeout)[1])
-        return AsyncChatStream(answer, parser, lambda text: self._redact(call, text))
+        read_timeout = split_timeout(self.timeout)[1]
+        answer.bound_each_read(read_timeout)
+        return AsyncChatStream(answer, parser, lambda text: self._redact(call, text), read_timeout)
 
     # -- chat ---------------------------------------------------------------------------------
 

@@ -18,14 +18,12 @@ from typing import (
     Any,
     Dict,
     Generator,
-    Iterable,
     Mapping,
     Optional,
-    Set,
     Tuple,
     Union,
 )
-from urllib.parse import quote, quote_plus, urlencode
+from urllib.parse import urlencode
 
 from urllib3.util.retry import Retry
 
@@ -44,9 +42,11 @@ from ._config import (
 )
 from ._endpoints import NO_BODY, Call, check_jwt, login_result
 from ._logging import configure_logging_from_env, logger
+from ._redaction import LazyRedactor, Redactor
 from ._version import __version__
 from .errors import (
     ERROR_BODY_LIMIT,
+    ERROR_READ_LIMIT,
     APIConnectionError,
     APIResponseValidationError,
     APITimeoutError,
@@ -55,9 +55,11 @@ from .errors import (
     MediaJobTimeoutError,
     TransportFailure,
     WayGPTError,
+    error_body_text,
     error_from_response,
     parse_json,
     redact_error,
+    scrub_value,
 )
 from .retry import RetryPolicy, RetryState, build_retry
 from .signing import HMACSigner
@@ -67,39 +69,6 @@ if TYPE_CHECKING:
     from .types import LoginResult, MediaJob
 
 _FINAL_JOB_FAILURES = ("failed", "cancelled", "canceled", "error")
-_REDACTED = "[REDACTED]"
-_MIN_SECRET = 3  # shorter values are too common in ordinary text to be replaced safely
-
-
-class Redactor:
-    """Replaces every secret in a text: as is, JSON-escaped and URL-encoded.
-
-    Built only when an error is being made: a successful call never pays for it.
-    """
-
-    __slots__ = ("_forms",)
-
-    def __init__(self, secrets: Iterable[Optional[str]]) -> None:
-        forms: Set[str] = set()
-        for secret in secrets:
-            if secret and len(secret) >= _MIN_SECRET:
-                forms.update(
-                    (
-                        secret,
-                        json.dumps(secret)[1:-1],
-                        json.dumps(secret, ensure_ascii=False)[1:-1],
-                        quote_plus(secret),
-                        quote(secret, safe=""),
-                    )
-                )
-        # Longest first, so a secret that contains another is replaced whole.
-        self._forms = sorted(forms, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, _REDACTED)
-        return text
 
 
 class Request:
@@ -326,9 +295,17 @@ class ClientCore:
             call.method, self._base_url + call.path, self._base_path + call.path, headers, body
         )
 
-    def _redact(self, call: Call[Any], text: str) -> str:
+    def _secrets(self, call: Call[Any]) -> Tuple[Optional[str], ...]:
+        """What ``call`` sends that an answer must not repeat to a caller."""
         secrets = (self._project_key, self._hmac_secret, self._jwt_token, call.jwt_token)
-        return Redactor((*secrets, *call.secrets))(text)
+        return (*secrets, *call.secrets)
+
+    def _redactor(self, call: Call[Any]) -> LazyRedactor:
+        """The redaction of ``call``'s secrets, one Redactor made at its first use (an error)."""
+        return LazyRedactor(partial(self._secrets, call))
+
+    def _redact(self, call: Call[Any], text: str) -> str:
+        return Redactor(self._secrets(call))(text)
 
     def _steps(self, call: Call[Any], deadline: Deadline) -> Steps:
         """The pipeline of one call: build, sign, send, retry, map errors, decode.
@@ -346,7 +323,7 @@ class ClientCore:
         """Send until a 2xx answer arrives (returned with its body unread), or raise."""
         request = self._build(call)
         signer = self._signer if call.auth == "project" else None
-        redact = partial(self._redact, call)
+        redact = self._redactor(call)
         retry = RetryState(self._retry_policy, call.method)
         connect_timeout, read_timeout = split_timeout(self.timeout)
         first_started = time.monotonic()
@@ -390,7 +367,7 @@ class ClientCore:
                     f"the server sent an informational answer ({status}) and no final answer"
                 )
             delay = retry.delay_after_status(status, answer.headers)
-            body = yield from self._read_body(answer, deadline, ERROR_BODY_LIMIT, lenient=True)
+            body = yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
             if delay is None or not deadline.allows(delay):
                 raise error_from_response(status, _plain(answer.headers), body, redact)
             _log_retry(request, f"HTTP {status}", delay, attempt)
@@ -401,8 +378,9 @@ class ClientCore:
     ) -> Generator[Step, Any, Tuple[Any, ChatEventParser]]:
         """A 2xx answer to a stream request: an event stream and its parser, or an error."""
         kind = stream_kind(answer.headers)
+        redact = self._redactor(call)
         if kind == "sse":
-            parser = _stream_parser(answer)
+            parser = _stream_parser(answer, redact)
             if isinstance(parser, ChatEventParser):
                 return answer, parser
             answer.close()
@@ -411,8 +389,7 @@ class ClientCore:
         if kind == "json":  # perhaps a gateway's error object, refusing the stream
             body = yield from self._read_body(answer, deadline, ERROR_BODY_LIMIT, lenient=True)
         answer.close()
-        error = not_a_stream_error(answer.status, answer.headers, body)
-        raise redact_error(error, partial(self._redact, call))
+        raise not_a_stream_error(answer.status, answer.headers, body, redact)
 
     def _read_body(
         self, answer: Any, deadline: Deadline, limit: int, *, lenient: bool
@@ -443,15 +420,18 @@ class ClientCore:
         if body.strip():
             parsed, data = parse_json(body)
             if not parsed:
-                snippet = body[:200].decode("utf-8", errors="replace")
-                error = APIResponseValidationError(
-                    f"expected a JSON answer, got: {snippet!r}",
+                # A success body that is not JSON may echo what was sent (key, password, JWT):
+                # its secrets are replaced before the snippet and the body are cut from it.
+                redact = self._redactor(call)
+                text = error_body_text(body, redact)
+                context = _error_context(answer)
+                raise APIResponseValidationError(
+                    f"expected a JSON answer, got: {text[:200]!r}",
                     answer.status,
-                    body=body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace"),
-                    **_error_context(answer),
+                    body=text,
+                    headers=scrub_value(context["headers"], redact),
+                    request_id=scrub_value(context["request_id"], redact),
                 )
-                # A success body that is not JSON may echo what was sent (key, password, JWT).
-                raise redact_error(error, partial(self._redact, call))
         if call.expect is not None and not isinstance(data, call.expect):
             error = APIResponseValidationError(
                 f"expected a JSON {call.expect.__name__}, got {type(data).__name__}",
@@ -459,7 +439,7 @@ class ClientCore:
                 data,
                 **_error_context(answer),
             )
-            raise redact_error(error, partial(self._redact, call))
+            raise redact_error(error, self._redactor(call))
         return data
 
     def _remember_login(self, data: Dict[str, Any]) -> LoginResult:
@@ -518,10 +498,12 @@ def _positive_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
-def _stream_parser(answer: Any) -> Union[ChatEventParser, APIResponseValidationError]:
+def _stream_parser(
+    answer: Any, redact: LazyRedactor
+) -> Union[ChatEventParser, APIResponseValidationError]:
     """The parser of a stream's body, or the error for a Content-Encoding it cannot decode."""
     try:
-        return ChatEventParser(answer.status, answer.headers.get("content-encoding"))
+        return ChatEventParser(answer.status, answer.headers.get("content-encoding"), redact)
     except APIResponseValidationError as error:
         return error
 

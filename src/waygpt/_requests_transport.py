@@ -36,7 +36,7 @@ from ._core import Deadline, Read, Send, Step, Steps
 from ._fork import fork_generation, keep_inherited
 from ._stream_reader import StreamBodyReader, raw_socket
 from ._watchdog import Watch, watchdog
-from .errors import ConfigurationError, TransportFailure
+from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
 
 _MAX_LINE = 65536  # as http.client's limit on a header line
@@ -93,12 +93,50 @@ class _ReportingPoolMixin:
         super()._put_conn(conn)  # type: ignore[misc]
 
 
+class _HeadCutOff(http.client.HTTPException):
+    """The connection closed before the blank line that ends an answer's headers."""
+
+
+class _HeadReader:
+    """The connection's reader while an answer's head is read: remembers its last line."""
+
+    __slots__ = ("_fp", "last_line")
+
+    def __init__(self, fp: Any) -> None:
+        self._fp = fp
+        self.last_line = b"\n"
+
+    def readline(self, limit: int = -1) -> bytes:
+        line: bytes = self._fp.readline(limit)
+        self.last_line = line
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
 class _FinalResponse(http.client.HTTPResponse):
-    """An ``http.client`` response that skips every informational (1xx) answer.
+    """An ``http.client`` response that skips every informational (1xx) answer, and refuses
+    a head cut short.
 
     ``http.client`` skips ``100 Continue`` only and would take a ``103 Early Hints`` for the
-    final answer, leaving the real one unread on the connection.
+    final answer, leaving the real one unread on the connection. It also takes the end of
+    the connection for the end of the headers: an answer cut in its head (by the server, or
+    by the deadline watchdog shutting the socket) would pass for a complete, empty answer.
     """
+
+    def begin(self) -> None:
+        reader: Any = self.fp
+        watched: Any = _HeadReader(reader)
+        self.fp = watched
+        try:
+            super().begin()
+        finally:
+            if self.fp is watched:  # (None when begin closed an answer without a body)
+                self.fp = reader
+        if watched.last_line not in (b"\r\n", b"\n"):
+            self.close()
+            raise _HeadCutOff("the answer's head ended without its blank line")
 
     def _read_status(self) -> Tuple[str, int, str]:
         while True:
@@ -185,6 +223,8 @@ def transport_failure(exc: BaseException) -> TransportFailure:
         or type(e).__name__ in ("ReadTimeoutError", "ConnectTimeoutError")
         for e in chain
     )
+    if any(isinstance(e, _HeadCutOff) for e in chain):
+        return TransportFailure(OTHER_FAILURE, "connection closed in the middle of the headers")
     if connect:
         kind = CONNECT_FAILURE
     elif any(isinstance(e, RemoteDisconnected) for e in chain):
@@ -379,8 +419,12 @@ class RequestsTransport:
                 except StopIteration as done:
                     result = done.value
                     break
+                except WayGPTError as error:
+                    forget_internal_locals(error)
+                    raise
                 reply = self._perform(step, call_watch)
         finally:
+            reply = None  # (the last body bytes read: kept out of tracebacks)
             _current.watch = outer
             dog.disarm(watch)
             steps.close()

@@ -29,6 +29,7 @@ from ._config import (
     DEFAULT_TIMEOUT,
     DEFAULT_TOTAL_TIMEOUT,
     Timeout,
+    split_timeout,
 )
 from ._core import ClientCore, Deadline, MediaJobWaiter
 from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, pick_use_case
@@ -151,6 +152,7 @@ class WayGPTClient(ClientCore):
             parser,
             headers=answer.headers,
             status_code=answer.status,
+            read_timeout=split_timeout(self.timeout)[1],
             redact=lambda text: self._redact(call, text),
         )
 

@@ -32,6 +32,10 @@ __all__ = [
 
 # Bounds keep a hostile or broken server (a 20 MB error page) from blowing up memory or logs.
 ERROR_BODY_LIMIT = 64 * 1024
+# An error body is read this far past the bound, so that a secret echoed across the bound is
+# still whole when secrets are replaced, before the text is cut: no part of it is left. The
+# margin holds any credential several times over, in its longest encoded form.
+ERROR_READ_LIMIT = ERROR_BODY_LIMIT + 32 * 1024
 _MESSAGE_LIMIT = 500
 
 
@@ -255,8 +259,26 @@ def error_class_for_status(status: int) -> Type[APIStatusError]:
 
 
 def _truncate(text: str, limit: int = _MESSAGE_LIMIT) -> str:
+    """``text`` stripped and cut to ``limit`` characters (secrets must be replaced before)."""
     text = text.strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def error_body_text(body: bytes, redact: Optional[Callable[[str], str]] = None) -> str:
+    """An answer's body as an error keeps it: text, secrets replaced, then cut to the bound.
+
+    Replacing first and cutting after means that a secret across the bound leaves no part of
+    itself behind; ``body`` may run past the bound by up to ``ERROR_READ_LIMIT`` for that.
+    """
+    text = body[:ERROR_READ_LIMIT].decode("utf-8", errors="replace")
+    if redact is not None:
+        text = redact(text)
+    if len(text) <= ERROR_BODY_LIMIT // 4:  # no need to encode: it fits in any case
+        return text
+    encoded = text.encode("utf-8", errors="surrogatepass")
+    if len(encoded) <= ERROR_BODY_LIMIT:
+        return text
+    return encoded[:ERROR_BODY_LIMIT].decode("utf-8", errors="ignore")
 
 
 def _format_detail(detail: Any) -> str:
@@ -277,8 +299,15 @@ def _format_detail(detail: Any) -> str:
     return json.dumps(detail, ensure_ascii=False)
 
 
-def error_message(status: int, parsed: Any, text: str) -> str:
-    """The message: ``detail``, else ``message``, else the body text, else ``HTTP <status>``."""
+def error_message(
+    status: int, parsed: Any, text: str, redact: Optional[Callable[[str], str]] = None
+) -> str:
+    """The message: ``detail``, else ``message``, else the body text, else ``HTTP <status>``.
+
+    Cut at 500 characters, after ``redact`` replaced the secrets of the field it is made of
+    (formatting a ``detail`` list writes new text: reprs, joins), so that no secret is cut in
+    two with a part left behind. ``text`` must come with its secrets already replaced.
+    """
     candidates: List[Any] = []
     if isinstance(parsed, dict):
         candidates += [parsed.get("detail"), parsed.get("message")]
@@ -287,7 +316,10 @@ def error_message(status: int, parsed: Any, text: str) -> str:
             candidates.append(error.get("message"))
     for value in candidates:
         # A field that formats to nothing ("", [""], "  ") says nothing: try the next rule.
-        message = _truncate(_format_detail(value)) if value else ""
+        message = ""
+        if value:
+            message = _format_detail(value)
+            message = _truncate(redact(message) if redact is not None else message)
         if message:
             return message
     return _truncate(text) or f"HTTP {status}"
@@ -334,15 +366,20 @@ def error_from_response(
 ) -> APIStatusError:
     """Build the typed error for an HTTP error answer.
 
-    ``body`` should already be bounded by the caller; ``redact`` is an optional callable that
-    removes secrets from text before it is stored on the error.
+    ``body`` should already be bounded by the caller (``ERROR_READ_LIMIT``); ``redact`` is
+    an optional callable that removes secrets from text. The error is built from redacted
+    parts (parsed body, headers, body text), each redacted whole before anything is cut.
     """
     text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
-    _, parsed = parse_json(text)
+    _, parsed = parse_json(text)  # a body cut at the bound is not JSON: its text is kept
+    if redact is not None:
+        parsed = scrub_value(parsed, redact)
+        headers = scrub_value(dict(headers), redact)
+    clean = error_body_text(body, redact)
     try:
-        message = error_message(status, parsed, text)
+        message = error_message(status, parsed, clean, redact)
     except RecursionError:  # a "detail" nested too deep to be turned back into text
-        message = _truncate(text) if text.strip() else f"HTTP {status}"
+        message = _truncate(clean) if clean.strip() else f"HTTP {status}"
     lowered = {k.lower(): v for k, v in headers.items()}
     if 300 <= status < 400:
         # The SDK follows no redirect: an API URL that redirects (http -> https, a moved
@@ -350,7 +387,7 @@ def error_from_response(
         target = lowered.get("location") or "elsewhere"
         message = f"unexpected redirect ({status}) to {target}: check api_url"
     request_id = lowered.get("x-request-id") or lowered.get("request-id")
-    kwargs: Dict[str, Any] = {"headers": dict(headers), "body": text, "request_id": request_id}
+    kwargs: Dict[str, Any] = {"headers": dict(headers), "body": clean, "request_id": request_id}
     cls = error_class_for_status(status)
     error: APIStatusError
     if cls is RateLimitError:
@@ -363,6 +400,25 @@ def error_from_response(
         )
     else:
         error = cls(message, status, parsed, **kwargs)
-    if redact is not None:
-        redact_error(error, redact)
     return error
+
+
+def forget_internal_locals(error: BaseException) -> None:
+    """Clear the local variables of the SDK's own frames in ``error``'s traceback.
+
+    Crash reporters (Sentry, rich tracebacks) record every frame's locals, and the SDK's
+    frames hold what the server sent before it was redacted: the body bytes of an answer, a
+    block of a stream. Only finished frames below the caller are cleared; a frame of another
+    module (a caller's callback) keeps its locals.
+    """
+    package = __name__.partition(".")[0]  # "waygpt", or the one-file build's module
+    tb = error.__traceback__
+    tb = tb.tb_next if tb is not None else None  # the frame handling it is still running
+    while tb is not None:
+        frame = tb.tb_frame
+        if str(frame.f_globals.get("__name__", "")).partition(".")[0] == package:
+            try:
+                frame.clear()
+            except RuntimeError:  # still running (or suspended): nothing to clear yet
+                pass
+        tb = tb.tb_next

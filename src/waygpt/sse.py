@@ -26,6 +26,11 @@ __all__ = ["SSE_SIZE_LIMIT", "SSEDecoder", "ServerSentEvent", "iter_sse"]
 # The longest line, and the largest event, a decoder holds (in characters): far above any
 # chat chunk, and a bound on the memory an endless line or event can take.
 SSE_SIZE_LIMIT = 16 * 1024 * 1024
+# What one line counts toward the event cap at least. Every line of an event counts, empty
+# ones too: an empty "data" line adds a line end to the event and a reference (8 bytes) to
+# the list that holds its lines, so 16 M of them would hold 128 MB while adding up to no
+# characters at all. At 16 characters a line, an event under the cap has at most 1 M lines.
+_SSE_LINE_COST = 16
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ class SSEDecoder:
         self._tail: List[str] = []  # the pieces of a line not ended yet
         self._data: List[str] = []  # the data lines of the event being read
         self._tail_size = 0  # characters in _tail
-        self._data_size = 0  # characters in _data
+        self._data_size = 0  # what the lines of the event being read count toward the cap
         self._event = ""  # the event type buffer
         self._retry: Optional[int] = None  # the retry field of the event being read
         self._idle = True  # no line nor event is half read (all of the four above are empty)
@@ -203,6 +208,7 @@ class SSEDecoder:
             fields["retry"] = None
             append(event)
         self._last_id = last_id
+        self._data_size = 0  # everything up to here ended with a blank line
         rest = text[stop + len(blank) :]
         if rest:
             self._read_lines(rest, events)
@@ -230,22 +236,25 @@ class SSEDecoder:
         self._tail = [last] if last else []
         self._tail_size = len(last)
         data = self._data
+        limit = self._limit
         for line in lines:
-            if line.startswith("data:"):
-                value = line[6:] if line[5:6] == " " else line[5:]
-                data.append(value)
-                self._data_size += len(value)
-                if self._data_size > self._limit:
-                    raise self._overflow()
-            elif not line:  # a blank line: dispatch
+            if not line:  # a blank line: dispatch
                 self._last_id = self._id
                 if data:
                     event = self._event or "message"
                     events.append(_sse_event("\n".join(data), event, self._id, self._retry))
                     data = self._data = []
-                    self._data_size = 0
+                self._data_size = 0
                 self._event = ""
                 self._retry = None
+                continue
+            # Every line of an event counts toward its cap, comments and empty lines too.
+            size = len(line)
+            self._data_size += size + 1 if size >= _SSE_LINE_COST else _SSE_LINE_COST
+            if self._data_size > limit:
+                raise self._overflow()
+            if line.startswith("data:"):
+                data.append(line[6:] if line[5:6] == " " else line[5:])
             elif line[0] != ":":  # not a comment
                 self._read_field(line)
         self._idle = not (last or data or self._event or self._retry is not None)
@@ -254,11 +263,8 @@ class SSEDecoder:
         name, colon, value = line.partition(":")
         if colon and value[:1] == " ":
             value = value[1:]
-        if name == "data":  # a "data" line without a colon
+        if name == "data":  # a "data" line without a colon (counted by _read_lines)
             self._data.append(value)
-            self._data_size += len(value)
-            if self._data_size > self._limit:
-                raise self._overflow()
         elif name == "event":
             self._event = value
         elif name == "id":

@@ -13,6 +13,7 @@ for the sync and the async stream alike, and :class:`ChatStream` reads its bytes
 from __future__ import annotations
 
 import json
+import time
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
@@ -35,8 +36,10 @@ from .errors import (
     TransportFailure,
     WayGPTError,
     error_class_for_status,
+    forget_internal_locals,
     parse_json,
     redact_error,
+    scrub_value,
 )
 
 __all__ = ["ChatStream"]
@@ -54,6 +57,7 @@ _NOT_JSON: Any = object()
 
 
 def _stream_short(text: str) -> str:
+    """``text`` stripped and cut to the message bound (its secrets replaced before)."""
     text = text.strip()
     if len(text) <= _STREAM_MESSAGE_LIMIT:
         return text
@@ -75,12 +79,15 @@ def _stream_status(fields: Any) -> Optional[int]:
     return None
 
 
-def stream_error(payload: Any) -> WayGPTError:
+def stream_error(payload: Any, redact: Optional[Callable[[str], str]] = None) -> WayGPTError:
     """The typed error for an ``error`` object sent inside the stream.
 
     An HTTP-like ``code``/``status`` (429, 503, ...) picks the matching class; without one it
-    is a plain ``WayGPTError``. The payload is kept as the error's ``response``.
+    is a plain ``WayGPTError``. The payload is kept as the error's ``response``. ``redact``
+    replaces secrets in the payload before the message is taken from it and cut.
     """
+    if redact is not None:
+        payload = scrub_value(payload, redact)
     error = payload
     if isinstance(payload, dict) and payload.get("error") is not None:
         error = payload["error"]  # else an `event: error` whose data is the error itself
@@ -95,6 +102,8 @@ def stream_error(payload: Any) -> WayGPTError:
         message = error
     elif error is not None and error is not True:
         message = json.dumps(error)
+    if redact is not None:  # the message may be new text (JSON of a field): redacted too
+        message = redact(message)
     message = _stream_short(message) or "error in stream"
     # The status: in the error object, else beside it ({"error": "...", "status": 429}).
     code = _stream_status(error)
@@ -135,61 +144,113 @@ def stream_kind(headers: Mapping[str, str]) -> str:
     return "other"
 
 
-def not_a_stream_error(status: int, headers: Mapping[str, str], body: bytes) -> WayGPTError:
+def not_a_stream_error(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    redact: Optional[Callable[[str], str]] = None,
+) -> WayGPTError:
     """The error for a successful answer that is not an event stream.
 
     A JSON body holding an ``error`` object raises that error (a gateway that refuses the
     stream before starting it); anything else (a proxy's HTML login page, a plain JSON
-    answer) is an ``APIResponseValidationError`` rather than an empty stream.
+    answer) is an ``APIResponseValidationError`` rather than an empty stream. ``redact``
+    replaces secrets in what the error keeps, before anything is cut.
     """
     content_type = str(headers.get("content-type", "")) or "no Content-Type"
     if stream_kind(headers) != "json":
+        if redact is not None:
+            content_type = redact(content_type)
         return APIResponseValidationError(
             f"expected an event stream (text/event-stream), got {content_type[:100]!r}", status
         )
     _, payload = parse_json(body)
     if isinstance(payload, dict) and payload.get("error") is not None:
-        return stream_error(payload)
+        return stream_error(payload, redact)
     return APIResponseValidationError(
         "expected an event stream, got a JSON answer "
         "(does the server support stream=true for this request?)",
         status,
-        payload,
+        payload if redact is None else scrub_value(payload, redact),
     )
+
+
+def stream_data_error(
+    text: str, payload: Any, status: int, redact: Optional[Callable[[str], str]] = None
+) -> APIResponseValidationError:
+    """The error for a stream event whose data is not a JSON object.
+
+    ``payload`` is the data's JSON value, or ``_NOT_JSON``. The data is quoted in the
+    message, its secrets replaced before it is cut.
+    """
+    what = "JSON" if payload is _NOT_JSON else "a JSON object"
+    value = None if payload is _NOT_JSON else payload
+    if redact is not None:
+        text = redact(text)
+        value = scrub_value(value, redact)
+    return APIResponseValidationError(f"stream event is not {what}: {text[:200]!r}", status, value)
 
 
 class ChatEventParser:
     """The body of a chat stream in, chunk dicts out; shared by the sync and async streams.
 
-    ``feed`` takes raw body bytes (decoded here when the body has a ``Content-Encoding``)
-    and returns the chunks they complete; ``done`` turns true at ``data: [DONE]``. When the
-    bytes also hold a failure (an in-stream error, data that is not a JSON object, a line or
-    event over the size cap), the chunks before it are returned first and ``check()``, called
-    after they have been handed out, raises it.
+    ``push`` raw body bytes (decoded here when the body has a ``Content-Encoding``), then
+    ``pull`` the chunks they complete, a bounded batch at a time, until it returns ``[]``:
+    a few KiB of gzip can inflate to millions of tiny events, and holding all their dicts at
+    once would take hundreds of MB. ``done`` turns true at ``data: [DONE]``. When the bytes
+    also hold a failure (an in-stream error, data that is not a JSON object, a line or event
+    over the size cap), the chunks before it are returned first and ``check()``, called after
+    they have been handed out, raises it. ``line_ended()`` tells whether a complete line (an
+    event, a keep-alive comment) arrived since it was last asked.
     """
 
-    __slots__ = ("_decoder", "_error", "_sse", "_status", "done")
+    __slots__ = (
+        "_decoder", "_error", "_line_ended", "_raw", "_redact", "_sse", "_status", "done",
+    )
 
-    def __init__(self, status: int, content_encoding: Optional[str]) -> None:
+    def __init__(
+        self,
+        status: int,
+        content_encoding: Optional[str],
+        redact: Optional[Callable[[str], str]] = None,
+    ) -> None:
         # Imported here: the SSE module (and its dataclasses) is needed by streams only.
         from .sse import SSEDecoder
 
         self._status = status
+        self._redact = redact  # secrets out of an error's texts before they are cut
         self._sse = SSEDecoder().feed
         decoder = ContentDecoder(content_encoding, status)
         self._decoder: Optional[ContentDecoder] = None if decoder.identity else decoder
+        self._raw = b""  # identity bytes pushed and not parsed yet
         self._error: Optional[WayGPTError] = None
+        self._line_ended = False
         self.done = False
 
-    def feed(self, block: bytes) -> List[ChatCompletionChunk]:
+    def push(self, block: bytes) -> None:
+        """Take the next raw bytes of the body; ``pull`` then returns their chunks."""
+        if self._decoder is None:
+            self._raw = self._raw + block if self._raw else block
+        else:
+            self._decoder.push(block)
+
+    def pull(self) -> List[ChatCompletionChunk]:
+        """The chunks of the next bounded piece of what was pushed; ``[]`` once all is read.
+
+        An identity body is parsed as it was pushed (one transport read, at most 64 KiB); an
+        encoded one is inflated 64 KiB at a time, until a piece completes some chunks.
+        """
         out: List[ChatCompletionChunk] = []
+        if self.done or self._error is not None:
+            return out
         try:
             decoder = self._decoder
             if decoder is None:
-                self._chunks(block, out)
+                block, self._raw = self._raw, b""
+                if block:
+                    self._chunks(block, out)
                 return out
-            decoder.push(block)
-            while not self.done:
+            while not out and not self.done:
                 piece = decoder.pull()  # bounded: a compressed bomb never expands at once
                 if not piece:
                     break
@@ -200,15 +261,20 @@ class ChatEventParser:
             self._error = error
         return out
 
+    def line_ended(self) -> bool:
+        """True when a complete line arrived since the last call."""
+        ended, self._line_ended = self._line_ended, False
+        return ended
+
     def take_error(self) -> Optional[WayGPTError]:
-        """The failure met after the chunks that ``feed`` returned, if any (then ``done``)."""
+        """The failure met after the chunks that ``pull`` returned, if any (then ``done``)."""
         error, self._error = self._error, None
         if error is not None:
             self.done = True
         return error
 
     def check(self) -> None:
-        """Raise the failure met after the chunks that ``feed`` returned, if any."""
+        """Raise the failure met after the chunks that ``pull`` returned, if any."""
         error = self.take_error()
         if error is not None:
             raise error
@@ -220,7 +286,10 @@ class ChatEventParser:
 
     def _chunks(self, data: bytes, out: List[ChatCompletionChunk]) -> None:
         parse = _stream_json
-        for event in self._sse(data):
+        events = self._sse(data)
+        if events or b"\n" in data or b"\r" in data:
+            self._line_ended = True
+        for event in events:
             text = event.data
             if text == _STREAM_DONE:
                 self.done = True
@@ -233,17 +302,12 @@ class ChatEventParser:
             if type(payload) is dict:
                 error = payload.get("error")
                 if (error is not None and error is not False) or kind == "error":
-                    raise stream_error(payload)
+                    raise stream_error(payload, self._redact)
                 out.append(payload)  # type: ignore[arg-type] # a chunk is a JSON object
             elif kind == "error":
-                raise stream_error(text if payload is _NOT_JSON else payload)
+                raise stream_error(text if payload is _NOT_JSON else payload, self._redact)
             elif kind == "message":
-                what = "JSON" if payload is _NOT_JSON else "a JSON object"
-                raise APIResponseValidationError(
-                    f"stream event is not {what}: {text[:200]!r}",
-                    self._status,
-                    None if payload is _NOT_JSON else payload,
-                )
+                raise stream_data_error(text, payload, self._status, self._redact)
             # else: an event of another type (a ping ...) is skipped
 
 
@@ -282,8 +346,41 @@ def stream_failure_error(failure: TransportFailure) -> WayGPTError:
     return failure.to_error("stream interrupted: ")
 
 
+class LineWait:
+    """How long a stream has been waiting for its next complete line (both streams).
+
+    The read timeout bounds each wait for bytes; this bounds the wait for a *line*, so that a
+    server trickling a byte now and then into a line that never ends cannot hold a stream
+    for ever. Only time spent reading counts: the caller's own time between two chunks
+    never makes a stream time out.
+    """
+
+    __slots__ = ("_since", "_timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._since: Optional[float] = None
+
+    def reading(self) -> None:
+        """A read begins: the wait starts now, unless it is still on from an earlier read."""
+        if self._since is None:
+            self._since = time.monotonic()
+
+    def overdue(self, parser: ChatEventParser) -> Optional[APITimeoutError]:
+        """After the bytes read were parsed: the error when no line ended for too long."""
+        if parser.line_ended() or self._since is None:
+            self._since = None
+            return None
+        if time.monotonic() - self._since < self._timeout:
+            return None
+        return APITimeoutError(
+            f"stream read timed out: no complete line within the read timeout "
+            f"({self._timeout:g} s)"
+        )
+
+
 def _stream_chunks(
-    source: ByteSource, parser: ChatEventParser, control: _StreamControl
+    source: ByteSource, parser: ChatEventParser, control: _StreamControl, wait: LineWait
 ) -> Generator[ChatCompletionChunk, None, None]:
     """Yield the chunk dicts of a streamed body; the source is closed at the end.
 
@@ -292,25 +389,33 @@ def _stream_chunks(
     """
     try:
         read = source.read
-        feed = parser.feed
+        pull = parser.pull
         while True:
+            wait.reading()
             try:
                 block = read()
             except TransportFailure as failure:
                 if control.closing:
                     return  # closed from another thread while this one was reading
-                error = stream_failure_error(failure)
+                error: WayGPTError = stream_failure_error(failure)
             else:
                 if not block:
                     parser.end()
                     source.finished()
                     return  # a clean end without [DONE] simply ends the stream
-                yield from feed(block)
+                parser.push(block)
+                chunks = pull()
+                while chunks:  # handed out a batch at a time, as they are parsed
+                    yield from chunks
+                    chunks = pull()
                 parser.check()
                 if parser.done:
                     source.drain()
                     return
-                continue
+                overdue = wait.overdue(parser)
+                if overdue is None:
+                    continue
+                error = overdue
             raise error  # outside the except block: no transport exception is chained
     finally:
         source.close()
@@ -331,8 +436,9 @@ class ChatStream:
 
     Raises (while iterating): a ``WayGPTError`` subclass for an ``error`` object in the
     stream (``RateLimitError`` for code 429, ``InternalServerError`` for 5xx, ...),
-    ``APIConnectionError``/``APITimeoutError`` when the connection drops or the read timeout
-    runs out between two reads, ``APIResponseValidationError`` for data that is not JSON.
+    ``APIConnectionError``/``APITimeoutError`` when the connection drops, or when the read
+    timeout runs out between two reads or since the last complete line (an event or a
+    keep-alive comment), ``APIResponseValidationError`` for data that is not JSON.
     """
 
     def __init__(
@@ -343,6 +449,7 @@ class ChatStream:
         *,
         headers: Mapping[str, str],
         status_code: int,
+        read_timeout: float,
         redact: Optional[Callable[[str], str]] = None,
     ) -> None:
         self.response = response
@@ -350,7 +457,7 @@ class ChatStream:
         self.headers = headers
         self._source = source
         self._control = _StreamControl()
-        self._chunks = _stream_chunks(source, parser, self._control)
+        self._chunks = _stream_chunks(source, parser, self._control, LineWait(read_timeout))
         self._closed = False
         self._redact = redact
 
@@ -373,6 +480,7 @@ class ChatStream:
             # An error event or a bad line may echo what was sent (project key, JWT).
             if self._redact is not None:
                 redact_error(error, self._redact)
+            forget_internal_locals(error)  # the raw blocks the stream's frames read
             raise
 
     def __enter__(self) -> ChatStream:

@@ -47,9 +47,8 @@ def dribbling_server(data: bytes) -> RawServer:
 
 def slow_client(sdk: Any, url: str, **options: Any) -> Any:
     options.setdefault("max_retries", 0)
-    return sdk.WayGPTClient(
-        api_url=url, project_key="sk_live_x", timeout=READ_TIMEOUT, total_timeout=TOTAL, **options
-    )
+    options.setdefault("total_timeout", TOTAL)
+    return sdk.WayGPTClient(api_url=url, project_key="sk_live_x", timeout=READ_TIMEOUT, **options)
 
 
 def timed(call: Callable[[], Any]) -> tuple[BaseException, float]:
@@ -206,3 +205,151 @@ def test_total_timeout_bounds_the_wait_for_a_streams_headers(sdk, stream_server)
 
     assert isinstance(error, sdk.APITimeoutError), repr(error)
     assert elapsed < 4
+
+
+# -- an answer cut off in its headers --------------------------------------------------------
+
+
+def cut_in_headers(head: bytes) -> Callable[[socket.socket, bytes], None]:
+    """A handler that sends part of an answer's head, then closes the connection."""
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(head)
+        conn.shutdown(socket.SHUT_RDWR)
+
+    return handler
+
+
+CUT_HEADS = {
+    "after-a-header-line": b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n",
+    "inside-a-header-line": b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Req",
+    "after-the-status-line": b"HTTP/1.1 200 OK\r\n",
+}
+
+
+@pytest.mark.parametrize("where", sorted(CUT_HEADS))
+def test_an_answer_cut_in_its_headers_is_a_connection_error(sdk, where):
+    with RawServer(cut_in_headers(CUT_HEADS[where])) as raw, slow_client(sdk, raw.url) as client:
+        with pytest.raises(sdk.APIConnectionError) as caught:
+            client.client_delete_project("p-1", jwt_token="jwt-1")
+
+    assert not isinstance(caught.value, sdk.APITimeoutError)
+
+
+@pytest.mark.parametrize("where", sorted(CUT_HEADS))
+def test_a_stream_cut_in_its_headers_is_a_connection_error(sdk, where):
+    with RawServer(cut_in_headers(CUT_HEADS[where])) as raw, slow_client(sdk, raw.url) as client:
+        with pytest.raises(sdk.APIConnectionError):
+            for _ in client.chat_completions_stream(messages=MESSAGES):
+                pass
+
+
+def test_headers_cut_by_the_deadline_are_a_timeout_not_an_answer(sdk):
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Slow: "
+    server = dribbling_server(head + b"a" * 100)
+    with server, slow_client(sdk, server.url) as client:
+        error, elapsed = timed(lambda: client.client_delete_project("p-1", jwt_token="jwt-1"))
+
+    assert isinstance(error, sdk.APITimeoutError), repr(error)
+    assert elapsed < BOUND
+
+
+# -- a stream's body before its events: bounded by total_timeout -----------------------------
+
+
+STREAM_PREAMBLES = {
+    "500": (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 300\r\n\r\n"),
+    "401-chunked": (b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n100\r\n"),
+    "200-json": (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 300\r\n\r\n"),
+}
+
+
+@pytest.mark.parametrize("answer", sorted(STREAM_PREAMBLES))
+def test_a_stream_refused_with_a_dribbled_body_ends_at_total_timeout(sdk, answer):
+    head = STREAM_PREAMBLES[answer]
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(head)
+        dribble(b'{"detail": "' + b"x" * 280, READ_TIMEOUT * 0.6, server)(conn, request)
+
+    server = RawServer(handler)
+    with server, slow_client(sdk, server.url) as client:
+        error, elapsed = timed(lambda: client.chat_completions_stream(messages=MESSAGES))
+
+    assert isinstance(error, sdk.APITimeoutError), repr(error)
+    assert "total_timeout" in error.message
+    assert elapsed < BOUND, f"the body held the stream call for {elapsed:.1f} s"
+
+
+# -- a stream's read timeout bounds the wait for a line, not for a byte ----------------------
+
+
+SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+    b"Connection: close\r\n\r\n"
+)
+FIRST_EVENT = b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
+
+
+def trickling_stream(after_event: bytes) -> RawServer:
+    """One event, then ``after_event`` a byte every half read timeout, for at most 12 s."""
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(SSE_HEAD + FIRST_EVENT)
+        deadline = time.monotonic() + 12
+        for index in range(len(after_event)):
+            if server.stopping() or time.monotonic() > deadline:
+                return
+            conn.sendall(after_event[index : index + 1])
+            time.sleep(READ_TIMEOUT * 0.5)
+
+    server = RawServer(handler)
+    return server
+
+
+@pytest.mark.parametrize(
+    "trickle", [b"data: " + b"x" * 10_000, b"x" * 10_000], ids=["data-line", "unknown-field"]
+)
+def test_a_line_that_never_ends_times_out_whatever_bytes_trickle_in(sdk, trickle):
+    server = trickling_stream(trickle)
+    received = []
+    with server, slow_client(sdk, server.url, total_timeout=60) as client:
+        stream = client.chat_completions_stream(messages=MESSAGES)
+        error, elapsed = timed(lambda: received.extend(stream))
+
+    assert len(received) == 1  # the first event arrived, then the trickle
+    assert isinstance(error, sdk.APITimeoutError), repr(error)
+    assert "complete line" in error.message
+    assert elapsed < READ_TIMEOUT * 6, f"the trickle held the stream for {elapsed:.1f} s"
+
+
+def test_keep_alive_comments_keep_a_quiet_stream_open(sdk):
+    ping, done = b": ping\n", b"data: [DONE]\n\n"
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(SSE_HEAD + FIRST_EVENT)
+        for _ in range(8):  # 8 pings half a read timeout apart: 4 read timeouts without events
+            time.sleep(READ_TIMEOUT * 0.5)
+            conn.sendall(ping)
+        conn.sendall(FIRST_EVENT + done)
+
+    with RawServer(handler) as raw, slow_client(sdk, raw.url) as client:
+        chunks = list(client.chat_completions_stream(messages=MESSAGES))
+
+    assert len(chunks) == 2
+
+
+def test_a_slow_reader_does_not_make_its_stream_time_out(sdk):
+    def handler(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(SSE_HEAD + FIRST_EVENT * 3 + b"data: [DONE]\n\n")
+
+    with RawServer(handler) as raw, slow_client(sdk, raw.url) as client:
+        chunks = []
+        for item in client.chat_completions_stream(messages=MESSAGES):
+            chunks.append(item)
+            time.sleep(READ_TIMEOUT * 1.5)  # the caller's own work between two chunks
+
+    assert len(chunks) == 3

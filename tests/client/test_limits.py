@@ -187,6 +187,43 @@ def test_a_gzip_bomb_stream_is_refused_in_bounded_memory(sdk, big_server, bomb):
 
 
 @pytest.mark.parametrize(
+    "line", [b"data\n", b"data:\n", b": ping\n"], ids=["data", "data:", "comment"]
+)
+def test_an_event_of_endless_empty_lines_is_refused_in_bounded_memory(sdk, big_server, line):
+    piece = line * (MB // len(line))
+    big_server.script(
+        method="POST", path=CHAT, chunks=[piece] * 128, content_type="text/event-stream"
+    )  # 128 MiB of lines and no blank line: one event that never ends
+
+    with stream_client(sdk, big_server) as client:
+        error, peak = peak_memory(lambda: list(client.chat_completions_stream(messages=MESSAGES)))
+
+    assert isinstance(error, sdk.APIResponseValidationError), repr(error)
+    assert "16 MiB" in error.message
+    assert peak < 40 * MB, f"peak {peak / MB:.0f} MB"
+
+
+def test_a_gzip_stream_of_tiny_events_is_read_in_flat_memory(sdk, big_server):
+    events = 4 * MB // len(b"data:{}\n\n")
+    body = gzip.compress(b"data:{}\n\n" * events + b"data: [DONE]\n\n", 9)  # about 8 KB
+    big_server.script(
+        method="POST", path=CHAT, chunks=[body],
+        headers={"Content-Encoding": "gzip"}, content_type="text/event-stream",
+    )
+    results = []
+
+    def read_all() -> None:
+        with stream_client(sdk, big_server) as client:
+            results.append(client.chat_completions_stream(messages=MESSAGES).collect())
+
+    error, peak = peak_memory(read_all)
+
+    assert error is None, repr(error)
+    assert results[0].chunks == events
+    assert peak < 12 * MB, f"peak {peak / MB:.0f} MB for a {len(body) // 1024} KB body"
+
+
+@pytest.mark.parametrize(
     "content_type",
     ["text/html; charset=utf-8", "text/plain", None],
     ids=["html-login-page", "plain-text", "no-content-type"],

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import pickle
+import re
 from typing import Any, List
+from urllib.parse import quote, quote_plus
 
 import pytest
 
 from waygpt.testing import WayGPTTestServer, sse_event
 
 MODELS = "/api/v1/waygpt/models"
+LOGIN = "/api/v1/auth/login/access-token"
 MESSAGES = [{"role": "user", "content": "x"}]
 
 
@@ -134,7 +138,6 @@ def test_configuration_error_does_not_echo_the_secret(sdk):
         sdk.WayGPTClient(project_id="p", hmac_secret=secret, use_hmac=True)
 
     assert_clean(str(caught.value), ["super-secret-hmac-value"])
-
 
 
 def test_invalid_json_success_answer_echoing_the_key_hides_it(sdk, no_retry_client, server):
@@ -307,3 +310,263 @@ def test_credentials_in_the_env_api_url_are_refused(sdk, monkeypatch):
         sdk.WayGPTClient()
 
     assert "pw-in-env" not in str(caught.value)
+
+
+# -- a text is cut only after its secrets are replaced ---------------------------------------
+
+
+def assert_no_prefix(texts: List[str], secret: str) -> None:
+    """No text ends with (or holds) the start of ``secret``: what a cut through it leaves."""
+    for text in texts:
+        assert secret[:5] not in text, f"the start of {secret[:5]}... is in {text[-80:]!r}"
+
+
+def test_a_key_across_the_message_limit_leaves_no_part_of_itself(sdk, no_retry_client, server):
+    detail = "x" * 490 + server.project_key + " was refused"  # the cut at 497 falls inside it
+    server.script(status=401, body={"detail": detail}, path=MODELS)
+
+    with pytest.raises(sdk.AuthenticationError) as caught:
+        no_retry_client.get_models()
+
+    assert caught.value.message.startswith("x" * 490) and caught.value.message.endswith("...")
+    assert_no_prefix(error_texts(caught.value), server.project_key)
+
+
+def test_a_key_across_the_error_body_limit_leaves_no_part_of_itself(
+    sdk, no_retry_client, server
+):
+    server.script(status=500, body="y" * (64 * 1024 - 6) + server.project_key + "z" * 100)
+
+    with pytest.raises(sdk.InternalServerError) as caught:
+        no_retry_client.get_models()
+
+    assert len(caught.value.body.encode()) <= 64 * 1024
+    assert caught.value.body.startswith("y" * (64 * 1024 - 6))
+    assert_no_prefix([caught.value.body], server.project_key)
+
+
+def test_a_key_across_the_snippet_of_a_non_json_answer_leaves_no_part_of_itself(
+    sdk, no_retry_client, server
+):
+    server.script(status=200, body="w" * 193 + server.project_key, path=MODELS)
+
+    with pytest.raises(sdk.APIResponseValidationError) as caught:
+        no_retry_client.get_models()
+
+    assert "w" * 193 in caught.value.message
+    assert_no_prefix(error_texts(caught.value), server.project_key)
+
+
+def test_a_key_across_the_body_limit_of_a_non_json_answer_leaves_no_part_of_itself(
+    sdk, no_retry_client, server
+):
+    server.script(status=200, body="v" * (64 * 1024 - 6) + server.project_key, path=MODELS)
+
+    with pytest.raises(sdk.APIResponseValidationError) as caught:
+        no_retry_client.get_models()
+
+    assert len(caught.value.body.encode()) <= 64 * 1024
+    assert_no_prefix([caught.value.body], server.project_key)
+
+
+def test_a_key_across_the_limit_of_an_in_stream_error_leaves_no_part_of_itself(
+    sdk, no_retry_client, server
+):
+    echo = {"error": {"message": "u" * 490 + server.project_key, "code": 500}}
+    server.script(chunks=[sse_event(echo)], content_type="text/event-stream")
+
+    with pytest.raises(sdk.InternalServerError) as caught:
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
+
+    assert caught.value.message.startswith("u" * 490)
+    assert_no_prefix(error_texts(caught.value), server.project_key)
+
+
+def test_a_key_across_the_snippet_of_bad_stream_data_leaves_no_part_of_itself(
+    sdk, no_retry_client, server
+):
+    line = f"data: {'t' * 190}{server.project_key}\n\n".encode()
+    server.script(chunks=[line], content_type="text/event-stream")
+
+    with pytest.raises(sdk.APIResponseValidationError) as caught:
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
+
+    assert "t" * 190 in caught.value.message
+    assert_no_prefix(error_texts(caught.value), server.project_key)
+
+
+# -- the forms in which a server echoes a secret ---------------------------------------------
+
+# Secrets with what encoders change: "/", "+", "=", spaces, non-ASCII (two, three and four
+# UTF-8 bytes; the last a surrogate pair in JSON). The key and the JWT go in headers, so they
+# are ASCII; the JWT's last part is standard base64, as in some opaque tokens.
+ECHO_KEY = "sk_live_Zq/9+Xr=Tw_4kP2mN"
+ECHO_HMAC = "hmac/секрет+ключ=2026 ok"
+ECHO_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln/bmF0+dXJl=="
+ECHO_PASSWORD = "pässwörd/+= €uro 🔑 key"
+ECHOED = [ECHO_KEY, ECHO_HMAC, ECHO_JWT, ECHO_PASSWORD]
+
+
+def lower_hex(text: str) -> str:
+    return re.sub("%[0-9A-F]{2}", lambda found: found.group().lower(), text)
+
+
+def json_escaped(value: str) -> str:
+    return json.dumps(value)[1:-1]
+
+
+def every_unit_escaped(value: str) -> str:
+    """Every UTF-16 code unit as \\uXXXX, as JSON writes it (a pair for "🔑")."""
+    units = value.encode("utf-16-be")
+    return "".join(f"\\u{units[i] << 8 | units[i + 1]:04X}" for i in range(0, len(units), 2))
+
+
+def json_list(parts: List[str]) -> str:
+    return '{"detail": "denied", "echo": ["' + '", "'.join(parts) + '"]}'
+
+
+def query(parts: List[str]) -> str:
+    return "denied: " + "&".join(f"v{index}={part}" for index, part in enumerate(parts))
+
+
+# (how one value is written, the answer that holds them all, its Content-Type)
+ENCODINGS = {
+    # PHP's json_encode: "/" as "\/", non-ASCII as \uXXXX.
+    "php-json": (lambda s: json_escaped(s).replace("/", "\\/"), json_list, "application/json"),
+    # An encoder that escapes every character, ASCII ones too.
+    "json-every-character": (lambda s: every_unit_escaped(s), json_list, "application/json"),
+    "percent-lowercase": (lambda s: lower_hex(quote(s, safe="")), query, "text/plain"),
+    "form-plus-lowercase": (lambda s: lower_hex(quote_plus(s)), query, "text/plain"),
+    # A form body quoted in .NET's JSON, which writes "+" as \u002B.
+    "form-in-json": (
+        lambda s: json_escaped(quote_plus(s)).replace("+", "\\u002B"),
+        json_list,
+        "application/json",
+    ),
+    # PHP's JSON inside a URL, percent-encoded with lowercase hex.
+    "json-in-url": (
+        lambda s: lower_hex(quote(json_escaped(s).replace("/", "\\/"), safe="")),
+        lambda parts: "denied, see https://status.example/e?ctx=" + "%2c".join(parts),
+        "text/plain",
+    ),
+    # An HTML error page: &amp; and friends, non-ASCII as &#NNNN;.
+    "html": (
+        lambda s: html.escape(s).encode("ascii", "xmlcharrefreplace").decode(),
+        lambda parts: "<html><body><h1>denied</h1>" + "".join(f"<p>{p}</p>" for p in parts),
+        "text/html",
+    ),
+    # A JSON document quoted as a string inside a JSON answer.
+    "json-in-json": (lambda s: json_escaped(json_escaped(s)), json_list, "application/json"),
+}
+
+
+@pytest.mark.parametrize("encoding", list(ENCODINGS))
+def test_every_secret_echoed_in_an_encoded_form_is_hidden(sdk, server, encoding):
+    one, answer, content_type = ENCODINGS[encoding]
+    server.script(
+        status=400,
+        body=answer([one(secret) for secret in ECHOED]),
+        content_type=content_type,
+        path=LOGIN,
+    )
+    with sdk.WayGPTClient(
+        api_url=server.url,
+        project_key=ECHO_KEY,
+        project_id=server.project_id,
+        hmac_secret=ECHO_HMAC,
+        use_hmac=True,
+        max_retries=0,
+        timeout=5,
+    ) as client:
+        client.jwt_token = ECHO_JWT
+        with pytest.raises(sdk.BadRequestError) as caught:
+            client.client_login("someone@example.com", ECHO_PASSWORD)
+
+    assert "denied" in caught.value.body  # the server's own words are kept
+    assert_nothing_reachable(caught.value, [*ECHOED, *(one(secret) for secret in ECHOED)])
+
+
+# -- the server's own words are not taken for secrets ----------------------------------------
+
+
+def test_a_short_password_inside_a_word_of_the_message_is_left_alone(sdk, api_client, server):
+    with pytest.raises(sdk.BadRequestError) as caught:
+        api_client.client_login(server.user_email, "rre")  # the server's "Incorrect ..."
+
+    assert caught.value.message == "Incorrect email or password"
+    assert caught.value.response == {"detail": "Incorrect email or password"}
+
+
+def test_a_short_key_that_is_a_word_of_the_message_is_left_alone(sdk, server):
+    with sdk.WayGPTClient(api_url=server.url, project_key="key", max_retries=0) as client:
+        with pytest.raises(sdk.AuthenticationError) as caught:
+            client.get_models()
+
+    assert caught.value.message == "Invalid project key"
+    assert json.loads(caught.value.body) == {"detail": "Invalid project key"}
+
+
+def test_a_short_password_echoed_as_a_token_is_hidden(sdk, api_client, server):
+    echo = {"detail": "Incorrect password rre", "form": "username=u&password=rre"}
+    server.script(status=400, body=echo, path=LOGIN)
+
+    with pytest.raises(sdk.BadRequestError) as caught:
+        api_client.client_login(server.user_email, "rre")
+
+    assert caught.value.message == "Incorrect password [REDACTED]"
+    assert caught.value.response == {
+        "detail": "Incorrect password [REDACTED]",
+        "form": "username=u&password=[REDACTED]",
+    }
+
+
+def test_a_password_that_is_a_word_of_the_messages_is_hidden_only_as_a_value(
+    sdk, api_client, server
+):
+    echo = {
+        "detail": "Incorrect email or password",  # the word: kept
+        "sentence": "the password password is wrong",  # a value in a sentence: taken as a word
+        "form": "username=u&password=password",  # after "=": a value
+        "quoted": "rejected 'password'",  # quoted: a value
+        "value": "password",  # the whole string: a value
+    }
+    server.script(status=400, body=echo, path=LOGIN)
+
+    with pytest.raises(sdk.BadRequestError) as caught:
+        api_client.client_login(server.user_email, "password")
+
+    assert caught.value.message == "Incorrect email or password"
+    assert caught.value.response == {
+        "detail": "Incorrect email or password",
+        "sentence": "the password password is wrong",
+        "form": "username=u&password=[REDACTED]",
+        "quoted": "rejected '[REDACTED]'",
+        "value": "[REDACTED]",
+    }
+
+
+def test_a_secret_of_11_characters_inside_a_longer_word_is_left_alone(sdk, api_client, server):
+    server.script(status=400, body={"detail": "no user xabcdefgh123y"}, path=LOGIN)
+
+    with pytest.raises(sdk.BadRequestError) as caught:
+        api_client.client_login(server.user_email, "abcdefgh123")
+
+    assert caught.value.message == "no user xabcdefgh123y"
+
+
+def test_a_secret_of_12_characters_is_hidden_even_inside_a_longer_word(sdk, api_client, server):
+    server.script(status=400, body={"detail": "no user xabcdefgh1234y"}, path=LOGIN)
+
+    with pytest.raises(sdk.BadRequestError) as caught:
+        api_client.client_login(server.user_email, "abcdefgh1234")
+
+    assert caught.value.message == "no user x[REDACTED]y"
+
+
+def test_a_secret_under_3_characters_is_not_replaced(sdk, api_client, server):
+    server.script(status=400, body={"detail": "Incorrect password ab"}, path=LOGIN)
+
+    with pytest.raises(sdk.BadRequestError) as caught:
+        api_client.client_login(server.user_email, "ab")
+
+    assert caught.value.message == "Incorrect password ab"
