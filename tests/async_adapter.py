@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any, Awaitable, Callable, Coroutine, Dict, Iterator, Optional, TypeVar
 
 import waygpt
@@ -95,6 +95,8 @@ class ClientFacade:
     is_async_facade = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if isinstance(kwargs.get("session"), CallerSession):
+            kwargs["session"] = kwargs["session"].session
         object.__setattr__(self, "_client", waygpt.AsyncWayGPTClient(*args, **kwargs))
 
     @classmethod
@@ -136,6 +138,33 @@ def _blocking(method: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+class CallerSession:
+    """A caller's own ``aiohttp.ClientSession``, made on the adapter's loop, for ``session=``.
+
+    ``get`` and ``close`` block, as a ``requests.Session``'s do, so a test can use the
+    session itself before and after handing it to a client.
+    """
+
+    def __init__(self) -> None:
+        import aiohttp
+
+        async def make() -> Any:
+            return aiohttp.ClientSession()
+
+        self.session = loop_thread().run(make())
+
+    def get(self, url: str, headers: Optional[Dict[str, str]] = None) -> SimpleNamespace:
+        async def get() -> SimpleNamespace:
+            async with self.session.get(url, headers=headers) as response:
+                await response.read()
+                return SimpleNamespace(ok=response.status < 400, status_code=response.status)
+
+        return loop_thread().run(get())
+
+    def close(self) -> None:
+        loop_thread().run(self.session.close())
+
+
 class _FacadeMeta(type):
     """Lets ``inspect.signature(sdk.WayGPTClient.method)`` see the async client's signature."""
 
@@ -156,4 +185,8 @@ def module() -> ModuleType:
     adapted.WayGPTClient = facade_class  # type: ignore[attr-defined]
     adapted.ChatStream = StreamFacade  # type: ignore[attr-defined]
     adapted.is_async_facade = True  # type: ignore[attr-defined]
+    adapted.CallerSession = CallerSession  # type: ignore[attr-defined]
+    import aiohttp
+
+    adapted.http_library = f"aiohttp/{aiohttp.__version__}"  # type: ignore[attr-defined]
     return adapted

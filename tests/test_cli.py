@@ -464,6 +464,26 @@ def test_server_down_exits_4(closed_port: int) -> None:
     assert "sk_live_secret_key_123" not in result.stderr
 
 
+def test_server_down_shows_the_long_waits_and_counts_the_attempts(closed_port: int) -> None:
+    started = time.monotonic()
+    result = run_cli("chat", "hi", "--max-retries", "2",
+                     env={"WAYGPT_API_URL": f"http://127.0.0.1:{closed_port}",
+                          "WAYGPT_PROJECT_KEY": "sk_live_secret_key_123"})
+    elapsed = time.monotonic() - started
+    assert result.returncode == EXIT_CONNECTION, result.stderr
+    *notes, error = result.stderr.splitlines()
+    # The waits before attempts 2 and 3 are 0.5-1 s and 1-2 s (backoff with jitter): only
+    # the one over a second is worth a line.
+    assert len(notes) == 1, notes
+    assert re.fullmatch(r"retrying in (1\.\d|2\.0) s… \(attempt 3\)", notes[0]), notes
+    found = re.fullmatch(r"error: APIConnectionError: connection failed: .+ "
+                         rf"\(3 attempts over (\d+\.\d) s\) \(server http://127.0.0.1:{closed_port}\)",
+                         error)
+    assert found, error
+    assert 1.5 <= float(found.group(1)) <= elapsed
+    assert result.stdout == ""
+
+
 def test_timeout_exits_4(server: WayGPTTestServer) -> None:
     server.script(status=200, body=["late"], delay=1.5, path=MODELS)
     result = run_cli("models", "--timeout", "0.3", "--max-retries", "0", server=server)
@@ -491,8 +511,12 @@ def test_validation_error_exits_3(server: WayGPTTestServer) -> None:
     assert_fails(result, EXIT_API, "422 UnprocessableEntityError", "size")
 
 
-def test_unknown_job_exits_3(server: WayGPTTestServer) -> None:
-    assert_fails(run_cli("job", "no-such-job", server=server), EXIT_API, "404 NotFoundError")
+@pytest.mark.parametrize("action", [[], ["--wait", "--poll-interval", "0.05"], ["--cancel"]],
+                         ids=["show", "wait", "cancel"])
+def test_unknown_job_exits_3_saying_no_such_job(server: WayGPTTestServer,
+                                                action: List[str]) -> None:
+    line = assert_fails(run_cli("job", "no-such-job", *action, server=server), EXIT_API)
+    assert line == "error: 404 NotFoundError: no media job with id 'no-such-job'"
 
 
 def test_failed_job_wait_exits_3(server: WayGPTTestServer, sdk_client: WayGPTClient) -> None:
@@ -551,6 +575,23 @@ def test_configuration_errors_exit_2(server: WayGPTTestServer, tmp_path: Path) -
     assert server.requests == []
 
 
+@pytest.mark.parametrize("url", ["http://", "https:///", "http://:8080/"])
+def test_an_api_url_without_a_host_is_quoted_as_given(server: WayGPTTestServer, url: str) -> None:
+    result = run_cli("models", "--api-url", url, server=server)
+    line = assert_fails(result, EXIT_USAGE, "ConfigurationError", "no valid host")
+    assert line.endswith(f": {url!r}"), line
+
+
+def test_an_api_url_with_the_api_path_exits_2_naming_the_base_url(
+    server: WayGPTTestServer,
+) -> None:
+    result = run_cli("models", "--api-url", server.url + "/api/v1/waygpt", server=server)
+    assert_fails(result, EXIT_USAGE, "ConfigurationError",
+                 "api_url should be the server's base URL", "without /api/v1/waygpt",
+                 f"perhaps {server.url!r}")
+    assert server.requests == []
+
+
 def test_client_api_errors(server: WayGPTTestServer) -> None:
     no_token = run_cli("projects", "list", server=server, key=False)
     assert_fails(no_token, EXIT_USAGE, "the Client API needs a token", "WAYGPT_JWT")
@@ -575,6 +616,14 @@ def test_debug_log_shows_attempts_without_secrets(server: WayGPTTestServer) -> N
     assert_no_secrets(server, result.stderr)
     quiet = run_cli("models", server=server)
     assert ok(quiet) and quiet.stderr == ""
+
+
+def test_debug_log_shows_the_path_sent_under_a_proxy_prefix(server: WayGPTTestServer) -> None:
+    result = run_cli("models", "--api-url", server.url + "/waygpt-proxy", "--max-retries", "0",
+                     server=server, env={"WAYGPT_LOG": "debug"})
+    assert result.returncode == EXIT_API
+    assert server.requests[-1].path == "/waygpt-proxy" + MODELS
+    assert f"GET /waygpt-proxy{MODELS} -> 404" in result.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")

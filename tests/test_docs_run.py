@@ -44,6 +44,7 @@ import contextlib
 import faulthandler
 import importlib.util
 import io
+import os
 import re
 import shlex
 import signal
@@ -237,6 +238,72 @@ def _deadline(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+# -- the async page, pasted into python -m asyncio --------------------------------------------
+
+ASYNC_PAGES = [ROOT / "docs" / "async.md", ROOT / "docs" / "ru" / "async.md"]
+# A block that is a file of its own (``# first_call.py``, ``# bot.py: ...``) is a program, run
+# with ``python``: not for the prompt (its ``asyncio.run()`` cannot run inside a running loop).
+FILE_BLOCK = re.compile(r"^# [\w-]+\.py(?::.*)?$")
+REPL_DONE = "-- every block ran --"
+# ``python -m asyncio`` before 3.13: ``code.InteractiveConsole`` compiling with top-level
+# await, each input run on the event loop. 3.13's asyncio REPL reads a non-terminal stdin one
+# line at a time, so no block with an indented line can be fed to it (CPython gh-140013, its
+# fix deferred); its terminal REPL takes a pasted block whole, which asks less of a block
+# than the line-by-line console does. So from 3.13 on, the same console, rebuilt from the
+# standard library as 3.12's asyncio REPL builds it, reads the blocks instead.
+_CONSOLE_312 = """
+import ast, asyncio, code, inspect, types
+loop = asyncio.new_event_loop()
+asyncio.set_event_loop(loop)
+
+class Console(code.InteractiveConsole):
+    def __init__(self):
+        super().__init__({"__name__": "__main__", "asyncio": asyncio})
+        self.compile.compiler.flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+
+    def runcode(self, compiled):
+        try:
+            result = types.FunctionType(compiled, self.locals)()
+            if inspect.iscoroutine(result):
+                loop.run_until_complete(result)
+        except SystemExit:
+            raise
+        except BaseException:
+            self.showtraceback()
+
+Console().interact(banner="", exitmsg="")
+"""
+
+
+def _prompt_blocks(page: Path) -> List[str]:
+    """The page's runnable Python blocks a reader pastes at the prompt, in order."""
+    return [block.code for block in parse_blocks(page)
+            if block.runnable and not FILE_BLOCK.match(block.code.split("\n", 1)[0])]
+
+
+@pytest.mark.parametrize("page", ASYNC_PAGES, ids=_page_id)
+def test_async_page_blocks_paste_into_python_m_asyncio(page: Path) -> None:
+    if not _has_aiohttp():
+        pytest.skip("the async client needs aiohttp")
+    blocks = _prompt_blocks(page)
+    assert len(blocks) > 10, "the page's blocks were not found"
+    # Each block as pasted, then Enter on an empty line (what ends an indented block).
+    typed = "".join(block + "\n" for block in blocks) + f"print({REPL_DONE!r})\n"
+    command = ["-m", "asyncio"] if sys.version_info < (3, 13) else ["-c", _CONSOLE_312]
+    with WayGPTTestServer(**SERVER_OPTIONS) as server:
+        env = {name: value for name, value in os.environ.items()
+               if not name.startswith("WAYGPT_") and "proxy" not in name.lower()}
+        env.update(WAYGPT_API_URL=server.url, WAYGPT_PROJECT_KEY=server.project_key,
+                   NO_PROXY="*", PYTHONIOENCODING="utf-8")
+        result = subprocess.run([sys.executable, *command], input=typed, capture_output=True,
+                                text=True, encoding="utf-8", env=env, timeout=120, check=False)
+    output = result.stdout + result.stderr
+    problems = [line for line in result.stderr.splitlines()
+                if "Error" in line or "Traceback" in line or "Unclosed" in line]
+    assert not problems, output
+    assert REPL_DONE in result.stdout, output
 
 
 # -- markers --------------------------------------------------------------------------------

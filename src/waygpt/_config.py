@@ -74,7 +74,8 @@ def check_api_url(api_url: str) -> str:
     if not isinstance(api_url, str):
         raise ConfigurationError(f"api_url must be a string, got {type(api_url).__name__}")
     url = api_url.strip().rstrip("/")
-    shown = "<hidden: it contains '@'>" if "@" in url else repr(url)
+    # What was given, not what is left of it ("http://", not "http:").
+    shown = "<hidden: it contains '@'>" if "@" in url else repr(api_url)
     try:
         parts = urlsplit(url)
         port = parts.port  # raises for a port that is not a number in 0-65535
@@ -92,6 +93,7 @@ def check_api_url(api_url: str) -> str:
         raise ConfigurationError(f"api_url has no valid host and port: {shown}")
     if parts.query or parts.fragment or not url.isprintable() or any(c.isspace() for c in url):
         raise ConfigurationError(f"api_url is not a valid base URL: {shown}")
+    _check_base_path(url, parts.path, shown)
     return url
 
 
@@ -128,6 +130,24 @@ def ca_bundle_from_environment(api_url: str) -> Optional[Tuple[str, Any]]:
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
     raise ConfigurationError(f"{variable}={path!r} cannot be used as a CA bundle: {reason}")
+
+
+def _check_base_path(url: str, path: str, shown: str) -> None:
+    """Refuse an api_url that already holds the API's own path (``.../api/v1/waygpt``).
+
+    Each endpoint's path (``/api/v1/waygpt/models``) is added to the base URL, so such a URL
+    would send every request to ``/api/v1/waygpt/api/v1/waygpt/models`` and get 404s that
+    name no cause. A reverse proxy's own prefix (``https://host/waygpt-proxy``) is kept.
+    """
+    segments = path.lower().split("/")
+    for index, segment in enumerate(segments):
+        if segment == "api" and segments[index + 1:index + 2] in ([], ["v1"]):
+            base = url[: len(url) - len(path)] + "/".join(path.split("/")[:index])
+            raise ConfigurationError(
+                "api_url should be the server's base URL, e.g. https://app.waygpt.ru, without "
+                f"/api/v1/waygpt: the SDK adds each endpoint's path itself (got {shown}; "
+                f"perhaps {base!r})"
+            )
 
 
 def _positive(value: Any) -> bool:

@@ -325,6 +325,7 @@ class ClientCore:
         redact = self._redactor(call)
         retry = RetryState(self._retry_policy, call.method)
         connect_timeout, read_timeout = split_timeout(self.timeout)
+        first_started = time.monotonic()
         while True:
             if signer is not None:
                 # A fresh timestamp, nonce and signature, written over the previous attempt's.
@@ -339,19 +340,24 @@ class ClientCore:
             read = read_timeout if call.stream else min(read_timeout, remaining)
             outcome = yield Send(request, min(connect_timeout, remaining), read, call.stream)
             if isinstance(outcome, TransportFailure):
-                _log_attempt(call, None, started, attempt)
+                _log_attempt(request, None, started, attempt)
                 if deadline.expired():
                     raise deadline.error()
                 error: WayGPTError = redact_error(outcome.to_error(), redact)
                 delay = retry.delay_after_failure(outcome.kind)
                 if delay is None or not deadline.allows(delay):
+                    if attempt > 1:  # "... (3 attempts over 6.1 s)": the silence explained
+                        error.message += (
+                            f" ({attempt} attempts over {time.monotonic() - first_started:.1f} s)"
+                        )
+                        error.args = (error.message,)
                     raise error
-                _log_retry(call, type(error).__name__, delay, attempt)
+                _log_retry(request, type(error).__name__, delay, attempt)
                 yield Sleep(delay)
                 continue
             answer = outcome
             status = answer.status
-            _log_attempt(call, status, started, attempt)
+            _log_attempt(request, status, started, attempt)
             if 200 <= status < 300:
                 return answer
             if status < 200:
@@ -363,7 +369,7 @@ class ClientCore:
             body = yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
             if delay is None or not deadline.allows(delay):
                 raise error_from_response(status, _plain(answer.headers), body, redact)
-            _log_retry(call, f"HTTP {status}", delay, attempt)
+            _log_retry(request, f"HTTP {status}", delay, attempt)
             yield Sleep(delay)
 
     def _stream_start(
@@ -540,23 +546,28 @@ def _path_of(url: str) -> str:
     return rest[slash:] if slash >= 0 else ""
 
 
-def _log_attempt(call: Call[Any], status: Optional[int], started: float, attempt: int) -> None:
+def _log_attempt(request: Request, status: Optional[int], started: float, attempt: int) -> None:
+    # The path as sent, base path included, so that a proxy's prefix or a wrong api_url
+    # shows in the log (the query is left out).
     logger.debug(
         "%s %s -> %s in %.1f ms (attempt %d)",
-        call.method,
-        call.path.partition("?")[0],
+        request.method,
+        request.path.partition("?")[0],
         status if status is not None else "no answer",
         (time.monotonic() - started) * 1000,
         attempt,
     )
 
 
-def _log_retry(call: Call[Any], reason: str, delay: float, attempt: int) -> None:
+def _log_retry(request: Request, reason: str, delay: float, attempt: int) -> None:
     logger.warning(
         "%s %s failed (%s); retrying in %.2f s (attempt %d)",
-        call.method,
-        call.path.partition("?")[0],
+        request.method,
+        request.path.partition("?")[0],
         reason,
         delay,
         attempt,
+        # For a handler that tells a person what is going on (the CLI's "retrying in ..."),
+        # without parsing the message.
+        extra={"waygpt_retry_delay": delay, "waygpt_next_attempt": attempt + 1},
     )

@@ -8,10 +8,18 @@ raises ``APITimeoutError``. The thread sleeps until the earliest deadline, so a 
 makes calls pays a dictionary insert and delete per call and no wake-ups while calls finish
 in time; it ends when no call has been in progress for a while. After a fork the child
 starts with no thread and no registrations (the parent's calls are not the child's to end).
+
+Just before a fork (``os.register_at_fork(before=...)``) the thread is woken and ended, and
+waited for a moment, unless a call is in progress in another thread: then it keeps
+enforcing that call's deadline in the parent, and the process forks with the thread alive
+(Python 3.12+ then warns, as for any thread; the child has no thread either way). A fork of
+a process that made calls earlier (gunicorn ``--preload`` after a warm-up call) thus finds
+no SDK thread. The next call, in the parent or the child, starts a thread again.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Callable, Dict, Optional
@@ -24,6 +32,9 @@ _EXPIRED_RECHECK = 0.05
 # The thread ends after this many seconds without a call in progress; the next call
 # starts it again (a thread start costs about as much as one request).
 _IDLE_EXIT = 2.0
+# How long a fork waits for the idle thread to end (it takes well under a millisecond; the
+# bound only keeps a fork from hanging on a thread that cannot be scheduled).
+_FORK_JOIN = 1.0
 
 
 class Watch:
@@ -44,10 +55,12 @@ class Watchdog:
         self._watches: Dict[int, Watch] = {}
         self._wake_at: Optional[float] = None  # when the thread will look next; None: idle
         self._thread: Optional[threading.Thread] = None
+        self._stop = False  # a fork is coming: end the thread as soon as no call is left
 
     def arm(self, watch: Watch) -> None:
         with self._lock:
             self._watches[id(watch)] = watch
+            self._stop = False  # a call is in progress: the thread stays for it
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="waygpt-deadlines", daemon=True
@@ -60,6 +73,26 @@ class Watchdog:
         with self._lock:
             self._watches.pop(id(watch), None)
 
+    def stop_before_fork(self) -> None:
+        """End the thread, and wait for it, when no call is in progress (see the module)."""
+        with self._lock:
+            thread = self._thread
+            if thread is None or self._watches:
+                return
+            self._stop = True
+            self._lock.notify()
+        # Waited for in short steps, to stop waiting as soon as a call in another thread
+        # arms the watchdog again (the thread then stays for that call).
+        give_up = time.monotonic() + _FORK_JOIN
+        while thread.is_alive() and not self._watches and time.monotonic() < give_up:
+            thread.join(0.01)
+        # join() returns when the thread's Python state is gone, a moment before the OS
+        # thread itself; Python 3.12+ counts the OS threads (Linux: /proc/self/stat) to
+        # decide whether to warn, so on a busy machine the fork would still see it.
+        task = f"/proc/self/task/{thread.native_id}"
+        while not thread.is_alive() and os.path.exists(task) and time.monotonic() < give_up:
+            time.sleep(0.0005)
+
     def _run(self) -> None:
         lock = self._lock
         while True:
@@ -69,9 +102,11 @@ class Watchdog:
                     # No call in progress: wait a little for the next one, else end, so that
                     # a process that forks later (gunicorn --preload) has no thread left.
                     self._wake_at = None
-                    lock.wait(_IDLE_EXIT)
+                    if not self._stop:
+                        lock.wait(_IDLE_EXIT)
                     if not self._watches:
                         self._thread = None
+                        self._stop = False
                         return
                     continue
                 due = [watch for watch in self._watches.values() if watch.at <= now]
@@ -102,3 +137,14 @@ def watchdog() -> Watchdog:
     if _watchdog_generation != fork_generation():
         _watchdog, _watchdog_generation = Watchdog(), fork_generation()
     return _watchdog
+
+
+def _stop_watchdog_before_fork() -> None:
+    # A watchdog inherited from a parent is not touched: its thread does not exist here,
+    # and its lock may have been held by a parent's thread at that fork.
+    if _watchdog_generation == fork_generation():
+        _watchdog.stop_before_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_stop_watchdog_before_fork)

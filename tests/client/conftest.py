@@ -54,6 +54,30 @@ def sleeps(sdk: ModuleType, monkeypatch: pytest.MonkeyPatch) -> List[float]:
 
 
 @pytest.fixture
+def http_library(sdk: ModuleType) -> str:
+    """The HTTP library and version the client names in its User-Agent (``requests/2.32.3``)."""
+    library = getattr(sdk, "http_library", None)
+    if library is None:
+        import requests
+
+        library = f"requests/{requests.__version__}"
+    return str(library)
+
+
+@pytest.fixture
+def caller_session(sdk: ModuleType) -> Iterator[Any]:
+    """A session of the caller's own, of the kind the client takes as ``session=``."""
+    factory = getattr(sdk, "CallerSession", None)
+    if factory is None:
+        import requests
+
+        factory = requests.Session
+    session = factory()
+    yield session
+    session.close()
+
+
+@pytest.fixture
 def closed_port() -> int:
     """A local TCP port nothing listens on: connecting to it is refused at once."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

@@ -265,3 +265,35 @@ def test_reassigning_api_url_checks_it_too(sdk, server):
             client.api_url = "http://:80"
         assert client.api_url == server.url
         assert client.get_models()
+
+
+@pytest.mark.parametrize(
+    ("path", "base"),
+    [("/api/v1/waygpt", ""), ("/api/v1/waygpt/", ""), ("/api/v1/client", ""), ("/api/v1", ""),
+     ("/api", ""), ("/API/V1/WayGPT", ""), ("/api/v1/waygpt/models", ""),
+     ("/waygpt-proxy/api/v1/waygpt", "/waygpt-proxy")],
+)
+def test_an_api_url_holding_the_api_path_is_refused_naming_the_base_url(
+    sdk, server, monkeypatch, path, base
+):
+    with pytest.raises(sdk.ConfigurationError) as caught:
+        sdk.WayGPTClient(api_url=server.url + path, project_key=server.project_key)
+    message = str(caught.value)
+    assert "api_url should be the server's base URL" in message
+    assert "without /api/v1/waygpt" in message
+    assert f"perhaps {server.url + base!r}" in message
+    monkeypatch.setenv("WAYGPT_API_URL", server.url + path)  # the same from the environment
+    with pytest.raises(sdk.ConfigurationError, match="base URL"):
+        sdk.WayGPTClient(project_key=server.project_key)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("prefix", ["/waygpt-proxy", "/gateway/api-v1", "/api/v2", "/apis"])
+def test_a_reverse_proxy_prefix_is_kept_before_every_path(sdk, server, prefix):
+    with sdk.WayGPTClient(
+        api_url=server.url + prefix, project_key=server.project_key, max_retries=0
+    ) as client:
+        assert client.api_url == server.url + prefix
+        with pytest.raises(sdk.NotFoundError):  # the test server itself has no prefix
+            client.get_models()
+    assert server.last_request.path == prefix + "/api/v1/waygpt/models"

@@ -7,6 +7,7 @@ can be checked exactly and quickly.
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from typing import Any, Dict, Iterator
 
@@ -234,6 +235,27 @@ def test_connection_refused_is_retried_then_raises_api_connection_error(
     assert type(caught.value) is sdk.APIConnectionError  # not a timeout
     assert caught.value.status_code is None
     assert len(sleeps) == 2  # two retries, each after a back-off wait
+
+
+def test_a_retried_connection_failure_says_how_many_attempts_over_how_long(sdk, closed_port):
+    policy = Retry(total=2, connect=2, read=False, status=2, backoff_factor=0.4)
+    url = f"http://127.0.0.1:{closed_port}"
+
+    with sdk.WayGPTClient(api_url=url, project_key="sk_live_x", max_retries=policy) as client:
+        started = time.monotonic()
+        with pytest.raises(sdk.APIConnectionError) as caught:
+            client.get_models()
+        elapsed = time.monotonic() - started
+        with pytest.raises(sdk.APIConnectionError) as once:
+            client.with_options(max_retries=0).get_models()
+
+    error = caught.value
+    found = re.fullmatch(r"connection failed: .+ \(3 attempts over (\d+\.\d) s\)", error.message)
+    assert found, error.message
+    # The waits were 0.2-0.4 s and 0.4-0.8 s (backoff with jitter), and they are counted.
+    assert 0.5 <= float(found.group(1)) <= elapsed + 0.1
+    assert str(error) == error.message and error.args == (error.message,)
+    assert "attempts" not in once.value.message  # one attempt: nothing to add
 
 
 def test_read_timeout_raises_api_timeout_error_and_post_is_not_retried(sdk, server, sleeps):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Optional, Sequence, TextIO
 from urllib.parse import urlsplit
 
 from .. import APIConnectionError, ConfigurationError, WayGPTError, __version__
@@ -98,12 +99,35 @@ def _tolerant_streams() -> None:
                 pass
 
 
+class _RetryNotes(logging.Handler):
+    """``retrying in 2.0 s… (attempt 2)`` on stderr for each wait longer than a second.
+
+    Without it a refused connection is silent while the client waits between its attempts
+    (about 6 s with the defaults). The SDK logs every retry at WARNING on the ``waygpt``
+    logger, with the delay in the record: this handler only reads those records.
+    """
+
+    def __init__(self, err: TextIO) -> None:
+        super().__init__(logging.WARNING)
+        self._err = err
+
+    def emit(self, record: logging.LogRecord) -> None:
+        delay = getattr(record, "waygpt_retry_delay", None)
+        attempt = getattr(record, "waygpt_next_attempt", None)
+        if isinstance(delay, (int, float)) and delay > 1 and isinstance(attempt, int):
+            self._err.write(f"retrying in {delay:.1f} s… (attempt {attempt})\n")
+            self._err.flush()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code (see ``waygpt --help``)."""
     _tolerant_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     run = Run(args, sys.stdout, sys.stderr)
+    notes = _RetryNotes(run.err)
+    sdk_logger = logging.getLogger("waygpt")
+    sdk_logger.addHandler(notes)
     code = EXIT_OK
     try:
         args.handler(run)
@@ -133,5 +157,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       f"{f': {exc.filename}' if exc.filename else ''}\n")
         code = EXIT_IO
     finally:
+        sdk_logger.removeHandler(notes)
         run.close()
     return code

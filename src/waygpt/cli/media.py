@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
+from .. import NotFoundError
 from ._common import UsageError, format_details, int_at_least, positive_float
 from ._progress import JobProgress
 from ._run import Run, add_command
@@ -92,16 +94,28 @@ def _video(run: Run) -> None:
 def _job(run: Run) -> None:
     job_id = run.opt("job_id")
     client = run.project_client()
-    if run.opt("wait"):
-        _wait(run, job_id)
-        return
-    job = client.cancel_media_job(job_id) if run.opt("cancel") else client.get_media_job(job_id)
+    with _job_not_found(job_id):
+        if run.opt("wait"):
+            _wait(run, job_id)
+            return
+        job = client.cancel_media_job(job_id) if run.opt("cancel") else client.get_media_job(job_id)
     if run.json:
         run.print_json(job)
         return
     if run.opt("cancel"):
         run.note(f"cancel requested for job {job_id}")
     run.print(format_details(job))
+
+
+@contextlib.contextmanager
+def _job_not_found(job_id: str) -> Iterator[None]:
+    """A 404 for a job says which job: the server's own text is a bare "Not Found"."""
+    try:
+        yield
+    except NotFoundError as exc:
+        raise NotFoundError(f"no media job with id {job_id!r}", exc.status_code, exc.response,
+                            headers=exc.headers, body=exc.body,
+                            request_id=exc.request_id) from None
 
 
 def _wait(run: Run, job_id: str) -> None:

@@ -98,6 +98,20 @@ def test_retry_logs_a_warning_with_the_delay(
     ]
 
 
+def test_the_logged_path_is_the_one_sent_with_the_base_path(
+    sdk: ModuleType, server: WayGPTTestServer, records: pytest.LogCaptureFixture
+) -> None:
+    with sdk.WayGPTClient(api_url=server.url + "/waygpt-proxy", project_key=server.project_key,
+                          max_retries=0) as client:
+        with pytest.raises(sdk.NotFoundError):
+            client.get_models()
+    sent = server.last_request.path
+    assert sent == "/waygpt-proxy" + MODELS
+    assert [(a["method"], a["path"], a["status"]) for a in attempts(records)] == [
+        ("GET", sent, "404")
+    ]
+
+
 def test_error_answer_is_logged_once_without_a_retry_warning(
     client: Any, server: WayGPTTestServer, sdk: ModuleType, records: pytest.LogCaptureFixture
 ) -> None:
@@ -163,13 +177,30 @@ def _run_python(
                           encoding="utf-8", env=env, timeout=60, check=False)
 
 
-_SCRIPT = "import waygpt; waygpt.WayGPTClient().get_models(); print('ok')"
+def _script(sdk: ModuleType) -> str:
+    """A program that makes one call with the SDK under test and prints ``ok``."""
+    if getattr(sdk, "is_async_facade", False):
+        return (
+            "import asyncio, waygpt\n"
+            "async def main():\n"
+            "    async with waygpt.AsyncWayGPTClient() as client:\n"
+            "        await client.get_models()\n"
+            "asyncio.run(main())\n"
+            "print('ok')\n"
+        )
+    if sdk.__name__ != "waygpt":  # the one-file build, imported from where it was written
+        directory = os.path.dirname(str(sdk.__file__))
+        return (f"import sys; sys.path.insert(0, {directory!r}); import {sdk.__name__} as sdk; "
+                "sdk.WayGPTClient().get_models(); print('ok')")
+    return "import waygpt; waygpt.WayGPTClient().get_models(); print('ok')"
 
 
 @pytest.mark.parametrize("level", ["", "info", "debug", "DEBUG"])
-def test_waygpt_log_attaches_a_stderr_handler(server: WayGPTTestServer, level: str) -> None:
+def test_waygpt_log_attaches_a_stderr_handler(
+    sdk: ModuleType, server: WayGPTTestServer, level: str
+) -> None:
     server.script(status=500, headers={"Retry-After": "0"}, path=MODELS)
-    result = _run_python(_SCRIPT, server, level)
+    result = _run_python(_script(sdk), server, level)
     assert result.returncode == 0 and result.stdout == "ok\n", result.stderr
     lines = result.stderr.splitlines()
     if not level:

@@ -8,7 +8,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-import requests
 
 from waygpt.testing import WayGPTTestServer
 
@@ -20,14 +19,14 @@ def make(sdk: ModuleType, server: WayGPTTestServer, **kwargs: Any) -> Any:
 
 
 def test_user_agent_as_the_server_receives_it(client: Any, server: WayGPTTestServer,
-                                               sdk: ModuleType) -> None:
+                                               sdk: ModuleType, http_library: str) -> None:
     client.get_models()
     client.client_login(server.user_email, server.user_password)
     python = ".".join(platform.python_version_tuple()[:2])
-    expected = f"waygpt-python/{sdk.__version__} python/{python} requests/{requests.__version__}"
+    expected = f"waygpt-python/{sdk.__version__} python/{python} {http_library}"
     agents = {r.headers["user-agent"] for r in server.requests}
     assert agents == {expected}
-    assert re.fullmatch(r"waygpt-python/\S+ python/\d+\.\d+ requests/\S+", expected)
+    assert re.fullmatch(r"waygpt-python/\S+ python/\d+\.\d+ (requests|aiohttp)/\S+", expected)
 
 
 def test_requests_share_one_connection(client: Any, server: WayGPTTestServer) -> None:
@@ -55,14 +54,15 @@ def test_close_is_idempotent(sdk: ModuleType, server: WayGPTTestServer) -> None:
     assert server.connections_opened == 2
 
 
-def test_a_given_session_is_left_open(sdk: ModuleType, server: WayGPTTestServer) -> None:
-    session = requests.Session()
-    with make(sdk, server, session=session) as client:
+def test_a_given_session_is_left_open(
+    sdk: ModuleType, server: WayGPTTestServer, caller_session: Any
+) -> None:
+    with make(sdk, server, session=caller_session) as client:
         client.get_models()
     # The caller's session still holds its pooled connection.
-    assert session.get(server.url + MODELS, headers={"x-project-key": server.project_key}).ok
+    answer = caller_session.get(server.url + MODELS, headers={"x-project-key": server.project_key})
+    assert answer.ok
     assert server.connections_opened == 1
-    session.close()
 
 
 def test_with_options_is_a_copy_sharing_the_pool(sdk: ModuleType, server: WayGPTTestServer) -> None:
