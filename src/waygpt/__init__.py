@@ -30,6 +30,7 @@ from .errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    StreamInterruptedError,
     UnprocessableEntityError,
     WayGPTError,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "RateLimitError",
     "SSEDecoder",
     "ServerSentEvent",
+    "StreamInterruptedError",
     "UnprocessableEntityError",
     "WayGPTClient",
     "WayGPTError",

@@ -35,7 +35,7 @@ from ._core import Deadline, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
-from .streaming import AsyncChatStream, ChatEventParser
+from .streaming import AsyncChatStream, ChatEventParser, Restart
 
 try:
     import aiohttp
@@ -436,10 +436,13 @@ class AiohttpTransport:
         parser: ChatEventParser,
         redact: Callable[[str], str],
         read_timeout: float,
+        restart: Restart,
     ) -> AsyncChatStream:
         """The stream of chat chunks over an answer whose headers the pipeline read."""
         answer.bound_each_read(read_timeout)
-        return AsyncChatStream(answer, parser, redact=redact, read_timeout=read_timeout)
+        return AsyncChatStream(
+            answer, parser, redact=redact, read_timeout=read_timeout, restart=restart
+        )
 
     @staticmethod
     async def sleep(seconds: float) -> None:

@@ -26,7 +26,7 @@ from urllib3.util.retry import Retry
 
 from ._aiohttp_transport import AiohttpTransport
 from ._config import DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Timeout, split_timeout
-from ._core import ClientCore, Deadline, MediaJobWaiter
+from ._core import ClientCore, Deadline, MediaJobWaiter, StreamRestart
 from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, pick_use_case
 from .streaming import AsyncChatStream
 
@@ -139,10 +139,14 @@ class AsyncWayGPTClient(ClientCore):
 
     async def _stream(self, call: Call[Any]) -> AsyncChatStream:
         deadline = Deadline(self.total_timeout)
-        answer, parser = await self._transport.run(self._steps(call, deadline), deadline)
-        redact = self._redactor(call)
+        state = self._call_state(call)
+        answer, parser = await self._transport.run(self._steps(call, deadline, state), deadline)
         stream: AsyncChatStream = self._transport.open_stream(
-            answer, parser, redact, split_timeout(self.timeout)[1]
+            answer,
+            parser,
+            self._redactor(call),
+            split_timeout(self.timeout)[1],
+            StreamRestart(self, call, deadline, state),
         )
         return stream
 

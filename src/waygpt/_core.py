@@ -111,6 +111,22 @@ class Deadline:
         return APITimeoutError(f"the call did not finish within total_timeout={self.seconds:g} s")
 
 
+class CallState:
+    """What one logical call has done so far: its attempts and its retry budget.
+
+    Shared by every attempt of the call, and carried on when a stream starts again before
+    its first content, so that the restart spends the same budget.
+    """
+
+    __slots__ = ("attempts", "clock_corrected", "retry", "started")
+
+    def __init__(self, retry: RetryState) -> None:
+        self.retry = retry
+        self.attempts = 0  # HTTP requests sent, a clock correction's included
+        self.started = time.monotonic()
+        self.clock_corrected = False  # at most one correction per call
+
+
 class Send:
     """Send ``request``; the outcome is an answer (headers read) or a TransportFailure."""
 
@@ -232,6 +248,12 @@ class ClientCore:
         self._max_retries = retry
 
     @property
+    def clock_offset(self) -> float:
+        """Seconds the server's clock is ahead of this machine's (negative: behind), as learned
+        from a signature refused for its timestamp; 0 until then, and without HMAC."""
+        return self._signer.offset if self._signer is not None else 0.0
+
+    @property
     def jwt_token(self) -> Optional[str]:
         """The JWT remembered by the last ``client_login`` (or set here)."""
         return self._jwt_token
@@ -306,26 +328,35 @@ class ClientCore:
     def _redact(self, call: Call[Any], text: str) -> str:
         return Redactor(self._secrets(call))(text)
 
-    def _steps(self, call: Call[Any], deadline: Deadline) -> Steps:
+    def _steps(
+        self, call: Call[Any], deadline: Deadline, state: Optional[CallState] = None
+    ) -> Steps:
         """The pipeline of one call: build, sign, send, retry, map errors, decode.
 
         Returns the decoded answer; for a stream, the answer whose headers were read and the
-        parser of its body.
+        parser of its body. ``state`` carries a call's attempts and retry budget on, when a
+        stream starts again (see :class:`StreamRestart`).
         """
-        answer = yield from self._attempts(call, deadline)
+        if state is None:
+            state = self._call_state(call)
+        answer = yield from self._attempts(call, deadline, state)
         if call.stream:
             return (yield from self._stream_start(call, answer, deadline))
         body = yield from self._read_body(answer, deadline, SUCCESS_BODY_LIMIT, lenient=False)
         return self._decode(call, answer, body)
 
-    def _attempts(self, call: Call[Any], deadline: Deadline) -> Generator[Step, Any, Any]:
+    def _call_state(self, call: Call[Any]) -> CallState:
+        return CallState(RetryState(self._retry_policy, call.method))
+
+    def _attempts(
+        self, call: Call[Any], deadline: Deadline, state: CallState
+    ) -> Generator[Step, Any, Any]:
         """Send until a 2xx answer arrives (returned with its body unread), or raise."""
         request = self._build(call)
         signer = self._signer if call.auth == "project" else None
         redact = self._redactor(call)
-        retry = RetryState(self._retry_policy, call.method)
+        retry = state.retry
         connect_timeout, read_timeout = split_timeout(self.timeout)
-        first_started = time.monotonic()
         while True:
             if signer is not None:
                 # A fresh timestamp, nonce and signature, written over the previous attempt's.
@@ -334,7 +365,8 @@ class ClientCore:
             remaining = deadline.remaining()
             if remaining <= 0:
                 raise deadline.error()
-            attempt, started = retry.attempt, time.monotonic()
+            state.attempts += 1
+            attempt, started = state.attempts, time.monotonic()
             # A stream's read timeout also bounds each wait between events later on, so it is
             # not shortened; the wait for its headers is bounded by the deadline all the same.
             read = read_timeout if call.stream else min(read_timeout, remaining)
@@ -348,7 +380,7 @@ class ClientCore:
                 if delay is None or not deadline.allows(delay):
                     if attempt > 1:  # "... (3 attempts over 6.1 s)": the silence explained
                         error.message += (
-                            f" ({attempt} attempts over {time.monotonic() - first_started:.1f} s)"
+                            f" ({attempt} attempts over {time.monotonic() - state.started:.1f} s)"
                         )
                         error.args = (error.message,)
                     raise error
@@ -365,6 +397,15 @@ class ClientCore:
                 raise APIConnectionError(
                     f"the server sent an informational answer ({status}) and no final answer"
                 )
+            if status in (401, 403) and signer is not None and not state.clock_corrected:
+                # A signature refused by a server whose clock is minutes away from ours: sign
+                # again with its time, once per call, outside the retry budget.
+                offset = signer.correct_clock(answer.headers.get("date"), signature)
+                if offset is not None:
+                    state.clock_corrected = True
+                    yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
+                    _log_clock(request, status, offset)
+                    continue
             delay = retry.delay_after_status(status, answer.headers)
             body = yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
             if delay is None or not deadline.allows(delay):
@@ -446,6 +487,62 @@ class ClientCore:
         result = login_result(data)
         self._jwt_token = result["token"]
         return result
+
+
+class StreamRestart:
+    """How a stream that failed before its first content starts again: a new attempt of the
+    same call, freshly signed, spending the call's retry budget, within its deadline.
+
+    The failure is judged as an answer with its status would be: an in-stream error by its
+    code (429 and 5xx are retried, 400, 401, 403, 404, 422 are not), a connection cut after
+    the headers as a 503 (the gateway failed before answering anything). A timeout, or an
+    error with no code, is raised.
+    """
+
+    __slots__ = ("_call", "_core", "deadline", "state", "transport")
+
+    def __init__(
+        self, core: ClientCore, call: Call[Any], deadline: Deadline, state: CallState
+    ) -> None:
+        self._core = core
+        self._call = call
+        self.deadline = deadline
+        self.state = state
+        self.transport = core._transport
+
+    def delay(self, error: WayGPTError) -> Optional[float]:
+        """Seconds to wait before starting again after ``error``; None to raise it."""
+        if isinstance(error, APITimeoutError):
+            return None
+        status = 503 if isinstance(error, APIConnectionError) else error.status_code
+        if status is None:
+            return None
+        retry_after = _retry_after_in(error.response)
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
+        delay = self.state.retry.delay_after_status(status, headers)
+        if delay is None or not self.deadline.allows(delay):
+            return None
+        call = self._call
+        logger.warning(
+            "%s %s: the stream failed before its first content (%s); starting it again in "
+            "%.2f s (attempt %d)",
+            call.method, call.path.partition("?")[0], type(error).__name__, delay,
+            self.state.attempts + 1,
+        )
+        return delay
+
+    def steps(self) -> Steps:
+        """The pipeline of the next attempt."""
+        return self._core._steps(self._call, self.deadline, self.state)
+
+
+def _retry_after_in(payload: Any) -> Optional[str]:
+    """A ``retry_after`` (seconds) in an in-stream error object, as text for the policy."""
+    for fields in (payload.get("error"), payload) if isinstance(payload, dict) else ():
+        value = fields.get("retry_after") if isinstance(fields, dict) else None
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            return str(value)
+    return None
 
 
 class MediaJobWaiter:
@@ -556,6 +653,17 @@ def _log_attempt(request: Request, status: Optional[int], started: float, attemp
         status if status is not None else "no answer",
         (time.monotonic() - started) * 1000,
         attempt,
+    )
+
+
+def _log_clock(request: Request, status: int, offset: float) -> None:
+    logger.info(
+        "%s %s -> %d: the server's clock is %+.0f s from this machine's; "
+        "signing with its time from now on",
+        request.method,
+        request.path.partition("?")[0],
+        status,
+        offset,
     )
 
 

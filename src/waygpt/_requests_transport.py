@@ -39,7 +39,7 @@ from ._stream_reader import StreamBodyReader, raw_socket
 from ._watchdog import Watch, watchdog
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
-from .streaming import ChatEventParser, ChatStream
+from .streaming import ChatEventParser, ChatStream, Restart
 
 _MAX_LINE = 65536  # as http.client's limit on a header line
 # The call each thread is making: the pools report their connection to it.
@@ -437,9 +437,12 @@ class RequestsTransport:
         parser: ChatEventParser,
         redact: Callable[[str], str],
         read_timeout: float,
+        restart: Restart,
     ) -> ChatStream:
         """The stream of chat chunks over an answer whose headers the pipeline read."""
-        return ChatStream(answer, parser, redact=redact, read_timeout=read_timeout)
+        return ChatStream(
+            answer, parser, redact=redact, read_timeout=read_timeout, restart=restart
+        )
 
     @staticmethod
     def sleep(seconds: float) -> None:

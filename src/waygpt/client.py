@@ -26,7 +26,7 @@ from typing import (
 from urllib3.util.retry import Retry
 
 from ._config import DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Timeout, split_timeout
-from ._core import ClientCore, Deadline, MediaJobWaiter
+from ._core import ClientCore, Deadline, MediaJobWaiter, StreamRestart
 from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, pick_use_case
 from ._requests_transport import RequestsTransport
 from .streaming import ChatStream
@@ -137,10 +137,14 @@ class WayGPTClient(ClientCore):
 
     def _stream(self, call: Call[Any]) -> ChatStream:
         deadline = Deadline(self.total_timeout)
-        answer, parser = self._transport.run(self._steps(call, deadline), deadline)
-        redact = self._redactor(call)
+        state = self._call_state(call)
+        answer, parser = self._transport.run(self._steps(call, deadline, state), deadline)
         stream: ChatStream = self._transport.open_stream(
-            answer, parser, redact, split_timeout(self.timeout)[1]
+            answer,
+            parser,
+            self._redactor(call),
+            split_timeout(self.timeout)[1],
+            StreamRestart(self, call, deadline, state),
         )
         return stream
 

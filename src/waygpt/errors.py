@@ -8,7 +8,10 @@ rate limit from a bad key from a dropped connection by type, and still read ``.m
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
+
+if TYPE_CHECKING:
+    from ._chat_result import ChatStreamResult
 
 __all__ = [
     "WayGPTError",
@@ -24,6 +27,7 @@ __all__ = [
     "InternalServerError",
     "APIConnectionError",
     "APITimeoutError",
+    "StreamInterruptedError",
     "APIResponseValidationError",
     "MediaJobError",
     "MediaJobFailedError",
@@ -63,6 +67,9 @@ class WayGPTError(Exception):
         self.headers: Dict[str, str] = dict(headers or {})
         self.body = body
         self.request_id = request_id
+
+    # Set on every error a stream raises after some content was handed out: what was.
+    partial: Optional[ChatStreamResult] = None
 
     def __str__(self) -> str:
         if self.status_code is not None:
@@ -150,6 +157,27 @@ class APIConnectionError(WayGPTError):
 
 class APITimeoutError(APIConnectionError):
     """The connect or read timeout ran out."""
+
+
+class StreamInterruptedError(APIConnectionError):
+    """A stream's connection failed after some of its content was handed out.
+
+    Nothing was retried (the caller would see the first words twice): ``partial`` is the
+    :class:`ChatStreamResult` of the chunks delivered (text, chunks, role, model, id;
+    ``finish_reason`` and ``usage`` are None).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status_code: Optional[int] = None,
+        response: Any = None,
+        *,
+        partial: Optional[ChatStreamResult] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, status_code, response, **kwargs)
+        self.partial = partial
 
 
 class APIResponseValidationError(WayGPTError):

@@ -11,12 +11,12 @@ import hashlib
 import hmac
 import secrets
 import time
-from typing import Callable, Optional, Union
+from typing import Callable, Mapping, Optional, Union
 
 from requests import PreparedRequest
 from requests.auth import AuthBase
 
-__all__ = ["HMACSigner", "canonical_string", "compute_signature"]
+__all__ = ["CLOCK_SKEW_TOLERANCE", "HMACSigner", "canonical_string", "compute_signature"]
 
 
 def canonical_string(
@@ -51,10 +51,40 @@ def _body_bytes(body: Union[bytes, str, None]) -> bytes:
     raise TypeError("HMAC signing needs the request body as bytes")
 
 
+# A refused signature whose server clock (its Date header) is further than this from the
+# timestamp that was signed is taken for a skewed clock: the server allows 300 s, and the
+# Date header, to the second, and the network's delay are well within a minute.
+CLOCK_SKEW_TOLERANCE = 60.0
+
+
+def _http_date(value: Optional[str]) -> Optional[float]:
+    """The Unix time of an HTTP ``Date`` header, or None when there is none or it is unreadable."""
+    if not value:
+        return None
+    import email.utils  # only on a refused signature: `import waygpt` need not pay for it
+
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT, whether they say so or not
+        import datetime
+
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    try:
+        return when.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 class HMACSigner(AuthBase):
     """Adds ``X-MB-Timestamp``, ``X-MB-Nonce`` and ``X-MB-Signature`` to a prepared request.
 
-    The secret is kept out of ``repr``. ``clock`` and ``nonce_factory`` exist for tests.
+    ``offset`` is how many seconds the server's clock is ahead of this machine's, as learned
+    by :meth:`correct_clock` (0 until then); every timestamp is signed with it. The secret is
+    kept out of ``repr``. ``clock`` and ``nonce_factory`` exist for tests.
     """
 
     def __init__(
@@ -71,13 +101,15 @@ class HMACSigner(AuthBase):
         self._secret = secret
         self._clock = clock
         self._nonce_factory = nonce_factory or (lambda: secrets.token_hex(16))
+        # One float, written whole: threads and tasks that learn it at once agree on it.
+        self.offset = 0.0
 
     def __repr__(self) -> str:
         return f"HMACSigner(project_id={self.project_id!r}, secret=<hidden>)"
 
     def sign(self, method: str, path: str, body: bytes) -> dict[str, str]:
         """The three signature headers for one attempt."""
-        timestamp = str(int(self._clock()))
+        timestamp = str(int(self._clock() + self.offset))
         nonce = self._nonce_factory()
         canonical = canonical_string(method, path, body, timestamp, nonce, self.project_id)
         return {
@@ -85,6 +117,27 @@ class HMACSigner(AuthBase):
             "X-MB-Nonce": nonce,
             "X-MB-Signature": compute_signature(self._secret, canonical),
         }
+
+    def correct_clock(self, date: Optional[str], signed: Mapping[str, str]) -> Optional[float]:
+        """Learn the server's clock from the ``Date`` header of a refused signed request.
+
+        ``signed`` is the refused request's signature headers (see :meth:`sign`). Returns the
+        offset (seconds) to sign with from now on when the server's clock was more than
+        ``CLOCK_SKEW_TOLERANCE`` from the timestamp signed; None when they agree (the
+        refusal has another cause: a wrong secret) or the header is missing or unreadable,
+        and then nothing changes. (Compared with the timestamp sent, not with the offset of
+        now: another thread may have learned it meanwhile, and this request still needs
+        signing again.)
+        """
+        server = _http_date(date)
+        try:
+            sent = float(signed["X-MB-Timestamp"])
+        except (KeyError, ValueError):
+            return None
+        if server is None or abs(server - sent) <= CLOCK_SKEW_TOLERANCE:
+            return None
+        self.offset = server - self._clock()
+        return self.offset
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         r.headers.update(

@@ -28,12 +28,15 @@ from typing import (
     Protocol,
     Tuple,
     Type,
+    Union,
 )
 
 from ._body import ContentDecoder
 from .errors import (
+    APIConnectionError,
     APIResponseValidationError,
     APITimeoutError,
+    StreamInterruptedError,
     TransportFailure,
     WayGPTError,
     error_class_for_status,
@@ -365,13 +368,28 @@ class AsyncAnswer(Protocol):
         """Release the connection (back to the pool when the body was read to its end)."""
 
 
-class _StreamControl:
-    """What a ChatStream shares with its generator (never the ChatStream itself)."""
+class _StreamState:
+    """What a ChatStream shares with its generator (never the ChatStream itself): the answer
+    being read (a new one when the stream starts again), and whether ``close()`` was called."""
 
-    __slots__ = ("closing",)
+    __slots__ = ("answer", "closing")
 
-    def __init__(self) -> None:
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
         self.closing = False  # close() was called: a failing read then ends the stream quietly
+
+
+class Restart(Protocol):
+    """How a stream that failed before its first content starts again (``_core.StreamRestart``)."""
+
+    transport: Any
+    deadline: Any
+
+    def delay(self, error: WayGPTError) -> Optional[float]:
+        """Seconds to wait before starting again after ``error``; None to raise it."""
+
+    def steps(self) -> Any:
+        """The pipeline of the next attempt, for ``transport.run``."""
 
 
 def stream_failure_error(failure: TransportFailure) -> WayGPTError:
@@ -379,6 +397,142 @@ def stream_failure_error(failure: TransportFailure) -> WayGPTError:
     if failure.timed_out:
         return APITimeoutError("stream read timed out: no data within the read timeout")
     return failure.to_error("stream interrupted: ")
+
+
+# Content-less chunks (a role, an empty delta) held back before the first content, at most:
+# past this many, they are handed out and the stream is no longer started again.
+_HELD_LIMIT = 64
+# The partial answer kept for an error keeps at most this much text (characters).
+_PARTIAL_TEXT_LIMIT = 16 * 1024 * 1024
+_PARTS_PER_BLOCK = 4096
+
+
+def _has_content(chunk: Any) -> bool:
+    """Whether a chunk carries some of the answer: any delta field but its role."""
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and any(v for k, v in delta.items() if k != "role"):
+            return True
+    return False
+
+
+class Delivery:
+    """Which chunks a stream hands to its caller, and what they add up to (both streams).
+
+    Before the first chunk with content, chunks are held back: a stream that fails then can
+    start again without repeating them. From the first content on, every chunk is handed
+    out once, and its text kept (up to 16 M characters) for the ``partial`` answer of an
+    error, since the stream is then never started again.
+    """
+
+    __slots__ = ("_blocks", "_held", "_parts", "_size", "chunks", "content", "id", "model",
+                 "role")
+
+    def __init__(self) -> None:
+        self._held: List[ChatCompletionChunk] = []
+        self._parts: List[str] = []
+        self._blocks: List[str] = []
+        self._size = 0
+        self.chunks = 0
+        self.content = False  # a chunk with content was handed out
+        self.id: Optional[str] = None
+        self.model: Optional[str] = None
+        self.role = "assistant"
+
+    def release(self, chunks: List[ChatCompletionChunk]) -> List[ChatCompletionChunk]:
+        """The chunks of a parsed batch to hand out now (none while all lack content)."""
+        if not self.content:
+            chunks = self._gate(chunks)
+            if not chunks:
+                return chunks
+        self.chunks += len(chunks)
+        parts = self._parts
+        for chunk in chunks:
+            try:
+                choice: Any = chunk["choices"][0]
+                content = choice["delta"]["content"]
+            except (KeyError, IndexError, TypeError):
+                continue
+            if type(content) is str and not choice.get("index"):
+                parts.append(content)
+        if len(parts) >= _PARTS_PER_BLOCK:
+            self._compact()
+        return chunks
+
+    def flush(self) -> List[ChatCompletionChunk]:
+        """At the stream's clean end: the chunks still held (it had no content at all)."""
+        held, self._held = self._held, []
+        if held:
+            self._note_first(held)
+            self.chunks += len(held)
+        return held
+
+    def drop_held(self) -> None:
+        """The stream starts again: what it held will come again."""
+        self._held = []
+
+    def failed(self, error: WayGPTError) -> WayGPTError:
+        """The error to raise for ``error`` once content was handed out: with ``partial``.
+
+        A dropped connection becomes a :class:`StreamInterruptedError`; any other error
+        (a timeout, an in-stream error) keeps its type and gets ``partial`` as well.
+        """
+        partial = self.partial()
+        if type(error) is APIConnectionError:
+            error = StreamInterruptedError(
+                f"{error.message} (after {self.chunks} chunks: the answer is incomplete, "
+                "and was not retried; .partial holds what arrived)",
+                partial=partial,
+            )
+        error.partial = partial
+        return error
+
+    def partial(self) -> ChatStreamResult:
+        """What was handed out, gathered; ``finish_reason`` and ``usage`` stay None."""
+        from ._chat_result import ChatStreamResult
+
+        self._compact()
+        return ChatStreamResult(
+            text="".join(self._blocks), model=self.model, id=self.id, chunks=self.chunks,
+            role=self.role,
+        )
+
+    def _gate(self, chunks: List[ChatCompletionChunk]) -> List[ChatCompletionChunk]:
+        held = self._held
+        for index, chunk in enumerate(chunks):
+            if _has_content(chunk) or len(held) >= _HELD_LIMIT:
+                self.content = True
+                out = held + chunks[index:]
+                self._held = []
+                self._note_first(out)
+                return out
+            held.append(chunk)
+        return []
+
+    def _note_first(self, chunks: List[ChatCompletionChunk]) -> None:
+        """The id, model and role, from the first chunks that say them."""
+        for chunk in chunks:
+            if self.id is None and isinstance(chunk.get("id"), str):
+                self.id = chunk["id"]
+            if self.model is None and isinstance(chunk.get("model"), str):
+                self.model = chunk["model"]
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if isinstance(delta, dict) and isinstance(delta.get("role"), str):
+                    self.role = delta["role"] or self.role
+
+    def _compact(self) -> None:
+        if not self._parts:
+            return
+        block = "".join(self._parts)
+        self._parts = []
+        if self._size < _PARTIAL_TEXT_LIMIT:
+            block = block[: _PARTIAL_TEXT_LIMIT - self._size]
+            self._blocks.append(block)
+            self._size += len(block)
 
 
 class LineWait:
@@ -395,6 +549,10 @@ class LineWait:
     def __init__(self, timeout: float) -> None:
         self._timeout = timeout
         self._since: Optional[float] = None
+
+    def reset(self) -> None:
+        """The stream starts again on a new answer: no wait is on."""
+        self._since = None
 
     def reading(self) -> None:
         """A read begins: the wait starts now, unless it is still on from an earlier read."""
@@ -415,57 +573,85 @@ class LineWait:
 
 
 def _stream_chunks(
-    answer: Answer, parser: ChatEventParser, control: _StreamControl, wait: LineWait
+    state: _StreamState,
+    parser: ChatEventParser,
+    wait: LineWait,
+    delivery: Delivery,
+    restart: Optional[Restart],
 ) -> Generator[ChatCompletionChunk, None, None]:
     """Yield the chunk dicts of a streamed body; the answer is closed at the end.
 
     A module-level generator that holds no reference to its ChatStream, so that dropping a
     ChatStream (a ``break`` out of a ``for`` loop) finalises it at once and frees the socket.
+    A failure before the first content starts the call again, within its retry budget.
     """
     try:
-        read = answer.read
-        pull = parser.pull
         while True:
+            answer = state.answer
             wait.reading()
             try:
-                block = read()
+                block = answer.read()
             except TransportFailure as failure:
-                if control.closing:
+                if state.closing:
                     return  # closed from another thread while this one was reading
-                error: WayGPTError = stream_failure_error(failure)
+                error: Optional[WayGPTError] = stream_failure_error(failure)
             else:
                 if not block:
                     parser.end()
+                    yield from delivery.flush()
                     answer.finished()
                     return  # a clean end without [DONE] simply ends the stream
                 parser.push(block)
-                chunks = pull()
+                chunks = parser.pull()
                 while chunks:  # handed out a batch at a time, as they are parsed
-                    yield from chunks
-                    chunks = pull()
-                parser.check()
-                if parser.done:
-                    answer.drain()
-                    return
-                overdue = wait.overdue(parser)
-                if overdue is None:
-                    continue
-                error = overdue
-            raise error  # outside the except block: no transport exception is chained
+                    yield from delivery.release(chunks)
+                    chunks = parser.pull()
+                error = parser.take_error()
+                if error is None:
+                    if parser.done:
+                        yield from delivery.flush()
+                        answer.drain()
+                        return
+                    error = wait.overdue(parser)
+                    if error is None:
+                        continue
+            assert error is not None
+            if delivery.content:
+                raise delivery.failed(error)
+            delay = restart.delay(error) if restart is not None else None
+            if restart is None or delay is None:
+                raise error  # outside the except block: no transport exception is chained
+            answer.close()
+            restart.transport.sleep(delay)
+            state.answer, parser = restart.transport.run(restart.steps(), restart.deadline)
+            delivery.drop_held()
+            wait.reset()
     finally:
-        answer.close()
+        state.answer.close()
 
 
 class _StreamBase:
     """What both streams show of their answer: status, headers, request id, ``closed``."""
 
     def __init__(self, answer: Any, redact: Optional[Callable[[str], str]]) -> None:
-        self.response = answer.response  # the HTTP library's response
-        self.status_code: int = answer.status
-        self.headers: Mapping[str, str] = answer.headers
-        self._answer = answer
+        self._state = _StreamState(answer)
         self._redact = redact
         self._closed = False
+
+    @property
+    def response(self) -> Any:
+        """The HTTP library's response (of the last attempt, when the stream started again)."""
+        return self._state.answer.response
+
+    @property
+    def status_code(self) -> int:
+        status: int = self._state.answer.status
+        return status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        headers: Mapping[str, str] = self._state.answer.headers
+        return headers
 
     @property
     def request_id(self) -> Optional[str]:
@@ -509,12 +695,18 @@ class ChatStream(_StreamBase):
     ``response`` is the HTTP library's response (status, headers); ``collect()`` reads the
     rest into a :class:`ChatStreamResult`.
 
+    A stream that fails before its first content (the connection cut, an in-stream 429 or
+    5xx) is started again, within ``max_retries`` and ``total_timeout``; chunks without
+    content that came before are not repeated. After the first content nothing is retried.
+
     Raises (while iterating): a ``WayGPTError`` subclass for an ``error`` object in the
     stream (``RateLimitError`` for code 429, ``InternalServerError`` for 5xx, ...),
     ``APIConnectionError``/``APITimeoutError`` when the connection drops, or when the read
     timeout runs out between two reads or since the last complete line (an event or a
     keep-alive comment), ``APIResponseValidationError`` for data that is not JSON, or a
-    line or event over 16 MiB.
+    line or event over 16 MiB. After content, a dropped connection raises
+    :class:`StreamInterruptedError`, and every error carries ``partial``, the
+    :class:`ChatStreamResult` of what was handed out.
     """
 
     def __init__(
@@ -524,10 +716,12 @@ class ChatStream(_StreamBase):
         *,
         read_timeout: float,
         redact: Optional[Callable[[str], str]] = None,
+        restart: Optional[Restart] = None,
     ) -> None:
         super().__init__(answer, redact)
-        self._control = _StreamControl()
-        self._chunks = _stream_chunks(answer, parser, self._control, LineWait(read_timeout))
+        self._chunks = _stream_chunks(
+            self._state, parser, LineWait(read_timeout), Delivery(), restart
+        )
 
     @property
     def closed(self) -> bool:
@@ -567,13 +761,14 @@ class ChatStream(_StreamBase):
         if self._closed:
             return
         self._closed = True
-        self._control.closing = True
+        state = self._state
+        state.closing = True
         try:
             self._chunks.close()
         except ValueError:  # "generator already executing": being read in another thread
-            self._answer.interrupt()  # its blocked read returns, and its loop ends quietly
+            state.answer.interrupt()  # its blocked read returns, and its loop ends quietly
         finally:
-            self._answer.close()
+            state.answer.close()
 
     def collect(self) -> ChatStreamResult:
         """Read the rest of the stream into a :class:`ChatStreamResult`, then close it."""
@@ -591,7 +786,7 @@ class AsyncChatStream(_StreamBase):
     rest into a :class:`ChatStreamResult`. A task cancelled while it waits for the next chunk
     releases the connection and gets its ``CancelledError`` unchanged.
 
-    Raises (while iterating): as :class:`ChatStream`.
+    Starts again, and raises (while iterating), as :class:`ChatStream`.
     """
 
     def __init__(
@@ -601,10 +796,13 @@ class AsyncChatStream(_StreamBase):
         *,
         read_timeout: float,
         redact: Optional[Callable[[str], str]] = None,
+        restart: Optional[Restart] = None,
     ) -> None:
         super().__init__(answer, redact)
         self._parser = parser
         self._wait = LineWait(read_timeout)
+        self._delivery = Delivery()
+        self._restart = restart
         self._ready: List[ChatCompletionChunk] = []  # chunks read but not yet handed out
         self._next = 0
 
@@ -624,50 +822,88 @@ class AsyncChatStream(_StreamBase):
             raise
 
     async def _read_more(self) -> ChatCompletionChunk:
-        parser = self._parser
+        delivery = self._delivery
         while True:
-            chunks = parser.pull()  # the next batch of what was read, if any is left
+            parser = self._parser
+            chunks = delivery.release(parser.pull())  # the next batch of what was read
             if chunks:
                 self._ready, self._next = chunks, 1
                 return chunks[0]
-            pending = parser.take_error()  # the failure that followed the chunks handed out
-            if pending is not None:
-                self._release()
-                raise pending
-            if self._closed or parser.done:
-                try:
-                    if not self._closed:
-                        await self._answer.drain()  # so that the connection can be reused
-                finally:  # cancelled while draining: released all the same
-                    self._release()
-                raise StopAsyncIteration
-            error: Optional[WayGPTError] = self._wait.overdue(parser)
+            error = parser.take_error()  # the failure that followed the chunks handed out
             if error is None:
-                self._wait.reading()
-                try:
-                    block = await self._answer.read()
-                except TransportFailure as failure:
-                    if self._closed:  # closed by another task while this one waited: end quietly
-                        raise StopAsyncIteration from None
-                    error = stream_failure_error(failure)
-                except BaseException:  # cancelled: release the connection, let it propagate as is
-                    self._release()
-                    raise
+                if parser.done:
+                    return await self._end(drain=True)
+                error = self._wait.overdue(parser)
+            if error is None:
+                block = await self._read()
+                if block is None:  # closed by another task while this one waited
+                    raise StopAsyncIteration
+                if isinstance(block, WayGPTError):
+                    error = block
+                elif not block:
+                    parser.end()
+                    return await self._end(drain=False)
                 else:
-                    if not block:
-                        self._release()
-                        parser.end()
-                        raise StopAsyncIteration
                     parser.push(block)
                     continue
+            await self._fail(error)
+
+    async def _read(self) -> Union[bytes, WayGPTError, None]:
+        """The next bytes of the answer, the error when its connection failed, or None when
+        the stream was closed meanwhile."""
+        if self._closed:
+            return None
+        self._wait.reading()
+        try:
+            block: bytes = await self._state.answer.read()
+        except TransportFailure as failure:
+            return None if self._closed else stream_failure_error(failure)
+        except BaseException:  # cancelled: release the connection, let it propagate as is
+            self._release()
+            raise
+        return block
+
+    async def _end(self, *, drain: bool) -> ChatCompletionChunk:
+        """The stream ended cleanly: what it held back, then the end of the iteration."""
+        held = self._delivery.flush()
+        if held:
+            self._ready, self._next = held, 1
+            return held[0]
+        try:
+            if drain and not self._closed:
+                await self._state.answer.drain()  # so that the connection can be reused
+        finally:  # cancelled while draining: released all the same
+            self._release()
+        raise StopAsyncIteration
+
+    async def _fail(self, error: WayGPTError) -> None:
+        """Raise ``error``, or start the stream again when nothing was handed out yet."""
+        restart = self._restart
+        delivery = self._delivery
+        if delivery.content:
+            self._release()
+            raise delivery.failed(error)
+        delay = restart.delay(error) if restart is not None else None
+        if restart is None or delay is None:
             self._release()
             raise error
+        self._state.answer.close()
+        try:
+            await restart.transport.sleep(delay)
+            self._state.answer, self._parser = await restart.transport.run(
+                restart.steps(), restart.deadline
+            )
+        except BaseException:  # the new attempt failed too, or the task was cancelled
+            self._release()
+            raise
+        delivery.drop_held()
+        self._wait.reset()
 
     def _release(self) -> None:
         if not self._closed:
             self._closed = True
             self._ready, self._next = [], 0
-            self._answer.close()
+            self._state.answer.close()
 
     async def close(self) -> None:
         """Release the connection; iterating afterwards ends at once. Safe to call twice."""

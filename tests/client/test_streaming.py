@@ -368,20 +368,20 @@ def test_an_error_object_in_the_stream_raises_a_typed_error(
     assert contents(received) == ["partial"]
 
 
-def test_a_status_beside_a_plain_error_string_picks_the_class(sdk, client, server):
+def test_a_status_beside_a_plain_error_string_picks_the_class(sdk, no_retry_client, server):
     script_stream(server, [data({"error": "slow down", "status": 503})])
 
     with pytest.raises(sdk.InternalServerError) as caught:
-        list(client.chat_completions_stream(messages=MESSAGES))
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
 
     assert (caught.value.message, caught.value.status_code) == ("slow down", 503)
 
 
-def test_an_error_event_type_raises_even_without_an_error_key(sdk, client, server):
+def test_an_error_event_type_raises_even_without_an_error_key(sdk, no_retry_client, server):
     script_stream(server, [b'event: error\ndata: {"message": "upstream failed", "code": 502}\n\n'])
 
     with pytest.raises(sdk.WayGPTError) as caught:
-        list(client.chat_completions_stream(messages=MESSAGES))
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
 
     assert caught.value.message == "upstream failed"
 
@@ -395,11 +395,11 @@ def test_an_error_event_with_plain_text_data_raises_with_that_text(sdk, client, 
     assert caught.value.message == "upstream exploded"
 
 
-def test_a_huge_error_message_is_cut_short(sdk, client, server):
+def test_a_huge_error_message_is_cut_short(sdk, no_retry_client, server):
     script_stream(server, [data({"error": {"message": "x" * 100_000, "code": 500}})])
 
     with pytest.raises(sdk.InternalServerError) as caught:
-        list(client.chat_completions_stream(messages=MESSAGES))
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
 
     assert len(caught.value.message) <= 500
 
@@ -473,11 +473,11 @@ def test_a_chunked_body_cut_inside_a_chunk_raises_a_connection_error(sdk, client
     assert contents(received) == ["first", "a"]
 
 
-def test_a_malformed_chunked_body_raises_a_connection_error(sdk, client, server):
+def test_a_malformed_chunked_body_raises_a_connection_error(sdk, no_retry_client, server):
     script_raw_chunked(server, [http_chunk(data(chunk("a"))) + b"zz\r\nhello\r\n"])
 
     with pytest.raises(sdk.WayGPTError) as caught:
-        list(client.chat_completions_stream(messages=MESSAGES))
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
 
     assert_sdk_connection_error(sdk, caught.value)
 
