@@ -81,11 +81,40 @@ class StreamFacade:
         return loop_thread().run(self._stream.collect())
 
 
+class RawResponsesFacade:
+    """``client.with_raw_response`` of the async client, its methods blocking."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def __getattr__(self, name: str) -> Any:
+        return _blocking(getattr(self._raw, name))
+
+
+class RawResponseFacade:
+    """A ``RawResponse`` of the async client whose ``parse()`` gives a blocking stream."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    def parse(self) -> Any:
+        return _wrap(self._raw.parse())
+
+
 def _wrap(value: Any) -> Any:
+    from waygpt._observe import RawResponse, RawResponses
+
     if isinstance(value, waygpt.AsyncChatStream):
         return StreamFacade(value)
     if isinstance(value, waygpt.AsyncWayGPTClient):
         return ClientFacade._wrapping(value)
+    if isinstance(value, RawResponses):
+        return RawResponsesFacade(value)
+    if isinstance(value, RawResponse):
+        return RawResponseFacade(value)
     return value
 
 
@@ -133,7 +162,7 @@ def _blocking(method: Callable[..., Any]) -> Callable[..., Any]:
             result = loop_thread().run(_await(result))
         return _wrap(result)
 
-    call.__name__ = method.__name__
+    call.__name__ = getattr(method, "__name__", "call")
     call.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
     return call
 

@@ -611,8 +611,9 @@ def test_debug_log_shows_attempts_without_secrets(server: WayGPTTestServer) -> N
     result = run_cli("models", server=server, env={"WAYGPT_LOG": "debug"})
     ok(result)
     assert "GET /api/v1/waygpt/models -> 503" in result.stderr
-    assert "retrying in 0.00 s (attempt 1)" in result.stderr
-    assert "GET /api/v1/waygpt/models -> 200" in result.stderr and "(attempt 2)" in result.stderr
+    assert "retrying in 0.00 s (attempt 1, client request id " in result.stderr
+    assert "GET /api/v1/waygpt/models -> 200" in result.stderr
+    assert "(attempt 2, client request id " in result.stderr
     assert_no_secrets(server, result.stderr)
     quiet = run_cli("models", server=server)
     assert ok(quiet) and quiet.stderr == ""

@@ -104,19 +104,29 @@ def generate(source: str) -> str:
 
 
 def _sort_relative_imports(text: str) -> str:
-    """Each run of one-line ``from .module import ...`` lines, sorted again by module: a
-    renamed module (``_aiohttp_transport`` to ``_requests_transport``) changes its place."""
+    """Each run of ``from .module import ...`` statements (one line or parenthesised),
+    sorted again by module: a renamed module (``_aiohttp_transport`` to
+    ``_requests_transport``) changes its place."""
     lines = text.split("\n")
-    start = 0
-    while start < len(lines):
-        end = start
-        while end < len(lines) and lines[end].startswith("from .") and "(" not in lines[end]:
-            end += 1
-        if end > start:
-            lines[start:end] = sorted(lines[start:end], key=lambda line: line.split()[1])
-            start = end
-        start += 1
-    return "\n".join(lines)
+    out: List[str] = []
+    index = 0
+    while index < len(lines):
+        run: List[List[str]] = []
+        while index < len(lines) and lines[index].startswith("from ."):
+            statement = [lines[index]]
+            if lines[index].endswith("("):
+                while not lines[index].startswith(")"):
+                    index += 1
+                    statement.append(lines[index])
+            run.append(statement)
+            index += 1
+        if run:
+            for statement in sorted(run, key=lambda lines_: lines_[0].split()[1]):
+                out.extend(statement)
+        else:
+            out.append(lines[index])
+            index += 1
+    return "\n".join(out)
 
 
 def main(argv: List[str]) -> int:

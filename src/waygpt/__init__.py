@@ -12,6 +12,7 @@
 from typing import TYPE_CHECKING, Any
 
 from ._config import DEFAULT_API_URL
+from ._observe import RawResponse, RequestView, ResponseView
 from ._version import __version__
 from .client import WayGPTClient
 from .errors import (
@@ -85,6 +86,9 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RawResponse",
+    "RequestView",
+    "ResponseView",
     "SSEDecoder",
     "ServerSentEvent",
     "StreamInterruptedError",

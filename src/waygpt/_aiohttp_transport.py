@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, Generator, Mapping, Optional, Tuple
 from requests.utils import get_environ_proxies, prepend_scheme_if_needed
 
 from ._config import ca_bundle_from_environment
-from ._core import Deadline, Read, Send, Steps
+from ._core import Deadline, Notify, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
@@ -470,6 +470,11 @@ class AiohttpTransport:
                 except WayGPTError as error:
                     forget_internal_locals(error)
                     raise
+                if isinstance(step, Notify):  # what a hook raises goes to the caller as it is
+                    for hook in step.hooks:
+                        await self.notify(hook, step.view)
+                    reply = None
+                    continue
                 try:
                     if isinstance(step, Read):
                         reply = await step.answer.read()
@@ -484,7 +489,7 @@ class AiohttpTransport:
                         else:
                             reply = AiohttpAnswer(await sending)
                     else:
-                        await asyncio.sleep(step.seconds)
+                        await asyncio.sleep(step.seconds)  # (a Sleep)
                         reply = None
                 except TransportFailure as failure:
                     reply = failure

@@ -16,6 +16,7 @@ from typing import (
     Dict,
     List,
     Literal,
+    Mapping,
     Optional,
     Type,
     Union,
@@ -26,8 +27,16 @@ from urllib3.util.retry import Retry
 
 from ._aiohttp_transport import AiohttpTransport
 from ._config import DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Timeout, split_timeout
-from ._core import ClientCore, Deadline, MediaJobWaiter, StreamRestart
+from ._core import (
+    ClientCore,
+    Deadline,
+    MediaJobWaiter,
+    StreamRestart,
+    start_recording,
+    stop_recording,
+)
 from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, pick_use_case
+from ._observe import RawResponse, RawResponses
 from .streaming import AsyncChatStream
 
 if TYPE_CHECKING:
@@ -70,6 +79,10 @@ class AsyncWayGPTClient(ClientCore):
             bounds everything before its events.
         session: an ``aiohttp.ClientSession`` to send on; its headers, auth, cookies and
             connector apply. By default the client makes its own.
+        event_hooks: ``{"request": [hook, ...], "response": [hook, ...]}``: callables (or
+            coroutine functions) called once per attempt, with a ``RequestView`` before it
+            is sent and a ``ResponseView`` when its answer's headers arrive. What a hook
+            raises reaches the caller unchanged (and the call stops there).
 
     Raises:
         ConfigurationError: (a ``ValueError``) for an invalid setting.
@@ -88,10 +101,11 @@ class AsyncWayGPTClient(ClientCore):
         *,
         total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
         session: Optional[ClientSession] = None,
+        event_hooks: Optional[Mapping[str, Any]] = None,
     ) -> None:
         super().__init__(
             AiohttpTransport(session), api_url, project_key, project_id, hmac_secret,
-            use_hmac, timeout, max_retries, total_timeout,
+            use_hmac, timeout, max_retries, total_timeout, event_hooks,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -121,26 +135,51 @@ class AsyncWayGPTClient(ClientCore):
         timeout: Optional[Timeout] = None,
         max_retries: Union[int, Retry, None] = None,
         total_timeout: Optional[float] = None,
+        event_hooks: Optional[Mapping[str, Any]] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
     ) -> AsyncWayGPTClient:
-        """A copy with other ``timeout``/``max_retries``/``total_timeout`` that shares this
-        client's connections (closing the copy leaves them open).
+        """A copy with other settings that shares this client's connections (closing the
+        copy leaves them open).
 
         ``client.with_options(max_retries=0).video_generations(...)`` sends one request only.
+        ``event_hooks`` replaces the hooks; ``extra_headers`` are added to every request (an
+        ``X-Client-Request-ID`` among them is sent as the call's id instead of a new one).
         """
-        clone: AsyncWayGPTClient = self._copy_with(timeout, max_retries, total_timeout)
+        clone: AsyncWayGPTClient = self._copy_with(
+            timeout, max_retries, total_timeout, event_hooks, extra_headers
+        )
         return clone
+
+    @property
+    def with_raw_response(self) -> RawResponses:
+        """Every method, returning a :class:`RawResponse` (status, headers, request id,
+        attempts, elapsed, ``parse()``) instead of the plain value:
+        ``await client.with_raw_response.get_models()``."""
+        return RawResponses(self)
+
+    async def _raw_call(self, name: str, *args: Any, **kwargs: Any) -> RawResponse[Any]:
+        recording, token = start_recording()
+        try:
+            value = await getattr(self, name)(*args, **kwargs)
+        finally:
+            stop_recording(token)
+        raw: RawResponse[Any] = self._recorded(value, recording)
+        return raw
 
     # -- the pipeline ------------------------------------------------------------------------
 
     async def _call(self, call: Call[T]) -> T:
         deadline = Deadline(self.total_timeout)
-        result: T = await self._transport.run(self._steps(call, deadline), deadline)
+        state = self._call_state(call)
+        result: T = await self._transport.run(self._steps(call, deadline, state), deadline)
+        self._record(state, call)
         return result
 
     async def _stream(self, call: Call[Any]) -> AsyncChatStream:
         deadline = Deadline(self.total_timeout)
         state = self._call_state(call)
         answer, parser = await self._transport.run(self._steps(call, deadline, state), deadline)
+        self._record(state, call)
         stream: AsyncChatStream = self._transport.open_stream(
             answer,
             parser,

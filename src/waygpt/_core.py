@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import copy
 import json
+import secrets
 import time
+from contextvars import ContextVar, Token
 from functools import partial
 from typing import (
     TYPE_CHECKING,
     Any,
     Dict,
     Generator,
+    List,
     Mapping,
     Optional,
     Tuple,
@@ -42,7 +45,19 @@ from ._config import (
 )
 from ._endpoints import NO_BODY, Call, check_jwt, login_result
 from ._logging import configure_logging_from_env, logger
+from ._observe import (
+    CLIENT_REQUEST_ID,
+    EventHooks,
+    RawResponse,
+    RequestView,
+    ResponseView,
+    check_event_hooks,
+    check_extra_headers,
+    request_headers,
+    response_headers,
+)
 from ._redaction import LazyRedactor, Redactor
+from ._telemetry import CallSpan, capture_content, tracer
 from ._version import __version__
 from .errors import (
     ERROR_BODY_LIMIT,
@@ -111,20 +126,43 @@ class Deadline:
         return APITimeoutError(f"the call did not finish within total_timeout={self.seconds:g} s")
 
 
+# The calls made in this context (thread, task) while a with_raw_response method runs.
+_recording: ContextVar[Optional[List[Tuple[CallState, Call[Any]]]]] = ContextVar(
+    "waygpt_recording", default=None
+)
+
+
+def start_recording() -> Tuple[List[Tuple[CallState, Call[Any]]], Token[Any]]:
+    """Record the calls made from here on in this context (``with_raw_response``)."""
+    recording: List[Tuple[CallState, Call[Any]]] = []
+    return recording, _recording.set(recording)
+
+
+def stop_recording(token: Token[Any]) -> None:
+    _recording.reset(token)
+
+
 class CallState:
-    """What one logical call has done so far: its attempts and its retry budget.
+    """What one logical call has done so far: its attempts, its retry budget, its id.
 
     Shared by every attempt of the call, and carried on when a stream starts again before
-    its first content, so that the restart spends the same budget.
+    its first content, so that the restart spends the same budget. ``answer`` is the last
+    successful answer (its headers read), for ``with_raw_response``; ``span`` the call's
+    OpenTelemetry span, when tracing is on.
     """
 
-    __slots__ = ("attempts", "clock_corrected", "retry", "started")
+    __slots__ = (
+        "answer", "attempts", "client_request_id", "clock_corrected", "retry", "span", "started",
+    )
 
-    def __init__(self, retry: RetryState) -> None:
+    def __init__(self, retry: RetryState, span: Optional[CallSpan] = None) -> None:
         self.retry = retry
         self.attempts = 0  # HTTP requests sent, a clock correction's included
         self.started = time.monotonic()
         self.clock_corrected = False  # at most one correction per call
+        self.client_request_id = ""  # set when the request is built
+        self.answer: Any = None
+        self.span = span
 
 
 class Send:
@@ -150,6 +188,17 @@ class Read:
         self.answer = answer
 
 
+class Notify:
+    """Call a caller's event hooks with ``view`` (each may be a coroutine function on the
+    async client); what a hook raises goes to the caller unchanged."""
+
+    __slots__ = ("hooks", "view")
+
+    def __init__(self, hooks: Tuple[Any, ...], view: Any) -> None:
+        self.hooks = hooks
+        self.view = view
+
+
 class Sleep:
     """Wait before the next attempt."""
 
@@ -159,7 +208,7 @@ class Sleep:
         self.seconds = seconds
 
 
-Step = Union[Send, Read, Sleep]
+Step = Union[Send, Read, Sleep, Notify]
 Steps = Generator[Step, Any, Any]
 
 
@@ -188,6 +237,7 @@ class ClientCore:
         timeout: Timeout = DEFAULT_TIMEOUT,
         max_retries: Union[int, Retry] = 3,
         total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
+        event_hooks: Optional[Mapping[str, Any]] = None,
     ) -> None:
         self._transport = transport
         configure_logging_from_env()
@@ -211,6 +261,12 @@ class ClientCore:
         self.max_retries = max_retries
         self._jwt_token: Optional[str] = None
         self._closes_transport = True  # see _copy_with
+        self._event_hooks: Optional[EventHooks] = check_event_hooks(event_hooks)
+        self._extra_headers: Dict[str, str] = {}
+        # OpenTelemetry's tracer when it is installed (looked up once per process).
+        self._tracer = tracer()
+        self._capture_content = capture_content() if self._tracer is not None else False
+        self._server: Tuple[str, Optional[int]] = ("", None)
         self._base_headers = {
             "User-Agent": _user_agent(transport.library()),
             "Accept": "application/json",
@@ -234,6 +290,7 @@ class ClientCore:
         # The base URL exactly as the transport will send it (IDNA host, quoted path).
         self._base_url = self._transport.bind(url)
         self._base_path = _path_of(self._base_url)
+        self._server = _server_of(url)
         self._api_url = url
 
     @property
@@ -270,9 +327,11 @@ class ClientCore:
 
     def _copy_with(
         self,
-        timeout: Optional[Timeout],
-        max_retries: Union[int, Retry, None],
-        total_timeout: Optional[float],
+        timeout: Optional[Timeout] = None,
+        max_retries: Union[int, Retry, None] = None,
+        total_timeout: Optional[float] = None,
+        event_hooks: Optional[Mapping[str, Any]] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
     ) -> Any:
         clone = copy.copy(self)
         clone._closes_transport = False  # the copy only borrows the original's connections
@@ -282,13 +341,40 @@ class ClientCore:
             clone.max_retries = max_retries
         if total_timeout is not None:
             clone.total_timeout = check_total_timeout(total_timeout)
+        if event_hooks is not None:
+            clone._event_hooks = check_event_hooks(event_hooks)
+        if extra_headers is not None:
+            clone._extra_headers = {**self._extra_headers, **check_extra_headers(extra_headers)}
         return clone
+
+    @staticmethod
+    def _record(state: CallState, call: Call[Any]) -> None:
+        """Note a finished call for ``with_raw_response``, when it is recording."""
+        recording = _recording.get()
+        if recording is not None:
+            recording.append((state, call))
+
+    def _recorded(self, value: Any, recording: List[Tuple[CallState, Call[Any]]]) -> Any:
+        """``value``, what a method returned while ``recording``, as a raw response of the
+        last call it made."""
+        assert recording, "the method made no call"
+        state, call = recording[-1]
+        return self._raw_response(value, state, call)
 
     # -- the pipeline ------------------------------------------------------------------------
 
-    def _build(self, call: Call[Any]) -> Request:
-        """The request of ``call``; a missing credential is refused here, before the network."""
+    def _build(self, call: Call[Any], state: CallState) -> Request:
+        """The request of ``call``; a missing credential is refused here, before the network.
+
+        Its ``X-Client-Request-ID`` is the caller's (``with_options(extra_headers=)``), else
+        a new one: the same on every attempt of the call.
+        """
         headers = dict(self._base_headers)
+        extra = self._extra_headers
+        if extra:
+            headers.update(extra)
+        client_request_id = extra.get(CLIENT_REQUEST_ID) or secrets.token_hex(16)
+        headers[CLIENT_REQUEST_ID] = state.client_request_id = client_request_id
         if call.auth == "project":
             if not self._project_key:
                 raise ConfigurationError(
@@ -318,8 +404,8 @@ class ClientCore:
 
     def _secrets(self, call: Call[Any]) -> Tuple[Optional[str], ...]:
         """What ``call`` sends that an answer must not repeat to a caller."""
-        secrets = (self._project_key, self._hmac_secret, self._jwt_token, call.jwt_token)
-        return (*secrets, *call.secrets)
+        sent = (self._project_key, self._hmac_secret, self._jwt_token, call.jwt_token)
+        return (*sent, *call.secrets)
 
     def _redactor(self, call: Call[Any]) -> LazyRedactor:
         """The redaction of ``call``'s secrets, one Redactor made at its first use (an error)."""
@@ -339,23 +425,58 @@ class ClientCore:
         """
         if state is None:
             state = self._call_state(call)
-        answer = yield from self._attempts(call, deadline, state)
-        if call.stream:
-            return (yield from self._stream_start(call, answer, deadline))
-        body = yield from self._read_body(answer, deadline, SUCCESS_BODY_LIMIT, lenient=False)
-        return self._decode(call, answer, body)
+        span = state.span
+        try:
+            answer = yield from self._attempts(call, deadline, state)
+            if call.stream:
+                return (yield from self._stream_start(call, answer, deadline))
+            body = yield from self._read_body(answer, deadline, SUCCESS_BODY_LIMIT, lenient=False)
+            value = self._decode(call, answer, body)
+        except WayGPTError as error:
+            # Every error says which call it was, and how many requests it took.
+            error.attempts = state.attempts
+            error.client_request_id = state.client_request_id or None
+            if span is not None:
+                span.fail(error)
+            raise
+        except BaseException as error:  # a hook's exception, a cancelled task
+            if span is not None:
+                span.fail(error)
+            raise
+        if span is not None:
+            span.succeed(value)
+        return value
 
     def _call_state(self, call: Call[Any]) -> CallState:
-        return CallState(RetryState(self._retry_policy, call.method))
+        span = None
+        if self._tracer is not None:
+            span = CallSpan(
+                self._tracer, call.name, call.json, self._server[0], self._server[1],
+                self._capture_content,
+            )
+        return CallState(RetryState(self._retry_policy, call.method), span)
+
+    def _raw_response(self, value: Any, state: CallState, call: Call[Any]) -> RawResponse[Any]:
+        """``value`` with what came with it, for ``with_raw_response``."""
+        answer = state.answer
+        return RawResponse(
+            value,
+            status_code=answer.status,
+            headers=response_headers(answer.headers, self._redactor(call)),
+            attempts=state.attempts,
+            elapsed=time.monotonic() - state.started,
+            client_request_id=state.client_request_id,
+        )
 
     def _attempts(
         self, call: Call[Any], deadline: Deadline, state: CallState
     ) -> Generator[Step, Any, Any]:
         """Send until a 2xx answer arrives (returned with its body unread), or raise."""
-        request = self._build(call)
+        request = self._build(call, state)
         signer = self._signer if call.auth == "project" else None
         redact = self._redactor(call)
         retry = state.retry
+        hooks = self._event_hooks
         connect_timeout, read_timeout = split_timeout(self.timeout)
         while True:
             if signer is not None:
@@ -367,12 +488,20 @@ class ClientCore:
                 raise deadline.error()
             state.attempts += 1
             attempt, started = state.attempts, time.monotonic()
+            view = None
+            if hooks is not None:
+                view = RequestView(
+                    request.method, request.url, attempt, state.client_request_id,
+                    request_headers(request.headers, redact),
+                )
+                if hooks.request:
+                    yield Notify(hooks.request, view)
             # A stream's read timeout also bounds each wait between events later on, so it is
             # not shortened; the wait for its headers is bounded by the deadline all the same.
             read = read_timeout if call.stream else min(read_timeout, remaining)
             outcome = yield Send(request, min(connect_timeout, remaining), read, call.stream)
             if isinstance(outcome, TransportFailure):
-                _log_attempt(request, None, started, attempt)
+                _log_attempt(request, None, started, attempt, state)
                 if deadline.expired():
                     raise deadline.error()
                 error: WayGPTError = redact_error(outcome.to_error(), redact)
@@ -384,13 +513,26 @@ class ClientCore:
                         )
                         error.args = (error.message,)
                     raise error
-                _log_retry(request, type(error).__name__, delay, attempt)
+                _log_retry(request, type(error).__name__, delay, attempt, state)
                 yield Sleep(delay)
                 continue
             answer = outcome
             status = answer.status
-            _log_attempt(request, status, started, attempt)
+            _log_attempt(request, status, started, attempt, state)
+            if state.span is not None:
+                state.span.status(status)
+            if view is not None and hooks is not None and hooks.response:
+                seen = ResponseView(
+                    view, status, response_headers(answer.headers, redact),
+                    time.monotonic() - started,
+                )
+                try:
+                    yield Notify(hooks.response, seen)
+                except BaseException:  # the hook raised (or the call was cancelled there)
+                    answer.close()
+                    raise
             if 200 <= status < 300:
+                state.answer = answer
                 return answer
             if status < 200:
                 answer.close()
@@ -410,7 +552,7 @@ class ClientCore:
             body = yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
             if delay is None or not deadline.allows(delay):
                 raise error_from_response(status, _plain(answer.headers), body, redact)
-            _log_retry(request, f"HTTP {status}", delay, attempt)
+            _log_retry(request, f"HTTP {status}", delay, attempt, state)
             yield Sleep(delay)
 
     def _stream_start(
@@ -522,6 +664,8 @@ class StreamRestart:
         delay = self.state.retry.delay_after_status(status, headers)
         if delay is None or not self.deadline.allows(delay):
             return None
+        if self.state.span is not None:
+            self.state.span.retry(self.state.attempts, type(error).__name__, delay)
         call = self._call
         logger.warning(
             "%s %s: the stream failed before its first content (%s); starting it again in "
@@ -636,6 +780,20 @@ def _plain(headers: Mapping[str, str]) -> Dict[str, str]:
     return {str(name): str(value) for name, value in headers.items()}
 
 
+def _server_of(url: str) -> Tuple[str, Optional[int]]:
+    """The host and port of a base URL, for traces (``server.address``, ``server.port``)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.hostname or "", port
+
+
 def _path_of(url: str) -> str:
     """The path part of a base URL, as it is sent (and signed) before each endpoint's path."""
     rest = url.split("://", 1)[-1]
@@ -643,16 +801,19 @@ def _path_of(url: str) -> str:
     return rest[slash:] if slash >= 0 else ""
 
 
-def _log_attempt(request: Request, status: Optional[int], started: float, attempt: int) -> None:
+def _log_attempt(
+    request: Request, status: Optional[int], started: float, attempt: int, state: CallState
+) -> None:
     # The path as sent, base path included, so that a proxy's prefix or a wrong api_url
-    # shows in the log (the query is left out).
+    # shows in the log (the query is left out); the call's id, to quote to support.
     logger.debug(
-        "%s %s -> %s in %.1f ms (attempt %d)",
+        "%s %s -> %s in %.1f ms (attempt %d, client request id %s)",
         request.method,
         request.path.partition("?")[0],
         status if status is not None else "no answer",
         (time.monotonic() - started) * 1000,
         attempt,
+        state.client_request_id,
     )
 
 
@@ -667,14 +828,19 @@ def _log_clock(request: Request, status: int, offset: float) -> None:
     )
 
 
-def _log_retry(request: Request, reason: str, delay: float, attempt: int) -> None:
+def _log_retry(
+    request: Request, reason: str, delay: float, attempt: int, state: CallState
+) -> None:
+    if state.span is not None:
+        state.span.retry(attempt, reason, delay)
     logger.warning(
-        "%s %s failed (%s); retrying in %.2f s (attempt %d)",
+        "%s %s failed (%s); retrying in %.2f s (attempt %d, client request id %s)",
         request.method,
         request.path.partition("?")[0],
         reason,
         delay,
         attempt,
+        state.client_request_id,
         # For a handler that tells a person what is going on (the CLI's "retrying in ..."),
         # without parsing the message.
         extra={"waygpt_retry_delay": delay, "waygpt_next_attempt": attempt + 1},

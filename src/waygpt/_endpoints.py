@@ -55,7 +55,8 @@ class Call(Generic[T]):
     """
 
     __slots__ = (
-        "auth", "expect", "form", "json", "jwt_token", "method", "path", "secrets", "stream",
+        "auth", "expect", "form", "json", "jwt_token", "method", "name", "path", "secrets",
+        "stream",
     )
 
     def __init__(
@@ -70,7 +71,9 @@ class Call(Generic[T]):
         stream: bool = False,
         jwt_token: Optional[str] = None,
         secrets: Tuple[str, ...] = (),
+        name: str = "",
     ) -> None:
+        self.name = name  # the client method's name, for traces
         self.method = method
         self.path = path
         self.auth = auth
@@ -246,7 +249,14 @@ class Endpoints:
         if stream:
             body["stream"] = True
         body.update(extra)
-        return Call("POST", f"{_WAYGPT}/chat/completions", json=body, expect=dict, stream=stream)
+        return Call(
+            "POST",
+            f"{_WAYGPT}/chat/completions",
+            json=body,
+            expect=dict,
+            stream=stream,
+            name="chat_completions",
+        )
 
     @staticmethod
     def image_generations(
@@ -259,7 +269,13 @@ class Endpoints:
         if model is not None:
             body["model"] = model
         body.update(extra)
-        return Call("POST", f"{_WAYGPT}/images/generations", json=body, expect=dict)
+        return Call(
+            "POST",
+            f"{_WAYGPT}/images/generations",
+            json=body,
+            expect=dict,
+            name="image_generations",
+        )
 
     @staticmethod
     def video_generations(
@@ -272,31 +288,42 @@ class Endpoints:
         if duration is not None:
             body["duration"] = duration
         body.update(extra)
-        return Call("POST", f"{_WAYGPT}/videos/generations", json=body, expect=dict)
+        return Call(
+            "POST",
+            f"{_WAYGPT}/videos/generations",
+            json=body,
+            expect=dict,
+            name="video_generations",
+        )
 
     @staticmethod
     def get_media_job(job_id: str) -> Call[MediaJob]:
-        return Call("GET", f"{_WAYGPT}/media/jobs/{_segment('job_id', job_id)}", expect=dict)
+        return Call(
+            "GET",
+            f"{_WAYGPT}/media/jobs/{_segment('job_id', job_id)}",
+            expect=dict,
+            name="get_media_job",
+        )
 
     @staticmethod
     def cancel_media_job(job_id: str) -> Call[Dict[str, Any]]:
         path = f"{_WAYGPT}/media/jobs/{_segment('job_id', job_id)}/cancel"
-        return Call("POST", path, expect=dict)
+        return Call("POST", path, expect=dict, name="cancel_media_job")
 
     # -- catalogue and widget ----------------------------------------------------------------------
 
     @staticmethod
     def get_models() -> Call[List[str]]:
-        return Call("GET", f"{_WAYGPT}/models", expect=list)
+        return Call("GET", f"{_WAYGPT}/models", expect=list, name="get_models")
 
     @staticmethod
     def get_models_full() -> Call[List[ModelInfo]]:
-        return Call("GET", f"{_WAYGPT}/models/full", expect=list)
+        return Call("GET", f"{_WAYGPT}/models/full", expect=list, name="get_models_full")
 
     @staticmethod
     def get_use_cases(detailed: bool) -> Call[List[UseCase]]:
         query = "?" + urlencode({"detailed": "true"}) if detailed else ""
-        return Call("GET", f"{_WAYGPT}/use-cases{query}", expect=list)
+        return Call("GET", f"{_WAYGPT}/use-cases{query}", expect=list, name="get_use_cases")
 
     @staticmethod
     def create_widget_token(ttl_seconds: int, site_domain: Optional[str]) -> Call[WidgetToken]:
@@ -304,7 +331,10 @@ class Endpoints:
         body: Dict[str, Any] = {"ttl_seconds": ttl_seconds}
         if site_domain is not None:
             body["site_domain"] = site_domain
-        return Call("POST", "/api/v1/widget/token", json=body, expect=dict)
+        return Call(
+            "POST", "/api/v1/widget/token", json=body, expect=dict,
+            name="create_widget_token",
+        )
 
     # -- Client API (JWT) --------------------------------------------------------------------------
 
@@ -320,20 +350,34 @@ class Endpoints:
             form={"username": email, "password": password},
             expect=dict,
             secrets=(password,),
+            name="client_login",
         )
 
     @staticmethod
     def client_list_projects(jwt_token: Optional[str]) -> Call[List[Project]]:
-        return _jwt_call("GET", "/projects", jwt_token, expect=list)
+        return _jwt_call("GET", "/projects", jwt_token, expect=list, name="client_list_projects")
 
     @staticmethod
     def client_get_project(project_id: str, jwt_token: Optional[str]) -> Call[Project]:
-        return _jwt_call("GET", _project_path(project_id, "/settings"), jwt_token, expect=dict)
+        return _jwt_call(
+            "GET",
+            _project_path(project_id, "/settings"),
+            jwt_token,
+            expect=dict,
+            name="client_get_project",
+        )
 
     @staticmethod
     def client_create_project(name: str, jwt_token: Optional[str]) -> Call[Project]:
         _require_text("name", name)
-        return _jwt_call("POST", "/projects", jwt_token, json={"name": name}, expect=dict)
+        return _jwt_call(
+            "POST",
+            "/projects",
+            jwt_token,
+            json={"name": name},
+            expect=dict,
+            name="client_create_project",
+        )
 
     @staticmethod
     def client_update_project(
@@ -357,15 +401,31 @@ class Endpoints:
             rate_limit_rpm=rate_limit_rpm,
             rate_limit_rpd=rate_limit_rpd,
         )
-        return _jwt_call("PUT", _project_path(project_id), jwt_token, json=body, expect=dict)
+        return _jwt_call(
+            "PUT",
+            _project_path(project_id),
+            jwt_token,
+            json=body,
+            expect=dict,
+            name="client_update_project",
+        )
 
     @staticmethod
     def client_delete_project(project_id: str, jwt_token: Optional[str]) -> Call[Any]:
-        return _jwt_call("DELETE", _project_path(project_id), jwt_token)
+        return _jwt_call(
+            "DELETE", _project_path(project_id), jwt_token,
+            name="client_delete_project",
+        )
 
     @staticmethod
     def client_list_use_cases(project_id: str, jwt_token: Optional[str]) -> Call[List[UseCase]]:
-        return _jwt_call("GET", _project_path(project_id, "/use-cases"), jwt_token, expect=list)
+        return _jwt_call(
+            "GET",
+            _project_path(project_id, "/use-cases"),
+            jwt_token,
+            expect=list,
+            name="client_list_use_cases",
+        )
 
     @staticmethod
     def client_create_use_case(
@@ -384,7 +444,10 @@ class Endpoints:
         if config is not None:
             body["config"] = config
         path = _project_path(project_id, "/use-cases")
-        return _jwt_call("POST", path, jwt_token, json=body, expect=dict)
+        return _jwt_call(
+            "POST", path, jwt_token, json=body, expect=dict,
+            name="client_create_use_case",
+        )
 
     @staticmethod
     def client_update_use_case(
@@ -400,10 +463,18 @@ class Endpoints:
     ) -> Call[UseCase]:
         body = _only_given(key=key, name=name, kind=kind, config=config, is_active=is_active)
         path = _use_case_path(project_id, use_case_id)
-        return _jwt_call("PUT", path, jwt_token, json=body, expect=dict)
+        return _jwt_call(
+            "PUT", path, jwt_token, json=body, expect=dict,
+            name="client_update_use_case",
+        )
 
     @staticmethod
     def client_delete_use_case(
         project_id: str, use_case_id: str, jwt_token: Optional[str]
     ) -> Call[Any]:
-        return _jwt_call("DELETE", _use_case_path(project_id, use_case_id), jwt_token)
+        return _jwt_call(
+            "DELETE",
+            _use_case_path(project_id, use_case_id),
+            jwt_token,
+            name="client_delete_use_case",
+        )

@@ -33,7 +33,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from ._body import READ_SIZE
 from ._config import ca_bundle_from_environment
-from ._core import Deadline, Read, Send, Step, Steps
+from ._core import Deadline, Notify, Read, Send, Step, Steps
 from ._fork import fork_generation, keep_inherited
 from ._stream_reader import StreamBodyReader, raw_socket
 from ._watchdog import Watch, watchdog
@@ -495,6 +495,10 @@ class RequestsTransport:
                 return answer
         except TransportFailure as failure:
             return failure
+        if isinstance(step, Notify):
+            for hook in step.hooks:  # what a hook raises goes to the caller as it is
+                hook(step.view)
+            return None
         time.sleep(step.seconds)
         return None
 

@@ -17,6 +17,7 @@ from typing import (
     Dict,
     List,
     Literal,
+    Mapping,
     Optional,
     Type,
     Union,
@@ -26,8 +27,16 @@ from typing import (
 from urllib3.util.retry import Retry
 
 from ._config import DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Timeout, split_timeout
-from ._core import ClientCore, Deadline, MediaJobWaiter, StreamRestart
+from ._core import (
+    ClientCore,
+    Deadline,
+    MediaJobWaiter,
+    StreamRestart,
+    start_recording,
+    stop_recording,
+)
 from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, pick_use_case
+from ._observe import RawResponse, RawResponses
 from ._requests_transport import RequestsTransport
 from .streaming import ChatStream
 
@@ -69,6 +78,10 @@ class WayGPTClient(ClientCore):
             bounds everything before its events.
         session: a ``requests.Session`` to send on; its headers, auth, proxies, ``verify`` and
             hooks apply. By default the client makes its own.
+        event_hooks: ``{"request": [hook, ...], "response": [hook, ...]}``: callables (or
+            coroutine functions) called once per attempt, with a ``RequestView`` before it
+            is sent and a ``ResponseView`` when its answer's headers arrive. What a hook
+            raises reaches the caller unchanged (and the call stops there).
 
     Raises:
         ConfigurationError: (a ``ValueError``) for an invalid setting.
@@ -86,10 +99,11 @@ class WayGPTClient(ClientCore):
         *,
         total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
         session: Optional[Session] = None,
+        event_hooks: Optional[Mapping[str, Any]] = None,
     ) -> None:
         super().__init__(
             RequestsTransport(session), api_url, project_key, project_id, hmac_secret,
-            use_hmac, timeout, max_retries, total_timeout,
+            use_hmac, timeout, max_retries, total_timeout, event_hooks,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -119,26 +133,51 @@ class WayGPTClient(ClientCore):
         timeout: Optional[Timeout] = None,
         max_retries: Union[int, Retry, None] = None,
         total_timeout: Optional[float] = None,
+        event_hooks: Optional[Mapping[str, Any]] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
     ) -> WayGPTClient:
-        """A copy with other ``timeout``/``max_retries``/``total_timeout`` that shares this
-        client's connections (closing the copy leaves them open).
+        """A copy with other settings that shares this client's connections (closing the
+        copy leaves them open).
 
         ``client.with_options(max_retries=0).video_generations(...)`` sends one request only.
+        ``event_hooks`` replaces the hooks; ``extra_headers`` are added to every request (an
+        ``X-Client-Request-ID`` among them is sent as the call's id instead of a new one).
         """
-        clone: WayGPTClient = self._copy_with(timeout, max_retries, total_timeout)
+        clone: WayGPTClient = self._copy_with(
+            timeout, max_retries, total_timeout, event_hooks, extra_headers
+        )
         return clone
+
+    @property
+    def with_raw_response(self) -> RawResponses:
+        """Every method, returning a :class:`RawResponse` (status, headers, request id,
+        attempts, elapsed, ``parse()``) instead of the plain value:
+        ``client.with_raw_response.get_models()``."""
+        return RawResponses(self)
+
+    def _raw_call(self, name: str, *args: Any, **kwargs: Any) -> RawResponse[Any]:
+        recording, token = start_recording()
+        try:
+            value = getattr(self, name)(*args, **kwargs)
+        finally:
+            stop_recording(token)
+        raw: RawResponse[Any] = self._recorded(value, recording)
+        return raw
 
     # -- the pipeline ------------------------------------------------------------------------
 
     def _call(self, call: Call[T]) -> T:
         deadline = Deadline(self.total_timeout)
-        result: T = self._transport.run(self._steps(call, deadline), deadline)
+        state = self._call_state(call)
+        result: T = self._transport.run(self._steps(call, deadline, state), deadline)
+        self._record(state, call)
         return result
 
     def _stream(self, call: Call[Any]) -> ChatStream:
         deadline = Deadline(self.total_timeout)
         state = self._call_state(call)
         answer, parser = self._transport.run(self._steps(call, deadline, state), deadline)
+        self._record(state, call)
         stream: ChatStream = self._transport.open_stream(
             answer,
             parser,

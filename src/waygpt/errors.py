@@ -70,6 +70,10 @@ class WayGPTError(Exception):
 
     # Set on every error a stream raises after some content was handed out: what was.
     partial: Optional[ChatStreamResult] = None
+    # Set on every error a call raises: how many HTTP requests it sent, and the id the SDK
+    # sent with each of them (X-Client-Request-ID), to quote to support.
+    attempts: Optional[int] = None
+    client_request_id: Optional[str] = None
 
     def __str__(self) -> str:
         if self.status_code is not None:

@@ -370,13 +370,29 @@ class AsyncAnswer(Protocol):
 
 class _StreamState:
     """What a ChatStream shares with its generator (never the ChatStream itself): the answer
-    being read (a new one when the stream starts again), and whether ``close()`` was called."""
+    being read (a new one when the stream starts again), whether ``close()`` was called, and
+    the call's trace span, if any."""
 
-    __slots__ = ("answer", "closing")
+    __slots__ = ("answer", "closing", "span")
 
-    def __init__(self, answer: Any) -> None:
+    def __init__(self, answer: Any, span: Any) -> None:
         self.answer = answer
         self.closing = False  # close() was called: a failing read then ends the stream quietly
+        self.span = span  # ended once, however the stream ends
+
+    def handed_out(self, chunks: List[ChatCompletionChunk]) -> List[ChatCompletionChunk]:
+        if self.span is not None:
+            self.span.chunks(chunks)
+        return chunks
+
+    def end_span(self, error: Optional[BaseException] = None) -> None:
+        """The stream ended: by ``error``, or (None) read to its end, closed or dropped."""
+        span = self.span
+        if span is not None and not span.ended:
+            if error is None or isinstance(error, GeneratorExit):
+                span.end()
+            else:
+                span.fail(error)
 
 
 class Restart(Protocol):
@@ -384,6 +400,7 @@ class Restart(Protocol):
 
     transport: Any
     deadline: Any
+    state: Any  # the call's CallState: its attempts, id and span
 
     def delay(self, error: WayGPTError) -> Optional[float]:
         """Seconds to wait before starting again after ``error``; None to raise it."""
@@ -598,18 +615,18 @@ def _stream_chunks(
             else:
                 if not block:
                     parser.end()
-                    yield from delivery.flush()
+                    yield from state.handed_out(delivery.flush())
                     answer.finished()
                     return  # a clean end without [DONE] simply ends the stream
                 parser.push(block)
                 chunks = parser.pull()
                 while chunks:  # handed out a batch at a time, as they are parsed
-                    yield from delivery.release(chunks)
+                    yield from state.handed_out(delivery.release(chunks))
                     chunks = parser.pull()
                 error = parser.take_error()
                 if error is None:
                     if parser.done:
-                        yield from delivery.flush()
+                        yield from state.handed_out(delivery.flush())
                         answer.drain()
                         return
                     error = wait.overdue(parser)
@@ -626,15 +643,22 @@ def _stream_chunks(
             state.answer, parser = restart.transport.run(restart.steps(), restart.deadline)
             delivery.drop_held()
             wait.reset()
+    except BaseException as failure:  # an error, or GeneratorExit: closed or dropped
+        state.end_span(failure)
+        raise
     finally:
+        state.end_span()
         state.answer.close()
 
 
 class _StreamBase:
     """What both streams show of their answer: status, headers, request id, ``closed``."""
 
-    def __init__(self, answer: Any, redact: Optional[Callable[[str], str]]) -> None:
-        self._state = _StreamState(answer)
+    def __init__(
+        self, answer: Any, redact: Optional[Callable[[str], str]], restart: Optional[Restart]
+    ) -> None:
+        self._call = restart.state if restart is not None else None  # the call's CallState
+        self._state = _StreamState(answer, getattr(self._call, "span", None))
         self._redact = redact
         self._closed = False
 
@@ -669,11 +693,19 @@ class _StreamBase:
         if self._redact is not None:
             redact_error(error, self._redact)
         forget_internal_locals(error)  # the raw blocks the stream's frames read
+        call = self._call
+        if call is not None:  # every error says which call it was, as a plain call's does
+            error.attempts = call.attempts
+            error.client_request_id = call.client_request_id or None
+        if error.request_id is None:
+            error.request_id = request_id_of(self.headers)
+        self._state.end_span(error)
 
     def __del__(self) -> None:
         # A stream abandoned half-read (a `break` out of its loop) must not pin its connection.
         if not getattr(self, "_closed", True):
             try:
+                self._state.end_span()
                 self._release()
             except Exception:  # noqa: BLE001, S110 - nothing can be raised from __del__
                 pass
@@ -718,7 +750,7 @@ class ChatStream(_StreamBase):
         redact: Optional[Callable[[str], str]] = None,
         restart: Optional[Restart] = None,
     ) -> None:
-        super().__init__(answer, redact)
+        super().__init__(answer, redact, restart)
         self._chunks = _stream_chunks(
             self._state, parser, LineWait(read_timeout), Delivery(), restart
         )
@@ -768,6 +800,7 @@ class ChatStream(_StreamBase):
         except ValueError:  # "generator already executing": being read in another thread
             state.answer.interrupt()  # its blocked read returns, and its loop ends quietly
         finally:
+            state.end_span()  # (a generator closed before it started runs no finally)
             state.answer.close()
 
     def collect(self) -> ChatStreamResult:
@@ -798,7 +831,7 @@ class AsyncChatStream(_StreamBase):
         redact: Optional[Callable[[str], str]] = None,
         restart: Optional[Restart] = None,
     ) -> None:
-        super().__init__(answer, redact)
+        super().__init__(answer, redact, restart)
         self._parser = parser
         self._wait = LineWait(read_timeout)
         self._delivery = Delivery()
@@ -825,7 +858,8 @@ class AsyncChatStream(_StreamBase):
         delivery = self._delivery
         while True:
             parser = self._parser
-            chunks = delivery.release(parser.pull())  # the next batch of what was read
+            # The next batch of what was read, if any is left.
+            chunks = self._state.handed_out(delivery.release(parser.pull()))
             if chunks:
                 self._ready, self._next = chunks, 1
                 return chunks[0]
@@ -858,14 +892,15 @@ class AsyncChatStream(_StreamBase):
             block: bytes = await self._state.answer.read()
         except TransportFailure as failure:
             return None if self._closed else stream_failure_error(failure)
-        except BaseException:  # cancelled: release the connection, let it propagate as is
+        except BaseException as cancelled:  # release the connection, let it propagate as is
+            self._state.end_span(cancelled)
             self._release()
             raise
         return block
 
     async def _end(self, *, drain: bool) -> ChatCompletionChunk:
         """The stream ended cleanly: what it held back, then the end of the iteration."""
-        held = self._delivery.flush()
+        held = self._state.handed_out(self._delivery.flush())
         if held:
             self._ready, self._next = held, 1
             return held[0]
@@ -873,6 +908,7 @@ class AsyncChatStream(_StreamBase):
             if drain and not self._closed:
                 await self._state.answer.drain()  # so that the connection can be reused
         finally:  # cancelled while draining: released all the same
+            self._state.end_span()
             self._release()
         raise StopAsyncIteration
 
@@ -907,6 +943,7 @@ class AsyncChatStream(_StreamBase):
 
     async def close(self) -> None:
         """Release the connection; iterating afterwards ends at once. Safe to call twice."""
+        self._state.end_span()
         self._release()
 
     async def __aenter__(self) -> AsyncChatStream:
@@ -918,6 +955,7 @@ class AsyncChatStream(_StreamBase):
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
+        self._state.end_span()
         self._release()
 
     async def collect(self) -> ChatStreamResult:

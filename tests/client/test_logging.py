@@ -19,11 +19,13 @@ from waygpt.testing import WayGPTTestServer
 MODELS = "/api/v1/waygpt/models"
 ATTEMPT = re.compile(
     r"^(?P<method>[A-Z]+) (?P<path>/\S*) -> (?P<status>\d{3}|no answer) "
-    r"in (?P<ms>\d+\.\d) ms \(attempt (?P<attempt>\d+)\)$"
+    r"in (?P<ms>\d+\.\d) ms \(attempt (?P<attempt>\d+), "
+    r"client request id (?P<client_request_id>\S+)\)$"
 )
 RETRY = re.compile(
     r"^(?P<method>[A-Z]+) (?P<path>/\S*) failed \((?P<reason>[^)]+)\); "
-    r"retrying in (?P<delay>\d+\.\d\d) s \(attempt (?P<attempt>\d+)\)$"
+    r"retrying in (?P<delay>\d+\.\d\d) s \(attempt (?P<attempt>\d+), "
+    r"client request id (?P<client_request_id>\S+)\)$"
 )
 
 
@@ -213,6 +215,8 @@ def test_waygpt_log_attaches_a_stderr_handler(
         assert debugs == []
     else:
         assert len(debugs) == 2
-        assert debugs[0].endswith("(attempt 1)") and "-> 500 in" in debugs[0]
-        assert debugs[1].endswith("(attempt 2)") and "-> 200 in" in debugs[1]
+        assert "(attempt 1, client request id " in debugs[0] and "-> 500 in" in debugs[0]
+        assert "(attempt 2, client request id " in debugs[1] and "-> 200 in" in debugs[1]
+        ids = [line.rsplit(" ", 1)[1] for line in debugs]
+        assert ids[0] == ids[1]  # one id for the call, on each of its attempts
     assert server.project_key not in result.stderr

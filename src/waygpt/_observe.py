@@ -1,0 +1,261 @@
+"""What a call lets its caller see of itself: raw responses and event hooks.
+
+Nothing here is built for a call that asks for none of it: a hook's views only when hooks
+are set, a :class:`RawResponse` only through ``with_raw_response``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    Iterable,
+    Iterator,
+    Mapping,
+    Optional,
+    Tuple,
+    TypeVar,
+)
+
+from ._config import is_header_safe
+from .errors import ConfigurationError, request_id_of
+
+__all__ = ["EventHooks", "Headers", "RawResponse", "RawResponses", "RequestView", "ResponseView"]
+
+_V = TypeVar("_V")
+Hook = Callable[[Any], Any]
+
+CLIENT_REQUEST_ID = "X-Client-Request-ID"
+# Headers a caller's extra_headers may not replace: the SDK's credentials, signature and
+# framing (a wrong Content-Length, a second key, a forged signature would only fail).
+_OWN_HEADERS = frozenset(
+    {
+        "x-project-key", "authorization", "x-mb-timestamp", "x-mb-nonce", "x-mb-signature",
+        "content-type", "content-length", "transfer-encoding", "host",
+    }
+)
+_MASKED = {"x-project-key": "[REDACTED]", "authorization": "Bearer [REDACTED]"}
+
+
+class EventHooks:
+    """The callables called at each attempt of a call: ``request`` before it is sent,
+    ``response`` when its headers arrive."""
+
+    __slots__ = ("request", "response")
+
+    def __init__(self, request: Tuple[Hook, ...], response: Tuple[Hook, ...]) -> None:
+        self.request = request
+        self.response = response
+
+
+def check_event_hooks(value: Any) -> Optional[EventHooks]:
+    """``{"request": [...], "response": [...]}`` as :class:`EventHooks` (None for none)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            'event_hooks must be a dict such as {"request": [hook], "response": [hook]}'
+        )
+    unknown = sorted(str(name) for name in value if name not in ("request", "response"))
+    if unknown:
+        raise ConfigurationError(f"event_hooks takes 'request' and 'response' only, not {unknown}")
+    lists: Dict[str, Tuple[Hook, ...]] = {}
+    for name in ("request", "response"):
+        hooks = value.get(name) or ()
+        if callable(hooks):
+            hooks = (hooks,)
+        if not isinstance(hooks, (list, tuple)) or not all(callable(h) for h in hooks):
+            raise ConfigurationError(f"event_hooks[{name!r}] must be a list of callables")
+        lists[name] = tuple(hooks)
+    if not lists["request"] and not lists["response"]:
+        return None
+    return EventHooks(lists["request"], lists["response"])
+
+
+def check_extra_headers(value: Any) -> Dict[str, str]:
+    """Headers a caller adds to every request of a client (``with_options(extra_headers=)``)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError("extra_headers must be a dict of header names and values")
+    headers: Dict[str, str] = {}
+    for name, text in value.items():
+        if not isinstance(name, str) or not isinstance(text, str):
+            raise ConfigurationError("extra_headers names and values must be strings")
+        if not name or not name.isascii() or not all(c.isalnum() or c in "-_" for c in name):
+            raise ConfigurationError(f"extra_headers: {name!r} is not a header name")
+        if not is_header_safe(text):
+            raise ConfigurationError(
+                f"extra_headers[{name!r}] must be printable ASCII (no CR or LF)"
+            )
+        if name.lower() in _OWN_HEADERS:
+            raise ConfigurationError(f"extra_headers cannot set {name}: the client sets it")
+        if name.lower() == CLIENT_REQUEST_ID.lower():
+            name = CLIENT_REQUEST_ID  # one spelling, so the client finds it
+        headers[name] = text
+    return headers
+
+
+class Headers(Mapping[str, str]):
+    """Read-only headers whose names are looked up in any case."""
+
+    __slots__ = ("_items", "_lower")
+
+    def __init__(self, items: Iterable[Tuple[str, str]]) -> None:
+        self._items = [(str(name), str(value)) for name, value in items]
+        self._lower = {name.lower(): value for name, value in reversed(self._items)}
+
+    def __getitem__(self, name: str) -> str:
+        return self._lower[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._lower
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self._items)!r})"
+
+
+def request_headers(headers: Mapping[str, str], redact: Callable[[str], str]) -> Headers:
+    """A request's headers as a hook sees them: credentials masked, every secret redacted."""
+    return Headers(
+        (name, _MASKED.get(name.lower()) or redact(value)) for name, value in headers.items()
+    )
+
+
+def response_headers(headers: Mapping[str, str], redact: Callable[[str], str]) -> Headers:
+    """An answer's headers as a hook or a raw response shows them: every secret redacted."""
+    return Headers((name, redact(value)) for name, value in headers.items())
+
+
+class RequestView:
+    """What a ``request`` hook is given: one attempt about to be sent.
+
+    ``method``, ``url`` (as sent), ``attempt`` (1 for the first), ``client_request_id``
+    (the same on every attempt of a call) and ``headers`` (credentials and secrets
+    redacted).
+    """
+
+    __slots__ = ("attempt", "client_request_id", "headers", "method", "url")
+
+    def __init__(
+        self, method: str, url: str, attempt: int, client_request_id: str, headers: Headers
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.attempt = attempt
+        self.client_request_id = client_request_id
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"<RequestView {self.method} {self.url} attempt={self.attempt}>"
+
+
+class ResponseView(RequestView):
+    """What a ``response`` hook is given: an attempt whose answer's headers arrived.
+
+    The request's fields (its headers as ``request_headers``), plus ``status_code``,
+    ``headers`` (the answer's, secrets redacted), ``elapsed`` (this attempt, seconds) and
+    ``request_id`` (the server's ``X-Request-ID``).
+    """
+
+    __slots__ = ("elapsed", "request_headers", "request_id", "status_code")
+
+    def __init__(
+        self, request: RequestView, status_code: int, headers: Headers, elapsed: float
+    ) -> None:
+        super().__init__(
+            request.method, request.url, request.attempt, request.client_request_id, headers
+        )
+        self.request_headers = request.headers
+        self.status_code = status_code
+        self.elapsed = elapsed
+        self.request_id = request_id_of(headers)
+
+    def __repr__(self) -> str:
+        return (
+            f"<ResponseView {self.method} {self.url} -> {self.status_code} "
+            f"attempt={self.attempt} in {self.elapsed * 1000:.1f} ms>"
+        )
+
+
+class RawResponse(Generic[_V]):
+    """A call's answer with what came with it: ``status_code``, ``headers`` (any case,
+    secrets redacted), ``request_id`` (the server's ``X-Request-ID``), ``attempts`` (HTTP
+    requests the call sent), ``elapsed`` (seconds, the whole call; for a stream, until its
+    headers), ``client_request_id``, and ``parse()``: what the plain method returns.
+
+    For a method that makes several requests (``wait_for_media_job``, ``client_get_use_case``)
+    it describes the last one.
+    """
+
+    __slots__ = (
+        "_value", "attempts", "client_request_id", "elapsed", "headers", "request_id",
+        "status_code",
+    )
+
+    def __init__(
+        self,
+        value: _V,
+        *,
+        status_code: int,
+        headers: Headers,
+        attempts: int,
+        elapsed: float,
+        client_request_id: str,
+    ) -> None:
+        self._value = value
+        self.status_code = status_code
+        self.headers = headers
+        self.request_id = request_id_of(headers)
+        self.attempts = attempts
+        self.elapsed = elapsed
+        self.client_request_id = client_request_id
+
+    def parse(self) -> _V:
+        """The value the plain method returns (for a stream, the stream)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return (
+            f"<RawResponse [{self.status_code}] request_id={self.request_id!r} "
+            f"attempts={self.attempts} elapsed={self.elapsed:.3f}s>"
+        )
+
+
+class RawResponses:
+    """``client.with_raw_response``: every method of the client, returning a
+    :class:`RawResponse` (awaited on the async client) instead of the plain value."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(type(self._client), name, None)
+        if name.startswith("_") or name in _NOT_CALLS or not callable(method):
+            raise AttributeError(f"with_raw_response has no method {name!r}")
+        return functools.partial(self._client._raw_call, name)
+
+    def __dir__(self) -> Iterable[str]:
+        return [
+            name for name in dir(type(self._client))
+            if not name.startswith("_") and name not in _NOT_CALLS
+            and callable(getattr(type(self._client), name))
+        ]
+
+    def __repr__(self) -> str:
+        return f"<with_raw_response of {self._client!r}>"
+
+
+# Public callables of a client that make no call of the API.
+_NOT_CALLS = frozenset({"close", "with_options"})

@@ -1,0 +1,199 @@
+"""OpenTelemetry spans for calls, when ``opentelemetry-api`` is installed (``waygpt[otel]``).
+
+Each logical call is one ``CLIENT`` span following the GenAI semantic conventions: named
+``"{gen_ai.operation.name} {gen_ai.request.model}"``, with the provider, the models, the
+response id, finish reasons and token usage, the server's address and port, ``error.type``
+on failure, and one ``retry`` event per retry. A stream's span lasts until the stream ends,
+however it ends, and records the time to its first chunk.
+
+Without the package nothing here imports it (``import waygpt`` never does): whether it can
+be imported is looked up once, when the first client is made. Prompts and answers are
+recorded only when ``WAYGPT_OTEL_CAPTURE_CONTENT=true``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Dict, List, Mapping, Optional
+
+from ._version import __version__
+
+__all__ = ["CallSpan", "tracer"]
+
+_OPERATIONS = {
+    "chat_completions": "chat",
+    "image_generations": "generate_content",
+    "video_generations": "generate_content",
+}
+_UNSET: Any = object()
+_tracer: Any = _UNSET
+
+
+def tracer() -> Optional[Any]:
+    """The SDK's tracer, or None when ``opentelemetry`` is not installed (looked up once)."""
+    global _tracer
+    if _tracer is _UNSET:
+        import importlib.util
+
+        try:
+            found = importlib.util.find_spec("opentelemetry.trace") is not None
+        except (ImportError, ValueError):
+            found = False
+        if found:
+            from opentelemetry import trace
+
+            _tracer = trace.get_tracer("waygpt", __version__)
+        else:
+            _tracer = None
+    return _tracer
+
+
+def capture_content() -> bool:
+    """``WAYGPT_OTEL_CAPTURE_CONTENT=true``: prompts and answers go into spans too."""
+    return os.environ.get("WAYGPT_OTEL_CAPTURE_CONTENT", "").strip().lower() == "true"
+
+
+class CallSpan:
+    """One call's span: started with the call, ended once, whatever ends the call."""
+
+    __slots__ = ("_capture", "_finish", "_first_at", "_parts", "_span", "_started", "ended")
+
+    def __init__(
+        self,
+        source: Any,
+        name: str,
+        body: Any,
+        server_address: str,
+        server_port: Optional[int],
+        capture: bool,
+    ) -> None:
+        from opentelemetry.trace import SpanKind
+
+        operation = _OPERATIONS.get(name, name or "call")
+        model = body.get("model") if isinstance(body, dict) else None
+        attributes: Dict[str, Any] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": "waygpt",
+            "server.address": server_address,
+        }
+        if server_port is not None:
+            attributes["server.port"] = server_port
+        if isinstance(model, str):
+            attributes["gen_ai.request.model"] = model
+        if isinstance(body, dict):
+            for key, attribute in (
+                ("temperature", "gen_ai.request.temperature"),
+                ("max_tokens", "gen_ai.request.max_tokens"),
+            ):
+                if isinstance(body.get(key), (int, float)) and not isinstance(body[key], bool):
+                    attributes[attribute] = body[key]
+            if capture and isinstance(body.get("messages"), list):
+                attributes["gen_ai.input.messages"] = _json(body["messages"])
+            if capture and isinstance(body.get("prompt"), str):
+                attributes["gen_ai.input.messages"] = _json(
+                    [{"role": "user", "content": body["prompt"]}]
+                )
+        span_name = f"{operation} {model}" if isinstance(model, str) and model else operation
+        self._span = source.start_span(span_name, kind=SpanKind.CLIENT, attributes=attributes)
+        self._capture = capture
+        self._started = time.monotonic()
+        self._first_at: Optional[float] = None
+        self._finish: List[str] = []
+        self._parts: List[str] = []
+        self.ended = False
+
+    def retry(self, attempt: int, reason: str, delay: float) -> None:
+        """One span event per retry: what failed, and how long the client waits."""
+        if not self.ended:
+            self._span.add_event(
+                "retry",
+                {"waygpt.retry.attempt": attempt, "waygpt.retry.reason": reason,
+                 "waygpt.retry.delay": delay},
+            )
+
+    def status(self, code: int) -> None:
+        if not self.ended:
+            self._span.set_attribute("http.response.status_code", code)
+
+    def succeed(self, value: Any) -> None:
+        """A plain call's answer: its model, id, finish reasons and usage, then the end."""
+        if self.ended:
+            return
+        if isinstance(value, dict):
+            self._response(value)
+            for choice in value.get("choices") or ():
+                if isinstance(choice, dict):
+                    self._choice(choice, choice.get("message"))
+        self.end()
+
+    def chunks(self, chunks: List[Any]) -> None:
+        """A stream's chunks as they are handed out."""
+        if self.ended or not chunks:
+            return
+        if self._first_at is None:
+            self._first_at = time.monotonic()
+            self._span.set_attribute(
+                "gen_ai.response.time_to_first_chunk", self._first_at - self._started
+            )
+        for chunk in chunks:
+            if isinstance(chunk, dict):
+                self._response(chunk)
+                for choice in chunk.get("choices") or ():
+                    if isinstance(choice, dict):
+                        self._choice(choice, choice.get("delta"))
+
+    def fail(self, error: BaseException) -> None:
+        """The call failed: ``error.type`` (the error's class) and an error status."""
+        if self.ended:
+            return
+        from opentelemetry.trace import Status, StatusCode
+
+        kind = "cancelled" if isinstance(error, GeneratorExit) else type(error).__name__
+        self._span.set_attribute("error.type", kind)
+        code = getattr(error, "status_code", None)
+        if isinstance(code, int):
+            self._span.set_attribute("http.response.status_code", code)
+        self._span.set_status(Status(StatusCode.ERROR, kind))
+        self.end()
+
+    def end(self) -> None:
+        """End the span (once; later calls do nothing)."""
+        if self.ended:
+            return
+        self.ended = True
+        if self._finish:
+            self._span.set_attribute("gen_ai.response.finish_reasons", self._finish)
+        if self._capture and self._parts:
+            self._span.set_attribute(
+                "gen_ai.output.messages",
+                _json([{"role": "assistant", "content": "".join(self._parts)}]),
+            )
+        self._span.end()
+
+    def _response(self, data: Mapping[str, Any]) -> None:
+        span = self._span
+        if isinstance(data.get("model"), str):
+            span.set_attribute("gen_ai.response.model", data["model"])
+        if isinstance(data.get("id"), str):
+            span.set_attribute("gen_ai.response.id", data["id"])
+        usage = data.get("usage")
+        if isinstance(usage, dict):
+            for key, attribute in (
+                ("prompt_tokens", "gen_ai.usage.input_tokens"),
+                ("completion_tokens", "gen_ai.usage.output_tokens"),
+            ):
+                if isinstance(usage.get(key), int):
+                    span.set_attribute(attribute, usage[key])
+
+    def _choice(self, choice: Mapping[str, Any], message: Any) -> None:
+        if isinstance(choice.get("finish_reason"), str):
+            self._finish.append(choice["finish_reason"])
+        if self._capture and isinstance(message, dict):
+            if isinstance(message.get("content"), str):
+                self._parts.append(message["content"])
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)

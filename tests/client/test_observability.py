@@ -1,0 +1,267 @@
+"""What every call shows of itself: raw responses, one client request id, attempts, hooks.
+
+Over real HTTP against ``waygpt.testing``, for the sync client, the async client and the
+one-file build. (OpenTelemetry spans: tests/test_otel.py.)
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from typing import Any, Iterator, List
+
+import pytest
+from urllib3.util.retry import Retry
+
+from waygpt.testing import WayGPTTestServer
+
+MODELS = "/api/v1/waygpt/models"
+CHAT = "/api/v1/waygpt/chat/completions"
+MESSAGES = [{"role": "user", "content": "hello there"}]
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def quick_retry(total: int = 3) -> Retry:
+    return Retry(
+        total=total, connect=total, read=False, status=total, redirect=False, backoff_factor=0,
+        status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "POST", "PUT"),
+        raise_on_status=False,
+    )
+
+
+@pytest.fixture
+def client(sdk: Any, server: WayGPTTestServer) -> Iterator[Any]:
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, max_retries=quick_retry(), timeout=5
+    ) as created:
+        yield created
+
+
+def client_request_ids(server: WayGPTTestServer) -> List[str]:
+    return [r.headers.get("x-client-request-id", "") for r in server.requests]
+
+
+# -- raw responses --------------------------------------------------------------------------
+
+
+def test_a_raw_response_has_the_status_headers_request_id_attempts_and_elapsed(client, server):
+    raw = client.with_raw_response.get_models()
+
+    assert raw.status_code == 200
+    assert raw.parse() == client.get_models()
+    assert raw.request_id and raw.request_id == raw.headers["X-Request-ID"]
+    assert raw.headers["content-type"] == raw.headers["Content-Type"]  # any case
+    assert raw.attempts == 1
+    assert 0 < raw.elapsed < 30
+    assert raw.client_request_id == client_request_ids(server)[0]
+
+
+def test_a_raw_response_counts_every_attempt_of_the_call(client, server):
+    server.script(path=MODELS, status=503, headers={"Retry-After": "0"}, times=2)
+
+    raw = client.with_raw_response.get_models()
+
+    assert raw.attempts == 3
+    assert raw.parse()
+
+
+def test_every_method_has_a_raw_form(sdk, client, server):
+    login = client.with_raw_response.client_login(server.user_email, server.user_password)
+    projects = client.with_raw_response.client_list_projects()
+    job = client.with_raw_response.video_generations("закат").parse()
+    polled = client.with_raw_response.wait_for_media_job(job["job_id"], poll_interval=0.01)
+
+    assert login.parse()["token"] == client.jwt_token
+    assert isinstance(projects.parse(), list)
+    assert polled.parse()["status"] == "completed" and polled.status_code == 200
+    with pytest.raises(AttributeError):
+        client.with_raw_response.close  # noqa: B018 - makes no call of the API
+    with pytest.raises(AttributeError):
+        client.with_raw_response._call  # noqa: B018
+
+
+def test_a_raw_streams_headers_are_there_before_its_first_chunk(client, server):
+    raw = client.with_raw_response.chat_completions_stream(messages=MESSAGES)
+
+    assert raw.status_code == 200
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    assert raw.request_id
+    with raw.parse() as stream:
+        assert stream.collect().text == "Echo: hello there"
+
+
+def test_raw_response_headers_redact_an_echoed_secret(client, server):
+    server.script(path=MODELS, body=["gpt-4o"], headers={"X-Echo": server.project_key})
+
+    raw = client.with_raw_response.get_models()
+
+    assert server.project_key not in raw.headers["x-echo"]
+    assert "[REDACTED]" in raw.headers["x-echo"]
+
+
+def test_the_plain_methods_still_return_plain_values(client):
+    assert isinstance(client.get_models(), list)
+    assert isinstance(client.chat_completions(messages=MESSAGES), dict)
+
+
+# -- one client request id per call --------------------------------------------------------
+
+
+def test_each_call_sends_its_own_client_request_id_on_every_attempt(client, server):
+    server.script(path=MODELS, status=503, headers={"Retry-After": "0"}, times=2)
+    client.get_models()
+    client.get_models()
+
+    ids = client_request_ids(server)
+    assert len(ids) == 4 and all(HEX32.match(i) for i in ids), ids
+    assert ids[0] == ids[1] == ids[2]  # the three attempts of the first call
+    assert ids[3] != ids[0]
+
+
+def test_a_callers_own_client_request_id_is_kept(client, server):
+    mine = client.with_options(extra_headers={"x-client-request-id": "order-4711"})
+    raw = mine.with_raw_response.get_models()
+
+    assert client_request_ids(server) == ["order-4711"]
+    assert raw.client_request_id == "order-4711"
+
+
+def test_extra_headers_are_sent_but_cannot_replace_the_clients_own(sdk, client, server):
+    client.with_options(extra_headers={"X-Shop": "42"}).get_models()
+
+    assert server.requests[0].headers.get("x-shop") == "42"
+    for name in ("x-project-key", "Authorization", "Content-Length", "X-MB-Nonce"):
+        with pytest.raises(sdk.ConfigurationError):
+            client.with_options(extra_headers={name: "x"})
+    with pytest.raises(sdk.ConfigurationError):
+        client.with_options(extra_headers={"X-Bad": "a\r\nb"})
+
+
+# -- every error says the same --------------------------------------------------------------
+
+
+def test_a_status_error_has_its_request_id_attempts_and_client_request_id(sdk, client, server):
+    server.script(path=MODELS, status=503, headers={"Retry-After": "0"}, times=None)
+
+    with pytest.raises(sdk.InternalServerError) as caught:
+        client.get_models()
+
+    error = caught.value
+    assert error.attempts == 4
+    assert error.client_request_id == client_request_ids(server)[0]
+    assert error.request_id  # the server's X-Request-ID
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.attempts, copy.client_request_id, copy.request_id) == (
+        error.attempts, error.client_request_id, error.request_id)
+
+
+def test_a_connection_error_has_its_attempts_and_client_request_id(sdk, closed_port):
+    with sdk.WayGPTClient(
+        api_url=f"http://127.0.0.1:{closed_port}", project_key="sk_live_x",
+        max_retries=quick_retry(2),
+    ) as unreachable:
+        with pytest.raises(sdk.APIConnectionError) as caught:
+            unreachable.get_models()
+
+    assert caught.value.attempts == 3
+    assert HEX32.match(caught.value.client_request_id)
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert copy.attempts == 3
+
+
+def test_a_stream_error_has_the_same(sdk, client, server):
+    server.script_stream_fault(after_events=1, error_code=503)
+
+    with pytest.raises(sdk.InternalServerError) as caught:
+        list(client.chat_completions_stream(messages=MESSAGES))
+
+    assert caught.value.attempts == 1
+    assert caught.value.client_request_id == client_request_ids(server)[0]
+    assert caught.value.request_id
+
+
+# -- event hooks ----------------------------------------------------------------------------
+
+
+def test_hooks_see_every_attempt_with_its_request_and_response(sdk, server):
+    server.script(path=MODELS, status=503, headers={"Retry-After": "0"})
+    requests: List[Any] = []
+    responses: List[Any] = []
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, max_retries=quick_retry(),
+        event_hooks={"request": [requests.append], "response": [responses.append]},
+    ) as client:
+        client.get_models()
+
+    assert [r.attempt for r in requests] == [1, 2]
+    assert [r.status_code for r in responses] == [503, 200]
+    first = requests[0]
+    assert first.method == "GET" and first.url == server.url + MODELS
+    assert first.client_request_id == client_request_ids(server)[0]
+    assert responses[1].client_request_id == first.client_request_id
+    assert responses[1].request_id == responses[1].headers["x-request-id"] != ""
+    assert 0 <= responses[0].elapsed < 30
+
+
+def test_hook_views_hide_every_secret(sdk, hmac_server):
+    seen: List[Any] = []
+    with sdk.WayGPTClient(
+        api_url=hmac_server.url, project_key=hmac_server.project_key,
+        project_id=hmac_server.project_id, hmac_secret=hmac_server.hmac_secret, use_hmac=True,
+        event_hooks={"request": [seen.append], "response": [seen.append]},
+    ) as client:
+        client.get_models()
+        client.client_login(hmac_server.user_email, hmac_server.user_password)
+        client.client_list_projects()
+
+    text = repr([(v.url, dict(v.headers), dict(getattr(v, "request_headers", {}))) for v in seen])
+    assert hmac_server.project_key not in text
+    assert hmac_server.hmac_secret not in text
+    assert client.jwt_token not in text
+    assert "[REDACTED]" in text
+
+
+def test_a_hook_that_raises_stops_the_call_with_its_own_exception(sdk, server):
+    class Refused(Exception):
+        pass
+
+    def refuse(view: Any) -> None:
+        raise Refused(view.url)
+
+    for hooks in ({"request": [refuse]}, {"response": [refuse]}):
+        with sdk.WayGPTClient(
+            api_url=server.url, project_key=server.project_key, event_hooks=hooks
+        ) as client:
+            with pytest.raises(Refused):
+                client.get_models()
+            assert server.wait_for_open_connections(0) == 0  # nothing left half-read
+    assert len(server.requests) == 1  # the request hook stopped the first call before sending
+
+
+def test_a_streams_response_hook_is_called_when_its_headers_arrive(sdk, server):
+    statuses: List[int] = []
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key,
+        event_hooks={"response": [lambda view: statuses.append(view.status_code)]},
+    ) as client:
+        stream = client.chat_completions_stream(messages=MESSAGES)
+        assert statuses == [200]  # before any chunk is read
+        stream.close()
+
+
+def test_with_options_replaces_the_hooks_of_the_copy_only(sdk, server):
+    first: List[Any] = []
+    second: List[Any] = []
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, event_hooks={"request": [first.append]}
+    ) as client:
+        client.with_options(event_hooks={"request": [second.append]}).get_models()
+        client.get_models()
+
+    assert (len(first), len(second)) == (1, 1)
+
+
+@pytest.mark.parametrize("hooks", [[print], {"request": [1]}, {"before": [print]}, "print"])
+def test_bad_event_hooks_are_refused(sdk, hooks):
+    with pytest.raises(sdk.ConfigurationError):
+        sdk.WayGPTClient(event_hooks=hooks)
