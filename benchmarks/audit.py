@@ -32,7 +32,8 @@ second with / without - 1, or CPU per call without / with - 1). An optimisation 
 than about 10 % on the figure it was made for should go (the project's rule). The watchdog
 and the fork checks are per-call costs, not optimisations: their rows show what removing
 them would save. The "control" rows measure the SDK as it is a second time, as a variant:
-what it "buys" is the noise of that figure.
+what it "buys" is the noise of that figure, and a recommendation that this noise could
+tip either way is "undecided".
 """
 
 from __future__ import annotations
@@ -71,23 +72,29 @@ PROFILES = {
 
 
 class Patch(NamedTuple):
-    """``target`` ("module:Class.attr") replaced by ``value``, or by the function ``source``
-    (default: the target) compiled again with each ``(old, new)`` of ``lines`` made."""
+    """``target`` ("module:Class.attr") replaced by ``value``, by what ``make()`` returns
+    when the variant is built, or by the function ``source`` (default: the target) compiled
+    again with each ``(old, new)`` of ``lines`` made."""
 
     target: str
     value: Any = None
     lines: Sequence[Tuple[str, str]] = ()
     source: Optional[str] = None
+    make: Optional[Callable[[], Any]] = None
 
 
 def _indent(text: str, spaces: int) -> str:
     return textwrap.indent(textwrap.dedent(text), " " * spaces)
 
 
-def _dataclass_event(data: str, event: str, last_id: Optional[str], retry: Optional[int]) -> Any:
+def _dataclass_events() -> Any:
+    """``_sse_event`` as the dataclass constructor (the class looked up once, not per event)."""
     from waygpt.sse import ServerSentEvent
 
-    return ServerSentEvent(data, event, last_id, retry)
+    def event(data: str, kind: str, last_id: Optional[str], retry: Optional[int]) -> Any:
+        return ServerSentEvent(data, kind, last_id, retry)
+
+    return event
 
 
 _PREPARE_SESSION = requests.Session()
@@ -110,7 +117,7 @@ _NO_WATCHDOG = _NoWatchdog()
 _BLOCKS_OFF = Patch("waygpt.sse:SSEDecoder.feed", lines=[(
     "        self._read_blocks(text, events)\n        return events",
     "        self._read_lines(text, events)\n        return events")])
-_DATACLASS_EVENTS = Patch("waygpt.sse:_sse_event", _dataclass_event)
+_DATACLASS_EVENTS = Patch("waygpt.sse:_sse_event", make=_dataclass_events)
 VARIANTS: Dict[str, List[Patch]] = {
     "sse_blocks_off": [_BLOCKS_OFF],
     "sse_dataclass": [
@@ -194,6 +201,11 @@ def _patches(variant: str) -> List[Tuple[Any, str, Any]]:
     for patch in VARIANTS.get(variant, []):
         owner, name, _current = _lookup(patch.target)
         value = patch.value
+        if patch.make is not None:
+            try:
+                value = patch.make()
+            except (ImportError, AttributeError):
+                raise NotApplicable("n/a (not in src)") from None
         if patch.lines:
             value = _recompiled(_lookup(patch.source or patch.target)[2], patch.lines)
         made.append((owner, name, value))
@@ -440,8 +452,11 @@ def table(results: Dict[str, Any]) -> List[Dict[str, str]]:
             row["buys"] = f"{buys * 100:+.1f} %"
             if variant == "control":
                 row["recommendation"] = "noise floor"
-            elif role == "decides":
-                row["recommendation"] = "keep" if buys >= THRESHOLD else "remove (< 10 %)"
+            elif role == "decides":  # judged only where the figure's noise cannot tip it
+                noise = abs(harness.median(samples["control"]) / with_ - 1)
+                row["recommendation"] = (
+                    "keep" if buys - noise >= THRESHOLD else "remove (< 10 %)"
+                    if buys + noise < THRESHOLD else f"undecided (noise {noise * 100:.0f} %)")
     return rows
 
 
