@@ -21,7 +21,7 @@ Figures, each where its optimisations can show:
   as fast as it can: reads return 64 KiB, hundreds of events;
 * **paced stream**: the same with the server pausing 0.2 ms after each event, so that each
   read returns one event, as when a model streams its tokens;
-* **decoder only**: ``ChatEventParser.feed`` without I/O, on 64 KiB blocks of events and on
+* **decoder only**: ``ChatEventParser`` without I/O, on 64 KiB blocks of events and on
   single-event chunks: the upper bound of what a parsing optimisation can buy;
 * **small request**: client CPU per ``get_models()`` on a kept-alive connection;
 * **async request**: the same for ``await AsyncWayGPTClient.get_models()``;
@@ -286,7 +286,8 @@ def _stream_work(client: Any, events: int, interval: float) -> harness.Work:
 
 
 def _decoder_work(chunks: List[bytes], repeat: int) -> harness.Work:
-    """``ChatEventParser.feed`` over ``chunks``, ``repeat`` times."""
+    """``ChatEventParser`` (``push``, then ``pull`` until ``[]``) over ``chunks``, ``repeat``
+    times."""
     from waygpt.streaming import ChatEventParser
 
     events = sum(chunk.count(b"\n\n") for chunk in chunks)
@@ -295,7 +296,9 @@ def _decoder_work(chunks: List[bytes], repeat: int) -> harness.Work:
         for _ in range(repeat):
             parser = ChatEventParser(200, None)
             for chunk in chunks:
-                parser.feed(chunk)
+                parser.push(chunk)
+                while parser.pull():
+                    pass
         return events * repeat
 
     return work
