@@ -1,567 +1,554 @@
 """The SDK against bare ``requests``/``aiohttp`` code and the ``openai`` SDK, in one run.
 
-    python benchmarks/run.py                  # the full run (a few minutes at most)
+    python benchmarks/run.py                  # the full run (a few minutes)
     python benchmarks/run.py --quick          # fewer rounds, about a minute
     python benchmarks/run.py --only sync      # or: --only async
     python benchmarks/run.py --audit          # what each optimisation buys (audit.py)
     python benchmarks/run.py --json out.json  # default: benchmarks/results.json
+    python benchmarks/run.py --markdown       # the table as Markdown too
 
-A raw-socket HTTP/1.1 server (``bench_server.py``) runs in a child process, so none of its
-work counts as client CPU time. Measured against it, for the sync SDK, for the hand-written
-``requests`` code that does the same work and, where it applies, for the ``openai`` SDK's
-sync client (default transport, ``base_url`` on the same server):
+One server (``server.py``) runs in a child process on 127.0.0.1. Each measurement times,
+in the same rounds (``harness.rotate``), the SDK's call, the hand-written ``requests`` or
+``aiohttp`` code doing the same work ("bare") and the ``openai`` SDK's call (``pip install
+-e ".[bench]"``; without it its columns show "-"), as client CPU time per call or per event.
+Each measurement is a *group* of named *samples* (``groups[name]["samples"][sample]``, one
+figure per round); each line of the table is a ``Row`` naming its group, the sample shown
+as the SDK's, the samples it is compared with, and its goals. The run exits with status 1
+when a goal is missed. docs/performance.md says what each row means.
 
-1. client CPU time (``time.process_time``) per small request on a kept-alive connection:
-   ``client.get_models()`` against ``session.get(url, headers=..., timeout=...).json()``
-   and ``openai.models.list()``; a small ``client.chat_completions()`` against
-   ``session.post(url, json=..., ...).json()`` and ``chat.completions.create()``;
-2. the extra CPU time of HMAC signing (the same SDK call with ``use_hmac=True``);
-3. streamed chat events per CPU second, and the time from the server's write to the loop
-   receiving the event on chunked and on close-delimited bodies: ``bench_stream.run()``
-   (it starts its own server process);
-4. peak memory while streaming 200 000 events: Python allocations (``tracemalloc``) and,
-   in a second pass without tracing, the growth of the resident set size;
-5. TCP connections the server accepted for 1000 sequential calls;
-6. the async client against a bare ``aiohttp.ClientSession`` and ``openai.AsyncOpenAI``:
-   ``bench_async.run()`` (it starts its own asyncio server process); per request, bare
-   aiohttp is measured with its default timeout (the goal's reference) and, as a reference
-   row, with the ``ClientTimeout(sock_read=...)`` the SDK passes ("bare + read timeout").
+Adding a row takes a few lines. "A call with one event hook", for instance:
 
-Every figure is printed in one table (metric, SDK, bare, ratio, openai, ratio, goal,
-pass/fail) and written to a JSON file. The method is described in ``docs/performance.md``.
+1. in ``measure_sync``, make the client and add its call to the group it is compared in,
+   so that it is timed in the same rounds::
+
+       hooked = stack.enter_context(sdk_client(url, event_hooks=...))
+       small["sdk_hook"] = hooked.get_models
+
+2. add its line to ``ROWS``, against the bare session and openai like the SDK's own row, or
+   against the SDK without the hook by a derived sample as ``hmac_extra`` is made::
+
+       Row("CPU per get_models(), one event hook (us)", "get_models()", "sdk_hook",
+           goals=(("bare", "<=", 0.60),)),
+
+"A call with OpenTelemetry on" is the same, with a client whose session is instrumented.
+The row's figures, ratios, goal check and JSON come with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import gc
-import http.client
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 import tracemalloc
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from functools import partial
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
+import harness
 import requests
 import urllib3
+from harness import (
+    CHAT_PATH,
+    MESSAGES,
+    MODELS_PATH,
+    PROJECT_KEY,
+    TIMEOUT,
+    bench,
+    expect,
+    median,
+    repeat,
+    rotate,
+    sdk_client,
+    sdk_stream,
+)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+import waygpt
 
-from server_process import ServerProcess  # noqa: E402
-
-import waygpt  # noqa: E402
-
-try:  # the streaming figures come from the sibling benchmark, found through HERE
-    import bench_stream
-except ImportError:  # pragma: no cover - reported as "missing" in the table
-    bench_stream = None  # type: ignore[assignment]
-
-import bench_async  # noqa: E402 - found through HERE
-
-try:  # the openai SDK, the peer a user would pick instead (the bench extra)
+try:  # the peer a user would pick instead (the bench extra); without it, "-"
     import openai
-except ImportError:  # its columns show "-"
+except ImportError:
     openai = None  # type: ignore[assignment]
 
-PROJECT_KEY = "sk_live_bench_0000000000000000"
-PROJECT_ID = "00000000-0000-4000-8000-0000000000be"
-HMAC_SECRET = "bench-secret"  # a local benchmark server checks nothing
-MODELS_PATH = "/api/v1/waygpt/models"
-CHAT_PATH = "/api/v1/waygpt/chat/completions"
-MESSAGES = [{"role": "user", "content": "benchmark"}]
+PROFILES = {
+    "full": {"calls": 1000, "rounds": 11, "stream_events": 30_000, "stream_rounds": 5,
+             "async_sequential": 400, "async_concurrent": 1280, "async_rounds": 9,
+             "async_events": 4000, "async_stream_rounds": 7},
+    "quick": {"calls": 300, "rounds": 7, "stream_events": 10_000, "stream_rounds": 3,
+              "async_sequential": 200, "async_concurrent": 640, "async_rounds": 5,
+              "async_events": 2000, "async_stream_rounds": 3},
+}
+OPENAI_SHARE = 4  # openai makes a quarter of the calls and reads streams a quarter as long
 MEMORY_EVENTS = 200_000
 SEQUENTIAL_CALLS = 1000
-MB = 1024 * 1024
-
-# (small-request calls per round, rounds, stream events, stream rounds)
-PROFILES = {
-    "full": {"calls": 1000, "rounds": 11, "stream_events": 30_000, "stream_rounds": 5},
-    "quick": {"calls": 300, "rounds": 7, "stream_events": 10_000, "stream_rounds": 3},
-}
-OPENAI_SHARE = 4  # openai makes calls / OPENAI_SHARE calls per round (it is 3 times slower)
-GOAL_SMALL = 0.60  # SDK CPU per get_models() over the bare session's, at most
-GOAL_HMAC_US = 50.0
-GOAL_LATENCY_MS = 10.0
-GOAL_MEMORY_MB = 10.0
+LATENCY_EVENTS = 200
+LATENCY_INTERVAL = 0.005  # seconds between two timed events
+CONCURRENCY = 64
+STREAMS = 16
+HEADERS = {"x-project-key": PROJECT_KEY, "Accept": "application/json"}
+STREAM_HEADERS = {"x-project-key": PROJECT_KEY, "Accept": "text/event-stream"}
 
 
-# -- the server process ----------------------------------------------------------------------
+def _in(groups: Dict[str, Any], name: str, unit: str, samples: Dict[str, List[float]]) -> None:
+    groups[name] = {"unit": unit, "samples": {k: [round(v, 3) for v in vs]
+                                              for k, vs in samples.items()}}
 
 
-class BenchServer(ServerProcess):
-    """``bench_server.py`` in a child process."""
-
-    def __init__(self) -> None:
-        super().__init__([os.path.join(HERE, "bench_server.py")])
-
-    def connections(self) -> int:
-        """TCP connections that carried API requests so far (asking is not counted)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", "/__stats")
-            return int(json.loads(conn.getresponse().read())["connections"])
-        finally:
-            conn.close()
+def _per_call(samples: Dict[str, List[float]]) -> Dict[str, List[float]]:
+    return {name: [v * 1e6 for v in values] for name, values in samples.items()}
 
 
-# -- helpers -----------------------------------------------------------------------------------
+def _per_second(samples: Dict[str, List[float]]) -> Dict[str, List[float]]:
+    return {name: [1 / v for v in values] for name, values in samples.items()}
 
 
-def _sdk_client(url: str, use_hmac: bool = False) -> waygpt.WayGPTClient:
-    return waygpt.WayGPTClient(
-        api_url=url,
-        project_key=PROJECT_KEY,
-        project_id=PROJECT_ID,
-        hmac_secret=HMAC_SECRET,
-        use_hmac=use_hmac,
-        timeout=60,
-        max_retries=0,
-    )
+def _difference(samples: Dict[str, List[float]], more: str, less: str) -> List[float]:
+    return [a - b for a, b in zip(samples[more], samples[less])]
 
 
-def _bare_get(session: requests.Session, url: str) -> Callable[[], Any]:
-    headers = {"x-project-key": PROJECT_KEY, "Accept": "application/json"}
-    target = url + MODELS_PATH
-
-    def call() -> Any:
-        return session.get(target, headers=headers, timeout=60).json()
-
-    return call
+# -- the sync client: requests ------------------------------------------------------------------
 
 
-def _cpu_per_call(fn: Callable[[], Any], calls: int) -> float:
-    """Client CPU seconds per call over ``calls`` calls."""
-    gc.collect()
-    started = time.process_time()
-    for _ in range(calls):
-        fn()
-    return (time.process_time() - started) / calls
-
-
-def _rss() -> Optional[int]:
-    """The resident set size in bytes (Linux), or None where /proc is missing."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-# -- 1 and 2: small requests -----------------------------------------------------------------
-
-
-def _bare_post(session: requests.Session, url: str) -> Callable[[], Any]:
-    headers = {"x-project-key": PROJECT_KEY, "Accept": "application/json"}
-    target = url + CHAT_PATH
-    body = {"model": "auto", "messages": MESSAGES}
-
-    def call() -> Any:
-        return session.post(target, json=body, headers=headers, timeout=60).json()
-
-    return call
-
-
-def _openai_client(url: str) -> Any:
-    """The ``openai`` SDK's sync client on the benchmark server (None if not installed)."""
-    if openai is None:
-        return None
-    return openai.OpenAI(base_url=url + "/v1", api_key="sk-bench")
-
-
-def _interleaved(
-    paths: Dict[str, Callable[[], Any]], calls: Dict[str, int], rounds: int
-) -> Dict[str, List[float]]:
-    """CPU seconds per call of each path, one round each in turn, ``rounds`` times."""
-    for fn in paths.values():  # warm-up: connections open, caches filled
-        for _ in range(200):
-            fn()
-    samples: Dict[str, List[float]] = {name: [] for name in paths}
-    for _ in range(rounds):  # interleaved, so a disturbance hits every path alike
-        for name, fn in paths.items():
-            samples[name].append(_cpu_per_call(fn, calls[name]))
-    return samples
-
-
-def _figures(samples: Dict[str, List[float]], calls: Dict[str, int],
-             rounds: int) -> Dict[str, Any]:
-    median = {name: statistics.median(values) for name, values in samples.items()}
-    out: Dict[str, Any] = {"calls_per_round": calls, "rounds": rounds}
-    for name, value in median.items():
-        out[f"{name}_us"] = round(value * 1e6, 1)
-    out["ratio"] = round(median["sdk"] / median["bare"], 3)
-    per_round = [s / b for s, b in zip(samples["sdk"], samples["bare"])]
-    out["ratio_range"] = [round(min(per_round), 3), round(max(per_round), 3)]
-    out["openai_us"] = round(median["openai"] * 1e6, 1) if "openai" in median else None
-    out["sdk_over_openai"] = (
-        round(median["sdk"] / median["openai"], 3) if "openai" in median else None
-    )
-    out["samples_us"] = {k: [round(v * 1e6, 1) for v in vs] for k, vs in samples.items()}
-    return out
-
-
-def bench_small_requests(url: str, calls: int, rounds: int) -> Dict[str, Any]:
-    """CPU per ``get_models()`` for the bare session, the SDK, the SDK with HMAC and openai."""
-    oai = _openai_client(url)
-    try:
-        with requests.Session() as session, _sdk_client(url) as sdk, _sdk_client(
-            url, use_hmac=True
-        ) as signed:
-            paths: Dict[str, Callable[[], Any]] = {
-                "bare": _bare_get(session, url),
-                "sdk": sdk.get_models,
-                "sdk_hmac": signed.get_models,
-            }
-            if oai is not None:
-                paths["openai"] = oai.models.list
-            counts = {name: calls for name in paths}
-            counts["openai"] = max(1, calls // OPENAI_SHARE)
-            samples = _interleaved(paths, counts, rounds)
-    finally:
-        if oai is not None:
-            oai.close()
-    result = _figures(samples, counts, rounds)
-    hmac_extra = statistics.median(
-        h - s for h, s in zip(samples["sdk_hmac"], samples["sdk"])
-    )
-    result["hmac_extra_us"] = round(hmac_extra * 1e6, 1)
-    return result
-
-
-def bench_small_chat(url: str, calls: int, rounds: int) -> Dict[str, Any]:
-    """CPU per small non-streamed chat completion: bare session, SDK, openai."""
-    oai = _openai_client(url)
-    try:
-        with requests.Session() as session, _sdk_client(url) as sdk:
-            paths: Dict[str, Callable[[], Any]] = {
-                "bare": _bare_post(session, url),
-                "sdk": lambda: sdk.chat_completions(messages=MESSAGES),
-            }
-            if oai is not None:
-                paths["openai"] = lambda: oai.chat.completions.create(
-                    model="auto", messages=MESSAGES
-                )
-            counts = {name: calls for name in paths}
-            counts["openai"] = max(1, calls // OPENAI_SHARE)
-            samples = _interleaved(paths, counts, rounds)
-    finally:
-        if oai is not None:
-            oai.close()
-    return _figures(samples, counts, rounds)
-
-
-# -- 4: memory while streaming ----------------------------------------------------------------
-
-
-def _sdk_stream(client: waygpt.WayGPTClient, events: int, tick: Callable[[], None]) -> int:
+def _bare_stream(session: requests.Session, url: str, options: Dict[str, Any],
+                 on_event: Optional[Callable[[Any], None]] = None) -> int:
     count = 0
-    with client.chat_completions_stream(messages=MESSAGES, bench_events=events) as stream:
-        for _chunk in stream:
-            count += 1
-            if count % 5000 == 0:
-                tick()
-    return count
-
-
-def _bare_stream(session: requests.Session, url: str, events: int, tick: Callable[[], None]) -> int:
-    count = 0
-    body = {"model": "auto", "messages": MESSAGES, "stream": True, "bench_events": events}
-    headers = {"x-project-key": PROJECT_KEY, "Accept": "text/event-stream"}
-    with session.post(url + CHAT_PATH, json=body, headers=headers, stream=True, timeout=60) as r:
-        for line in r.iter_lines():
+    body = {"model": "auto", "messages": MESSAGES, "stream": True, "bench": options}
+    with session.post(url + CHAT_PATH, json=body, headers=STREAM_HEADERS, stream=True,
+                      timeout=TIMEOUT) as resp:
+        for line in resp.iter_lines():
             if line.startswith(b"data: "):
                 data = line[6:]
                 if data == b"[DONE]":
                     break
-                json.loads(data)
+                chunk = json.loads(data)
+                if on_event is not None:
+                    on_event(chunk)
                 count += 1
-                if count % 5000 == 0:
-                    tick()
     return count
 
 
-def _measure_memory(consume: Callable[[Callable[[], None]], int], events: int) -> Dict[str, Any]:
-    """Peak traced allocations in one pass, RSS growth in another (tracing costs memory)."""
+def _openai_stream(client: Any, options: Dict[str, Any]) -> int:
+    count = 0
+    with client.chat.completions.create(model="auto", messages=MESSAGES, stream=True,
+                                        extra_body={"bench": options}) as stream:
+        for _chunk in stream:
+            count += 1
+    return count
+
+
+def _rss() -> int:
+    """The resident set size in bytes (Linux; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _memory(read: Callable[[Optional[Callable[[Any], None]]], int]) -> Tuple[float, float]:
+    """MB: peak traced allocations over one stream, then RSS growth over another (untraced,
+    as tracing costs memory, and sampled every 5000 events)."""
     gc.collect()
     tracemalloc.start()
     baseline = tracemalloc.get_traced_memory()[0]
-    tracemalloc.reset_peak()
-    count = consume(lambda: None)
+    expect(lambda: read(None), MEMORY_EVENTS)()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    if count != events:
-        raise RuntimeError(f"expected {events} events, got {count}")
-
     gc.collect()
-    start_rss = _rss()
-    highest = [start_rss or 0]
+    start = highest = _rss()
+    seen = 0
 
-    def sample() -> None:
-        highest[0] = max(highest[0], _rss() or 0)
+    def on_event(_chunk: Any) -> None:
+        nonlocal seen, highest
+        seen += 1
+        if seen % 5000 == 0:
+            highest = max(highest, _rss())
 
-    count = consume(sample)
-    sample()
-    if count != events:
-        raise RuntimeError(f"expected {events} events, got {count}")
-    return {
-        "events": events,
-        "tracemalloc_peak_mb": round((peak - baseline) / MB, 3),
-        "rss_growth_mb": None if start_rss is None else round((highest[0] - start_rss) / MB, 3),
-    }
+    expect(lambda: read(on_event), MEMORY_EVENTS)()
+    return (peak - baseline) / 2**20, (max(highest, _rss()) - start) / 2**20
 
 
-def bench_memory(url: str, events: int) -> Dict[str, Any]:
-    with requests.Session() as session, _sdk_client(url) as client:
-        _sdk_stream(client, 1000, lambda: None)  # warm-up
-        _bare_stream(session, url, 1000, lambda: None)
-        return {
-            "sdk": _measure_memory(lambda tick: _sdk_stream(client, events, tick), events),
-            "bare": _measure_memory(lambda tick: _bare_stream(session, url, events, tick), events),
+def _p95_ms(read: Callable[[Callable[[Any], None]], int]) -> float:
+    """The 95th percentile of the time from the server's write of an event to the loop."""
+    latencies: List[float] = []
+    read(lambda chunk: latencies.append(time.time() - chunk["t"]))
+    latencies.sort()
+    return latencies[int(0.95 * (len(latencies) - 1))] * 1000
+
+
+def measure_sync(server: harness.Server, profile: Dict[str, int],
+                 groups: Dict[str, Any]) -> None:
+    url, rounds = server.url, profile["rounds"]
+    with contextlib.ExitStack() as stack:
+        session = stack.enter_context(requests.Session())
+        sdk = stack.enter_context(sdk_client(url))
+        signed = stack.enter_context(sdk_client(url, use_hmac=True))
+        oai = openai.OpenAI(base_url=url + "/v1", api_key="sk-bench") if openai else None
+        if oai is not None:
+            stack.callback(oai.close)
+
+        print("get_models() ...", file=sys.stderr, flush=True)
+        calls = profile["calls"]
+        small: Dict[str, Callable[[], Any]] = {
+            "bare": lambda: session.get(url + MODELS_PATH, headers=HEADERS,
+                                        timeout=TIMEOUT).json(),
+            "sdk": sdk.get_models,
+            "sdk_hmac": signed.get_models,
         }
+        if oai is not None:
+            small["openai"] = oai.models.list
+        samples = _per_call(rotate({k: repeat(fn, calls if k != "openai" else
+                                              calls // OPENAI_SHARE)
+                                    for k, fn in small.items()}, rounds, server))
+        samples["hmac_extra"] = _difference(samples, "sdk_hmac", "sdk")
+        _in(groups, "get_models()", "us", samples)
+
+        print("chat_completions() ...", file=sys.stderr, flush=True)
+        calls = profile["calls"] // 2
+        body = {"model": "auto", "messages": MESSAGES}
+        chat: Dict[str, Callable[[], Any]] = {
+            "bare": lambda: session.post(url + CHAT_PATH, json=body, headers=HEADERS,
+                                         timeout=TIMEOUT).json(),
+            "sdk": lambda: sdk.chat_completions(messages=MESSAGES),
+        }
+        if oai is not None:
+            chat["openai"] = lambda: oai.chat.completions.create(model="auto",
+                                                                 messages=MESSAGES)
+        samples = rotate({k: repeat(fn, calls if k != "openai" else calls // OPENAI_SHARE)
+                          for k, fn in chat.items()}, rounds, server)
+        _in(groups, "chat_completions()", "us", _per_call(samples))
+
+        print("connections ...", file=sys.stderr, flush=True)
+        counts: Dict[str, List[float]] = {}
+        for name, make in (("sdk", lambda: sdk_client(url)), ("bare", requests.Session)):
+            before = server.stats()["connections"]
+            with make() as client:
+                repeat(client.get_models if name == "sdk" else lambda: client.get(
+                    url + MODELS_PATH, headers=HEADERS, timeout=TIMEOUT).json(),
+                    SEQUENTIAL_CALLS)()
+            counts[name] = [server.stats()["connections"] - before]
+        _in(groups, "connections", "count", counts)
+
+        print("memory ...", file=sys.stderr, flush=True)
+        long = bench(MEMORY_EVENTS)
+        traced, rss = {}, {}
+        for name, read in (("sdk", lambda each: sdk_stream(sdk, long, each)),
+                           ("bare", lambda each: _bare_stream(session, url, long, each))):
+            peak, growth = _memory(read)
+            traced[name], rss[name] = [peak], [growth]
+        _in(groups, "memory traced", "MB", traced)
+        _in(groups, "memory rss", "MB", rss)
+
+        events = profile["stream_events"]
+        for framing in ("chunked", "close"):
+            print(f"streams ({framing}) ...", file=sys.stderr, flush=True)
+            options, short = bench(events, framing), bench(events // OPENAI_SHARE, framing)
+            streams = {"sdk": expect(partial(sdk_stream, sdk, options), events),
+                       "bare": expect(partial(_bare_stream, session, url, options), events)}
+            if oai is not None:
+                streams["openai"] = expect(partial(_openai_stream, oai, short),
+                                           events // OPENAI_SHARE)
+            samples = rotate(streams, profile["stream_rounds"], server)
+            _in(groups, f"stream {framing}", "events/s", _per_second(samples))
+
+            timed = bench(LATENCY_EVENTS, framing, LATENCY_INTERVAL)
+            p95 = {name: [_p95_ms(read)] for name, read in (
+                ("sdk", partial(sdk_stream, sdk, timed)),
+                ("bare", partial(_bare_stream, session, url, timed)))}
+            _in(groups, f"latency {framing}", "ms", p95)
 
 
-# -- 5: connections ----------------------------------------------------------------------------
+# -- the async client: aiohttp ------------------------------------------------------------------
 
 
-def bench_connections(server: BenchServer, calls: int) -> Dict[str, int]:
-    result: Dict[str, int] = {"calls": calls}
-    before = server.connections()
-    with _sdk_client(server.url) as client:
-        for _ in range(calls):
-            client.get_models()
-    after = server.connections()
-    result["sdk"] = after - before
-    with requests.Session() as session:
-        call = _bare_get(session, server.url)
-        for _ in range(calls):
-            call()
-    result["bare"] = server.connections() - after
-    return result
+class AsyncClients:
+    """The SDK, a bare ``aiohttp.ClientSession`` and ``AsyncOpenAI``, made in the loop."""
+
+    async def open(self, url: str) -> AsyncClients:
+        import aiohttp
+
+        self.url = url
+        self.sdk = harness.async_sdk_client(url)
+        self.session = aiohttp.ClientSession()
+        # What the SDK passes on each request (total: what is left of the call's deadline).
+        self.read_timeout = aiohttp.ClientTimeout(total=TIMEOUT, sock_connect=TIMEOUT,
+                                                  sock_read=TIMEOUT)
+        self.openai = (openai.AsyncOpenAI(base_url=url + "/v1", api_key="sk-bench")
+                       if openai else None)
+        return self
+
+    async def close(self) -> None:
+        await self.sdk.close()
+        await self.session.close()
+        if self.openai is not None:
+            await self.openai.close()
+
+    def calls(self, kind: str) -> Dict[str, Callable[[], Any]]:
+        session, sdk, oai = self.session, self.sdk, self.openai
+        method = "GET" if kind == "get_models()" else "POST"
+        url = self.url + (MODELS_PATH if method == "GET" else CHAT_PATH)
+        body = None if method == "GET" else {"model": "auto", "messages": MESSAGES}
+
+        def bare(**timeout: Any) -> Callable[[], Any]:
+            async def call() -> Any:
+                async with session.request(method, url, json=body, headers=HEADERS,
+                                           **timeout) as resp:
+                    return await resp.json()
+
+            return call
+
+        calls: Dict[str, Callable[[], Any]] = {"bare": bare(),
+                                               "bare_timeout": bare(timeout=self.read_timeout)}
+        if method == "GET":
+            calls["sdk"] = sdk.get_models
+            if oai is not None:
+                calls["openai"] = oai.models.list
+        else:
+            calls["sdk"] = lambda: sdk.chat_completions(messages=MESSAGES)
+            if oai is not None:
+                calls["openai"] = lambda: oai.chat.completions.create(model="auto",
+                                                                      messages=MESSAGES)
+        return calls
+
+    def streams(self, events: int) -> Dict[str, Callable[[], Any]]:
+        """Loops reading one stream each (openai's a quarter as long)."""
+        session, url = self.session, self.url + CHAT_PATH
+        body = {"model": "auto", "messages": MESSAGES, "stream": True, "bench": bench(events)}
+
+        async def bare() -> int:
+            count = 0
+            async with session.post(url, json=body, headers=STREAM_HEADERS) as resp:
+                async for line in resp.content:
+                    if line.startswith(b"data: "):
+                        data = line[6:]
+                        if data.startswith(b"[DONE]"):
+                            break
+                        json.loads(data)
+                        count += 1
+            return count
+
+        async def openai_stream() -> int:
+            count = 0
+            stream = await self.openai.chat.completions.create(
+                model="auto", messages=MESSAGES, stream=True,
+                extra_body={"bench": bench(events // OPENAI_SHARE)})
+            async with stream:
+                async for _chunk in stream:
+                    count += 1
+            return count
+
+        loops = {"bare": bare, "sdk": lambda: harness.async_sdk_stream(self.sdk, bench(events))}
+        if self.openai is not None:
+            loops["openai"] = openai_stream
+        return loops
 
 
-# -- report ------------------------------------------------------------------------------------
+def measure_async(server: harness.Server, profile: Dict[str, int],
+                  groups: Dict[str, Any]) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        # Sequential calls first, on clients that never had more than one connection open:
+        # httpx (under openai) scans its whole pool on every request, so after 64-way calls
+        # its sequential calls would cost it twice as much.
+        for mode, tasks, calls in (("sequential", 1, profile["async_sequential"]),
+                                   (f"{CONCURRENCY} tasks", CONCURRENCY,
+                                    profile["async_concurrent"])):
+            clients = loop.run_until_complete(AsyncClients().open(server.url))
+            try:
+                for kind in ("get_models()", "chat_completions()"):
+                    print(f"async {kind}, {mode} ...", file=sys.stderr, flush=True)
+                    works = {name: harness.in_tasks(loop, fn, calls, tasks)
+                             for name, fn in clients.calls(kind).items()}
+                    samples = _per_call(rotate(works, profile["async_rounds"], server))
+                    samples["read_timeout"] = _difference(samples, "bare_timeout", "bare")
+                    _in(groups, f"async {kind}, {mode}", "us", samples)
+                if tasks > 1:
+                    print(f"async streams, {STREAMS} at once ...", file=sys.stderr, flush=True)
+                    events = profile["async_events"]
+                    works = {name: harness.streams_at_once(
+                        loop, read, STREAMS, events // OPENAI_SHARE if name == "openai"
+                        else events) for name, read in clients.streams(events).items()}
+                    samples = rotate(works, profile["async_stream_rounds"], server)
+                    _in(groups, "async streams", "events/s", _per_second(samples))
+            finally:
+                loop.run_until_complete(clients.close())
+    finally:
+        loop.close()
 
-# metric, SDK, bare, SDK / bare, openai, SDK / openai, goal, result
-Row = Tuple[str, str, str, str, str, str, str, str]
-HEADER: Row = ("metric", "SDK", "bare", "SDK / bare", "openai", "SDK / openai", "goal", "result")
+
+# -- the table ----------------------------------------------------------------------------------
+
+Goal = Tuple[Optional[str], str, float]  # (compared with: a sample or None, op, limit)
 
 
-def _fmt(value: Optional[float], digits: int = 1) -> str:
+class Row(NamedTuple):
+    """A line of the table: the ``sdk`` sample of ``group``, its ratios to ``bare`` and
+    ``openai`` (None: no column), its goals on those ratios or, with None, on its value."""
+
+    label: str
+    group: str
+    sdk: str = "sdk"
+    bare: Optional[str] = "bare"
+    openai: Optional[str] = "openai"
+    goals: Tuple[Goal, ...] = ()
+    note: Optional[str] = None  # a sample of the group whose median the label shows
+
+
+SYNC_GOALS: Tuple[Goal, ...] = (("bare", "<=", 0.60), ("openai", "<=", 0.50))
+ASYNC_GOALS: Tuple[Goal, ...] = (("bare", "<=", 1.15), ("openai", "<=", 0.40))
+ROWS: List[Row] = [
+    Row("CPU per get_models() (us)", "get_models()", goals=SYNC_GOALS),
+    Row("CPU per chat_completions() (us)", "chat_completions()", goals=SYNC_GOALS),
+    Row("HMAC signing, extra CPU per request (us)", "get_models()", "hmac_extra", None, None,
+        ((None, "<", 50),)),
+    Row("stream events per CPU s (chunked)", "stream chunked", goals=(("bare", ">=", 1.3),)),
+    Row("stream events per CPU s (close)", "stream close", goals=(("bare", ">=", 1.3),)),
+    Row("write -> yield p95 latency, ms (chunked)", "latency chunked", openai=None,
+        goals=((None, "<", 10),)),
+    Row("write -> yield p95 latency, ms (close)", "latency close", openai=None,
+        goals=((None, "<", 10),)),
+    Row(f"peak traced memory, {MEMORY_EVENTS:,} events (MB)", "memory traced", openai=None,
+        goals=((None, "<", 10),)),
+    Row(f"RSS growth, {MEMORY_EVENTS:,} events (MB)", "memory rss", openai=None,
+        goals=((None, "<", 10),)),
+    Row(f"TCP connections for {SEQUENTIAL_CALLS} sequential calls", "connections",
+        openai=None, goals=((None, "==", 1),)),
+]
+for _kind in ("get_models()", "chat_completions()"):
+    for _mode in ("sequential", f"{CONCURRENCY} tasks"):
+        ROWS += [
+            Row(f"async CPU per {_kind} (us), {_mode}", f"async {_kind}, {_mode}",
+                goals=ASYNC_GOALS),
+            Row("  same, bare + read timeout", f"async {_kind}, {_mode}", bare="bare_timeout",
+                openai=None, note="read_timeout"),
+        ]
+ROWS += [
+    Row(f"async stream events per CPU s, {STREAMS} streams", "async streams",
+        goals=(("bare", ">=", 1.2),)),
+    Row("server CPU while measuring (cores, max)", "server", "max", None, None,
+        ((None, "<", 1),)),
+]
+HEADER = ("metric", "SDK", "bare", "SDK / bare", "openai", "SDK / openai", "goal", "result")
+_DIGITS = {"us": 1, "events/s": 0, "ms": 2, "MB": 2, "count": 0, "core": 2}
+_RATIOS = ("us", "events/s")  # the CPU figures; the others are compared by their values
+_OPS: Dict[str, Callable[[float, float], bool]] = {
+    "<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+}
+
+
+def _num(value: Optional[float], digits: int) -> str:
     if value is None:
         return "-"
-    if abs(value) >= 10000 or (digits == 0 and abs(value) >= 1000):
-        return f"{value:,.0f}"
-    return f"{value:.{digits}f}"
+    return f"{value:,.0f}" if digits == 0 or value >= 1e4 else f"{value:.{digits}f}"
 
 
-def _x(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def _verdict(ok: Optional[bool]) -> str:
-    return "-" if ok is None else ("pass" if ok else "FAIL")
-
-
-def sync_rows(results: Dict[str, Any]) -> List[Row]:
-    rows: List[Row] = []
-    small = results["small_request"]
-    rows.append((
-        "CPU per get_models() (us)",
-        _fmt(small["sdk_us"]), _fmt(small["bare_us"]), _x(small["ratio"]),
-        _fmt(small["openai_us"]), _x(small["sdk_over_openai"]),
-        f"<= {GOAL_SMALL:.2f}x bare", _verdict(small["ratio"] <= GOAL_SMALL),
-    ))
-    chat = results.get("small_chat")
-    if chat:
-        rows.append((
-            "CPU per chat_completions() (us)",
-            _fmt(chat["sdk_us"]), _fmt(chat["bare_us"]), _x(chat["ratio"]),
-            _fmt(chat["openai_us"]), _x(chat["sdk_over_openai"]), "-", "-",
-        ))
-    rows.append((
-        "HMAC signing, extra CPU per request (us)",
-        _fmt(small["hmac_extra_us"]), "-", "-", "-", "-", f"< {GOAL_HMAC_US:g} us",
-        _verdict(small["hmac_extra_us"] < GOAL_HMAC_US),
-    ))
-    stream = results.get("stream")
-    if stream:
-        goal = bench_stream.GOAL_RATIO
-        for framing in ("chunked", "close"):
-            t = stream[f"throughput_{framing}"]
-            rows.append((
-                f"stream events per CPU s ({framing})",
-                _fmt(t["sdk_events_per_cpu_s"], 0), _fmt(t["bare_events_per_cpu_s"], 0),
-                _x(t["ratio"]), _fmt(t.get("openai_events_per_cpu_s"), 0),
-                _x(t.get("sdk_over_openai")), f">= {goal:.2f}x bare",
-                _verdict(t["ratio"] >= goal),
-            ))
-        for framing in ("chunked", "close"):
-            lat = stream[f"latency_{framing}"]
-            sdk_p95, bare_p95 = lat["sdk"]["p95_ms"], lat["bare"]["p95_ms"]
-            rows.append((
-                f"write -> yield p95 latency, ms ({framing})",
-                _fmt(sdk_p95, 2), _fmt(bare_p95, 2), "-", "-", "-",
-                f"< {GOAL_LATENCY_MS:g} ms", _verdict(sdk_p95 < GOAL_LATENCY_MS),
-            ))
-    else:
-        rows.append(("streaming (bench_stream.run)", "missing", "-", "-", "-", "-", "-", "-"))
-    mem = results["memory"]
-    sdk_peak, bare_peak = mem["sdk"]["tracemalloc_peak_mb"], mem["bare"]["tracemalloc_peak_mb"]
-    rows.append((
-        f"peak traced memory, {mem['sdk']['events']:,} events (MB)",
-        _fmt(sdk_peak, 2), _fmt(bare_peak, 2), "-", "-", "-", f"< {GOAL_MEMORY_MB:g} MB",
-        _verdict(sdk_peak < GOAL_MEMORY_MB),
-    ))
-    sdk_rss, bare_rss = mem["sdk"]["rss_growth_mb"], mem["bare"]["rss_growth_mb"]
-    rows.append((
-        f"RSS growth, {mem['sdk']['events']:,} events (MB)",
-        _fmt(sdk_rss, 2), _fmt(bare_rss, 2), "-", "-", "-", f"< {GOAL_MEMORY_MB:g} MB",
-        _verdict(None if sdk_rss is None else sdk_rss < GOAL_MEMORY_MB),
-    ))
-    conns = results["connections"]
-    rows.append((
-        f"TCP connections for {conns['calls']} sequential calls",
-        str(conns["sdk"]), str(conns["bare"]), "-", "-", "-", "1",
-        _verdict(conns["sdk"] == 1),
-    ))
-    return rows
-
-
-def table_rows(results: Dict[str, Any]) -> List[Row]:
-    """Every row: the sync client's (bare = requests), then the async client's (bare = aiohttp)."""
-    rows: List[Row] = []
-    if results.get("small_request"):
-        rows += sync_rows(results)
-    if results.get("async"):
-        rows += bench_async.table_rows(results["async"])
-    return rows
-
-
-def render(rows: List[Row], markdown: bool = False) -> str:
-    header = HEADER
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
+def table(groups: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The rows whose group was measured, as dicts: HEADER's cells, and each ratio's range
+    over the rounds."""
+    out = []
+    for row in ROWS:
+        if row.sdk not in groups.get(row.group, {}).get("samples", {}):
+            continue
+        unit, samples = groups[row.group]["unit"], groups[row.group]["samples"]
+        value = median(samples[row.sdk])
+        cells: Dict[str, Any] = {"metric": row.label, "SDK": _num(value, _DIGITS[unit])}
+        if row.note:
+            cells["metric"] += f" ({median(samples[row.note]):+.1f} {unit} for bare)"
+        ratios: Dict[str, float] = {}
+        for column, peer in (("bare", row.bare), ("openai", row.openai)):
+            cells[column] = cells[f"SDK / {column}"] = "-"
+            if peer is not None and peer in samples:
+                cells[column] = _num(median(samples[peer]), _DIGITS[unit])
+            if peer is not None and peer in samples and unit in _RATIOS:
+                ratios[column] = value / median(samples[peer])
+                cells[f"SDK / {column}"] = f"{ratios[column]:.2f}x"
+                rounds = [a / b for a, b in zip(samples[row.sdk], samples[peer])]
+                cells[f"SDK / {column} range"] = [round(min(rounds), 3), round(max(rounds), 3)]
+        goals, missed, checked = [], [], False
+        for against, op, limit in row.goals:
+            if against is None:
+                goals.append(f"{limit:g}" if op == "==" else f"{op} {limit:g} {unit}")
+                checked = True
+                if not _OPS[op](value, limit):
+                    missed.append("")
+            else:
+                goals.append(f"{op} {limit:.2f}x {against}")
+                if against in ratios:
+                    checked = True
+                    if not _OPS[op](ratios[against], limit):
+                        missed.append(against)
+        named = ", ".join(m for m in missed if m)
+        cells["goal"] = ", ".join(goals) or "-"
+        cells["result"] = ("-" if not checked else "FAIL" + (f" ({named})" if named else "")
+                           if missed else "pass")
+        out.append(cells)
+    return out
 
 
 def _environment() -> Dict[str, Any]:
-    env: Dict[str, Any] = {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "waygpt": waygpt.__version__,
-        "requests": requests.__version__,
-        "urllib3": getattr(urllib3, "__version__", "?"),
-        "openai": getattr(openai, "__version__", "not installed"),
-    }
+    versions = {"python": platform.python_version(), "platform": platform.platform(),
+                "cpus": os.cpu_count(), "waygpt": waygpt.__version__,
+                "requests": requests.__version__, "urllib3": urllib3.__version__,
+                "openai": getattr(openai, "__version__", "not installed")}
     try:
         import aiohttp
     except ImportError:
-        env["aiohttp"] = "not installed"
+        versions["aiohttp"] = "not installed"
     else:
-        env["aiohttp"] = aiohttp.__version__
-    return env
-
-
-def run(quick: bool = False, only: Optional[str] = None) -> Dict[str, Any]:
-    profile = PROFILES["quick" if quick else "full"]
-    results: Dict[str, Any] = {
-        "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
-        "profile": "quick" if quick else "full",
-        "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "environment": _environment(),
-    }
-    started = time.monotonic()
-    if only != "async":
-        with BenchServer() as server:
-            print("small requests ...", file=sys.stderr, flush=True)
-            results["small_request"] = bench_small_requests(
-                server.url, profile["calls"], profile["rounds"]
-            )
-            print("small chat completions ...", file=sys.stderr, flush=True)
-            results["small_chat"] = bench_small_chat(
-                server.url, profile["calls"] // 2, profile["rounds"]
-            )
-            print("connections ...", file=sys.stderr, flush=True)
-            results["connections"] = bench_connections(server, SEQUENTIAL_CALLS)
-            print("memory ...", file=sys.stderr, flush=True)
-            results["memory"] = bench_memory(server.url, MEMORY_EVENTS)
-        if bench_stream is not None:
-            print("streaming (bench_stream.run) ...", file=sys.stderr, flush=True)
-            results["stream"] = bench_stream.run(
-                profile["stream_events"], profile["stream_rounds"]
-            )
-        else:
-            results["stream"] = None
-    if only != "sync":
-        print("async client (bench_async.run) ...", file=sys.stderr, flush=True)
-        results["async"] = bench_async.run(quick)
-    results["seconds"] = round(time.monotonic() - started, 1)
-    results["table"] = [dict(zip(HEADER, row)) for row in table_rows(results)]
-    return results
+        versions["aiohttp"] = aiohttp.__version__
+    return versions
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (about a minute)")
-    parser.add_argument(
-        "--only", choices=("sync", "async"), help="run only the sync or the async client's part"
-    )
-    parser.add_argument(
-        "--audit",
-        action="store_true",
-        help="measure what each optimisation buys instead (benchmarks/audit.py)",
-    )
-    parser.add_argument(
-        "--json",
-        metavar="FILE",
-        default=None,
-        help="where to write the figures (default: benchmarks/results.json, "
-        "or benchmarks/results-audit.json with --audit)",
-    )
-    parser.add_argument(
-        "--markdown", action="store_true", help="print the table as Markdown too"
-    )
+    parser.add_argument("--only", choices=("sync", "async"),
+                        help="run only the sync or the async client's rows")
+    parser.add_argument("--audit", action="store_true",
+                        help="measure what each optimisation buys instead (audit.py)")
+    parser.add_argument("--json", metavar="FILE", help="where to write the figures (default: "
+                        "benchmarks/results.json, or results-audit.json with --audit)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown too")
     args = parser.parse_args(argv)
     if args.audit:
         import audit
 
-        return audit.main(
-            (["--quick"] if args.quick else [])
-            + ["--json", args.json or os.path.join(HERE, "results-audit.json")]
-            + (["--markdown"] if args.markdown else [])
-        )
-    results = run(args.quick, args.only)
-    rows = table_rows(results)
-    env = results["environment"]
-    print(
-        f"waygpt {env['waygpt']}, Python {env['python']}, requests {env['requests']}, "
-        f"urllib3 {env['urllib3']}, aiohttp {env['aiohttp']}, openai {env['openai']}, "
-        f"{env['cpus']} CPUs, {results['profile']} run in {results['seconds']} s"
-    )
+        return audit.main(args.quick, args.json or os.path.join(harness.HERE,
+                                                                "results-audit.json"),
+                          args.markdown)
+    profile = PROFILES["quick" if args.quick else "full"]
+    env = _environment()
+    groups: Dict[str, Any] = {}
+    started = time.monotonic()
+    with harness.Server() as server:
+        if args.only != "async":
+            measure_sync(server, profile, groups)
+        if args.only != "sync":
+            measure_async(server, profile, groups)
+        _in(groups, "server", "core", {"max": [max(server.cores)]})
+    seconds = round(time.monotonic() - started, 1)
+    rows = table(groups)
+    print(f"waygpt {env['waygpt']}, Python {env['python']}, requests {env['requests']}, "
+          f"urllib3 {env['urllib3']}, aiohttp {env['aiohttp']}, openai {env['openai']}, "
+          f"{env['cpus']} CPUs, {'quick' if args.quick else 'full'} run in {seconds} s")
     print("bare: requests.Session for the sync rows, aiohttp.ClientSession for the async rows; "
-          "bare + read timeout: the same aiohttp calls with the SDK's ClientTimeout "
-          "(total, sock_connect, sock_read)")
-    print(render(rows))
+          "bare + read timeout: the same aiohttp calls with the SDK's ClientTimeout")
+    cells = [[row[c] for c in HEADER] for row in rows]
+    print(harness.render(HEADER, cells))
     if args.markdown:
-        print()
-        print(render(rows, markdown=True))
-    path = args.json or os.path.join(HERE, "results.json")
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(results, handle, indent=2)
-        handle.write("\n")
-    print(f"figures written to {path}")
-    return 0 if all(not row[7].startswith("FAIL") for row in rows) else 1
+        print("\n" + harness.render(HEADER, cells, markdown=True))
+    harness.write_json(args.json or os.path.join(harness.HERE, "results.json"), {
+        "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
+        "profile": "quick" if args.quick else "full", "seconds": seconds,
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %z"), "environment": env,
+        "table": rows, "groups": groups,
+    })
+    return 1 if any(row["result"].startswith("FAIL") for row in rows) else 0
 
 
 if __name__ == "__main__":
