@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-import secrets
+import random
 import time
 from contextvars import ContextVar, Token
 from functools import partial
@@ -57,7 +57,7 @@ from ._observe import (
     response_headers,
 )
 from ._redaction import LazyRedactor, Redactor
-from ._telemetry import CallSpan, capture_content, tracer
+from ._telemetry import CallSpan, capture_content, tracer, tracing
 from ._version import __version__
 from .errors import (
     ERROR_BODY_LIMIT,
@@ -373,7 +373,9 @@ class ClientCore:
         extra = self._extra_headers
         if extra:
             headers.update(extra)
-        client_request_id = extra.get(CLIENT_REQUEST_ID) or secrets.token_hex(16)
+        # (Random, not secret: an id to quote to support; random's own generator is reseeded
+        # in a forked child, so two workers never draw the same ids.)
+        client_request_id = extra.get(CLIENT_REQUEST_ID) or f"{random.getrandbits(128):032x}"
         headers[CLIENT_REQUEST_ID] = state.client_request_id = client_request_id
         if call.auth == "project":
             if not self._project_key:
@@ -449,7 +451,7 @@ class ClientCore:
 
     def _call_state(self, call: Call[Any]) -> CallState:
         span = None
-        if self._tracer is not None:
+        if self._tracer is not None and tracing(self._tracer):
             span = CallSpan(
                 self._tracer, call.name, call.json, self._server[0], self._server[1],
                 self._capture_content,
@@ -492,7 +494,7 @@ class ClientCore:
             if hooks is not None:
                 view = RequestView(
                     request.method, request.url, attempt, state.client_request_id,
-                    request_headers(request.headers, redact),
+                    request_headers(request.headers),
                 )
                 if hooks.request:
                     yield Notify(hooks.request, view)
