@@ -261,7 +261,9 @@ class ClientCore:
         self.max_retries = max_retries
         self._jwt_token: Optional[str] = None
         self._closes_transport = True  # see _copy_with
-        self._event_hooks: Optional[EventHooks] = check_event_hooks(event_hooks)
+        self._event_hooks: Optional[EventHooks] = check_event_hooks(
+            event_hooks, self._transport.awaits_hooks
+        )
         self._extra_headers: Dict[str, str] = {}
         # OpenTelemetry's tracer when it is installed (looked up once per process).
         self._tracer = tracer()
@@ -342,7 +344,7 @@ class ClientCore:
         if total_timeout is not None:
             clone.total_timeout = check_total_timeout(total_timeout)
         if event_hooks is not None:
-            clone._event_hooks = check_event_hooks(event_hooks)
+            clone._event_hooks = check_event_hooks(event_hooks, self._transport.awaits_hooks)
         if extra_headers is not None:
             clone._extra_headers = {**self._extra_headers, **check_extra_headers(extra_headers)}
         return clone
@@ -374,9 +376,14 @@ class ClientCore:
         if extra:
             headers.update(extra)
         # (Random, not secret: an id to quote to support; random's own generator is reseeded
-        # in a forked child, so two workers never draw the same ids.)
-        client_request_id = extra.get(CLIENT_REQUEST_ID) or f"{random.getrandbits(128):032x}"
-        headers[CLIENT_REQUEST_ID] = state.client_request_id = client_request_id
+        # in a forked child, so two workers never draw the same ids. A stream started again
+        # keeps its call's id.)
+        client_request_id = (
+            state.client_request_id
+            or extra.get(CLIENT_REQUEST_ID)
+            or f"{random.getrandbits(128):032x}"
+        )
+        headers[CLIENT_REQUEST_ID] = client_request_id
         if call.auth == "project":
             if not self._project_key:
                 raise ConfigurationError(
@@ -400,6 +407,7 @@ class ClientCore:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         if call.stream:
             headers["Accept"] = "text/event-stream"
+        state.client_request_id = client_request_id  # (once nothing refused the call)
         return Request(
             call.method, self._base_url + call.path, self._base_path + call.path, headers, body
         )
@@ -489,7 +497,7 @@ class ClientCore:
             if remaining <= 0:
                 raise deadline.error()
             state.attempts += 1
-            attempt, started = state.attempts, time.monotonic()
+            attempt = state.attempts
             view = None
             if hooks is not None:
                 view = RequestView(
@@ -498,6 +506,7 @@ class ClientCore:
                 )
                 if hooks.request:
                     yield Notify(hooks.request, view)
+            started = time.monotonic()  # (after the request hooks: the attempt's own time)
             # A stream's read timeout also bounds each wait between events later on, so it is
             # not shortened; the wait for its headers is bounded by the deadline all the same.
             read = read_timeout if call.stream else min(read_timeout, remaining)

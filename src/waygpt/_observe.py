@@ -51,8 +51,12 @@ class EventHooks:
         self.response = response
 
 
-def check_event_hooks(value: Any) -> Optional[EventHooks]:
-    """``{"request": [...], "response": [...]}`` as :class:`EventHooks` (None for none)."""
+def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
+    """``{"request": [...], "response": [...]}`` as :class:`EventHooks` (None for none).
+
+    ``awaits``: whether the client awaits what a hook returns (the async client); the sync
+    client refuses a coroutine function, which it would call and never run.
+    """
     if value is None:
         return None
     if not isinstance(value, Mapping):
@@ -69,6 +73,14 @@ def check_event_hooks(value: Any) -> Optional[EventHooks]:
             hooks = (hooks,)
         if not isinstance(hooks, (list, tuple)) or not all(callable(h) for h in hooks):
             raise ConfigurationError(f"event_hooks[{name!r}] must be a list of callables")
+        if not awaits and hooks:
+            import inspect  # only when hooks are given: `import waygpt` need not pay for it
+
+            if any(inspect.iscoroutinefunction(h) for h in hooks):
+                raise ConfigurationError(
+                    f"event_hooks[{name!r}]: an async def hook needs AsyncWayGPTClient; "
+                    "WayGPTClient calls plain functions"
+                )
         lists[name] = tuple(hooks)
     if not lists["request"] and not lists["response"]:
         return None
@@ -207,8 +219,8 @@ class RawResponse(Generic[_V]):
     requests the call sent), ``elapsed`` (seconds, the whole call; for a stream, until its
     headers), ``client_request_id``, and ``parse()``: what the plain method returns.
 
-    For a method that makes several requests (``wait_for_media_job``, ``client_get_use_case``)
-    it describes the last one.
+    For a method that makes several requests (``wait_for_media_job``) it describes the last
+    one.
     """
 
     __slots__ = (
