@@ -180,6 +180,32 @@ def _p95_ms(read: Callable[[Callable[[Any], None]], int]) -> float:
     return latencies[int(0.95 * (len(latencies) - 1))] * 1000
 
 
+def _no_hook(view: Any) -> None:
+    """An event hook that does nothing: what the hook machinery itself costs."""
+
+
+def _traced_client(stack: contextlib.ExitStack, url: str) -> Any:
+    """A client whose calls are recorded as spans by an SDK TracerProvider (finished spans
+    go to an exporter that drops them), or None without opentelemetry-sdk."""
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
+    except ImportError:
+        return None
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> Any:
+            from opentelemetry.sdk.trace.export import SpanExportResult
+
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Dropped()))
+    client = stack.enter_context(sdk_client(url))
+    client._tracer = provider.get_tracer("waygpt")  # as the global provider would give
+    return client
+
+
 def measure_sync(server: harness.Server, profile: Dict[str, int],
                  groups: Dict[str, Any]) -> None:
     url, rounds = server.url, profile["rounds"]
@@ -218,9 +244,21 @@ def measure_sync(server: harness.Server, profile: Dict[str, int],
         if oai is not None:
             chat["openai"] = lambda: oai.chat.completions.create(model="auto",
                                                                  messages=MESSAGES)
-        samples = rotate({k: repeat(fn, calls if k != "openai" else calls // OPENAI_SHARE)
-                          for k, fn in chat.items()}, rounds, server)
-        _in(groups, "chat_completions()", "us", _per_call(samples))
+        # The same call with one (empty) request and response hook, and with OpenTelemetry
+        # spans recorded by the SDK's own TracerProvider (when opentelemetry-sdk is here).
+        hooked = stack.enter_context(sdk_client(
+            url, event_hooks={"request": [_no_hook], "response": [_no_hook]}))
+        chat["sdk_hook"] = lambda: hooked.chat_completions(messages=MESSAGES)
+        traced = _traced_client(stack, url)
+        if traced is not None:
+            chat["sdk_otel"] = lambda: traced.chat_completions(messages=MESSAGES)
+        samples = _per_call(rotate({k: repeat(fn, calls if k != "openai" else
+                                              calls // OPENAI_SHARE)
+                                    for k, fn in chat.items()}, rounds, server))
+        samples["hook_extra"] = _difference(samples, "sdk_hook", "sdk")
+        if traced is not None:
+            samples["otel_extra"] = _difference(samples, "sdk_otel", "sdk")
+        _in(groups, "chat_completions()", "us", samples)
 
         print("connections ...", file=sys.stderr, flush=True)
         counts: Dict[str, List[float]] = {}
@@ -405,6 +443,10 @@ ROWS: List[Row] = [
     Row("CPU per chat_completions() (us)", "chat_completions()", goals=SYNC_GOALS),
     Row("HMAC signing, extra CPU per request (us)", "get_models()", "hmac_extra", None, None,
         ((None, "<", 50),)),
+    Row("one event hook (request, response), extra CPU per chat call (us)",
+        "chat_completions()", "hook_extra", None, None, ((None, "<", 20),)),
+    Row("OpenTelemetry spans on, extra CPU per chat call (us)", "chat_completions()",
+        "otel_extra", None, None),
     Row("stream events per CPU s (chunked)", "stream chunked", goals=(("bare", ">=", 1.3),)),
     Row("stream events per CPU s (close)", "stream close", goals=(("bare", ">=", 1.3),)),
     Row("write -> yield p95 latency, ms (chunked)", "latency chunked", openai=None,

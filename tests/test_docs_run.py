@@ -23,7 +23,14 @@ Hidden set-up, the same for every page:
   once, like pytest would: the parameter ``server`` is a fresh ``WayGPTTestServer()`` and
   ``client`` a ``WayGPTClient`` for it (``timeout=5``), as the fixtures on that page (or the
   plugin's ``waygpt_server`` and ``waygpt_client``, the same two);
+* a page that imports ``opentelemetry`` starts with no tracer provider set, as a fresh
+  process would, and leaves none behind: the global provider can be set only once per process,
+  and waygpt looks its tracer up once per process (see ``_fresh_tracing``);
 * a page must finish within ``PAGE_TIMEOUT`` seconds.
+
+A page that uses the async client is skipped when aiohttp is not installed. A page whose
+blocks import ``opentelemetry`` modules that are not installed (the API alone, or nothing of
+it) runs up to the first such block, and the rest of it is skipped: put those blocks last.
 
 A block that cannot run (real credentials, a bot token, a framework the test environment
 lacks) carries, on the line right above its fence, an HTML comment with the reason::
@@ -57,7 +64,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from doc_blocks import BlockFailed, PageRunner, parse_blocks, parse_markers
+from doc_blocks import BlockFailed, CodeBlock, PageRunner, parse_blocks, parse_markers
 from waygpt import WayGPTClient
 from waygpt.testing import WayGPTTestServer
 
@@ -100,9 +107,21 @@ def test_page_runs(page: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
             if any(ONE_FILE_IMPORT.search(block.code) for block in blocks):
                 stack.enter_context(_one_file_build(tmp_path / "one-file", monkeypatch))
             runner = stack.enter_context(PageRunner(ROOT, fixtures=_test_fixtures))
+            if OTEL_IMPORT.search("".join(b.code for b in blocks)) and _importable(
+                "opentelemetry.trace"
+            ):
+                stack.enter_context(_fresh_tracing())
             stack.enter_context(_deadline(PAGE_TIMEOUT))
             failure: Optional[BlockFailed] = None
-            for block in blocks:
+            skipped: Optional[str] = None
+            for ran, block in enumerate(blocks):
+                missing = _missing_modules(block)
+                if missing:
+                    skipped = (
+                        f"{block.where(ROOT)} and the blocks after it: {', '.join(missing)} "
+                        f"not installed ({_install_hint(missing)}); the {ran} blocks above ran"
+                    )
+                    break
                 try:
                     runner.run(block)
                 except BlockFailed as error:
@@ -110,6 +129,8 @@ def test_page_runs(page: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
                     break
         if failure is not None:
             pytest.fail(str(failure), pytrace=False)
+        if skipped is not None:
+            pytest.skip(skipped)
 
 
 ASYNC_CLIENT = re.compile(r"\bAsyncWayGPTClient\b|\basync_waygpt_client\b")
@@ -117,6 +138,59 @@ ASYNC_CLIENT = re.compile(r"\bAsyncWayGPTClient\b|\basync_waygpt_client\b")
 
 def _has_aiohttp() -> bool:
     return importlib.util.find_spec("aiohttp") is not None
+
+
+# The OpenTelemetry modules a block imports (``import opentelemetry.trace``,
+# ``from opentelemetry.sdk.trace.export import ...``): optional, as the SDK's `otel` extra is.
+OTEL_IMPORT = re.compile(
+    r"^[ \t]*(?:from[ \t]+(opentelemetry(?:\.\w+)*)[ \t]+import|"
+    r"import[ \t]+(opentelemetry(?:\.\w+)*))\b",
+    re.MULTILINE,
+)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing
+        return False
+
+
+def _missing_modules(block: CodeBlock) -> List[str]:
+    """The OpenTelemetry modules ``block`` imports that cannot be imported here."""
+    names = {a or b for a, b in OTEL_IMPORT.findall(block.code)}
+    return sorted(name for name in names if not _importable(name))
+
+
+def _install_hint(modules: List[str]) -> str:
+    sdk = any(name.startswith("opentelemetry.sdk") for name in modules)
+    return "pip install opentelemetry-sdk" if sdk else 'pip install "waygpt[otel]"'
+
+
+@contextlib.contextmanager
+def _fresh_tracing() -> Iterator[None]:
+    """No global tracer provider while a page runs, and the previous state after it.
+
+    OpenTelemetry lets a process set its global tracer provider once (a second
+    ``set_tracer_provider`` is ignored with a warning), and waygpt takes its tracer once per
+    process, at the first client (a proxy that follows the global provider once one is set,
+    then stays with it). A page that sets one up would otherwise keep it for every later test
+    of the process, and would itself find whatever an earlier test left. The names reset are
+    those OpenTelemetry's own test utilities reset.
+    """
+    from opentelemetry import trace
+    from opentelemetry.util._once import Once
+
+    from waygpt import _telemetry
+
+    saved = (trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE, _telemetry._tracer)
+    trace._TRACER_PROVIDER = None
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    _telemetry._tracer = _telemetry._UNSET
+    try:
+        yield
+    finally:
+        trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE, _telemetry._tracer = saved
 
 
 @contextlib.contextmanager

@@ -59,6 +59,7 @@ RULES: List[Tuple[str, str]] = [
     ),
     (r"\n        ImportError: aiohttp is not installed\.", ""),
     (r" \(a plain function or a coroutine function\)", ""),
+    (r" A hook may be a coroutine\n            function\.", ""),
     (r"an :class:`AsyncChatStream`", "a :class:`ChatStream`"),
     # The session's type.
     (r"from aiohttp import ClientSession", "from requests import Session"),

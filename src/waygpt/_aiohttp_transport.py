@@ -342,6 +342,9 @@ class AiohttpAnswer:
 class AiohttpTransport:
     """Sends the pipeline's requests on one ``aiohttp.ClientSession``."""
 
+    # Whether it awaits what an event hook returns (``async def`` hooks).
+    awaits_hooks = True
+
     def __init__(self, session: Any = None) -> None:
         if aiohttp is None:
             raise ImportError(INSTALL_HINT)

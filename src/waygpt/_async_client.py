@@ -79,10 +79,11 @@ class AsyncWayGPTClient(ClientCore):
             bounds everything before its events.
         session: an ``aiohttp.ClientSession`` to send on; its headers, auth, cookies and
             connector apply. By default the client makes its own.
-        event_hooks: ``{"request": [hook, ...], "response": [hook, ...]}``: callables (or
-            coroutine functions) called once per attempt, with a ``RequestView`` before it
-            is sent and a ``ResponseView`` when its answer's headers arrive. What a hook
-            raises reaches the caller unchanged (and the call stops there).
+        event_hooks: ``{"request": [hook, ...], "response": [hook, ...]}``: each hook is
+            called once per attempt, with a ``RequestView`` before it is sent and a
+            ``ResponseView`` when its answer's headers arrive. What a hook raises reaches
+            the caller unchanged, and the call stops there. A hook may be a coroutine
+            function.
 
     Raises:
         ConfigurationError: (a ``ValueError``) for an invalid setting.

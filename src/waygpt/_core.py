@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-import secrets
+import random
 import time
 from contextvars import ContextVar, Token
 from functools import partial
@@ -57,7 +57,7 @@ from ._observe import (
     response_headers,
 )
 from ._redaction import LazyRedactor, Redactor
-from ._telemetry import CallSpan, capture_content, tracer
+from ._telemetry import CallSpan, capture_content, tracer, tracing
 from ._version import __version__
 from .errors import (
     ERROR_BODY_LIMIT,
@@ -261,7 +261,9 @@ class ClientCore:
         self.max_retries = max_retries
         self._jwt_token: Optional[str] = None
         self._closes_transport = True  # see _copy_with
-        self._event_hooks: Optional[EventHooks] = check_event_hooks(event_hooks)
+        self._event_hooks: Optional[EventHooks] = check_event_hooks(
+            event_hooks, self._transport.awaits_hooks
+        )
         self._extra_headers: Dict[str, str] = {}
         # OpenTelemetry's tracer when it is installed (looked up once per process).
         self._tracer = tracer()
@@ -342,7 +344,7 @@ class ClientCore:
         if total_timeout is not None:
             clone.total_timeout = check_total_timeout(total_timeout)
         if event_hooks is not None:
-            clone._event_hooks = check_event_hooks(event_hooks)
+            clone._event_hooks = check_event_hooks(event_hooks, self._transport.awaits_hooks)
         if extra_headers is not None:
             clone._extra_headers = {**self._extra_headers, **check_extra_headers(extra_headers)}
         return clone
@@ -373,8 +375,15 @@ class ClientCore:
         extra = self._extra_headers
         if extra:
             headers.update(extra)
-        client_request_id = extra.get(CLIENT_REQUEST_ID) or secrets.token_hex(16)
-        headers[CLIENT_REQUEST_ID] = state.client_request_id = client_request_id
+        # (Random, not secret: an id to quote to support; random's own generator is reseeded
+        # in a forked child, so two workers never draw the same ids. A stream started again
+        # keeps its call's id.)
+        client_request_id = (
+            state.client_request_id
+            or extra.get(CLIENT_REQUEST_ID)
+            or f"{random.getrandbits(128):032x}"
+        )
+        headers[CLIENT_REQUEST_ID] = client_request_id
         if call.auth == "project":
             if not self._project_key:
                 raise ConfigurationError(
@@ -398,6 +407,7 @@ class ClientCore:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         if call.stream:
             headers["Accept"] = "text/event-stream"
+        state.client_request_id = client_request_id  # (once nothing refused the call)
         return Request(
             call.method, self._base_url + call.path, self._base_path + call.path, headers, body
         )
@@ -449,7 +459,7 @@ class ClientCore:
 
     def _call_state(self, call: Call[Any]) -> CallState:
         span = None
-        if self._tracer is not None:
+        if self._tracer is not None and tracing(self._tracer):
             span = CallSpan(
                 self._tracer, call.name, call.json, self._server[0], self._server[1],
                 self._capture_content,
@@ -487,15 +497,16 @@ class ClientCore:
             if remaining <= 0:
                 raise deadline.error()
             state.attempts += 1
-            attempt, started = state.attempts, time.monotonic()
+            attempt = state.attempts
             view = None
             if hooks is not None:
                 view = RequestView(
                     request.method, request.url, attempt, state.client_request_id,
-                    request_headers(request.headers, redact),
+                    request_headers(request.headers),
                 )
                 if hooks.request:
                     yield Notify(hooks.request, view)
+            started = time.monotonic()  # (after the request hooks: the attempt's own time)
             # A stream's read timeout also bounds each wait between events later on, so it is
             # not shortened; the wait for its headers is bounded by the deadline all the same.
             read = read_timeout if call.stream else min(read_timeout, remaining)

@@ -21,7 +21,7 @@ from typing import (
 )
 
 from ._config import is_header_safe
-from .errors import ConfigurationError, request_id_of
+from .errors import ConfigurationError
 
 __all__ = ["EventHooks", "Headers", "RawResponse", "RawResponses", "RequestView", "ResponseView"]
 
@@ -51,8 +51,12 @@ class EventHooks:
         self.response = response
 
 
-def check_event_hooks(value: Any) -> Optional[EventHooks]:
-    """``{"request": [...], "response": [...]}`` as :class:`EventHooks` (None for none)."""
+def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
+    """``{"request": [...], "response": [...]}`` as :class:`EventHooks` (None for none).
+
+    ``awaits``: whether the client awaits what a hook returns (the async client); the sync
+    client refuses a coroutine function, which it would call and never run.
+    """
     if value is None:
         return None
     if not isinstance(value, Mapping):
@@ -69,6 +73,14 @@ def check_event_hooks(value: Any) -> Optional[EventHooks]:
             hooks = (hooks,)
         if not isinstance(hooks, (list, tuple)) or not all(callable(h) for h in hooks):
             raise ConfigurationError(f"event_hooks[{name!r}] must be a list of callables")
+        if not awaits and hooks:
+            import inspect  # only when hooks are given: `import waygpt` need not pay for it
+
+            if any(inspect.iscoroutinefunction(h) for h in hooks):
+                raise ConfigurationError(
+                    f"event_hooks[{name!r}]: an async def hook needs AsyncWayGPTClient; "
+                    "WayGPTClient calls plain functions"
+                )
         lists[name] = tuple(hooks)
     if not lists["request"] and not lists["response"]:
         return None
@@ -100,16 +112,31 @@ def check_extra_headers(value: Any) -> Dict[str, str]:
 
 
 class Headers(Mapping[str, str]):
-    """Read-only headers whose names are looked up in any case."""
+    """Read-only headers whose names are looked up in any case.
 
-    __slots__ = ("_items", "_lower")
+    ``redact`` is applied to a value when it is first read: a hook that looks at the status
+    and the request id pays for no other header.
+    """
 
-    def __init__(self, items: Iterable[Tuple[str, str]]) -> None:
+    __slots__ = ("_items", "_lower", "_redact", "_seen")
+
+    def __init__(
+        self, items: Iterable[Tuple[str, str]], redact: Optional[Callable[[str], str]] = None
+    ) -> None:
         self._items = [(str(name), str(value)) for name, value in items]
         self._lower = {name.lower(): value for name, value in reversed(self._items)}
+        self._redact = redact
+        self._seen: Dict[str, str] = {}
 
     def __getitem__(self, name: str) -> str:
-        return self._lower[name.lower()]
+        key = name.lower()
+        value = self._lower[key]
+        if self._redact is None:
+            return value
+        seen = self._seen.get(key)
+        if seen is None:
+            seen = self._seen[key] = self._redact(value)
+        return seen
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._lower
@@ -121,19 +148,18 @@ class Headers(Mapping[str, str]):
         return len(self._items)
 
     def __repr__(self) -> str:
-        return f"Headers({dict(self._items)!r})"
+        return f"Headers({dict(self)!r})"
 
 
-def request_headers(headers: Mapping[str, str], redact: Callable[[str], str]) -> Headers:
-    """A request's headers as a hook sees them: credentials masked, every secret redacted."""
-    return Headers(
-        (name, _MASKED.get(name.lower()) or redact(value)) for name, value in headers.items()
-    )
+def request_headers(headers: Mapping[str, str]) -> Headers:
+    """A request's headers as a hook sees them: the credentials masked. (The others are the
+    SDK's own, and the caller's extra_headers: no secret of the call is in them.)"""
+    return Headers((name, _MASKED.get(name.lower()) or value) for name, value in headers.items())
 
 
 def response_headers(headers: Mapping[str, str], redact: Callable[[str], str]) -> Headers:
     """An answer's headers as a hook or a raw response shows them: every secret redacted."""
-    return Headers((name, redact(value)) for name, value in headers.items())
+    return Headers(headers.items(), redact)
 
 
 class RequestView:
@@ -178,7 +204,7 @@ class ResponseView(RequestView):
         self.request_headers = request.headers
         self.status_code = status_code
         self.elapsed = elapsed
-        self.request_id = request_id_of(headers)
+        self.request_id = headers.get("x-request-id") or headers.get("request-id")
 
     def __repr__(self) -> str:
         return (
@@ -193,8 +219,8 @@ class RawResponse(Generic[_V]):
     requests the call sent), ``elapsed`` (seconds, the whole call; for a stream, until its
     headers), ``client_request_id``, and ``parse()``: what the plain method returns.
 
-    For a method that makes several requests (``wait_for_media_job``, ``client_get_use_case``)
-    it describes the last one.
+    For a method that makes several requests (``wait_for_media_job``) it describes the last
+    one.
     """
 
     __slots__ = (
@@ -215,7 +241,7 @@ class RawResponse(Generic[_V]):
         self._value = value
         self.status_code = status_code
         self.headers = headers
-        self.request_id = request_id_of(headers)
+        self.request_id = headers.get("x-request-id") or headers.get("request-id")
         self.attempts = attempts
         self.elapsed = elapsed
         self.client_request_id = client_request_id

@@ -241,6 +241,10 @@ class Redactor:
     def __call__(self, text: str) -> str:
         if not self._secrets or len(text) < _MIN_SECRET:
             return text
+        if "\\" not in text and "%" not in text and "&" not in text and not any(
+            needle in text for secret in self._secrets for needle in secret.needles
+        ):
+            return text  # no escape to undo and no secret as it is: nothing to find
         spans: List[Tuple[int, int]] = []
         layer: Optional[_Layer] = _Layer(text, None)
         for _ in range(_DECODE_LAYERS + 1):

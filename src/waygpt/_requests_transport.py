@@ -365,6 +365,9 @@ class RequestsTransport:
     hooks apply (the SDK's own headers, and the Client API's Bearer token, win).
     """
 
+    # Whether it awaits what an event hook returns (``async def`` hooks).
+    awaits_hooks = False
+
     def __init__(self, session: Optional[requests.Session]) -> None:
         self.owns_session = session is None
         self.session = session if session is not None else self._new_session()

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ._version import __version__
 
-__all__ = ["CallSpan", "tracer"]
+__all__ = ["CallSpan", "tracer", "tracing"]
 
 _OPERATIONS = {
     "chat_completions": "chat",
@@ -30,6 +30,8 @@ _OPERATIONS = {
 }
 _UNSET: Any = object()
 _tracer: Any = _UNSET
+_silent_providers: Any = ()  # the API's own providers, which record nothing
+_current_provider: Any = None  # opentelemetry.trace.get_tracer_provider
 
 
 def tracer() -> Optional[Any]:
@@ -43,12 +45,24 @@ def tracer() -> Optional[Any]:
         except (ImportError, ValueError):
             found = False
         if found:
+            global _current_provider, _silent_providers
             from opentelemetry import trace
 
             _tracer = trace.get_tracer("waygpt", __version__)
+            _silent_providers = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+            _current_provider = trace.get_tracer_provider
         else:
             _tracer = None
     return _tracer
+
+
+def tracing(source: Any) -> bool:
+    """Whether spans from ``source`` (the SDK's tracer, or one a test or benchmark set) are
+    recorded: with only opentelemetry-api installed and no provider configured, every span
+    would be a no-op, and the call need not build one."""
+    if source is not _tracer:
+        return source is not None
+    return not isinstance(_current_provider(), _silent_providers)
 
 
 def capture_content() -> bool:

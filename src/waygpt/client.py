@@ -78,10 +78,10 @@ class WayGPTClient(ClientCore):
             bounds everything before its events.
         session: a ``requests.Session`` to send on; its headers, auth, proxies, ``verify`` and
             hooks apply. By default the client makes its own.
-        event_hooks: ``{"request": [hook, ...], "response": [hook, ...]}``: callables (or
-            coroutine functions) called once per attempt, with a ``RequestView`` before it
-            is sent and a ``ResponseView`` when its answer's headers arrive. What a hook
-            raises reaches the caller unchanged (and the call stops there).
+        event_hooks: ``{"request": [hook, ...], "response": [hook, ...]}``: each hook is
+            called once per attempt, with a ``RequestView`` before it is sent and a
+            ``ResponseView`` when its answer's headers arrive. What a hook raises reaches
+            the caller unchanged, and the call stops there.
 
     Raises:
         ConfigurationError: (a ``ValueError``) for an invalid setting.

@@ -238,8 +238,12 @@ def test_a_hook_that_raises_stops_the_call_with_its_own_exception(sdk, server):
         ) as client:
             with pytest.raises(Refused):
                 client.get_models()
-            assert server.wait_for_open_connections(0) == 0  # nothing left half-read
-    assert len(server.requests) == 1  # the request hook stopped the first call before sending
+            # Nothing was left half-read: the next call goes through, on at most the one
+            # kept-alive connection.
+            assert client.with_options(event_hooks={}).get_models()
+            assert server.wait_for_open_connections(1) <= 1
+    # The request hook stopped its call before sending; the response hook's was sent.
+    assert len(server.requests) == 0 + 1 + 1 + 1  # (each loop: the refused call, the next)
 
 
 def test_a_streams_response_hook_is_called_when_its_headers_arrive(sdk, server):
@@ -269,3 +273,22 @@ def test_with_options_replaces_the_hooks_of_the_copy_only(sdk, server):
 def test_bad_event_hooks_are_refused(sdk, hooks):
     with pytest.raises(sdk.ConfigurationError):
         sdk.WayGPTClient(event_hooks=hooks)
+
+
+def test_a_stream_started_again_keeps_its_client_request_id(sdk, client, server):
+    server.script_stream_fault(after_events=0, cut="close")
+
+    raw = client.with_raw_response.chat_completions_stream(messages=MESSAGES)
+    raw.parse().collect()
+
+    ids = client_request_ids(server)
+    assert len(ids) == 2 and ids[0] == ids[1] == raw.client_request_id
+
+
+def test_a_call_refused_before_the_network_claims_no_request_id(sdk):
+    with sdk.WayGPTClient(api_url="http://127.0.0.1:1") as no_key:
+        with pytest.raises(sdk.ConfigurationError) as caught:
+            no_key.get_models()
+
+    assert caught.value.attempts == 0
+    assert caught.value.client_request_id is None
