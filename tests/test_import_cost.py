@@ -2,14 +2,17 @@
 
 Each check runs a fresh interpreter, so that what earlier tests imported does not count.
 ``aiohttp`` is made unimportable there with ``sys.modules["aiohttp"] = None``, which is what
-a machine without the extra looks like to ``import aiohttp``.
+a machine without the extra looks like to ``import aiohttp``; ``opentelemetry`` likewise.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 
 def run(code: str) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
@@ -76,3 +79,45 @@ def test_lazily_imported_names_are_the_real_objects():
     assert waygpt.ServerSentEvent is sse.ServerSentEvent
     assert waygpt.ChatStreamResult is _chat_result.ChatStreamResult
     assert waygpt.collect_chat_stream is _chat_result.collect_chat_stream
+
+
+def test_without_opentelemetry_a_call_imports_none_of_it_and_makes_no_span(server):
+    result = run(
+        f"""
+        import sys
+        sys.modules["opentelemetry"] = None  # not installed (waygpt[otel] is not)
+        import waygpt
+        from waygpt._endpoints import Endpoints
+        client = waygpt.WayGPTClient(api_url={server.url!r}, project_key={server.project_key!r})
+        client.get_models()
+        with client.chat_completions_stream(messages=[{{"role": "user", "content": "hi"}}]) as s:
+            s.collect()
+        loaded = [name for name, module in sys.modules.items()
+                  if name.startswith("opentelemetry") and module is not None]
+        print(loaded, client._tracer, client._call_state(Endpoints.get_models()).span)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[] None None"
+
+
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # its package is missing
+        return False
+
+
+@pytest.mark.skipif(not installed("opentelemetry.trace"), reason="opentelemetry is not installed")
+def test_with_opentelemetry_import_waygpt_imports_none_of_it_until_a_client_is_made():
+    result = run(
+        """
+        import sys
+        import waygpt
+        print(sorted(name for name in sys.modules if name.startswith("opentelemetry")))
+        waygpt.WayGPTClient(project_key="sk_live_x")
+        print("opentelemetry.trace" in sys.modules)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "True"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -164,7 +165,15 @@ class CallSpan:
             return
         from opentelemetry.trace import Status, StatusCode
 
-        kind = "cancelled" if isinstance(error, GeneratorExit) else type(error).__name__
+        # A cancelled task reaches a span two ways: as the GeneratorExit of a pipeline closed
+        # under it (a plain call), or as the CancelledError itself (a stream's read). Both are
+        # named alike, so that one query finds every cancelled call. asyncio is only looked
+        # up: a process that never imported it has no CancelledError to see.
+        asyncio = sys.modules.get("asyncio")
+        cancelled = isinstance(error, GeneratorExit) or (
+            asyncio is not None and isinstance(error, asyncio.CancelledError)
+        )
+        kind = "cancelled" if cancelled else type(error).__name__
         self._span.set_attribute("error.type", kind)
         code = getattr(error, "status_code", None)
         if isinstance(code, int):
