@@ -474,8 +474,14 @@ class AiohttpTransport:
                     forget_internal_locals(error)
                     raise
                 if isinstance(step, Notify):  # what a hook raises goes to the caller as it is
-                    for hook in step.hooks:
-                        await self.notify(hook, step.view)
+                    try:
+                        for hook in step.hooks:
+                            await self.notify(hook, step.view)
+                    except BaseException as stopped:
+                        # Thrown into the pipeline, which closes what it holds and tells its
+                        # trace span why, then raises it again, unchanged.
+                        steps.throw(stopped)
+                        raise
                     reply = None
                     continue
                 try:

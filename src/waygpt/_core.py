@@ -558,6 +558,8 @@ class ClientCore:
                     state.clock_corrected = True
                     yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
                     _log_clock(request, status, offset)
+                    if state.span is not None:
+                        state.span.clock_corrected(offset)
                     continue
             delay = retry.delay_after_status(status, answer.headers)
             body = yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)

@@ -479,7 +479,13 @@ class RequestsTransport:
                 except WayGPTError as error:
                     forget_internal_locals(error)
                     raise
-                reply = self._perform(step, call_watch)
+                try:
+                    reply = self._perform(step, call_watch)
+                except BaseException as stopped:  # a hook's exception, a KeyboardInterrupt
+                    # Thrown into the pipeline, which closes what it holds and tells its
+                    # trace span why, then raises it again, unchanged.
+                    steps.throw(stopped)
+                    raise
         finally:
             reply = None  # (the last body bytes read: kept out of tracebacks)
             _current.watch = outer

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -73,7 +74,10 @@ def capture_content() -> bool:
 class CallSpan:
     """One call's span: started with the call, ended once, whatever ends the call."""
 
-    __slots__ = ("_capture", "_finish", "_first_at", "_parts", "_span", "_started", "ended")
+    __slots__ = (
+        "_capture", "_ending", "_finish", "_first_at", "_parts", "_span", "_started", "_status",
+        "ended",
+    )
 
     def __init__(
         self,
@@ -117,6 +121,8 @@ class CallSpan:
         self._first_at: Optional[float] = None
         self._finish: List[str] = []
         self._parts: List[str] = []
+        self._status = False  # http.response.status_code was set from an answer
+        self._ending = threading.Lock()  # a stream may be closed from another thread
         self.ended = False
 
     def retry(self, attempt: int, reason: str, delay: float) -> None:
@@ -130,7 +136,13 @@ class CallSpan:
 
     def status(self, code: int) -> None:
         if not self.ended:
+            self._status = True
             self._span.set_attribute("http.response.status_code", code)
+
+    def clock_corrected(self, offset: float) -> None:
+        """A span event for the clock-skew correction that sent the call once more."""
+        if not self.ended:
+            self._span.add_event("clock_corrected", {"waygpt.clock_offset": offset})
 
     def succeed(self, value: Any) -> None:
         """A plain call's answer: its model, id, finish reasons and usage, then the end."""
@@ -143,21 +155,21 @@ class CallSpan:
                     self._choice(choice, choice.get("message"))
         self.end()
 
-    def chunks(self, chunks: List[Any]) -> None:
-        """A stream's chunks as they are handed out."""
-        if self.ended or not chunks:
+    def chunk(self, chunk: Any) -> None:
+        """A stream's chunk as it is handed to the caller (chunks parsed and never handed
+        out add nothing: a stream closed early does not claim its usage)."""
+        if self.ended:
             return
         if self._first_at is None:
             self._first_at = time.monotonic()
             self._span.set_attribute(
                 "gen_ai.response.time_to_first_chunk", self._first_at - self._started
             )
-        for chunk in chunks:
-            if isinstance(chunk, dict):
-                self._response(chunk)
-                for choice in chunk.get("choices") or ():
-                    if isinstance(choice, dict):
-                        self._choice(choice, choice.get("delta"))
+        if isinstance(chunk, dict):
+            self._response(chunk)
+            for choice in chunk.get("choices") or ():
+                if isinstance(choice, dict):
+                    self._choice(choice, choice.get("delta"))
 
     def fail(self, error: BaseException) -> None:
         """The call failed: ``error.type`` (the error's class) and an error status."""
@@ -176,16 +188,17 @@ class CallSpan:
         kind = "cancelled" if cancelled else type(error).__name__
         self._span.set_attribute("error.type", kind)
         code = getattr(error, "status_code", None)
-        if isinstance(code, int):
-            self._span.set_attribute("http.response.status_code", code)
+        if isinstance(code, int) and not self._status:  # (an in-stream error's code is not
+            self._span.set_attribute("http.response.status_code", code)  # the answer's)
         self._span.set_status(Status(StatusCode.ERROR, kind))
         self.end()
 
     def end(self) -> None:
         """End the span (once; later calls do nothing)."""
-        if self.ended:
-            return
-        self.ended = True
+        with self._ending:
+            if self.ended:
+                return
+            self.ended = True
         if self._finish:
             self._span.set_attribute("gen_ai.response.finish_reasons", self._finish)
         if self._capture and self._parts:

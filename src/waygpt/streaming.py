@@ -21,6 +21,7 @@ from typing import (
     Any,
     Callable,
     Generator,
+    Iterable,
     Iterator,
     List,
     Mapping,
@@ -380,10 +381,10 @@ class _StreamState:
         self.closing = False  # close() was called: a failing read then ends the stream quietly
         self.span = span  # ended once, however the stream ends
 
-    def handed_out(self, chunks: List[ChatCompletionChunk]) -> List[ChatCompletionChunk]:
-        if self.span is not None:
-            self.span.chunks(chunks)
-        return chunks
+    def handed_out(self, chunks: List[ChatCompletionChunk]) -> Iterable[ChatCompletionChunk]:
+        """``chunks``, each seen by the trace span as it is handed out."""
+        span = self.span
+        return chunks if span is None else _each_seen(span, chunks)
 
     def end_span(self, error: Optional[BaseException] = None) -> None:
         """The stream ended: by ``error``, or (None) read to its end, closed or dropped."""
@@ -393,6 +394,12 @@ class _StreamState:
                 span.end()
             else:
                 span.fail(error)
+
+
+def _each_seen(span: Any, chunks: List[ChatCompletionChunk]) -> Iterator[ChatCompletionChunk]:
+    for chunk in chunks:
+        span.chunk(chunk)
+        yield chunk
 
 
 class Restart(Protocol):
@@ -847,19 +854,22 @@ class AsyncChatStream(_StreamBase):
         if self._next < len(ready):
             chunk = ready[self._next]
             self._next += 1
-            return chunk
-        try:
-            return await self._read_more()
-        except WayGPTError as error:
-            self._failed(error)
-            raise
+        else:
+            try:
+                chunk = await self._read_more()
+            except WayGPTError as error:
+                self._failed(error)
+                raise
+        span = self._state.span
+        if span is not None:  # as it is handed out
+            span.chunk(chunk)
+        return chunk
 
     async def _read_more(self) -> ChatCompletionChunk:
         delivery = self._delivery
         while True:
             parser = self._parser
-            # The next batch of what was read, if any is left.
-            chunks = self._state.handed_out(delivery.release(parser.pull()))
+            chunks = delivery.release(parser.pull())  # the next batch of what was read
             if chunks:
                 self._ready, self._next = chunks, 1
                 return chunks[0]
@@ -900,7 +910,7 @@ class AsyncChatStream(_StreamBase):
 
     async def _end(self, *, drain: bool) -> ChatCompletionChunk:
         """The stream ended cleanly: what it held back, then the end of the iteration."""
-        held = self._state.handed_out(self._delivery.flush())
+        held = self._delivery.flush()
         if held:
             self._ready, self._next = held, 1
             return held[0]
@@ -929,7 +939,8 @@ class AsyncChatStream(_StreamBase):
             self._state.answer, self._parser = await restart.transport.run(
                 restart.steps(), restart.deadline
             )
-        except BaseException:  # the new attempt failed too, or the task was cancelled
+        except BaseException as stopped:  # the new attempt failed too, or the task was cancelled
+            self._state.end_span(stopped)
             self._release()
             raise
         delivery.drop_held()
