@@ -28,6 +28,7 @@ from waygpt.testing import WayGPTTestServer
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
+pytest.importorskip("aiohttp")  # the recipe runs AsyncWayGPTClient
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "docs" / "async.md", ROOT / "docs" / "ru" / "async.md"]
