@@ -84,6 +84,10 @@ def _page_id(page: Path) -> str:
     return page.relative_to(ROOT).as_posix()
 
 
+# A page that forks (production.md) forks this process, whose test server runs in threads:
+# Python 3.12+ warns about those threads, not the SDK's (tests/reliability/
+# test_fork_watchdog.py runs the same fork in a fresh interpreter and gets no warning).
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.parametrize("page", PAGES, ids=_page_id)
 def test_page_runs(page: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     blocks = [block for block in parse_blocks(page) if block.runnable]

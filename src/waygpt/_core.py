@@ -260,6 +260,9 @@ class ClientCore:
         self.total_timeout = check_total_timeout(total_timeout)
         self.max_retries = max_retries
         self._jwt_token: Optional[str] = None
+        # The last Redactor made and the secrets it was made for: a call with event hooks
+        # redacts every answer's headers, and making one costs more than using it.
+        self._redaction: Optional[Tuple[Tuple[Optional[str], ...], Redactor]] = None
         self._closes_transport = True  # see _copy_with
         self._event_hooks: Optional[EventHooks] = check_event_hooks(
             event_hooks, self._transport.awaits_hooks
@@ -418,11 +421,20 @@ class ClientCore:
         return (*sent, *call.secrets)
 
     def _redactor(self, call: Call[Any]) -> LazyRedactor:
-        """The redaction of ``call``'s secrets, one Redactor made at its first use (an error)."""
-        return LazyRedactor(partial(self._secrets, call))
+        """The redaction of ``call``'s secrets, looked up at its first use (an error, a hook)."""
+        return LazyRedactor(partial(self._redactor_of, call))
+
+    def _redactor_of(self, call: Call[Any]) -> Redactor:
+        secrets = self._secrets(call)
+        last = self._redaction
+        if last is not None and last[0] == secrets:
+            return last[1]
+        redactor = Redactor(secrets)
+        self._redaction = (secrets, redactor)  # one assignment: safe between threads
+        return redactor
 
     def _redact(self, call: Call[Any], text: str) -> str:
-        return Redactor(self._secrets(call))(text)
+        return self._redactor_of(call)(text)
 
     def _steps(
         self, call: Call[Any], deadline: Deadline, state: Optional[CallState] = None

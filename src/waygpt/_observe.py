@@ -14,6 +14,7 @@ from typing import (
     Generic,
     Iterable,
     Iterator,
+    List,
     Mapping,
     Optional,
     Tuple,
@@ -114,23 +115,28 @@ def check_extra_headers(value: Any) -> Dict[str, str]:
 class Headers(Mapping[str, str]):
     """Read-only headers whose names are looked up in any case.
 
-    ``redact`` is applied to a value when it is first read: a hook that looks at the status
-    and the request id pays for no other header.
+    The credentials' values are masked, and ``redact`` is applied to a value when it is
+    first read: a hook that looks at the status and the request id pays for no other header.
     """
 
-    __slots__ = ("_items", "_lower", "_redact", "_seen")
+    __slots__ = ("_items", "_lower", "_redact", "_seen", "_source")
 
     def __init__(
-        self, items: Iterable[Tuple[str, str]], redact: Optional[Callable[[str], str]] = None
+        self, source: Mapping[str, str], redact: Optional[Callable[[str], str]] = None
     ) -> None:
-        self._items = [(str(name), str(value)) for name, value in items]
-        self._lower = {name.lower(): value for name, value in reversed(self._items)}
+        # Read when first looked at: an answer's headers do not change once they arrived.
+        self._source = source
+        self._items: Optional[List[Tuple[str, str]]] = None
+        self._lower: Optional[Dict[str, str]] = None
         self._redact = redact
         self._seen: Dict[str, str] = {}
 
     def __getitem__(self, name: str) -> str:
         key = name.lower()
-        value = self._lower[key]
+        value = self._by_name()[key]
+        masked = _MASKED.get(key)
+        if masked is not None:
+            return masked
         if self._redact is None:
             return value
         seen = self._seen.get(key)
@@ -139,27 +145,44 @@ class Headers(Mapping[str, str]):
         return seen
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._lower
+        return isinstance(name, str) and name.lower() in self._by_name()
 
     def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._items)
+        return (name for name, _ in self._pairs())
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._pairs())
 
     def __repr__(self) -> str:
         return f"Headers({dict(self)!r})"
+
+    def __reduce__(self) -> Tuple[Any, Tuple[Dict[str, str]]]:
+        # Pickled as they read: the raw values (a secret a server echoed) stay behind.
+        return (Headers, (dict(self),))
+
+    def _pairs(self) -> List[Tuple[str, str]]:
+        items = self._items
+        if items is None:
+            items = self._items = [(str(name), str(value)) for name, value in self._source.items()]
+        return items
+
+    def _by_name(self) -> Dict[str, str]:
+        lower = self._lower
+        if lower is None:
+            # The first of a repeated name wins, as in requests' and aiohttp's mappings.
+            lower = self._lower = {name.lower(): value for name, value in reversed(self._pairs())}
+        return lower
 
 
 def request_headers(headers: Mapping[str, str]) -> Headers:
     """A request's headers as a hook sees them: the credentials masked. (The others are the
     SDK's own, and the caller's extra_headers: no secret of the call is in them.)"""
-    return Headers((name, _MASKED.get(name.lower()) or value) for name, value in headers.items())
+    return Headers(dict(headers))  # a copy: the next attempt writes a new signature over it
 
 
 def response_headers(headers: Mapping[str, str], redact: Callable[[str], str]) -> Headers:
     """An answer's headers as a hook or a raw response shows them: every secret redacted."""
-    return Headers(headers.items(), redact)
+    return Headers(headers, redact)
 
 
 class RequestView:
@@ -193,7 +216,7 @@ class ResponseView(RequestView):
     ``request_id`` (the server's ``X-Request-ID``).
     """
 
-    __slots__ = ("elapsed", "request_headers", "request_id", "status_code")
+    __slots__ = ("elapsed", "request_headers", "status_code")
 
     def __init__(
         self, request: RequestView, status_code: int, headers: Headers, elapsed: float
@@ -204,7 +227,12 @@ class ResponseView(RequestView):
         self.request_headers = request.headers
         self.status_code = status_code
         self.elapsed = elapsed
-        self.request_id = headers.get("x-request-id") or headers.get("request-id")
+
+    @property
+    def request_id(self) -> Optional[str]:
+        """The server's ``X-Request-ID`` (read when asked: a hook may never look)."""
+        headers = self.headers
+        return headers.get("x-request-id") or headers.get("request-id")
 
     def __repr__(self) -> str:
         return (

@@ -225,7 +225,8 @@ class Redactor:
     A secret of 12 characters or more is replaced wherever it occurs; a shorter one only as
     a whole token, and one that is a common word of error messages only where it stands as a
     value (docs/errors-and-retries.md has the rules); one under 3 characters never.
-    Built only when an error is being made: a successful call never pays for it.
+    Made when an error (or an event hook's view of the headers) first needs one; the client
+    keeps it for its next calls with the same secrets.
     """
 
     __slots__ = ("_in_marker", "_secrets")
@@ -274,17 +275,17 @@ class Redactor:
 
 
 class LazyRedactor:
-    """A :class:`Redactor` over the secrets ``source`` gives, made on its first use."""
+    """The :class:`Redactor` that ``make`` gives, asked for on its first use."""
 
-    __slots__ = ("_redactor", "_source")
+    __slots__ = ("_make", "_redactor")
 
-    def __init__(self, source: Callable[[], Iterable[Optional[str]]]) -> None:
-        self._source = source
+    def __init__(self, make: Callable[[], Redactor]) -> None:
+        self._make = make
         self._redactor: Optional[Redactor] = None
 
     def __call__(self, text: str) -> str:
         if self._redactor is None:
-            self._redactor = Redactor(self._source())
+            self._redactor = self._make()
         return self._redactor(text)
 
 

@@ -221,6 +221,23 @@ def test_hook_views_hide_every_secret(sdk, hmac_server):
     assert "[REDACTED]" in text
 
 
+def test_hook_views_pickle_as_they_read_without_the_secrets_they_hide(sdk, server):
+    server.script(path=MODELS, body=["gpt-4o"], headers={"X-Echo": server.project_key})
+    seen: List[Any] = []
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, event_hooks={"response": [seen.append]}
+    ) as client:
+        client.get_models()
+
+    view = seen[0]
+    for headers in (view.headers, view.request_headers):
+        pickled = pickle.dumps(headers)
+        assert server.project_key.encode() not in pickled
+        assert dict(pickle.loads(pickled)) == dict(headers)
+    assert view.headers["x-echo"] == "[REDACTED]"
+    assert view.request_headers["x-project-key"] == "[REDACTED]"
+
+
 def test_a_hook_that_raises_stops_the_call_with_its_own_exception(sdk, server):
     class Refused(Exception):
         pass

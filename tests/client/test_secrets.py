@@ -76,6 +76,19 @@ def test_error_echoing_the_jwt_hides_it(sdk, client, server, token):
         assert_clean(text, [token])
 
 
+def test_each_calls_own_jwt_is_hidden_when_the_calls_change_tokens(sdk, client, server):
+    first, second = server.issue_token(), server.issue_token()
+    assert first != second
+    for token in (first, second, first):
+        server.script(status=400, body={"message": f"bad token {token}"}, path="/api/v1/client/*")
+
+        with pytest.raises(sdk.BadRequestError) as caught:
+            client.client_list_projects(token)
+
+        for text in [*error_texts(caught.value), caught.value.body]:
+            assert_clean(text, [token])
+
+
 def test_error_echoing_the_remembered_jwt_hides_it(sdk, api_client, server):
     login = api_client.client_login(server.user_email, server.user_password)
     server.script(status=404, body={"detail": f"nothing for {login['token']}"})
