@@ -519,27 +519,16 @@ class AiohttpTransport:
             sock_read=step.read_timeout,
         )
         url = URL(request.url, encoded=True)  # sent as it was signed, never re-quoted
-        if self.owns_session:
-            sending = session.request(
-                request.method,
-                url,
-                headers=request.headers,
-                data=request.body,
-                allow_redirects=False,
-                timeout=timeout,
-                auto_decompress=False,
-                raise_for_status=False,
-                proxy=self._proxy,
-            )
-            return sending, remaining
         options: Dict[str, Any] = {
             "headers": request.headers,
             "data": request.body,
             "allow_redirects": False,
             "timeout": timeout,
             "auto_decompress": False,
-            "raise_for_status": False,  # the session may say otherwise: errors are ours
+            "raise_for_status": False,  # a caller's session may say otherwise: errors are ours
         }
+        if self.owns_session:
+            return session.request(request.method, url, proxy=self._proxy, **options), remaining
         overrides = _callers_session_overrides(session, request.headers)
         if not overrides:
             return session.request(request.method, url, **options), remaining

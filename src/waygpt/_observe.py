@@ -22,7 +22,7 @@ from typing import (
 )
 
 from ._config import is_header_safe
-from .errors import ConfigurationError
+from .errors import ConfigurationError, request_id_of
 
 __all__ = ["EventHooks", "Headers", "RawResponse", "RawResponses", "RequestView", "ResponseView"]
 
@@ -231,8 +231,7 @@ class ResponseView(RequestView):
     @property
     def request_id(self) -> Optional[str]:
         """The server's ``X-Request-ID`` (read when asked: a hook may never look)."""
-        headers = self.headers
-        return headers.get("x-request-id") or headers.get("request-id")
+        return request_id_of(self.headers)
 
     def __repr__(self) -> str:
         return (
@@ -269,7 +268,7 @@ class RawResponse(Generic[_V]):
         self._value = value
         self.status_code = status_code
         self.headers = headers
-        self.request_id = headers.get("x-request-id") or headers.get("request-id")
+        self.request_id = request_id_of(headers)
         self.attempts = attempts
         self.elapsed = elapsed
         self.client_request_id = client_request_id

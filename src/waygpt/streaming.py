@@ -966,8 +966,7 @@ class AsyncChatStream(_StreamBase):
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
-        self._state.end_span()
-        self._release()
+        await self.close()
 
     async def collect(self) -> ChatStreamResult:
         """Read the rest of the stream into a :class:`ChatStreamResult`, then close it."""
