@@ -32,6 +32,7 @@ from .errors import (
     PermissionDeniedError,
     RateLimitError,
     StreamInterruptedError,
+    StructuredOutputError,
     UnprocessableEntityError,
     WayGPTError,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "SSEDecoder",
     "ServerSentEvent",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "UnprocessableEntityError",
     "WayGPTClient",
     "WayGPTError",
