@@ -62,6 +62,14 @@ class _TypedDictSchema:
     def _object(self, kind: Any) -> Dict[str, Any]:
         hints = typing.get_type_hints(kind, include_extras=True)
         required = set(getattr(kind, "__required_keys__", hints))
+        for name, hint in hints.items():
+            # Read from the hint too: under `from __future__ import annotations` a class
+            # made before 3.14 counts a NotRequired field among __required_keys__.
+            marker = _marker_name(hint)
+            if marker == "NotRequired":
+                required.discard(name)
+            elif marker == "Required":
+                required.add(name)
         schema: Dict[str, Any] = {
             "type": "object",
             "properties": {name: self._annotation(hint) for name, hint in hints.items()},
@@ -75,8 +83,7 @@ class _TypedDictSchema:
     def _annotation(self, hint: Any) -> Dict[str, Any]:
         origin = typing.get_origin(hint)
         args = typing.get_args(hint)
-        name = getattr(origin, "_name", None) or getattr(origin, "__name__", "")
-        if name in ("Required", "NotRequired", "ReadOnly"):
+        if _marker_name(hint) is not None:
             return self._annotation(args[0])
         if origin is getattr(typing, "Annotated", None) or hasattr(hint, "__metadata__"):
             inner = self._annotation(hint.__origin__)
@@ -123,6 +130,13 @@ def _subschemas(node: Dict[str, Any]) -> List[Any]:
         if isinstance(node.get(key), dict):
             found.append(node[key])
     return found
+
+
+def _marker_name(hint: Any) -> Optional[str]:
+    """``"Required"``, ``"NotRequired"`` or ``"ReadOnly"`` for a hint wrapped in one."""
+    origin = typing.get_origin(hint)
+    name = getattr(origin, "_name", None) or getattr(origin, "__name__", None)
+    return name if name in ("Required", "NotRequired", "ReadOnly") else None
 
 
 def _strict_form(schema: Dict[str, Any]) -> Optional[Dict[str, Any]]:

@@ -65,6 +65,7 @@ __all__ = ["ChatWayGPT"]
 # One lock for making any model's clients: two threads' first calls make one client.
 _CLIENT_LOCK = threading.Lock()
 _TOOL_CHOICES = ("auto", "none", "required")
+_CLIENTS = ("_waygpt_client", "_waygpt_async_client")
 
 
 class ChatWayGPT(BaseChatModel):
@@ -200,6 +201,14 @@ class ChatWayGPT(BaseChatModel):
                     made = make(**self._client_options())
                     self.__dict__[name] = made
         return made
+
+    def __getstate__(self) -> Dict[Any, Any]:
+        # A copy in another process makes its own clients: connections are not for sharing.
+        state: Dict[Any, Any] = super().__getstate__()
+        state["__dict__"] = {
+            key: value for key, value in state["__dict__"].items() if key not in _CLIENTS
+        }
+        return state
 
     def close(self) -> None:
         """Close the sync client's connections (a later call opens new ones)."""

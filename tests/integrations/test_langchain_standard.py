@@ -12,18 +12,18 @@ import pytest
 pytest.importorskip("langchain_tests")
 pytest.importorskip("aiohttp")  # the async half of the suite runs AsyncWayGPTClient
 
-import io  # noqa: E402
-import struct  # noqa: E402
-import wave  # noqa: E402
-import zlib  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-from typing import Any, Dict, Iterator, Tuple, Type  # noqa: E402
+import io
+import struct
+import wave
+import zlib
+from types import SimpleNamespace
+from typing import Any, Dict, Iterator, Tuple, Type
 
-from langchain_tests.integration_tests import ChatModelIntegrationTests  # noqa: E402
-from langchain_tests.unit_tests import ChatModelUnitTests  # noqa: E402
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+from langchain_tests.unit_tests import ChatModelUnitTests
 
-from waygpt.langchain import ChatWayGPT  # noqa: E402
-from waygpt.testing import WayGPTTestServer  # noqa: E402
+from waygpt.langchain import ChatWayGPT
+from waygpt.testing import WayGPTTestServer
 
 
 class TestChatWayGPTUnit(ChatModelUnitTests):
