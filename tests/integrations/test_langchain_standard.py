@@ -17,7 +17,7 @@ import struct
 import wave
 import zlib
 from types import SimpleNamespace
-from typing import Any, Dict, Iterator, Tuple, Type
+from typing import Any, AsyncIterator, Dict, Iterator, Tuple, Type
 
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
@@ -97,6 +97,12 @@ class TestChatWayGPTIntegration(ChatModelIntegrationTests):
     @pytest.fixture(autouse=True)
     def _server(self, langchain_server: WayGPTTestServer) -> None:
         self.server = langchain_server
+
+    @pytest.fixture(autouse=True)
+    async def _closed(self, _server: None, model: ChatWayGPT) -> AsyncIterator[None]:
+        """The model's connections closed after the test, in its event loop."""
+        yield
+        await model.aclose()
 
     @property
     def chat_model_class(self) -> Type[ChatWayGPT]:

@@ -5,7 +5,8 @@ Deterministic, as docs/testing.md ("Tool calls and structured answers") describe
 * ``tools`` with ``tool_choice`` naming a function, or ``"required"``, or (with ``"auto"`` or
   none) a last user message that names a tool: one call of that tool, its ``arguments`` a
   valid instance of the tool's ``parameters`` (``_schema``), ``finish_reason: tool_calls``;
-* after ``tool`` messages: a text answer made of their contents;
+* after ``tool`` messages: a text answer made of their contents (and their numbers and
+  quoted phrases fill a schema after the user's);
 * ``response_format`` ``json_schema``: content that is a valid instance of the schema;
   ``json_object``: a small JSON object;
 * otherwise ``"Echo: "`` and the last user message.
@@ -281,6 +282,9 @@ def answer(body: Dict[str, Any], messages: List[Message]) -> Answer:
     user_texts = [m.text for m in messages if m.role == "user"]
     last_user = user_texts[-1] if user_texts else messages[-1].text
     after_tools = messages[-1].role == "tool"
+    results = _tool_results(messages) if after_tools else ""
+    # What fills a schema: the user's words, then what the tools said.
+    facts = f"{last_user}\n{results}" if results else last_user
 
     called: Optional[str] = None
     if choice.startswith("function:"):
@@ -290,7 +294,7 @@ def answer(body: Dict[str, Any], messages: List[Message]) -> Answer:
     elif choice == "auto" and tools and not after_tools and messages[-1].role == "user":
         called = _tool_named_in(last_user, tools)
     if called is not None:
-        arguments = instance(tools[called], Hints(last_user))
+        arguments = instance(tools[called], Hints(facts))
         call = {
             "id": "call_" + uuid.uuid4().hex[:24],
             "type": "function",
@@ -301,9 +305,9 @@ def answer(body: Dict[str, Any], messages: List[Message]) -> Answer:
         }
         return Answer(content=None, tool_calls=[call], finish_reason="tool_calls")
 
-    text = _tool_results(messages) if after_tools else "Echo: " + last_user
+    text = results if after_tools else "Echo: " + last_user
     if kind == "json_schema":
-        text = json.dumps(instance(schema, Hints(last_user)), ensure_ascii=False)
+        text = json.dumps(instance(schema, Hints(facts)), ensure_ascii=False)
     elif kind == "json_object":
         text = json.dumps(_json_object(last_user, text), ensure_ascii=False)
     content, finish_reason = _cut(text, body)
