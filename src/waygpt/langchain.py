@@ -29,6 +29,13 @@ from typing import (
     Union,
 )
 
+try:
+    import langchain_core  # noqa: F401
+except ImportError as missing:  # said plainly, with what to install
+    raise ImportError(
+        'waygpt.langchain needs langchain-core: pip install "waygpt[langchain]"'
+    ) from missing
+
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import (
