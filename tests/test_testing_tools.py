@@ -190,6 +190,26 @@ def test_a_schema_with_required_recursion_has_no_instance_and_is_refused(chat):
         _schema_answer(chat, "x", schema)
 
 
+def test_after_tool_messages_their_results_fill_a_schema_after_the_user_s_words(chat):
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "temperature": {"type": "integer"}},
+        "required": ["city", "temperature"],
+    }
+    messages = [
+        {"role": "user", "content": "How warm is it in 'Kazan'?"},
+        {"role": "assistant", "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "Sunny, +20"},
+    ]
+    answer = chat.chat_completions(
+        messages=messages,
+        response_format={"type": "json_schema", "json_schema": {"name": "f", "schema": schema}},
+    )
+    content = answer["choices"][0]["message"]["content"]
+    assert json.loads(content) == {"city": "Kazan", "temperature": 20}
+
+
 def test_a_strict_schema_that_leaves_a_property_optional_is_refused_as_openai_does(chat):
     schema = {
         "type": "object",

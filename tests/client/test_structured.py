@@ -14,9 +14,9 @@ from typing import Any, Dict, List, Literal, Optional
 import pytest
 
 if sys.version_info >= (3, 11):
-    from typing import NotRequired, TypedDict
+    from typing import NotRequired, Required, TypedDict
 else:  # typing's TypedDict before 3.11 knows no NotRequired (pydantic brings this module)
-    from typing_extensions import NotRequired, TypedDict
+    from typing_extensions import NotRequired, Required, TypedDict
 
 
 class Address(TypedDict):
@@ -35,6 +35,11 @@ class Person(TypedDict):
 class Loose(TypedDict):
     name: str
     nickname: NotRequired[str]
+
+
+class Sparse(TypedDict, total=False):
+    name: Required[str]
+    nickname: str
 
 
 CITY_SCHEMA = {
@@ -112,6 +117,13 @@ def test_a_schema_with_an_optional_property_is_sent_without_strict(client, serve
     assert _sent_format(server)["json_schema"] == {
         "name": "response", "schema": open_schema, "strict": False
     }
+
+
+def test_required_and_not_required_decide_what_a_typeddict_requires(client, server):
+    client.chat_completions_parse(messages=ASK, response_format=Sparse)
+    assert _sent_format(server)["json_schema"]["schema"]["required"] == ["name"]
+    client.chat_completions_parse(messages=ASK, response_format=Loose)
+    assert _sent_format(server)["json_schema"]["schema"]["required"] == ["name"]
 
 
 def test_a_json_schema_dict_gives_a_dict_checked_against_it(client, server):
