@@ -60,11 +60,14 @@ class _TypedDictSchema:
         return self._object(kind)
 
     def _object(self, kind: Any) -> Dict[str, Any]:
-        hints = typing.get_type_hints(kind, include_extras=True)
+        try:
+            hints = typing.get_type_hints(kind, include_extras=True)
+        except KeyError:  # 3.9, a class whose module is not in sys.modules (code run by exec)
+            hints = typing.get_type_hints(kind, globalns={}, include_extras=True)
         required = set(getattr(kind, "__required_keys__", hints))
         for name, hint in hints.items():
-            # Read from the hint too: under `from __future__ import annotations` a class
-            # made before 3.14 counts a NotRequired field among __required_keys__.
+            # Read from the hint too: with postponed (string) annotations, a class made
+            # before 3.14 counts a NotRequired field among __required_keys__.
             marker = _marker_name(hint)
             if marker == "NotRequired":
                 required.discard(name)
