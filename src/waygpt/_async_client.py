@@ -184,7 +184,7 @@ class AsyncWayGPTClient(ClientCore):
         stream: AsyncChatStream = self._transport.open_stream(
             answer,
             parser,
-            self._redactor(call),
+            self._redactor(call, state),
             split_timeout(self.timeout)[1],
             StreamRestart(self, call, deadline, state),
         )

@@ -148,11 +148,12 @@ class CallState:
     Shared by every attempt of the call, and carried on when a stream starts again before
     its first content, so that the restart spends the same budget. ``answer`` is the last
     successful answer (its headers read), for ``with_raw_response``; ``span`` the call's
-    OpenTelemetry span, when tracing is on.
+    OpenTelemetry span, when tracing is on; ``secrets`` what its requests carried, to redact.
     """
 
     __slots__ = (
-        "answer", "attempts", "client_request_id", "clock_corrected", "retry", "span", "started",
+        "answer", "attempts", "client_request_id", "clock_corrected", "retry", "secrets", "span",
+        "started",
     )
 
     def __init__(self, retry: RetryState, span: Optional[CallSpan] = None) -> None:
@@ -161,6 +162,9 @@ class CallState:
         self.started = time.monotonic()
         self.clock_corrected = False  # at most one correction per call
         self.client_request_id = ""  # set when the request is built
+        # Set when the request is built, not read when an error is: a login in another
+        # thread while this call waits must not unmask the token this call sent.
+        self.secrets: Tuple[Optional[str], ...] = ()
         self.answer: Any = None
         self.span = span
 
@@ -375,6 +379,7 @@ class ClientCore:
         a new one: the same on every attempt of the call.
         """
         headers = dict(self._base_headers)
+        remembered = self._jwt_token  # read once: the token sent is the token redacted
         extra = self._extra_headers
         if extra:
             headers.update(extra)
@@ -395,7 +400,7 @@ class ClientCore:
                 )
             headers["x-project-key"] = self._project_key
         elif call.auth == "jwt":
-            token = call.jwt_token if call.jwt_token is not None else self._jwt_token
+            token = call.jwt_token if call.jwt_token is not None else remembered
             if not token:
                 raise ConfigurationError(
                     "the Client API needs a JWT: call client_login() first or pass jwt_token"
@@ -411,30 +416,32 @@ class ClientCore:
         if call.stream:
             headers["Accept"] = "text/event-stream"
         state.client_request_id = client_request_id  # (once nothing refused the call)
+        # A stream started again sends its request anew: what either request carried.
+        state.secrets = tuple(dict.fromkeys((*state.secrets, *self._secrets(call, remembered))))
         return Request(
             call.method, self._base_url + call.path, self._base_path + call.path, headers, body
         )
 
-    def _secrets(self, call: Call[Any]) -> Tuple[Optional[str], ...]:
+    def _secrets(self, call: Call[Any], jwt_token: Optional[str]) -> Tuple[Optional[str], ...]:
         """What ``call`` sends that an answer must not repeat to a caller."""
-        sent = (self._project_key, self._hmac_secret, self._jwt_token, call.jwt_token)
+        sent = (self._project_key, self._hmac_secret, jwt_token, call.jwt_token)
         return (*sent, *call.secrets)
 
-    def _redactor(self, call: Call[Any]) -> LazyRedactor:
-        """The redaction of ``call``'s secrets, looked up at its first use (an error, a hook)."""
-        return LazyRedactor(partial(self._redactor_of, call))
+    def _redactor(self, call: Call[Any], state: CallState) -> LazyRedactor:
+        """The redaction of the secrets ``call``'s requests carried (``state.secrets``),
+        looked up at its first use (an error, a hook, the end of a span)."""
+        return LazyRedactor(partial(self._redactor_of, call, state))
 
-    def _redactor_of(self, call: Call[Any]) -> Redactor:
-        secrets = self._secrets(call)
+    def _redactor_of(self, call: Call[Any], state: CallState) -> Redactor:
+        # (Nothing was built yet only for an error raised before the request was: none
+        # that quotes an answer.)
+        secrets = state.secrets or self._secrets(call, self._jwt_token)
         last = self._redaction
         if last is not None and last[0] == secrets:
             return last[1]
         redactor = Redactor(secrets)
         self._redaction = (secrets, redactor)  # one assignment: safe between threads
         return redactor
-
-    def _redact(self, call: Call[Any], text: str) -> str:
-        return self._redactor_of(call)(text)
 
     def _steps(
         self, call: Call[Any], deadline: Deadline, state: Optional[CallState] = None
@@ -451,9 +458,9 @@ class ClientCore:
         try:
             answer = yield from self._attempts(call, deadline, state)
             if call.stream:
-                return (yield from self._stream_start(call, answer, deadline))
+                return (yield from self._stream_start(call, answer, deadline, state))
             body = yield from self._read_body(answer, deadline, SUCCESS_BODY_LIMIT, lenient=False)
-            value = self._decode(call, answer, body)
+            value = self._decode(call, answer, body, state)
         except WayGPTError as error:
             # Every error says which call it was, and how many requests it took.
             error.attempts = state.attempts
@@ -470,13 +477,13 @@ class ClientCore:
         return value
 
     def _call_state(self, call: Call[Any]) -> CallState:
-        span = None
+        state = CallState(RetryState(self._retry_policy, call.method))
         if self._tracer is not None and tracing(self._tracer):
-            span = CallSpan(
+            state.span = CallSpan(
                 self._tracer, call.name, call.json, self._server[0], self._server[1],
-                self._capture_content,
+                self._capture_content, self._redactor(call, state),
             )
-        return CallState(RetryState(self._retry_policy, call.method), span)
+        return state
 
     def _raw_response(self, value: Any, state: CallState, call: Call[Any]) -> RawResponse[Any]:
         """``value`` with what came with it, for ``with_raw_response``."""
@@ -484,7 +491,7 @@ class ClientCore:
         return RawResponse(
             value,
             status_code=answer.status,
-            headers=response_headers(answer.headers, self._redactor(call)),
+            headers=response_headers(answer.headers, self._redactor(call, state)),
             attempts=state.attempts,
             elapsed=time.monotonic() - state.started,
             client_request_id=state.client_request_id,
@@ -496,7 +503,7 @@ class ClientCore:
         """Send until a 2xx answer arrives (returned with its body unread), or raise."""
         request = self._build(call, state)
         signer = self._signer if call.auth == "project" else None
-        redact = self._redactor(call)
+        redact = self._redactor(call, state)
         retry = state.retry
         hooks = self._event_hooks
         connect_timeout, read_timeout = split_timeout(self.timeout)
@@ -514,7 +521,7 @@ class ClientCore:
             if hooks is not None:
                 view = RequestView(
                     request.method, request.url, attempt, state.client_request_id,
-                    request_headers(request.headers),
+                    request_headers(request.headers, redact),
                 )
                 if hooks.request:
                     yield Notify(hooks.request, view)
@@ -581,11 +588,11 @@ class ClientCore:
             yield Sleep(delay)
 
     def _stream_start(
-        self, call: Call[Any], answer: Any, deadline: Deadline
+        self, call: Call[Any], answer: Any, deadline: Deadline, state: CallState
     ) -> Generator[Step, Any, Tuple[Any, ChatEventParser]]:
         """A 2xx answer to a stream request: an event stream and its parser, or an error."""
         kind = stream_kind(answer.headers)
-        redact = self._redactor(call)
+        redact = self._redactor(call, state)
         if kind == "sse":
             parser = _stream_parser(answer, redact)
             if isinstance(parser, ChatEventParser):
@@ -621,7 +628,7 @@ class ClientCore:
         finally:
             answer.close()
 
-    def _decode(self, call: Call[Any], answer: Any, body: bytes) -> Any:
+    def _decode(self, call: Call[Any], answer: Any, body: bytes, state: CallState) -> Any:
         """The JSON answer of a successful call, checked against the type the method returns."""
         data: Any = None
         if body.strip():
@@ -629,7 +636,7 @@ class ClientCore:
             if not parsed:
                 # A success body that is not JSON may echo what was sent (key, password, JWT):
                 # its secrets are replaced before the snippet and the body are cut from it.
-                redact = self._redactor(call)
+                redact = self._redactor(call, state)
                 text = error_body_text(body, redact)
                 context = _error_context(answer)
                 raise APIResponseValidationError(
@@ -646,7 +653,7 @@ class ClientCore:
                 data,
                 **_error_context(answer),
             )
-            raise redact_error(error, self._redactor(call))
+            raise redact_error(error, self._redactor(call, state))
         return data
 
     def _remember_login(self, data: Dict[str, Any]) -> LoginResult:

@@ -39,6 +39,12 @@ _OWN_HEADERS = frozenset(
     }
 )
 _MASKED = {"x-project-key": "[REDACTED]", "authorization": "Bearer [REDACTED]"}
+# A request header whose name holds one of these (any case) carries a credential: a caller's
+# extra_headers such as Proxy-Authorization, Cookie, X-Api-Key. Views mask its value. (The
+# X-MB-* signature headers match none: a signature is good for one nonce, and stays visible.)
+_CREDENTIAL_NAMES = (
+    "auth", "cookie", "credential", "key", "passwd", "password", "secret", "session", "token",
+)
 
 
 class EventHooks:
@@ -115,34 +121,43 @@ def check_extra_headers(value: Any) -> Dict[str, str]:
 class Headers(Mapping[str, str]):
     """Read-only headers whose names are looked up in any case.
 
-    The credentials' values are masked, and ``redact`` is applied to a value when it is
-    first read: a hook that looks at the status and the request id pays for no other header.
+    The credentials' values are masked (with ``credentials``, also those of every header
+    whose name says it carries one), and ``redact`` is applied to the names when the headers
+    are first looked at, and to a value when it is first read: a hook that looks at the
+    status and the request id pays for no other header's value.
     """
 
-    __slots__ = ("_items", "_lower", "_redact", "_seen", "_source")
+    __slots__ = ("_credentials", "_items", "_lower", "_redact", "_seen", "_source")
 
     def __init__(
-        self, source: Mapping[str, str], redact: Optional[Callable[[str], str]] = None
+        self,
+        source: Mapping[str, str],
+        redact: Optional[Callable[[str], str]] = None,
+        credentials: bool = False,
     ) -> None:
         # Read when first looked at: an answer's headers do not change once they arrived.
         self._source = source
         self._items: Optional[List[Tuple[str, str]]] = None
         self._lower: Optional[Dict[str, str]] = None
         self._redact = redact
+        self._credentials = credentials
         self._seen: Dict[str, str] = {}
 
     def __getitem__(self, name: str) -> str:
         key = name.lower()
         value = self._by_name()[key]
-        masked = _MASKED.get(key)
-        if masked is not None:
-            return masked
-        if self._redact is None:
-            return value
         seen = self._seen.get(key)
         if seen is None:
-            seen = self._seen[key] = self._redact(value)
+            seen = self._seen[key] = self._shown(key, value)
         return seen
+
+    def _shown(self, key: str, value: str) -> str:
+        masked = _MASKED.get(key)
+        if masked is None and self._credentials and any(word in key for word in _CREDENTIAL_NAMES):
+            masked = "[REDACTED]"
+        if masked is not None:
+            return masked
+        return value if self._redact is None else self._redact(value)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._by_name()
@@ -163,7 +178,11 @@ class Headers(Mapping[str, str]):
     def _pairs(self) -> List[Tuple[str, str]]:
         items = self._items
         if items is None:
-            items = self._items = [(str(name), str(value)) for name, value in self._source.items()]
+            items = [(str(name), str(value)) for name, value in self._source.items()]
+            redact = self._redact
+            if redact is not None:  # a server may echo a secret as a header's name, too
+                items = [(redact(name), value) for name, value in items]
+            self._items = items
         return items
 
     def _by_name(self) -> Dict[str, str]:
@@ -174,10 +193,12 @@ class Headers(Mapping[str, str]):
         return lower
 
 
-def request_headers(headers: Mapping[str, str]) -> Headers:
-    """A request's headers as a hook sees them: the credentials masked. (The others are the
-    SDK's own, and the caller's extra_headers: no secret of the call is in them.)"""
-    return Headers(dict(headers))  # a copy: the next attempt writes a new signature over it
+def request_headers(headers: Mapping[str, str], redact: Callable[[str], str]) -> Headers:
+    """A request's headers as a hook sees them: the credentials masked, the SDK's and those
+    a caller's extra_headers add (by their names), and the call's secrets redacted anywhere
+    else."""
+    # A copy: the next attempt writes a new signature over it.
+    return Headers(dict(headers), redact, credentials=True)
 
 
 def response_headers(headers: Mapping[str, str], redact: Callable[[str], str]) -> Headers:

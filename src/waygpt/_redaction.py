@@ -56,6 +56,7 @@ _CLOSING_QUOTES = frozenset("\"'`»\u201d\u201c\u2019")
 _SHORT_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 _escapes: Optional[Pattern[str]] = None
+_colour: Optional[Pattern[str]] = None
 
 
 def _escape_pattern() -> Pattern[str]:
@@ -209,14 +210,28 @@ class _Secret:
             return True
         before = text[start - 1] if start > 0 else ""
         after = text[end] if end < len(text) else ""
-        if (self.left_word and before.isalnum()) or (self.right_word and after.isalnum()):
+        if self.left_word and before.isalnum() and not _after_control_sequence(text, start):
             return False  # inside a longer word: "rre" in "Incorrect"
+        if self.right_word and after.isalnum():
+            return False
         if not self.word:
             return True
         # A word of the messages is a value where it is the whole text (a JSON string, a
         # header), quoted, or after "=" (a form or a query echoed: password=password).
         quoted = before in _OPENING_QUOTES and after in _CLOSING_QUOTES
         return quoted or before == "=" or (start, end) == bounds
+
+
+def _after_control_sequence(text: str, end: int) -> bool:
+    """Whether ``text[:end]`` ends with an ANSI control sequence (``ESC [ 31 m``, a colour):
+    its last byte is a letter, but it is no part of the word that follows."""
+    window = text[max(0, end - 32) : end]
+    if "\x1b" not in window and "\x9b" not in window:
+        return False
+    global _colour
+    if _colour is None:
+        _colour = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]\Z")  # CSI, 7- or 8-bit
+    return _colour.search(window) is not None
 
 
 class Redactor:

@@ -9,17 +9,23 @@ however it ends, and records the time to its first chunk.
 Without the package nothing here imports it (``import waygpt`` never does): whether it can
 be imported is looked up once, when the first client is made. Prompts and answers are
 recorded only when ``WAYGPT_OTEL_CAPTURE_CONTENT=true``.
+
+Tracing never changes what a call does: whatever the tracing code raises (a span processor's
+``on_start`` or ``on_end``, an exporter called in it) is logged once, the call's span is
+dropped, and the call goes on.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, TypeVar, cast
 
+from ._logging import logger
 from ._version import __version__
 
 __all__ = ["CallSpan", "tracer", "tracing"]
@@ -30,6 +36,14 @@ _OPERATIONS = {
     "video_generations": "generate_content",
 }
 _UNSET: Any = object()
+# The choices whose finish reasons a span keeps (OpenAI's ``n`` goes up to 128), and the
+# characters of an answer it captures: a stream of any length keeps a span's size flat.
+_SPAN_CHOICES = 128
+_CAPTURED_TEXT_LIMIT = 1024 * 1024
+# Kept past the limit until the span ends, so that a secret across it is redacted whole
+# before the text is cut.
+_CAPTURED_TEXT_MARGIN = 32 * 1024
+_F = TypeVar("_F", bound=Callable[..., None])
 _tracer: Any = _UNSET
 _silent_providers: Any = ()  # the API's own providers, which record nothing
 _current_provider: Any = None  # opentelemetry.trace.get_tracer_provider
@@ -71,12 +85,32 @@ def capture_content() -> bool:
     return os.environ.get("WAYGPT_OTEL_CAPTURE_CONTENT", "").strip().lower() == "true"
 
 
+def _guarded(method: _F) -> _F:
+    """``method`` of a :class:`CallSpan`, made unable to change the call's outcome: what it
+    raises is logged, and the span does nothing more."""
+
+    @functools.wraps(method)
+    def guarded(self: CallSpan, *args: Any) -> None:
+        if self.ended:
+            return
+        try:
+            method(self, *args)
+        except Exception as error:  # noqa: BLE001 - a tracer's fault is not the call's
+            self._drop(error)
+
+    return cast(_F, guarded)
+
+
 class CallSpan:
-    """One call's span: started with the call, ended once, whatever ends the call."""
+    """One call's span: started with the call, ended once, whatever ends the call.
+
+    The server's texts it records (the response's id and model, finish reasons, a captured
+    answer) go through ``redact``, the call's redaction, when the span ends.
+    """
 
     __slots__ = (
-        "_capture", "_ending", "_finish", "_first_at", "_parts", "_span", "_started", "_status",
-        "ended",
+        "_answer", "_answer_size", "_capture", "_ending", "_finish", "_first_at", "_id",
+        "_model", "_redact", "_span", "_started", "_status", "ended",
     )
 
     def __init__(
@@ -87,6 +121,28 @@ class CallSpan:
         server_address: str,
         server_port: Optional[int],
         capture: bool,
+        redact: Callable[[str], str],
+    ) -> None:
+        self._span: Any = None
+        self._capture = capture
+        self._redact = redact
+        self._started = time.monotonic()
+        self._first_at: Optional[float] = None
+        self._finish: Dict[int, str] = {}  # by choice index: the last reason seen
+        self._id: Optional[str] = None
+        self._model: Optional[str] = None
+        # A captured answer's text, as UTF-8: a list of a stream's pieces would hold an
+        # object per chunk (and so does a StringIO, on some of the Pythons supported).
+        self._answer: Optional[bytearray] = None
+        self._answer_size = 0  # characters
+        self._status = False  # http.response.status_code was set from an answer
+        self._ending = threading.Lock()  # a stream may be closed from another thread
+        self.ended = False
+        self._start(source, name, body, server_address, server_port)
+
+    @_guarded
+    def _start(
+        self, source: Any, name: str, body: Any, server_address: str, server_port: Optional[int]
     ) -> None:
         from opentelemetry.trace import SpanKind
 
@@ -108,58 +164,58 @@ class CallSpan:
             ):
                 if isinstance(body.get(key), (int, float)) and not isinstance(body[key], bool):
                     attributes[attribute] = body[key]
-            if capture and isinstance(body.get("messages"), list):
-                attributes["gen_ai.input.messages"] = _json(body["messages"])
-            if capture and isinstance(body.get("prompt"), str):
-                attributes["gen_ai.input.messages"] = _json(
-                    [{"role": "user", "content": body["prompt"]}]
-                )
+            # (A body JSON cannot hold is refused by the call itself, with a TypeError.)
+            messages: Optional[str] = None
+            if self._capture and isinstance(body.get("messages"), list):
+                messages = _json(body["messages"])
+            if self._capture and isinstance(body.get("prompt"), str):
+                messages = _json([{"role": "user", "content": body["prompt"]}])
+            if messages is not None:
+                attributes["gen_ai.input.messages"] = messages
         span_name = f"{operation} {model}" if isinstance(model, str) and model else operation
         self._span = source.start_span(span_name, kind=SpanKind.CLIENT, attributes=attributes)
-        self._capture = capture
-        self._started = time.monotonic()
-        self._first_at: Optional[float] = None
-        self._finish: List[str] = []
-        self._parts: List[str] = []
-        self._status = False  # http.response.status_code was set from an answer
-        self._ending = threading.Lock()  # a stream may be closed from another thread
-        self.ended = False
 
+    def _drop(self, error: Exception) -> None:
+        """The tracing code raised ``error``: say so once, and record nothing more."""
+        self.ended = True
+        logger.warning(
+            "OpenTelemetry raised %s while tracing a call; the call goes on without its span",
+            type(error).__name__,
+        )
+
+    @_guarded
     def retry(self, attempt: int, reason: str, delay: float) -> None:
         """One span event per retry: what failed, and how long the client waits."""
-        if not self.ended:
-            self._span.add_event(
-                "retry",
-                {"waygpt.retry.attempt": attempt, "waygpt.retry.reason": reason,
-                 "waygpt.retry.delay": delay},
-            )
+        self._span.add_event(
+            "retry",
+            {"waygpt.retry.attempt": attempt, "waygpt.retry.reason": reason,
+             "waygpt.retry.delay": delay},
+        )
 
+    @_guarded
     def status(self, code: int) -> None:
-        if not self.ended:
-            self._status = True
-            self._span.set_attribute("http.response.status_code", code)
+        self._status = True
+        self._span.set_attribute("http.response.status_code", code)
 
+    @_guarded
     def clock_corrected(self, offset: float) -> None:
         """A span event for the clock-skew correction that sent the call once more."""
-        if not self.ended:
-            self._span.add_event("clock_corrected", {"waygpt.clock_offset": offset})
+        self._span.add_event("clock_corrected", {"waygpt.clock_offset": offset})
 
+    @_guarded
     def succeed(self, value: Any) -> None:
         """A plain call's answer: its model, id, finish reasons and usage, then the end."""
-        if self.ended:
-            return
         if isinstance(value, dict):
             self._response(value)
-            for choice in value.get("choices") or ():
+            for position, choice in enumerate(value.get("choices") or ()):
                 if isinstance(choice, dict):
-                    self._choice(choice, choice.get("message"))
+                    self._choice(choice, choice.get("message"), position)
         self.end()
 
+    @_guarded
     def chunk(self, chunk: Any) -> None:
         """A stream's chunk as it is handed to the caller (chunks parsed and never handed
         out add nothing: a stream closed early does not claim its usage)."""
-        if self.ended:
-            return
         if self._first_at is None:
             self._first_at = time.monotonic()
             self._span.set_attribute(
@@ -167,14 +223,13 @@ class CallSpan:
             )
         if isinstance(chunk, dict):
             self._response(chunk)
-            for choice in chunk.get("choices") or ():
+            for position, choice in enumerate(chunk.get("choices") or ()):
                 if isinstance(choice, dict):
-                    self._choice(choice, choice.get("delta"))
+                    self._choice(choice, choice.get("delta"), position)
 
+    @_guarded
     def fail(self, error: BaseException) -> None:
         """The call failed: ``error.type`` (the error's class) and an error status."""
-        if self.ended:
-            return
         from opentelemetry.trace import Status, StatusCode
 
         # A cancelled task reaches a span two ways: as the GeneratorExit of a pipeline closed
@@ -193,27 +248,36 @@ class CallSpan:
         self._span.set_status(Status(StatusCode.ERROR, kind))
         self.end()
 
+    @_guarded
     def end(self) -> None:
         """End the span (once; later calls do nothing)."""
         with self._ending:
             if self.ended:
                 return
             self.ended = True
+        span, redact = self._span, self._redact
+        if self._model is not None:
+            span.set_attribute("gen_ai.response.model", redact(self._model))
+        if self._id is not None:
+            span.set_attribute("gen_ai.response.id", redact(self._id))
         if self._finish:
-            self._span.set_attribute("gen_ai.response.finish_reasons", self._finish)
-        if self._capture and self._parts:
-            self._span.set_attribute(
-                "gen_ai.output.messages",
-                _json([{"role": "assistant", "content": "".join(self._parts)}]),
+            reasons = [redact(self._finish[index]) for index in sorted(self._finish)]
+            span.set_attribute("gen_ai.response.finish_reasons", reasons)
+        if self._answer is not None:
+            text = self._answer.decode("utf-8", "surrogatepass")
+            text = redact(text)[:_CAPTURED_TEXT_LIMIT]
+            span.set_attribute(
+                "gen_ai.output.messages", _json([{"role": "assistant", "content": text}])
             )
-        self._span.end()
+        span.end()
 
     def _response(self, data: Mapping[str, Any]) -> None:
-        span = self._span
+        # The last model and id seen: set (and redacted) once, when the span ends.
         if isinstance(data.get("model"), str):
-            span.set_attribute("gen_ai.response.model", data["model"])
+            self._model = data["model"]
         if isinstance(data.get("id"), str):
-            span.set_attribute("gen_ai.response.id", data["id"])
+            self._id = data["id"]
+        span = self._span
         usage = data.get("usage")
         if isinstance(usage, dict):
             for key, attribute in (
@@ -223,13 +287,29 @@ class CallSpan:
                 if isinstance(usage.get(key), int):
                     span.set_attribute(attribute, usage[key])
 
-    def _choice(self, choice: Mapping[str, Any], message: Any) -> None:
-        if isinstance(choice.get("finish_reason"), str):
-            self._finish.append(choice["finish_reason"])
+    def _choice(self, choice: Mapping[str, Any], message: Any, position: int) -> None:
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str):
+            index = choice.get("index")
+            if not isinstance(index, int) or isinstance(index, bool):
+                index = position
+            finish = self._finish
+            if index in finish or len(finish) < _SPAN_CHOICES:
+                finish[index] = reason  # one per choice: the latest
         if self._capture and isinstance(message, dict):
-            if isinstance(message.get("content"), str):
-                self._parts.append(message["content"])
+            content = message.get("content")
+            room = _CAPTURED_TEXT_LIMIT + _CAPTURED_TEXT_MARGIN - self._answer_size
+            if isinstance(content, str) and content and room > 0:
+                if self._answer is None:
+                    self._answer = bytearray()
+                piece = content[:room]
+                self._answer += piece.encode("utf-8", "surrogatepass")
+                self._answer_size += len(piece)
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+def _json(value: Any) -> Optional[str]:
+    """``value`` as JSON text; None when it has no JSON form (a circular list)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except Exception:  # noqa: BLE001 - a str() of a caller's object may raise anything
+        return None

@@ -181,7 +181,7 @@ class WayGPTClient(ClientCore):
         stream: ChatStream = self._transport.open_stream(
             answer,
             parser,
-            self._redactor(call),
+            self._redactor(call, state),
             split_timeout(self.timeout)[1],
             StreamRestart(self, call, deadline, state),
         )

@@ -696,6 +696,8 @@ class _StreamBase:
 
     def _failed(self, error: WayGPTError) -> None:
         """Make ``error`` fit to leave the stream: redacted, the stream's frames cleared."""
+        if error.request_id is None:  # (a header, which may echo a secret as well)
+            error.request_id = request_id_of(self.headers)
         # An error event or a bad line may echo what was sent (project key, JWT).
         if self._redact is not None:
             redact_error(error, self._redact)
@@ -704,8 +706,6 @@ class _StreamBase:
         if call is not None:  # every error says which call it was, as a plain call's does
             error.attempts = call.attempts
             error.client_request_id = call.client_request_id or None
-        if error.request_id is None:
-            error.request_id = request_id_of(self.headers)
         self._state.end_span(error)
 
     def __del__(self) -> None:

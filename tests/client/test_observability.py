@@ -305,3 +305,48 @@ def test_a_call_refused_before_the_network_claims_no_request_id(sdk):
 
     assert caught.value.attempts == 0
     assert caught.value.client_request_id is None
+
+
+def test_header_names_echoing_a_secret_are_redacted_in_views_and_raw_headers(sdk, server):
+    server.script(path=MODELS, body=["gpt-4o"], headers={f"X-{server.project_key}": "echo"},
+                  times=2)
+    seen: List[Any] = []
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, event_hooks={"response": [seen.append]}
+    ) as client:
+        raw = client.with_raw_response.get_models()
+
+    for headers in (raw.headers, seen[0].headers):
+        assert headers["X-[REDACTED]"] == "echo"
+        for shown in (repr(headers), repr(list(headers)), repr(dict(headers))):
+            assert server.project_key not in shown
+        assert server.project_key.encode() not in pickle.dumps(headers)
+
+
+def test_request_views_mask_the_credentials_a_caller_adds(sdk, hmac_server):
+    added = {
+        "Proxy-Authorization": "Basic dXNlcjpodW50ZXIy", "Cookie": "sessionid=c00k1e-value",
+        "X-Api-Key": "caller-api-key-1", "X-Auth-Token": "caller-token-2", "X-Shop": "42",
+    }
+    seen: List[Any] = []
+    with sdk.WayGPTClient(
+        api_url=hmac_server.url, project_key=hmac_server.project_key,
+        project_id=hmac_server.project_id, hmac_secret=hmac_server.hmac_secret, use_hmac=True,
+    ) as client:
+        hooked = client.with_options(
+            extra_headers=added, event_hooks={"request": [seen.append], "response": [seen.append]}
+        )
+        hooked.get_models()
+
+    sent = hmac_server.requests[0].headers
+    assert all(sent.get(name.lower()) == value for name, value in added.items())  # as they are
+    request, response = seen
+    for headers in (request.headers, response.request_headers):
+        for name in ("Proxy-Authorization", "Cookie", "X-Api-Key", "X-Auth-Token"):
+            assert headers[name] == "[REDACTED]"
+        assert headers["X-Shop"] == "42"
+        assert headers["X-MB-Nonce"] == sent["x-mb-nonce"]  # the signature stays visible
+        assert headers["X-MB-Signature"] == sent["x-mb-signature"]
+        for shown in (repr(headers), repr(pickle.loads(pickle.dumps(headers)))):
+            for value in (*added.values(), hmac_server.project_key):
+                assert value == "42" or value not in shown

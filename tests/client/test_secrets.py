@@ -7,6 +7,8 @@ import json
 import logging
 import pickle
 import re
+import threading
+import time
 from typing import Any, List
 from urllib.parse import quote, quote_plus
 
@@ -583,3 +585,61 @@ def test_a_secret_under_3_characters_is_not_replaced(sdk, api_client, server):
         api_client.client_login(server.user_email, "ab")
 
     assert caught.value.message == "Incorrect password ab"
+
+
+# -- the secrets a call sent, whatever the client holds by the time it fails -----------------
+
+
+def test_a_jwt_replaced_while_a_call_waits_is_hidden_in_that_calls_error(sdk, api_client, server):
+    old = api_client.client_login(server.user_email, server.user_password)["token"]
+    server.script(
+        status=401, body={"detail": f"token {old} has expired"}, delay=1.0,
+        path="/api/v1/client/projects",
+    )
+    caught: List[BaseException] = []
+
+    def list_projects() -> None:
+        try:
+            api_client.client_list_projects()  # sends the old token
+        except BaseException as error:  # noqa: BLE001 - handed to the test's thread
+            caught.append(error)
+
+    waiting = threading.Thread(target=list_projects)
+    waiting.start()
+    for _ in range(500):  # the request has reached the server, which waits 1 s to answer
+        if server.requests and server.requests[-1].path == "/api/v1/client/projects":
+            break
+        time.sleep(0.01)
+    new = api_client.client_login(server.user_email, server.user_password)["token"]
+    waiting.join(30)
+
+    assert new != old and api_client.jwt_token == new
+    assert len(caught) == 1 and isinstance(caught[0], sdk.AuthenticationError), caught
+    assert "has expired" in caught[0].message
+    assert_nothing_reachable(caught[0], [old])
+
+
+def test_an_in_stream_errors_request_id_echoing_the_key_is_hidden(sdk, no_retry_client, server):
+    echo = {"error": {"message": "no", "code": 400}}
+    server.script(
+        chunks=[sse_event(echo)], content_type="text/event-stream",
+        headers={"X-Request-ID": f"req-{server.project_key}"},
+    )
+
+    with pytest.raises(sdk.BadRequestError) as caught:
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
+
+    assert caught.value.request_id == "req-[REDACTED]"
+    assert_nothing_reachable(caught.value, [server.project_key])
+
+
+def test_a_short_password_echoed_in_ansi_colour_codes_is_hidden(sdk, api_client, server):
+    echo = {"detail": "Incorrect password \x1b[31mhunter2x\x1b[0m", "plain": "xhunter2x"}
+    server.script(status=400, body=echo, path=LOGIN)
+
+    with pytest.raises(sdk.BadRequestError) as caught:
+        api_client.client_login(server.user_email, "hunter2x")
+
+    assert caught.value.message == "Incorrect password \x1b[31m[REDACTED]\x1b[0m"
+    assert caught.value.response["plain"] == "xhunter2x"  # inside a word: still left alone
+    assert_nothing_reachable(caught.value, ["\x1b[31mhunter2x", "mhunter2x\x1b"])
