@@ -505,11 +505,9 @@ class ClientCore:
                 # A fresh timestamp, nonce and signature, written over the previous attempt's.
                 signature = signer.sign(request.method, request.path, request.body or b"")
                 request.headers.update(signature)
-            remaining = deadline.remaining()
-            if remaining <= 0:
+            if deadline.expired():
                 raise deadline.error()
-            state.attempts += 1
-            attempt = state.attempts
+            attempt = state.attempts + 1
             view = None
             if hooks is not None:
                 view = RequestView(
@@ -518,6 +516,12 @@ class ClientCore:
                 )
                 if hooks.request:
                     yield Notify(hooks.request, view)
+            # Checked again after the request hooks, which may take their time (a network
+            # call of their own): past the deadline, nothing is sent.
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                raise deadline.error()
+            state.attempts = attempt
             started = time.monotonic()  # (after the request hooks: the attempt's own time)
             # A stream's read timeout also bounds each wait between events later on, so it is
             # not shortened; the wait for its headers is bounded by the deadline all the same.
