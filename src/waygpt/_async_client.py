@@ -62,7 +62,8 @@ class AsyncWayGPTClient(ClientCore):
     Every setting may come from the environment (``WAYGPT_API_URL``, ``WAYGPT_PROJECT_KEY``,
     ``WAYGPT_PROJECT_ID``, ``WAYGPT_HMAC_SECRET``, ``WAYGPT_USE_HMAC=true``); an argument wins.
     The aiohttp session is made at the first call, in the running event loop: use the client
-    from one event loop, and close it there.
+    from one event loop, and close it there (a call from another loop while that one still
+    runs raises ``ConfigurationError``).
 
     Args:
         api_url: base URL, default ``https://app.waygpt.ru``.
