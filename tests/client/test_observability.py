@@ -6,6 +6,7 @@ one-file build. (OpenTelemetry spans: tests/test_otel.py.)
 
 from __future__ import annotations
 
+import functools
 import pickle
 import re
 from typing import Any, Iterator, List
@@ -286,6 +287,46 @@ def test_with_options_replaces_the_hooks_of_the_copy_only(sdk, server):
 def test_bad_event_hooks_are_refused(sdk, hooks):
     with pytest.raises(sdk.ConfigurationError):
         sdk.WayGPTClient(event_hooks=hooks)
+
+
+class AsyncHook:
+    """A hook object whose ``__call__`` is a coroutine function."""
+
+    def __init__(self, seen: List[int]) -> None:
+        self.seen = seen
+
+    async def __call__(self, view: Any) -> None:
+        self.seen.append(view.attempt)
+
+
+async def async_hook(seen: List[int], view: Any) -> None:
+    seen.append(view.attempt)
+
+
+@pytest.mark.parametrize(
+    "make_hook",
+    [
+        lambda seen: functools.partial(async_hook, seen),
+        AsyncHook,
+        lambda seen: functools.partial(AsyncHook(seen)),
+    ],
+    ids=["partial-of-async-def", "object-with-async-call", "partial-of-that-object"],
+)
+def test_an_async_hook_is_refused_by_the_sync_client_and_awaited_by_the_async_one(
+    sdk, server, make_hook
+):
+    seen: List[int] = []
+    options = {
+        "api_url": server.url, "project_key": server.project_key,
+        "event_hooks": {"request": [make_hook(seen)]},
+    }
+    if getattr(sdk, "is_async_facade", False):
+        with sdk.WayGPTClient(**options) as client:
+            client.get_models()
+        assert seen == [1]
+    else:  # it would be called, and its coroutine never run
+        with pytest.raises(sdk.ConfigurationError, match="needs AsyncWayGPTClient"):
+            sdk.WayGPTClient(**options)
 
 
 def test_a_stream_started_again_keeps_its_client_request_id(sdk, client, server):
