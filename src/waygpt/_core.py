@@ -148,11 +148,13 @@ class CallState:
     Shared by every attempt of the call, and carried on when a stream starts again before
     its first content, so that the restart spends the same budget. ``answer`` is the last
     successful answer (its headers read), for ``with_raw_response``; ``span`` the call's
-    OpenTelemetry span, when tracing is on.
+    OpenTelemetry span, when tracing is on. ``hook_error`` is what a hook raised into the
+    call, which goes on to the caller as it is (not stamped with this call's attempts).
     """
 
     __slots__ = (
         "answer", "attempts", "client_request_id", "clock_corrected", "retry", "span", "started",
+        "hook_error",
     )
 
     def __init__(self, retry: RetryState, span: Optional[CallSpan] = None) -> None:
@@ -163,6 +165,7 @@ class CallState:
         self.client_request_id = ""  # set when the request is built
         self.answer: Any = None
         self.span = span
+        self.hook_error: Optional[BaseException] = None
 
 
 class Send:
@@ -455,9 +458,11 @@ class ClientCore:
             body = yield from self._read_body(answer, deadline, SUCCESS_BODY_LIMIT, lenient=False)
             value = self._decode(call, answer, body)
         except WayGPTError as error:
-            # Every error says which call it was, and how many requests it took.
-            error.attempts = state.attempts
-            error.client_request_id = state.client_request_id or None
+            # Every error of this call says which call it was, and how many requests it took;
+            # a hook's own (perhaps another call's, with its own) is left as it is.
+            if error is not state.hook_error:
+                error.attempts = state.attempts
+                error.client_request_id = state.client_request_id or None
             if span is not None:
                 span.fail(error)
             raise
@@ -515,7 +520,11 @@ class ClientCore:
                     request_headers(request.headers),
                 )
                 if hooks.request:
-                    yield Notify(hooks.request, view)
+                    try:
+                        yield Notify(hooks.request, view)
+                    except BaseException as raised:
+                        state.hook_error = raised
+                        raise
             # Checked again after the request hooks, which may take their time (a network
             # call of their own): past the deadline, nothing is sent.
             remaining = deadline.remaining()
@@ -555,7 +564,8 @@ class ClientCore:
                 )
                 try:
                     yield Notify(hooks.response, seen)
-                except BaseException:  # the hook raised (or the call was cancelled there)
+                except BaseException as raised:  # the hook raised (or the call was cancelled)
+                    state.hook_error = raised
                     answer.close()
                     raise
             if 200 <= status < 300:

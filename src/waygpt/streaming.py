@@ -715,12 +715,18 @@ class _StreamBase:
         return self._closed
 
     def _failed(self, error: WayGPTError) -> None:
-        """Make ``error`` fit to leave the stream: redacted, the stream's frames cleared."""
+        """Make ``error`` fit to leave the stream: redacted, the stream's frames cleared.
+
+        An error a hook raised (when the stream started again) is left as it is.
+        """
+        call = self._call
+        if call is not None and error is call.hook_error:
+            self._state.end_span(error)
+            return
         # An error event or a bad line may echo what was sent (project key, JWT).
         if self._redact is not None:
             redact_error(error, self._redact)
         forget_internal_locals(error)  # the raw blocks the stream's frames read
-        call = self._call
         if call is not None:  # every error says which call it was, as a plain call's does
             error.attempts = call.attempts
             error.client_request_id = call.client_request_id or None

@@ -289,6 +289,39 @@ def test_bad_event_hooks_are_refused(sdk, hooks):
         sdk.WayGPTClient(event_hooks=hooks)
 
 
+@pytest.mark.parametrize("where", ["request", "response", "stream restart"])
+def test_a_waygpt_error_a_hook_raises_keeps_the_attempts_and_id_of_its_own_call(
+    sdk, server, where
+):
+    server.script(path=MODELS, status=503, headers={"Retry-After": "0"}, times=2)
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, max_retries=quick_retry(1)
+    ) as other:
+        with pytest.raises(sdk.InternalServerError) as earlier:
+            other.get_models()  # another call's error: 2 attempts, its own id
+    error = earlier.value
+    assert error.attempts == 2 and error.client_request_id
+
+    def raise_it(view: Any) -> None:
+        if view.attempt == (2 if where == "stream restart" else 1):
+            raise error
+
+    hooks = {"response" if where == "response" else "request": [raise_it]}
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, max_retries=quick_retry(),
+        event_hooks=hooks,
+    ) as client:
+        with pytest.raises(sdk.InternalServerError) as caught:
+            if where == "stream restart":
+                server.script_stream_fault(after_events=0, cut="close")
+                list(client.chat_completions_stream(messages=MESSAGES))
+            else:
+                client.get_models()
+
+    assert caught.value is error
+    assert (error.attempts, error.client_request_id) == (2, client_request_ids(server)[0])
+
+
 class AsyncHook:
     """A hook object whose ``__call__`` is a coroutine function."""
 
