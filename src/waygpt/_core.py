@@ -142,6 +142,12 @@ def stop_recording(token: Token[Any]) -> None:
     _recording.reset(token)
 
 
+def pause_recording() -> Token[Any]:
+    """Record none of the calls made from here until ``stop_recording``: a caller's callback
+    (``on_update``) calls the client for its own ends, not for the recorded method's."""
+    return _recording.set(None)
+
+
 class CallState:
     """What one logical call has done so far: its attempts, its retry budget, its id.
 

@@ -258,7 +258,7 @@ class RawResponse(Generic[_V]):
     headers), ``client_request_id``, and ``parse()``: what the plain method returns.
 
     For a method that makes several requests (``wait_for_media_job``) it describes the last
-    one.
+    one (not the calls its ``on_update`` makes).
     """
 
     __slots__ = (
