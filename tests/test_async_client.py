@@ -461,32 +461,37 @@ def test_a_call_from_a_second_running_loop_is_refused_with_the_rule(server):
         loop.close()
 
 
+async def calls_while_another_loop_calls(
+    client: AsyncWayGPTClient, barriers: List[threading.Barrier], seen: List[str]
+) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, barriers[0].wait)  # both loops run from here ...
+    for _ in range(20):
+        try:
+            await asyncio.wait_for(client.get_models(), 20)
+            seen.append("answer")
+        except waygpt.ConfigurationError as error:
+            seen.append("the rule" if ONE_PER_LOOP in str(error) else repr(error))
+        except BaseException as error:  # noqa: BLE001 - a hang, a transport error
+            seen.append(repr(error))
+    await loop.run_in_executor(None, barriers[1].wait)  # ... to here
+    try:
+        await client.close()
+    except waygpt.ConfigurationError:
+        pass  # the other loop's session, which it closes
+
+
 def test_two_running_loops_calling_one_client_get_answers_or_the_rule_never_a_hang(server):
     for _ in range(10):
         client = make(server, total_timeout=20)
-        both_running = threading.Barrier(2, timeout=30)
-        both_done = threading.Barrier(2, timeout=60)
+        barriers = [threading.Barrier(2, timeout=60), threading.Barrier(2, timeout=60)]
         outcomes: Dict[str, List[str]] = {"a": [], "b": []}
-
-        async def calls(seen: List[str]) -> None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, both_running.wait)  # both loops run from here
-            for _ in range(20):
-                try:
-                    await asyncio.wait_for(client.get_models(), 20)
-                    seen.append("answer")
-                except waygpt.ConfigurationError as error:
-                    seen.append("the rule" if ONE_PER_LOOP in str(error) else repr(error))
-                except BaseException as error:  # noqa: BLE001 - a hang, a transport error
-                    seen.append(repr(error))
-            await loop.run_in_executor(None, both_done.wait)  # ... to here
-            try:
-                await client.close()
-            except waygpt.ConfigurationError:
-                pass  # the other loop's session, still running: closed there
-
         threads = [
-            threading.Thread(target=asyncio.run, args=(calls(seen),), daemon=True)
+            threading.Thread(
+                target=asyncio.run,
+                args=(calls_while_another_loop_calls(client, barriers, seen),),
+                daemon=True,
+            )
             for seen in outcomes.values()
         ]
         for thread in threads:

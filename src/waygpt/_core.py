@@ -159,8 +159,8 @@ class CallState:
     """
 
     __slots__ = (
-        "answer", "attempts", "client_request_id", "clock_corrected", "retry", "span", "started",
-        "hook_error",
+        "answer", "attempts", "client_request_id", "clock_corrected", "hook_error", "retry",
+        "span", "started",
     )
 
     def __init__(self, retry: RetryState, span: Optional[CallSpan] = None) -> None:

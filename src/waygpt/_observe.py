@@ -96,7 +96,7 @@ def _is_async_hook(hook: Any) -> bool:
     if inspect.iscoroutinefunction(hook):
         return True
     # (The type's __call__, not the object's: a class is called to make an instance.)
-    return inspect.iscoroutinefunction(getattr(type(hook), "__call__", None))
+    return inspect.iscoroutinefunction(type(hook).__call__)
 
 
 def check_extra_headers(value: Any) -> Dict[str, str]:

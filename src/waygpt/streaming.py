@@ -821,7 +821,7 @@ class ChatStream(_StreamBase):
         """Release the connection; iterating afterwards ends at once. Safe to call twice.
 
         It may be called from another thread while one is iterating (a "stop" button): that
-        loop then ends quietly.
+        loop then ends quietly, and a stream waiting to start again sends nothing more.
         """
         if self._closed:
             return
