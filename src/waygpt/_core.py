@@ -154,12 +154,13 @@ class CallState:
     Shared by every attempt of the call, and carried on when a stream starts again before
     its first content, so that the restart spends the same budget. ``answer`` is the last
     successful answer (its headers read), for ``with_raw_response``; ``span`` the call's
-    OpenTelemetry span, when tracing is on. ``hook_error`` is what a hook raised into the
-    call, which goes on to the caller as it is (not stamped with this call's attempts).
+    OpenTelemetry span, when tracing is on. ``hook_error_id`` is the ``id()`` of what a
+    hook raised into the call, which goes on to the caller as it is (not stamped with this
+    call's attempts); an id, since the error's traceback holds this state.
     """
 
     __slots__ = (
-        "answer", "attempts", "client_request_id", "clock_corrected", "hook_error", "retry",
+        "answer", "attempts", "client_request_id", "clock_corrected", "hook_error_id", "retry",
         "span", "started",
     )
 
@@ -171,7 +172,7 @@ class CallState:
         self.client_request_id = ""  # set when the request is built
         self.answer: Any = None
         self.span = span
-        self.hook_error: Optional[BaseException] = None
+        self.hook_error_id = 0
 
 
 class Send:
@@ -466,7 +467,7 @@ class ClientCore:
         except WayGPTError as error:
             # Every error of this call says which call it was, and how many requests it took;
             # a hook's own (perhaps another call's, with its own) is left as it is.
-            if error is not state.hook_error:
+            if id(error) != state.hook_error_id:
                 error.attempts = state.attempts
                 error.client_request_id = state.client_request_id or None
             if span is not None:
@@ -529,7 +530,7 @@ class ClientCore:
                     try:
                         yield Notify(hooks.request, view)
                     except BaseException as raised:
-                        state.hook_error = raised
+                        state.hook_error_id = id(raised)
                         raise
             # Checked again after the request hooks, which may take their time (a network
             # call of their own): past the deadline, nothing is sent.
@@ -571,7 +572,7 @@ class ClientCore:
                 try:
                     yield Notify(hooks.response, seen)
                 except BaseException as raised:  # the hook raised (or the call was cancelled)
-                    state.hook_error = raised
+                    state.hook_error_id = id(raised)
                     answer.close()
                     raise
             if 200 <= status < 300:

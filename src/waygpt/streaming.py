@@ -720,7 +720,7 @@ class _StreamBase:
         An error a hook raised (when the stream started again) is left as it is.
         """
         call = self._call
-        if call is not None and error is call.hook_error:
+        if call is not None and id(error) == call.hook_error_id:
             self._state.end_span(error)
             return
         # An error event or a bad line may echo what was sent (project key, JWT).
