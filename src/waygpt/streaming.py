@@ -665,7 +665,12 @@ def _stream_chunks(
             answer.close()
             if not state.pause(delay):
                 return  # closed while waiting: the next attempt is never sent
-            state.answer, parser = restart.transport.run(restart.steps(), restart.deadline)
+            try:
+                state.answer, parser = restart.transport.run(restart.steps(), restart.deadline)
+            except WayGPTError:
+                if state.closing:
+                    return  # closed while it was sent: how it failed is no longer news
+                raise
             if state.closing:
                 return  # closed while it was sent: its answer is closed below
             delivery.drop_held()
@@ -967,9 +972,11 @@ class AsyncChatStream(_StreamBase):
                     restart.steps(), restart.deadline
                 )
         except BaseException as stopped:  # the new attempt failed too, or the task was cancelled
-            self._state.end_span(stopped)
-            self._release()
-            raise
+            # (A failure after close() is no longer news: the iteration ends quietly below.)
+            if not self._closed or not isinstance(stopped, WayGPTError):
+                self._state.end_span(stopped)
+                self._release()
+                raise
         if self._closed:  # by another task, while this one waited or sent the new attempt
             self._state.answer.close()
             raise StopAsyncIteration

@@ -361,17 +361,27 @@ def test_close_while_a_stream_waits_to_start_again_sends_nothing_more(sdk, serve
     assert len(server.requests) == 1  # the first attempt only
 
 
-def test_close_while_a_restarted_stream_waits_for_its_headers_hands_out_nothing(sdk, server):
+LATE_ANSWERS = {
+    "a stream": {
+        "content_type": "text/event-stream",
+        "chunks": [b'data: {"choices": [{"index": 0, "delta": {"content": "late"}}]}\n\n',
+                   b"data: [DONE]\n\n"],
+    },
+    "an error": {"status": 401, "body": {"detail": "Invalid project key"}},
+}
+
+
+@pytest.mark.parametrize("late", LATE_ANSWERS, ids=["stream", "error"])
+def test_close_while_a_restarted_stream_waits_for_its_headers_hands_out_nothing(
+    sdk, server, late
+):
     server.script(
         method="POST", path=CHAT, chunks=[b'data: {"error": {"message": "slow down", '
                                           b'"code": 429, "retry_after": 0}}\n\n'],
         content_type="text/event-stream",
     )
-    server.script(  # the new attempt's answer comes 2 s late
-        method="POST", path=CHAT, delay=2.0, content_type="text/event-stream",
-        chunks=[b'data: {"choices": [{"index": 0, "delta": {"content": "late"}}]}\n\n',
-                b"data: [DONE]\n\n"],
-    )
+    # The new attempt's answer comes 2 s late.
+    server.script(method="POST", path=CHAT, delay=2.0, **LATE_ANSWERS[late])
     received: List[Any] = []
     failures: List[BaseException] = []
     with stream_client(sdk, server) as client:
