@@ -726,15 +726,20 @@ def test_an_async_stream_cancelled_while_it_waits_to_start_again_ends_its_span_o
 def test_a_sync_stream_interrupted_while_it_waits_to_start_again_ends_its_span_once(
     server, spans, monkeypatch
 ):
-    # The sync stream's equivalent of a cancellation: what its restart's sleep raises.
+    # The sync stream's equivalent of a cancellation: what its wait before the restart (on an
+    # Event that close() sets) raises in this thread.
     server.script_stream_fault(after_events=0, cut="close")
+    this_thread = threading.current_thread()
+    real_wait = threading.Event.wait
 
-    def interrupted(seconds: float) -> None:
+    def interrupted(event: threading.Event, timeout: Any = None) -> bool:
+        if timeout is None or threading.current_thread() is not this_thread:
+            return real_wait(event, timeout)
         raise KeyboardInterrupt
 
     with make(waygpt, server) as client:
         stream = client.chat_completions_stream(model="gpt-4o", messages=MESSAGES)
-        monkeypatch.setattr(client._transport, "sleep", interrupted)
+        monkeypatch.setattr(threading.Event, "wait", interrupted)
         with pytest.raises(KeyboardInterrupt):
             next(stream)
 

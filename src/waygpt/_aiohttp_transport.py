@@ -12,9 +12,10 @@ when it is made.
 * A non-streamed call is bounded by aiohttp's ``total`` timeout set to what is left of the
   call's deadline; a stream's headers by ``asyncio.wait_for``; each read by ``sock_read``,
   and each read of a stream by a timer of ours as well (see ``bound_each_read``).
-* After ``os.fork()`` the parent's session is set aside and never closed; when the client is
-  used from another event loop, the old loop's session is closed there if that loop still
-  runs, else left to its sockets' finalisers.
+* After ``os.fork()`` the parent's session is set aside and never closed. A client is used
+  from one event loop at a time: a call (or ``close()``) from another loop while the
+  session's own loop still runs is refused with ``ConfigurationError``; once that loop has
+  ended, its session is set aside (left to its sockets' finalisers) and a new one is made.
 * aiohttp's own replay of a failed idempotent request is turned off (``_retry_connection``):
   it would re-send the same signature and nonce. On the client's own session for good; on a
   caller's session only for the SDK's signed requests, as is the session's ``auth`` and
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import threading
 import types
 from typing import Any, Callable, Dict, Generator, Mapping, Optional, Tuple
 
@@ -50,6 +53,25 @@ _DRAIN_SECONDS = 0.1
 _DRAIN_BYTES = 64 * 1024
 
 INSTALL_HINT = 'AsyncWayGPTClient needs aiohttp, an optional extra: pip install "waygpt[aiohttp]"'
+_OTHER_LOOP = (
+    "this AsyncWayGPTClient's connections belong to another event loop, which is still "
+    "running: use one AsyncWayGPTClient per event loop (make one in each loop or thread, "
+    "or use WayGPTClient from threads)"
+)
+
+# Held while a transport checks which loop its session belongs to and makes one: two loops
+# in two threads must never both make (or one use the other's) session. A new lock in a
+# forked child, where a parent's thread may have held it at the fork.
+_binding = threading.Lock()
+
+
+def _new_binding_lock() -> None:
+    global _binding
+    _binding = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_binding_lock)
 
 
 def transport_failure(exc: BaseException) -> TransportFailure:
@@ -374,14 +396,19 @@ class AiohttpTransport:
         raise ConfigurationError(f"api_url is not a valid URL ({reason}): {api_url!r}")
 
     def _current_session(self) -> Any:
-        """The session to send on, made now if need be, in the running loop."""
+        """The session to send on, made now if need be, in the running loop.
+
+        Raises:
+            ConfigurationError: the session belongs to another event loop, still running.
+        """
         loop = asyncio.get_running_loop()
-        if self._generation != fork_generation():  # a forked child: never the parent's session
-            if self.owns_session and self._session is not None:
-                self._set_aside()
-            self._generation = fork_generation()
+        with _binding:
+            return self._session_for(loop)
+
+    def _session_for(self, loop: asyncio.AbstractEventLoop) -> Any:
+        self._leave_parent()
         if self.owns_session and self._session is not None and self._loop is not loop:
-            self._set_aside()  # made in another event loop, which may well be closed now
+            self._leave_loop()  # made in another event loop: refused, or set aside if it ended
         if self._session is None:
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=100, ssl=self._ssl),
@@ -398,18 +425,33 @@ class AiohttpTransport:
             self._session, self._loop = session, loop
         return self._session
 
-    def _set_aside(self) -> None:
-        """Stop using the session made in another event loop or process.
+    def _leave_parent(self) -> None:
+        """In a forked child: never the parent's session (nor its loop, which may look as if
+        it still ran, when the fork was made from inside it)."""
+        if self._generation != fork_generation():
+            if self.owns_session and self._session is not None:
+                self._set_aside()
+            self._generation = fork_generation()
 
-        A loop still running (in another thread) is asked to close it. Otherwise it cannot
-        be closed from here: a forked child must not close its parent's connections, and a
-        closed loop can no longer close anything."""
-        session, self._session = self._session, None
+    def _leave_loop(self) -> None:
+        """Set aside the session of an event loop that has ended; refuse to touch one whose
+        loop still runs (in another thread).
+
+        Closing a running loop's session from here would cut the calls under way there
+        (some of them then wait for ever), and sharing it would run one loop's connections
+        from another: the one-loop rule is enforced, never worked around.
+        """
         loop = self._loop
+        if loop is not None and loop.is_running():
+            raise ConfigurationError(_OTHER_LOOP)
+        self._set_aside()
+
+    def _set_aside(self) -> None:
+        """Stop using the session made in an event loop that has ended, or in the parent
+        process. It cannot be closed from here: a forked child must not close its parent's
+        connections, and a loop that has ended can no longer close anything."""
+        session, self._session = self._session, None
         forked = self._generation != fork_generation()
-        if not forked and loop is not None and loop.is_running():
-            asyncio.run_coroutine_threadsafe(session.close(), loop)
-            return
         # aiohttp's connector closes its connections when it is garbage-collected, through
         # its event loop: in a forked child that would send a TLS close_notify on the
         # parent's connections (ending them), and with a closed loop it fails noisily. Marked
@@ -423,12 +465,15 @@ class AiohttpTransport:
 
     async def close(self) -> None:
         """Close the pooled connections (only those of a session the client made)."""
-        if not self.owns_session or self._session is None:
-            return
-        if self._loop is not asyncio.get_running_loop():
-            self._set_aside()
-            return
-        session, self._session = self._session, None
+        loop = asyncio.get_running_loop()
+        with _binding:
+            self._leave_parent()
+            if not self.owns_session or self._session is None:
+                return
+            if self._loop is not loop:
+                self._leave_loop()
+                return
+            session, self._session = self._session, None
         await session.close()
 
     # -- what the client does besides running pipelines ---------------------------------------

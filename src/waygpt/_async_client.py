@@ -32,6 +32,7 @@ from ._core import (
     Deadline,
     MediaJobWaiter,
     StreamRestart,
+    pause_recording,
     start_recording,
     stop_recording,
 )
@@ -62,7 +63,8 @@ class AsyncWayGPTClient(ClientCore):
     Every setting may come from the environment (``WAYGPT_API_URL``, ``WAYGPT_PROJECT_KEY``,
     ``WAYGPT_PROJECT_ID``, ``WAYGPT_HMAC_SECRET``, ``WAYGPT_USE_HMAC=true``); an argument wins.
     The aiohttp session is made at the first call, in the running event loop: use the client
-    from one event loop, and close it there.
+    from one event loop, and close it there (a call from another loop while that one still
+    runs raises ``ConfigurationError``).
 
     Args:
         api_url: base URL, default ``https://app.waygpt.ru``.
@@ -343,7 +345,11 @@ class AsyncWayGPTClient(ClientCore):
         while True:
             job = await self.get_media_job(job_id)
             if on_update is not None and waiter.is_news(job):
-                await self._transport.notify(on_update, job)
+                paused = pause_recording()  # with_raw_response describes the last poll
+                try:
+                    await self._transport.notify(on_update, job)
+                finally:
+                    stop_recording(paused)
             delay = waiter.delay_after(job)
             if delay is None:
                 return job

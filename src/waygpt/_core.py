@@ -142,6 +142,12 @@ def stop_recording(token: Token[Any]) -> None:
     _recording.reset(token)
 
 
+def pause_recording() -> Token[Any]:
+    """Record none of the calls made from here until ``stop_recording``: a caller's callback
+    (``on_update``) calls the client for its own ends, not for the recorded method's."""
+    return _recording.set(None)
+
+
 class CallState:
     """What one logical call has done so far: its attempts, its retry budget, its id.
 
@@ -149,11 +155,14 @@ class CallState:
     its first content, so that the restart spends the same budget. ``answer`` is the last
     successful answer (its headers read), for ``with_raw_response``; ``span`` the call's
     OpenTelemetry span, when tracing is on; ``secrets`` what its requests carried, to redact.
+    ``hook_error_id`` is the ``id()`` of what a hook raised into the call, which goes on to
+    the caller as it is (not stamped with this call's attempts); an id, since the error's
+    traceback holds this state.
     """
 
     __slots__ = (
-        "answer", "attempts", "client_request_id", "clock_corrected", "retry", "secrets", "span",
-        "started",
+        "answer", "attempts", "client_request_id", "clock_corrected", "hook_error_id", "retry",
+        "secrets", "span", "started",
     )
 
     def __init__(self, retry: RetryState, span: Optional[CallSpan] = None) -> None:
@@ -167,6 +176,7 @@ class CallState:
         self.secrets: Tuple[Optional[str], ...] = ()
         self.answer: Any = None
         self.span = span
+        self.hook_error_id = 0
 
 
 class Send:
@@ -462,9 +472,11 @@ class ClientCore:
             body = yield from self._read_body(answer, deadline, SUCCESS_BODY_LIMIT, lenient=False)
             value = self._decode(call, answer, body, state)
         except WayGPTError as error:
-            # Every error says which call it was, and how many requests it took.
-            error.attempts = state.attempts
-            error.client_request_id = state.client_request_id or None
+            # Every error of this call says which call it was, and how many requests it took;
+            # a hook's own (perhaps another call's, with its own) is left as it is.
+            if id(error) != state.hook_error_id:
+                error.attempts = state.attempts
+                error.client_request_id = state.client_request_id or None
             if span is not None:
                 span.fail(error)
             raise
@@ -512,11 +524,9 @@ class ClientCore:
                 # A fresh timestamp, nonce and signature, written over the previous attempt's.
                 signature = signer.sign(request.method, request.path, request.body or b"")
                 request.headers.update(signature)
-            remaining = deadline.remaining()
-            if remaining <= 0:
+            if deadline.expired():
                 raise deadline.error()
-            state.attempts += 1
-            attempt = state.attempts
+            attempt = state.attempts + 1
             view = None
             if hooks is not None:
                 view = RequestView(
@@ -524,7 +534,17 @@ class ClientCore:
                     request_headers(request.headers, redact),
                 )
                 if hooks.request:
-                    yield Notify(hooks.request, view)
+                    try:
+                        yield Notify(hooks.request, view)
+                    except BaseException as raised:
+                        state.hook_error_id = id(raised)
+                        raise
+            # Checked again after the request hooks, which may take their time (a network
+            # call of their own): past the deadline, nothing is sent.
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                raise deadline.error()
+            state.attempts = attempt
             started = time.monotonic()  # (after the request hooks: the attempt's own time)
             # A stream's read timeout also bounds each wait between events later on, so it is
             # not shortened; the wait for its headers is bounded by the deadline all the same.
@@ -558,7 +578,8 @@ class ClientCore:
                 )
                 try:
                     yield Notify(hooks.response, seen)
-                except BaseException:  # the hook raised (or the call was cancelled there)
+                except BaseException as raised:  # the hook raised (or the call was cancelled)
+                    state.hook_error_id = id(raised)
                     answer.close()
                     raise
             if 200 <= status < 300:

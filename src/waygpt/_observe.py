@@ -81,9 +81,7 @@ def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
         if not isinstance(hooks, (list, tuple)) or not all(callable(h) for h in hooks):
             raise ConfigurationError(f"event_hooks[{name!r}] must be a list of callables")
         if not awaits and hooks:
-            import inspect  # only when hooks are given: `import waygpt` need not pay for it
-
-            if any(inspect.iscoroutinefunction(h) for h in hooks):
+            if any(_is_async_hook(h) for h in hooks):
                 raise ConfigurationError(
                     f"event_hooks[{name!r}]: an async def hook needs AsyncWayGPTClient; "
                     "WayGPTClient calls plain functions"
@@ -92,6 +90,19 @@ def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
     if not lists["request"] and not lists["response"]:
         return None
     return EventHooks(lists["request"], lists["response"])
+
+
+def _is_async_hook(hook: Any) -> bool:
+    """Whether calling ``hook`` makes a coroutine: an ``async def`` function (or method), an
+    object whose ``__call__`` is one, or a ``functools.partial`` of either."""
+    import inspect  # only when hooks are given: `import waygpt` need not pay for it
+
+    while isinstance(hook, functools.partial):
+        hook = hook.func
+    if inspect.iscoroutinefunction(hook):
+        return True
+    # (The type's __call__, not the object's: a class is called to make an instance.)
+    return inspect.iscoroutinefunction(type(hook).__call__)
 
 
 def check_extra_headers(value: Any) -> Dict[str, str]:
@@ -268,7 +279,7 @@ class RawResponse(Generic[_V]):
     headers), ``client_request_id``, and ``parse()``: what the plain method returns.
 
     For a method that makes several requests (``wait_for_media_job``) it describes the last
-    one.
+    one (not the calls its ``on_update`` makes).
     """
 
     __slots__ = (

@@ -238,7 +238,11 @@ class StreamBodyReader:
             self.finished()
 
     def interrupt(self) -> None:
-        """Wake a read blocked in another thread (used by ``ChatStream.close``)."""
+        """Wake a read blocked in another thread (used by ``ChatStream.close``).
+
+        The answer may be closed already (the stream waits to start again, or has just
+        ended): urllib3 then raises ValueError or RuntimeError, and there is nothing to wake.
+        """
         shutdown = getattr(self._raw, "shutdown", None)  # urllib3 >= 2.3
         try:
             if shutdown is not None:
@@ -247,7 +251,7 @@ class StreamBodyReader:
             sock = raw_socket(self._raw)
             if sock is not None:
                 sock.shutdown(socket.SHUT_RD)
-        except OSError:
+        except Exception:  # noqa: BLE001, S110 - no library exception leaves close()
             pass
 
     def close(self) -> None:

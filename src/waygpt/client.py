@@ -32,6 +32,7 @@ from ._core import (
     Deadline,
     MediaJobWaiter,
     StreamRestart,
+    pause_recording,
     start_recording,
     stop_recording,
 )
@@ -340,7 +341,11 @@ class WayGPTClient(ClientCore):
         while True:
             job = self.get_media_job(job_id)
             if on_update is not None and waiter.is_news(job):
-                self._transport.notify(on_update, job)
+                paused = pause_recording()  # with_raw_response describes the last poll
+                try:
+                    self._transport.notify(on_update, job)
+                finally:
+                    stop_recording(paused)
             delay = waiter.delay_after(job)
             if delay is None:
                 return job

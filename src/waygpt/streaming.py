@@ -14,6 +14,7 @@ for both streams, and each stream reads its bytes from the *answer* its transpor
 from __future__ import annotations
 
 import json
+import threading
 import time
 from types import TracebackType
 from typing import (
@@ -374,12 +375,28 @@ class _StreamState:
     being read (a new one when the stream starts again), whether ``close()`` was called, and
     the call's trace span, if any."""
 
-    __slots__ = ("answer", "closing", "span")
+    __slots__ = ("answer", "closing", "span", "wake")
 
     def __init__(self, answer: Any, span: Any) -> None:
         self.answer = answer
         self.closing = False  # close() was called: a failing read then ends the stream quietly
         self.span = span  # ended once, however the stream ends
+        self.wake: Optional[threading.Event] = None  # set by close(): the wait to restart ends
+
+    def pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` before the stream starts again; False, at once, when ``close()``
+        is called meanwhile (from another thread: a "stop" button)."""
+        wake = self.wake = threading.Event()
+        if not self.closing:  # (close() sets closing, then reads wake: one of them sees it)
+            wake.wait(seconds)
+        return not self.closing
+
+    def close(self) -> None:
+        """``close()`` was called: end a wait to restart, and what comes after it."""
+        self.closing = True
+        wake = self.wake
+        if wake is not None:
+            wake.set()
 
     def handed_out(self, chunks: List[ChatCompletionChunk]) -> Iterable[ChatCompletionChunk]:
         """``chunks``, each seen by the trace span as it is handed out."""
@@ -646,8 +663,16 @@ def _stream_chunks(
             if restart is None or delay is None:
                 raise error  # outside the except block: no transport exception is chained
             answer.close()
-            restart.transport.sleep(delay)
-            state.answer, parser = restart.transport.run(restart.steps(), restart.deadline)
+            if not state.pause(delay):
+                return  # closed while waiting: the next attempt is never sent
+            try:
+                state.answer, parser = restart.transport.run(restart.steps(), restart.deadline)
+            except WayGPTError:
+                if state.closing:
+                    return  # closed while it was sent: how it failed is no longer news
+                raise
+            if state.closing:
+                return  # closed while it was sent: its answer is closed below
             delivery.drop_held()
             wait.reset()
     except BaseException as failure:  # an error, or GeneratorExit: closed or dropped
@@ -695,14 +720,20 @@ class _StreamBase:
         return self._closed
 
     def _failed(self, error: WayGPTError) -> None:
-        """Make ``error`` fit to leave the stream: redacted, the stream's frames cleared."""
+        """Make ``error`` fit to leave the stream: redacted, the stream's frames cleared.
+
+        An error a hook raised (when the stream started again) is left as it is.
+        """
+        call = self._call
+        if call is not None and id(error) == call.hook_error_id:
+            self._state.end_span(error)
+            return
         if error.request_id is None:  # (a header, which may echo a secret as well)
             error.request_id = request_id_of(self.headers)
         # An error event or a bad line may echo what was sent (project key, JWT).
         if self._redact is not None:
             redact_error(error, self._redact)
         forget_internal_locals(error)  # the raw blocks the stream's frames read
-        call = self._call
         if call is not None:  # every error says which call it was, as a plain call's does
             error.attempts = call.attempts
             error.client_request_id = call.client_request_id or None
@@ -795,13 +826,13 @@ class ChatStream(_StreamBase):
         """Release the connection; iterating afterwards ends at once. Safe to call twice.
 
         It may be called from another thread while one is iterating (a "stop" button): that
-        loop then ends quietly.
+        loop then ends quietly, and a stream waiting to start again sends nothing more.
         """
         if self._closed:
             return
         self._closed = True
         state = self._state
-        state.closing = True
+        state.close()
         try:
             self._chunks.close()
         except ValueError:  # "generator already executing": being read in another thread
@@ -845,6 +876,7 @@ class AsyncChatStream(_StreamBase):
         self._restart = restart
         self._ready: List[ChatCompletionChunk] = []  # chunks read but not yet handed out
         self._next = 0
+        self._sleeping: Any = None  # the wait before a restart, which close() ends
 
     def __aiter__(self) -> AsyncChatStream:
         return self
@@ -935,16 +967,35 @@ class AsyncChatStream(_StreamBase):
             raise error
         self._state.answer.close()
         try:
-            await restart.transport.sleep(delay)
-            self._state.answer, self._parser = await restart.transport.run(
-                restart.steps(), restart.deadline
-            )
+            if await self._pause(restart, delay):
+                self._state.answer, self._parser = await restart.transport.run(
+                    restart.steps(), restart.deadline
+                )
         except BaseException as stopped:  # the new attempt failed too, or the task was cancelled
-            self._state.end_span(stopped)
-            self._release()
-            raise
+            # (A failure after close() is no longer news: the iteration ends quietly below.)
+            if not self._closed or not isinstance(stopped, WayGPTError):
+                self._state.end_span(stopped)
+                self._release()
+                raise
+        if self._closed:  # by another task, while this one waited or sent the new attempt
+            self._state.answer.close()
+            raise StopAsyncIteration
         delivery.drop_held()
         self._wait.reset()
+
+    async def _pause(self, restart: Restart, seconds: float) -> bool:
+        """Wait ``seconds`` before the stream starts again; False, at once, when another
+        task closes the stream meanwhile (a "stop" button)."""
+        import asyncio  # (imported already by the async client: this module does not need it)
+
+        sleeping = asyncio.ensure_future(restart.transport.sleep(seconds))
+        self._sleeping = sleeping
+        try:
+            await asyncio.wait((sleeping,))  # cancelled by close(), or this task cancelled
+        finally:
+            self._sleeping = None
+            sleeping.cancel()
+        return not self._closed
 
     def _release(self) -> None:
         if not self._closed:
@@ -953,9 +1004,15 @@ class AsyncChatStream(_StreamBase):
             self._state.answer.close()
 
     async def close(self) -> None:
-        """Release the connection; iterating afterwards ends at once. Safe to call twice."""
+        """Release the connection; iterating afterwards ends at once. Safe to call twice.
+
+        It may be called from another task while one is iterating (a "stop" button): that
+        loop then ends quietly, and a stream waiting to start again sends nothing more.
+        """
         self._state.end_span()
         self._release()
+        if self._sleeping is not None:
+            self._sleeping.cancel()
 
     async def __aenter__(self) -> AsyncChatStream:
         return self

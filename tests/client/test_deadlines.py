@@ -143,6 +143,24 @@ def test_total_timeout_covers_the_sleeps_between_retries(sdk, server: WayGPTTest
     assert 2 <= len(server.requests) <= 5
 
 
+def test_a_request_hook_that_outlasts_total_timeout_leaves_nothing_sent(
+    sdk, server: WayGPTTestServer
+):
+    def slow_hook(view: Any) -> None:
+        time.sleep(1.5)  # a hook that calls out over the network, slowly
+
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, total_timeout=1,
+        event_hooks={"request": [slow_hook]},
+    ) as client:
+        with pytest.raises(sdk.APITimeoutError) as caught:
+            client.video_generations(prompt="a cat on a sofa")
+
+    assert server.requests == []  # no video job whose id the caller would never learn
+    assert server.jobs == {}
+    assert caught.value.attempts == 0
+
+
 def test_the_default_total_timeout_is_ten_minutes(sdk):
     with sdk.WayGPTClient() as client:
         assert client.total_timeout == 600.0

@@ -6,6 +6,7 @@ one-file build. (OpenTelemetry spans: tests/test_otel.py.)
 
 from __future__ import annotations
 
+import functools
 import pickle
 import re
 from typing import Any, Iterator, List
@@ -286,6 +287,79 @@ def test_with_options_replaces_the_hooks_of_the_copy_only(sdk, server):
 def test_bad_event_hooks_are_refused(sdk, hooks):
     with pytest.raises(sdk.ConfigurationError):
         sdk.WayGPTClient(event_hooks=hooks)
+
+
+@pytest.mark.parametrize("where", ["request", "response", "stream restart"])
+def test_a_waygpt_error_a_hook_raises_keeps_the_attempts_and_id_of_its_own_call(
+    sdk, server, where
+):
+    server.script(path=MODELS, status=503, headers={"Retry-After": "0"}, times=2)
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, max_retries=quick_retry(1)
+    ) as other:
+        with pytest.raises(sdk.InternalServerError) as earlier:
+            other.get_models()  # another call's error: 2 attempts, its own id
+    error = earlier.value
+    assert error.attempts == 2 and error.client_request_id
+
+    def raise_it(view: Any) -> None:
+        if view.attempt == (2 if where == "stream restart" else 1):
+            raise error
+
+    hooks = {"response" if where == "response" else "request": [raise_it]}
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, max_retries=quick_retry(),
+        event_hooks=hooks,
+    ) as client:
+        with pytest.raises(sdk.InternalServerError) as caught:
+            if where == "stream restart":
+                server.script_stream_fault(after_events=0, cut="close")
+                list(client.chat_completions_stream(messages=MESSAGES))
+            else:
+                client.get_models()
+
+    assert caught.value is error
+    assert (error.attempts, error.client_request_id) == (2, client_request_ids(server)[0])
+
+
+class AsyncHook:
+    """A hook object whose ``__call__`` is a coroutine function."""
+
+    def __init__(self, seen: List[int]) -> None:
+        self.seen = seen
+
+    async def __call__(self, view: Any) -> None:
+        self.seen.append(view.attempt)
+
+
+async def async_hook(seen: List[int], view: Any) -> None:
+    seen.append(view.attempt)
+
+
+@pytest.mark.parametrize(
+    "make_hook",
+    [
+        lambda seen: functools.partial(async_hook, seen),
+        AsyncHook,
+        lambda seen: functools.partial(AsyncHook(seen)),
+    ],
+    ids=["partial-of-async-def", "object-with-async-call", "partial-of-that-object"],
+)
+def test_an_async_hook_is_refused_by_the_sync_client_and_awaited_by_the_async_one(
+    sdk, server, make_hook
+):
+    seen: List[int] = []
+    options = {
+        "api_url": server.url, "project_key": server.project_key,
+        "event_hooks": {"request": [make_hook(seen)]},
+    }
+    if getattr(sdk, "is_async_facade", False):
+        with sdk.WayGPTClient(**options) as client:
+            client.get_models()
+        assert seen == [1]
+    else:  # it would be called, and its coroutine never run
+        with pytest.raises(sdk.ConfigurationError, match="needs AsyncWayGPTClient"):
+            sdk.WayGPTClient(**options)
 
 
 def test_a_stream_started_again_keeps_its_client_request_id(sdk, client, server):

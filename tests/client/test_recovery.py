@@ -314,6 +314,100 @@ def test_stream_restarts_end_with_total_timeout(sdk, server):
     assert len(server.requests) >= 2
 
 
+def test_close_while_a_stream_waits_to_start_again_sends_nothing_more(sdk, server):
+    # A "stop" button pressed while the stream waits out a Retry-After before starting again.
+    server.script(
+        method="POST", path=CHAT, chunks=[b'data: {"error": {"message": "slow down", '
+                                          b'"code": 429, "retry_after": 6}}\n\n'],
+        content_type="text/event-stream",
+    )
+    waiting = threading.Event()
+
+    class NoteTheWait(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "starting it again" in record.getMessage():
+                waiting.set()
+
+    note = NoteTheWait()
+    logging.getLogger("waygpt").addHandler(note)
+    received: List[Any] = []
+    failures: List[BaseException] = []
+    try:
+        with stream_client(sdk, server) as client:
+            stream = client.chat_completions_stream(messages=MESSAGES)
+
+            def consume() -> None:
+                try:
+                    received.extend(stream)
+                except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+                    failures.append(exc)
+
+            reader = threading.Thread(target=consume)
+            reader.start()
+            assert waiting.wait(10), "the stream never started to wait"
+            time.sleep(0.2)  # well inside the 6 s wait
+            started = time.monotonic()
+            stream.close()
+            reader.join(15)
+            elapsed = time.monotonic() - started
+    finally:
+        logging.getLogger("waygpt").removeHandler(note)
+
+    assert not reader.is_alive()
+    assert elapsed < 3, f"the iteration ended {elapsed:.1f} s after close()"
+    assert failures == [] and received == []
+    assert stream.closed
+    assert server.wait_for_open_connections(0) == 0
+    assert len(server.requests) == 1  # the first attempt only
+
+
+LATE_ANSWERS = {
+    "a stream": {
+        "content_type": "text/event-stream",
+        "chunks": [b'data: {"choices": [{"index": 0, "delta": {"content": "late"}}]}\n\n',
+                   b"data: [DONE]\n\n"],
+    },
+    "an error": {"status": 401, "body": {"detail": "Invalid project key"}},
+}
+
+
+@pytest.mark.parametrize("late", LATE_ANSWERS, ids=["stream", "error"])
+def test_close_while_a_restarted_stream_waits_for_its_headers_hands_out_nothing(
+    sdk, server, late
+):
+    server.script(
+        method="POST", path=CHAT, chunks=[b'data: {"error": {"message": "slow down", '
+                                          b'"code": 429, "retry_after": 0}}\n\n'],
+        content_type="text/event-stream",
+    )
+    # The new attempt's answer comes 2 s late.
+    server.script(method="POST", path=CHAT, delay=2.0, **LATE_ANSWERS[late])
+    received: List[Any] = []
+    failures: List[BaseException] = []
+    with stream_client(sdk, server) as client:
+        stream = client.chat_completions_stream(messages=MESSAGES)
+
+        def consume() -> None:
+            try:
+                received.extend(stream)
+            except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+                failures.append(exc)
+
+        reader = threading.Thread(target=consume)
+        reader.start()
+        give_up = time.monotonic() + 10
+        while len(server.requests) < 2 and time.monotonic() < give_up:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the new attempt is sent; its answer is 2 s away
+        stream.close()
+        reader.join(15)
+
+    assert not reader.is_alive()
+    assert failures == [] and received == []
+    assert server.wait_for_open_connections(0) == 0
+    assert len(server.requests) == 2
+
+
 def test_chunks_without_content_before_a_cut_are_not_repeated(sdk, server):
     role_only = (b'data: {"id": "c1", "model": "gpt-4o-mini", "choices": [{"index": 0, '
                  b'"delta": {"role": "assistant"}}]}\n\n')
