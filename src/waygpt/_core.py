@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 import time
 from contextvars import ContextVar, Token
 from functools import partial
+from secrets import token_hex
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -378,13 +378,13 @@ class ClientCore:
         extra = self._extra_headers
         if extra:
             headers.update(extra)
-        # (Random, not secret: an id to quote to support; random's own generator is reseeded
-        # in a forked child, so two workers never draw the same ids. A stream started again
-        # keeps its call's id.)
+        # (From the OS, not from `random`: workers that seed `random` alike must still send
+        # different ids, and a call must not move the application's own sequence. A stream
+        # started again keeps its call's id.)
         client_request_id = (
             state.client_request_id
             or extra.get(CLIENT_REQUEST_ID)
-            or f"{random.getrandbits(128):032x}"
+            or token_hex(16)
         )
         headers[CLIENT_REQUEST_ID] = client_request_id
         if call.auth == "project":

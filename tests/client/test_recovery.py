@@ -302,6 +302,23 @@ def test_a_stream_restart_waits_as_a_retry_does(sdk, server, sleeps):
     assert sleeps == [2.0]  # the error's retry_after, as a Retry-After
 
 
+@pytest.mark.parametrize(
+    "retry_after", [b'"Wed, 21 Oct 99999999999999999999 07:28:00 GMT"', b"1e999", b"NaN"]
+)
+def test_a_stream_restart_ignores_an_unreadable_retry_after(sdk, server, sleeps, retry_after):
+    server.script(
+        method="POST", path=CHAT, chunks=[b'data: {"error": {"message": "slow down", '
+                                          b'"code": 429, "retry_after": %s}}\n\n' % retry_after],
+        content_type="text/event-stream",
+    )
+    with stream_client(sdk, server, max_retries=3) as client:
+        result = client.chat_completions_stream(messages=MESSAGES).collect()
+
+    assert result.text == ANSWER
+    # Started again as after an error without retry_after: after the first backoff.
+    assert len(sleeps) == 1 and 0.5 <= sleeps[0] <= 1.0, sleeps
+
+
 def test_stream_restarts_end_with_total_timeout(sdk, server):
     server.script_stream_fault(after_events=0, cut="close", times=None)
     with stream_client(sdk, server, max_retries=100, total_timeout=2) as client:
