@@ -882,8 +882,10 @@ class FailingProcessor:
 
     def __init__(self) -> None:
         self.fails_in = ""
+        self.open = 0  # spans started and not ended yet
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.open += 1
         if self.fails_in == "on_start":
             raise ProcessorFault("on_start")
 
@@ -891,6 +893,7 @@ class FailingProcessor:
         pass
 
     def on_end(self, span: Any) -> None:
+        self.open -= 1
         if self.fails_in == "on_end":
             raise ProcessorFault("on_end")
 
@@ -1018,3 +1021,25 @@ def test_a_traced_streams_memory_does_not_grow_with_its_chunks(sdk, server, span
     # text each); what a span keeps of them is their last reason and 76,000 characters.
     assert long - short < 1_500_000, (short, long)
     assert len(spans.all()) == 2
+
+
+def test_a_call_refused_from_a_second_event_loop_leaves_no_span_open(server, spans, failing):
+    pytest.importorskip("aiohttp")
+    import threading
+
+    client = waygpt.AsyncWayGPTClient(api_url=server.url, project_key=server.project_key)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(client.get_models(), loop).result(20)
+        opened = failing.open
+        with pytest.raises(waygpt.ConfigurationError, match="one AsyncWayGPTClient per event"):
+            asyncio.run(client.get_models())
+        assert failing.open == opened
+    finally:
+        asyncio.run_coroutine_threadsafe(client.close(), loop).result(20)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    assert len(spans.all()) == 1  # the first loop's call

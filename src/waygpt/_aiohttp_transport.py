@@ -36,6 +36,7 @@ from requests.utils import get_environ_proxies, prepend_scheme_if_needed
 from ._config import ca_bundle_from_environment
 from ._core import Deadline, Notify, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
+from ._observe import AnswerHeaders
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
 from .streaming import AsyncChatStream, ChatEventParser, Restart
@@ -262,7 +263,8 @@ class AiohttpAnswer:
     def __init__(self, response: Any) -> None:
         self.response = response
         self.status = int(response.status)
-        self.headers = response.headers
+        headers = response.headers
+        self.headers = AnswerHeaders(headers, lambda name: headers.getall(name, ()))
         self._idle_timeout: Optional[float] = None
         self._idle_timer: Optional[asyncio.TimerHandle] = None
         self._read_since: Optional[float] = None

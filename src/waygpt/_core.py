@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 import time
 from contextvars import ContextVar, Token
 from functools import partial
+from secrets import token_hex
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -162,7 +162,7 @@ class CallState:
 
     __slots__ = (
         "answer", "attempts", "client_request_id", "clock_corrected", "hook_error_id", "retry",
-        "secrets", "span", "started",
+        "secrets", "span", "started", "stopped",
     )
 
     def __init__(self, retry: RetryState, span: Optional[CallSpan] = None) -> None:
@@ -177,6 +177,7 @@ class CallState:
         self.answer: Any = None
         self.span = span
         self.hook_error_id = 0
+        self.stopped = False  # the stream this call started was closed: send nothing more
 
 
 class Send:
@@ -393,13 +394,13 @@ class ClientCore:
         extra = self._extra_headers
         if extra:
             headers.update(extra)
-        # (Random, not secret: an id to quote to support; random's own generator is reseeded
-        # in a forked child, so two workers never draw the same ids. A stream started again
-        # keeps its call's id.)
+        # (From the OS, not from `random`: workers that seed `random` alike must still send
+        # different ids, and a call must not move the application's own sequence. A stream
+        # started again keeps its call's id.)
         client_request_id = (
             state.client_request_id
             or extra.get(CLIENT_REQUEST_ID)
-            or f"{random.getrandbits(128):032x}"
+            or token_hex(16)
         )
         headers[CLIENT_REQUEST_ID] = client_request_id
         if call.auth == "project":
@@ -464,6 +465,13 @@ class ClientCore:
         """
         if state is None:
             state = self._call_state(call)
+        if state.span is None and self._tracer is not None and tracing(self._tracer):
+            # Started with the pipeline, not before: a call refused before its first step
+            # (another event loop's client) leaves no span open.
+            state.span = CallSpan(
+                self._tracer, call.name, call.json, self._server[0], self._server[1],
+                self._capture_content, self._redactor(call, state),
+            )
         span = state.span
         try:
             answer = yield from self._attempts(call, deadline, state)
@@ -489,13 +497,7 @@ class ClientCore:
         return value
 
     def _call_state(self, call: Call[Any]) -> CallState:
-        state = CallState(RetryState(self._retry_policy, call.method))
-        if self._tracer is not None and tracing(self._tracer):
-            state.span = CallSpan(
-                self._tracer, call.name, call.json, self._server[0], self._server[1],
-                self._capture_content, self._redactor(call, state),
-            )
-        return state
+        return CallState(RetryState(self._retry_policy, call.method))
 
     def _raw_response(self, value: Any, state: CallState, call: Call[Any]) -> RawResponse[Any]:
         """``value`` with what came with it, for ``with_raw_response``."""
@@ -544,6 +546,8 @@ class ClientCore:
             remaining = deadline.remaining()
             if remaining <= 0:
                 raise deadline.error()
+            if state.stopped:  # a stream closed while its new attempt waited to be sent
+                raise APIConnectionError("the stream was closed before it started again")
             state.attempts = attempt
             started = time.monotonic()  # (after the request hooks: the attempt's own time)
             # A stream's read timeout also bounds each wait between events later on, so it is

@@ -24,7 +24,10 @@ from typing import (
 from ._config import is_header_safe
 from .errors import ConfigurationError, request_id_of
 
-__all__ = ["EventHooks", "Headers", "RawResponse", "RawResponses", "RequestView", "ResponseView"]
+__all__ = [
+    "AnswerHeaders", "EventHooks", "Headers", "RawResponse", "RawResponses", "RequestView",
+    "ResponseView",
+]
 
 _V = TypeVar("_V")
 Hook = Callable[[Any], Any]
@@ -202,6 +205,48 @@ class Headers(Mapping[str, str]):
             # The first of a repeated name wins, as in requests' and aiohttp's mappings.
             lower = self._lower = {name.lower(): value for name, value in reversed(self._pairs())}
         return lower
+
+
+class AnswerHeaders(Mapping[str, str]):
+    """An answer's headers as the SDK reads them, whichever client: names in any case, and a
+    header sent more than once counts by its first value, for whatever reads it (the
+    Content-Type of a stream, a Retry-After, the request id, an error's ``headers``, a
+    hook's view). requests would join the values ("a, b"), aiohttp list each of them.
+
+    A view of the HTTP library's own headers, given with their function that lists one
+    name's values; nothing is copied, since most answers are read by a few names only.
+    """
+
+    __slots__ = ("_headers", "_values")
+
+    def __init__(self, headers: Any, values: Callable[[str], Any]) -> None:
+        self._headers = headers
+        self._values = values  # a name's values, in the order they came; empty when none
+
+    def __getitem__(self, name: str) -> str:
+        values = self._values(name) if isinstance(name, str) else ()
+        if not values:
+            raise KeyError(name)
+        first: str = values[0]
+        return first
+
+    def get(self, name: str, default: Any = None) -> Any:  # (faster than Mapping's)
+        values = self._values(name) if isinstance(name, str) else ()
+        return values[0] if values else default
+
+    def __iter__(self) -> Iterator[str]:
+        seen = set()
+        for name in self._headers:
+            key = name.lower()
+            if key not in seen:
+                seen.add(key)
+                yield name
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"AnswerHeaders({dict(self)!r})"
 
 
 def request_headers(headers: Mapping[str, str], redact: Callable[[str], str]) -> Headers:

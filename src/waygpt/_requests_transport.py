@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from http.client import RemoteDisconnected
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -35,6 +35,7 @@ from ._body import READ_SIZE
 from ._config import ca_bundle_from_environment
 from ._core import Deadline, Notify, Read, Send, Step, Steps
 from ._fork import fork_generation, keep_inherited
+from ._observe import AnswerHeaders
 from ._stream_reader import StreamBodyReader, raw_socket
 from ._watchdog import Watch, watchdog
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
@@ -298,6 +299,16 @@ def prepared_base_url(api_url: str) -> str:
     raise ConfigurationError(f"api_url is not a valid URL ({reason}): {api_url!r}")
 
 
+def _answer_headers(response: requests.Response) -> Mapping[str, str]:
+    """The answer's headers, read as the async client reads them (``AnswerHeaders``): from
+    urllib3's, since requests' own mapping joins a repeated header's values into one."""
+    headers = getattr(response.raw, "headers", None)
+    values = getattr(headers, "getlist", None)
+    if values is None:  # a caller's session whose adapter is not urllib3's
+        return response.headers
+    return AnswerHeaders(headers, values)
+
+
 class RequestsAnswer:
     """An answer whose headers have been read; its body is read by the pipeline or a stream.
 
@@ -311,7 +322,7 @@ class RequestsAnswer:
         self.response = response
         self.raw = response.raw
         self.status = int(response.status_code)
-        self.headers = response.headers
+        self.headers = _answer_headers(response)
         self._ended = False
         self._source = StreamBodyReader(response, transport_failure) if stream else None
 

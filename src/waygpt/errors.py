@@ -8,6 +8,8 @@ rate limit from a bad key from a dropped connection by type, and still read ``.m
 from __future__ import annotations
 
 import json
+import math
+import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
 if TYPE_CHECKING:
@@ -167,8 +169,8 @@ class StreamInterruptedError(APIConnectionError):
     """A stream's connection failed after some of its content was handed out.
 
     Nothing was retried (the caller would see the first words twice): ``partial`` is the
-    :class:`ChatStreamResult` of the chunks delivered (text, chunks, role, model, id;
-    ``finish_reason`` and ``usage`` are None).
+    :class:`ChatStreamResult` of the chunks delivered, as ``collect()`` gathers them
+    (``finish_reason`` and ``usage`` are None unless a chunk handed out carried them).
     """
 
     def __init__(
@@ -370,24 +372,47 @@ def parse_json(data: Union[str, bytes]) -> Tuple[bool, Any]:
 
 
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    None when there is none, or when it cannot be read: not a number nor a date, a number
+    that is not finite (``inf``, ``nan``, ``1e999``), a date out of any calendar's range.
+    """
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
-    import email.utils
-    import time
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    when = parse_http_date(value)
+    if when is None:
+        return None
+    return max(0.0, when - time.time())
+
+
+def parse_http_date(value: Optional[str]) -> Optional[float]:
+    """The Unix time of an HTTP date (``Date``, ``Retry-After``); None when there is none
+    or it is unreadable, whatever it holds (a year of twenty digits overflows the calendar)."""
+    if not value:
+        return None
+    import email.utils  # only for an answer that has a date to read: `import waygpt` need not pay
 
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    if when.tzinfo is None:  # HTTP dates are GMT, whether they say so or not
+        import datetime
+
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    try:
+        return when.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def request_id_of(headers: Mapping[str, str]) -> Optional[str]:

@@ -39,6 +39,10 @@ _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # Statuses whose Retry-After makes urllib3 retry even when they are not in the forcelist.
 _RETRY_AFTER_STATUSES = frozenset({413, 429, 503})
 
+# The jitter's source: the OS, not the `random` an application may seed alike in every
+# worker (whose retries would then fall in step) and whose sequence a retry must not move.
+_JITTER = random.SystemRandom()
+
 # How a transport failure is classified; the transports decide, the policy only reads it.
 CONNECT_FAILURE = "connect"  # the request cannot have reached the server
 STALE_CONNECTION = "stale"  # a kept-alive connection was closed before any answer
@@ -183,4 +187,4 @@ class RetryState:
         if factor <= 0:
             return 0.0
         base: float = min(self._policy.backoff_max, factor * 2.0 ** (self.attempt - 2))
-        return base / 2 + random.uniform(0, base / 2)
+        return base / 2 + _JITTER.uniform(0, base / 2)

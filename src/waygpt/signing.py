@@ -16,6 +16,8 @@ from typing import Callable, Mapping, Optional, Union
 from requests import PreparedRequest
 from requests.auth import AuthBase
 
+from .errors import parse_http_date
+
 __all__ = ["CLOCK_SKEW_TOLERANCE", "HMACSigner", "canonical_string", "compute_signature"]
 
 
@@ -55,28 +57,6 @@ def _body_bytes(body: Union[bytes, str, None]) -> bytes:
 # timestamp that was signed is taken for a skewed clock: the server allows 300 s, and the
 # Date header, to the second, and the network's delay are well within a minute.
 CLOCK_SKEW_TOLERANCE = 60.0
-
-
-def _http_date(value: Optional[str]) -> Optional[float]:
-    """The Unix time of an HTTP ``Date`` header, or None when there is none or it is unreadable."""
-    if not value:
-        return None
-    import email.utils  # only on a refused signature: `import waygpt` need not pay for it
-
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:  # HTTP dates are GMT, whether they say so or not
-        import datetime
-
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    try:
-        return when.timestamp()
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 class HMACSigner(AuthBase):
@@ -129,7 +109,7 @@ class HMACSigner(AuthBase):
         now: another thread may have learned it meanwhile, and this request still needs
         signing again.)
         """
-        server = _http_date(date)
+        server = parse_http_date(date)
         try:
             sent = float(signed["X-MB-Timestamp"])
         except (KeyError, ValueError):

@@ -445,7 +445,6 @@ def stream_failure_error(failure: TransportFailure) -> WayGPTError:
 _HELD_LIMIT = 64
 # The partial answer kept for an error keeps at most this much text (characters).
 _PARTIAL_TEXT_LIMIT = 16 * 1024 * 1024
-_PARTS_PER_BLOCK = 4096
 
 
 def _has_content(chunk: Any) -> bool:
@@ -465,23 +464,19 @@ class Delivery:
 
     Before the first chunk with content, chunks are held back: a stream that fails then can
     start again without repeating them. From the first content on, every chunk is handed
-    out once, and its text kept (up to 16 M characters) for the ``partial`` answer of an
-    error, since the stream is then never started again.
+    out once, and gathered as ``collect()`` gathers chunks (the text kept up to 16 M
+    characters) for the ``partial`` answer of an error, since the stream is then never
+    started again.
     """
 
-    __slots__ = ("_blocks", "_held", "_parts", "_size", "chunks", "content", "id", "model",
-                 "role")
+    __slots__ = ("_gathered", "_held", "content")
 
     def __init__(self) -> None:
+        from ._chat_result import ChatStreamCollector
+
         self._held: List[ChatCompletionChunk] = []
-        self._parts: List[str] = []
-        self._blocks: List[str] = []
-        self._size = 0
-        self.chunks = 0
+        self._gathered = ChatStreamCollector(_PARTIAL_TEXT_LIMIT)
         self.content = False  # a chunk with content was handed out
-        self.id: Optional[str] = None
-        self.model: Optional[str] = None
-        self.role = "assistant"
 
     def release(self, chunks: List[ChatCompletionChunk]) -> List[ChatCompletionChunk]:
         """The chunks of a parsed batch to hand out now (none while all lack content)."""
@@ -489,26 +484,13 @@ class Delivery:
             chunks = self._gate(chunks)
             if not chunks:
                 return chunks
-        self.chunks += len(chunks)
-        parts = self._parts
-        for chunk in chunks:
-            try:
-                choice: Any = chunk["choices"][0]
-                content = choice["delta"]["content"]
-            except (KeyError, IndexError, TypeError):
-                continue
-            if type(content) is str and not choice.get("index"):
-                parts.append(content)
-        if len(parts) >= _PARTS_PER_BLOCK:
-            self._compact()
+        self._gathered.extend(chunks)
         return chunks
 
     def flush(self) -> List[ChatCompletionChunk]:
         """At the stream's clean end: the chunks still held (it had no content at all)."""
         held, self._held = self._held, []
-        if held:
-            self._note_first(held)
-            self.chunks += len(held)
+        self._gathered.extend(held)
         return held
 
     def drop_held(self) -> None:
@@ -524,7 +506,7 @@ class Delivery:
         partial = self.partial()
         if type(error) is APIConnectionError:
             error = StreamInterruptedError(
-                f"{error.message} (after {self.chunks} chunks: the answer is incomplete, "
+                f"{error.message} (after {partial.chunks} chunks: the answer is incomplete, "
                 "and was not retried; .partial holds what arrived)",
                 partial=partial,
             )
@@ -532,14 +514,8 @@ class Delivery:
         return error
 
     def partial(self) -> ChatStreamResult:
-        """What was handed out, gathered; ``finish_reason`` and ``usage`` stay None."""
-        from ._chat_result import ChatStreamResult
-
-        self._compact()
-        return ChatStreamResult(
-            text="".join(self._blocks), model=self.model, id=self.id, chunks=self.chunks,
-            role=self.role,
-        )
+        """What was handed out, gathered as ``collect()`` would have gathered it."""
+        return self._gathered.result()
 
     def _gate(self, chunks: List[ChatCompletionChunk]) -> List[ChatCompletionChunk]:
         held = self._held
@@ -548,32 +524,9 @@ class Delivery:
                 self.content = True
                 out = held + chunks[index:]
                 self._held = []
-                self._note_first(out)
                 return out
             held.append(chunk)
         return []
-
-    def _note_first(self, chunks: List[ChatCompletionChunk]) -> None:
-        """The id, model and role, from the first chunks that say them."""
-        for chunk in chunks:
-            if self.id is None and isinstance(chunk.get("id"), str):
-                self.id = chunk["id"]
-            if self.model is None and isinstance(chunk.get("model"), str):
-                self.model = chunk["model"]
-            for choice in chunk.get("choices") or ():
-                delta = choice.get("delta") if isinstance(choice, dict) else None
-                if isinstance(delta, dict) and isinstance(delta.get("role"), str):
-                    self.role = delta["role"] or self.role
-
-    def _compact(self) -> None:
-        if not self._parts:
-            return
-        block = "".join(self._parts)
-        self._parts = []
-        if self._size < _PARTIAL_TEXT_LIMIT:
-            block = block[: _PARTIAL_TEXT_LIMIT - self._size]
-            self._blocks.append(block)
-            self._size += len(block)
 
 
 class LineWait:
@@ -833,6 +786,8 @@ class ChatStream(_StreamBase):
         self._closed = True
         state = self._state
         state.close()
+        if self._call is not None:
+            self._call.stopped = True  # a restart's own retries send nothing more either
         try:
             self._chunks.close()
         except ValueError:  # "generator already executing": being read in another thread
@@ -1011,6 +966,8 @@ class AsyncChatStream(_StreamBase):
         """
         self._state.end_span()
         self._release()
+        if self._call is not None:
+            self._call.stopped = True  # a restart's own retries send nothing more either
         if self._sleeping is not None:
             self._sleeping.cancel()
 

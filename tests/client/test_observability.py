@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 import pickle
+import random
 import re
 from typing import Any, Iterator, List
 
 import pytest
 from urllib3.util.retry import Retry
 
+from raw_server import RawServer, fixed_answer
 from waygpt.testing import WayGPTTestServer
 
 MODELS = "/api/v1/waygpt/models"
@@ -117,6 +119,29 @@ def test_each_call_sends_its_own_client_request_id_on_every_attempt(client, serv
     assert len(ids) == 4 and all(HEX32.match(i) for i in ids), ids
     assert ids[0] == ids[1] == ids[2]  # the three attempts of the first call
     assert ids[3] != ids[0]
+
+
+def test_client_request_ids_do_not_follow_the_applications_seeded_random(client, server):
+    random.seed(1)
+    client.get_models()
+    random.seed(1)  # as every worker of a pool seeded alike
+    client.get_models()
+
+    first, second = client_request_ids(server)
+    assert first != second
+
+
+def test_a_call_leaves_the_applications_random_as_it_was(sdk, server, sleeps):
+    server.script(path=MODELS, status=503, times=1)  # a retry: its backoff's jitter too
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, max_retries=1, timeout=5
+    ) as client:
+        random.seed(1)
+        state = random.getstate()
+        client.get_models()
+
+        assert random.getstate() == state
+    assert len(sleeps) == 1
 
 
 def test_a_callers_own_client_request_id_is_kept(client, server):
@@ -424,3 +449,35 @@ def test_request_views_mask_the_credentials_a_caller_adds(sdk, hmac_server):
         for shown in (repr(headers), repr(pickle.loads(pickle.dumps(headers)))):
             for value in (*added.values(), hmac_server.project_key):
                 assert value == "42" or value not in shown
+
+
+# -- a header sent twice: its first value, everywhere -------------------------------------
+
+TWO_REQUEST_IDS = [
+    ("X-Request-ID", "first"), ("X-Request-ID", "second"), ("Content-Type", "application/json")
+]
+
+
+def test_a_repeated_request_id_is_its_first_in_an_error_and_its_headers(sdk):
+    answer = fixed_answer("500 Internal Server Error", TWO_REQUEST_IDS, b'{"detail": "boom"}')
+    with RawServer(answer) as raw, sdk.WayGPTClient(
+        api_url=raw.url, project_key="sk_live_x", max_retries=0, timeout=5
+    ) as client:
+        with pytest.raises(sdk.InternalServerError) as caught:
+            client.get_models()
+
+    assert caught.value.request_id == "first"
+    assert caught.value.headers["X-Request-ID"] == "first"
+
+
+def test_a_repeated_request_id_is_its_first_in_a_raw_response_and_a_hook_view(sdk):
+    views: List[Any] = []
+    answer = fixed_answer("200 OK", TWO_REQUEST_IDS, b'["gpt-4o"]')
+    with RawServer(answer) as raw, sdk.WayGPTClient(
+        api_url=raw.url, project_key="sk_live_x", max_retries=0, timeout=5,
+        event_hooks={"response": [views.append]},
+    ) as client:
+        shown = client.with_raw_response.get_models()
+
+    assert shown.request_id == shown.headers["x-request-id"] == "first"
+    assert views[0].headers["X-Request-ID"] == "first"

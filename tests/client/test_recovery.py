@@ -302,6 +302,23 @@ def test_a_stream_restart_waits_as_a_retry_does(sdk, server, sleeps):
     assert sleeps == [2.0]  # the error's retry_after, as a Retry-After
 
 
+@pytest.mark.parametrize(
+    "retry_after", [b'"Wed, 21 Oct 99999999999999999999 07:28:00 GMT"', b"1e999", b"NaN"]
+)
+def test_a_stream_restart_ignores_an_unreadable_retry_after(sdk, server, sleeps, retry_after):
+    server.script(
+        method="POST", path=CHAT, chunks=[b'data: {"error": {"message": "slow down", '
+                                          b'"code": 429, "retry_after": %s}}\n\n' % retry_after],
+        content_type="text/event-stream",
+    )
+    with stream_client(sdk, server, max_retries=3) as client:
+        result = client.chat_completions_stream(messages=MESSAGES).collect()
+
+    assert result.text == ANSWER
+    # Started again as after an error without retry_after: after the first backoff.
+    assert len(sleeps) == 1 and 0.5 <= sleeps[0] <= 1.0, sleeps
+
+
 def test_stream_restarts_end_with_total_timeout(sdk, server):
     server.script_stream_fault(after_events=0, cut="close", times=None)
     with stream_client(sdk, server, max_retries=100, total_timeout=2) as client:
@@ -360,6 +377,45 @@ def test_close_while_a_stream_waits_to_start_again_sends_nothing_more(sdk, serve
     assert server.wait_for_open_connections(0) == 0
     assert len(server.requests) == 1  # the first attempt only
 
+
+
+def test_close_while_a_restarted_stream_waits_to_retry_its_new_attempt_sends_nothing_more(
+    sdk, server
+):
+    # The stream starts again; its new attempt is refused with a 503 whose Retry-After the
+    # pipeline waits out, and the stream is closed during that wait.
+    server.script(
+        method="POST", path=CHAT, chunks=[b'data: {"error": {"message": "slow down", '
+                                          b'"code": 429, "retry_after": 0}}\n\n'],
+        content_type="text/event-stream",
+    )
+    server.script(method="POST", path=CHAT, status=503, headers={"Retry-After": "2"},
+                  body={"detail": "busy"})
+    received: List[Any] = []
+    failures: List[BaseException] = []
+    with stream_client(sdk, server) as client:
+        stream = client.chat_completions_stream(messages=MESSAGES)
+
+        def consume() -> None:
+            try:
+                received.extend(stream)
+            except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+                failures.append(exc)
+
+        reader = threading.Thread(target=consume)
+        reader.start()
+        give_up = time.monotonic() + 10
+        while len(server.requests) < 2 and time.monotonic() < give_up:
+            time.sleep(0.01)
+        time.sleep(0.3)  # the 503 arrived: the pipeline waits 2 s before its next request
+        stream.close()
+        reader.join(15)
+        time.sleep(2.5)  # past the Retry-After: a request sent after it would be here by now
+
+    assert not reader.is_alive()
+    assert failures == [] and received == []
+    assert server.wait_for_open_connections(0) == 0
+    assert len(server.requests) == 2
 
 LATE_ANSWERS = {
     "a stream": {

@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
+from raw_server import RawServer, fixed_answer
 from waygpt.testing import WayGPTTestServer, sse_event
 
 CHAT = "/api/v1/waygpt/chat/completions"
@@ -768,6 +769,59 @@ def test_collect_chat_stream_ignores_odd_shapes(sdk):
     result = sdk.collect_chat_stream(odd)
 
     assert (result.text, result.finish_reason, result.chunks) == ("ok", "length", 5)
+
+
+# Choice 0 listed after choice 1, with a null index, without one: all of it choice 0's.
+CHOICE_0_ANYWHERE = [
+    {"id": "c1", "model": "m", "choices": [
+        {"index": 1, "delta": {"content": "B1"}},
+        {"index": 0, "delta": {"role": "assistant", "content": "A1"}},
+    ]},
+    {"id": "c1", "model": "m", "choices": [{"index": None, "delta": {"content": "A2"}}]},
+    {"id": "c1", "model": "m", "choices": [{"delta": {"content": "A3"}}]},
+    {"id": "c1", "model": "m", "choices": [
+        {"index": 0, "delta": {"content": "A4"}, "finish_reason": "stop"},
+    ]},
+]
+
+
+def test_collect_gathers_choice_0_wherever_it_is_listed_and_without_an_index(client, server):
+    script_stream(server, [data(c) for c in CHOICE_0_ANYWHERE] + [DONE])
+
+    result = client.chat_completions_stream(messages=MESSAGES).collect()
+
+    assert (result.text, result.finish_reason, result.chunks) == ("A1A2A3A4", "stop", 4)
+
+
+def test_a_partial_answer_is_what_collect_makes_of_the_chunks_handed_out(sdk, client, server):
+    script_stream(server, [data(c) for c in CHOICE_0_ANYWHERE], cut="close")
+    received: List[Any] = []
+
+    with pytest.raises(sdk.StreamInterruptedError) as caught:
+        for piece in client.chat_completions_stream(messages=MESSAGES):
+            received.append(piece)
+
+    assert received == CHOICE_0_ANYWHERE
+    assert caught.value.partial == sdk.collect_chat_stream(received)
+    assert caught.value.partial.text == "A1A2A3A4"
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "is_stream"),
+    [("application/json", EVENT_STREAM, False), (EVENT_STREAM, "application/json", True)],
+)
+def test_a_repeated_content_type_counts_by_its_first_value(sdk, first, second, is_stream):
+    body = data(chunk("a")) + DONE
+    answer = fixed_answer("200 OK", [("Content-Type", first), ("Content-Type", second)], body)
+
+    with RawServer(answer) as raw, sdk.WayGPTClient(
+        api_url=raw.url, project_key="sk_live_x", max_retries=0, timeout=5
+    ) as client:
+        if is_stream:
+            assert contents(list(client.chat_completions_stream(messages=MESSAGES))) == ["a"]
+        else:
+            with pytest.raises(sdk.APIResponseValidationError):
+                list(client.chat_completions_stream(messages=MESSAGES))
 
 
 def test_collect_raises_the_in_stream_error_and_releases(sdk, client, server):
