@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import pickle
@@ -450,28 +449,14 @@ ENCODINGS = {
     "php-json": (lambda s: json_escaped(s).replace("/", "\\/"), json_list, "application/json"),
     # An encoder that escapes every character, ASCII ones too.
     "json-every-character": (lambda s: every_unit_escaped(s), json_list, "application/json"),
+    # Python's json.dumps: non-ASCII as \uxxxx (lowercase hex), "/" as it is.
+    "json-ascii": (json_escaped, json_list, "application/json"),
+    # A JSON string written as it is: only quotes and backslashes escaped.
+    "json-utf8": (lambda s: json.dumps(s, ensure_ascii=False)[1:-1], json_list,
+                  "application/json"),
+    "percent-uppercase": (lambda s: quote(s, safe=""), query, "text/plain"),
     "percent-lowercase": (lambda s: lower_hex(quote(s, safe="")), query, "text/plain"),
     "form-plus-lowercase": (lambda s: lower_hex(quote_plus(s)), query, "text/plain"),
-    # A form body quoted in .NET's JSON, which writes "+" as \u002B.
-    "form-in-json": (
-        lambda s: json_escaped(quote_plus(s)).replace("+", "\\u002B"),
-        json_list,
-        "application/json",
-    ),
-    # PHP's JSON inside a URL, percent-encoded with lowercase hex.
-    "json-in-url": (
-        lambda s: lower_hex(quote(json_escaped(s).replace("/", "\\/"), safe="")),
-        lambda parts: "denied, see https://status.example/e?ctx=" + "%2c".join(parts),
-        "text/plain",
-    ),
-    # An HTML error page: &amp; and friends, non-ASCII as &#NNNN;.
-    "html": (
-        lambda s: html.escape(s).encode("ascii", "xmlcharrefreplace").decode(),
-        lambda parts: "<html><body><h1>denied</h1>" + "".join(f"<p>{p}</p>" for p in parts),
-        "text/html",
-    ),
-    # A JSON document quoted as a string inside a JSON answer.
-    "json-in-json": (lambda s: json_escaped(json_escaped(s)), json_list, "application/json"),
 }
 
 
