@@ -285,10 +285,9 @@ def test_total_timeout_bounds_the_wait_for_a_streams_headers(server):
 
 
 def test_200_concurrent_tasks_with_hmac_and_faults_get_only_their_own_answers():
-    from urllib3.util.retry import Retry
+    from waygpt.retry import default_retry
 
-    retry = Retry(total=6, connect=6, read=False, status=6, backoff_factor=0,
-                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "POST"))
+    retry = default_retry(6, backoff_factor=0).new(allowed_methods=("GET", "POST"))
     with WayGPTTestServer(require_hmac=True) as server:
         server.script(status=429, headers={"Retry-After": "0"}, times=25)
         server.script(status=503, body="<html>busy</html>", times=25)

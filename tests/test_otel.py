@@ -39,6 +39,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from urllib3.util.retry import Retry
 
 import waygpt
+from waygpt.retry import default_retry
 from waygpt.testing import WayGPTTestServer, sse_event
 
 CHAT = "/api/v1/waygpt/chat/completions"
@@ -50,11 +51,7 @@ ENDED = "ended span"  # the SDK's warnings: "Calling end() on an ended span.", .
 
 
 def quick_retry(total: int = 3, backoff_factor: float = 0) -> Retry:
-    return Retry(
-        total=total, connect=total, read=False, status=total, redirect=False,
-        backoff_factor=backoff_factor, status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=("GET", "POST", "PUT"), raise_on_status=False,
-    )
+    return default_retry(total, backoff_factor=backoff_factor)
 
 
 # -- the exporter, the clients -----------------------------------------------------------------

@@ -5,6 +5,16 @@ The loop itself runs in the SDK rather than inside urllib3, because every attemp
 signed afresh with a new timestamp and nonce, which urllib3 cannot do when it re-sends the
 same prepared bytes. So the ``Retry`` is read once into a :class:`RetryPolicy`, a plain frozen
 object that knows nothing of HTTP libraries and serves the sync and the async client alike.
+
+What the SDK honours of a ``Retry``: ``total``, ``connect`` and ``status`` (the budgets),
+``status_forcelist``, ``allowed_methods``, ``backoff_factor``, ``backoff_max`` and
+``respect_retry_after_header``. The rest is not read: the SDK follows no redirect
+(``redirect``), never re-sends a request whose answer broke off after it was sent (``read``,
+``other``: the server may have acted on it), and raises its own typed errors
+(``raise_on_status``); its backoff has its own jitter (``backoff_jitter``).
+
+Every default is defined here, once: :func:`default_retry` is the policy ``max_retries=3``
+stands for, and the tests, the pytest plugin, the examples and the benchmarks import it.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ __all__ = [
     "RetryPolicy",
     "RetryState",
     "build_retry",
+    "default_retry",
 ]
 
 DEFAULT_STATUS_FORCELIST = (429, 500, 502, 503, 504)
@@ -49,6 +60,28 @@ STALE_CONNECTION = "stale"  # a kept-alive connection was closed before any answ
 OTHER_FAILURE = "other"  # anything else: the server may have acted on the request
 
 
+def default_retry(
+    total: int = 3, *, backoff_factor: float = DEFAULT_BACKOFF_FACTOR
+) -> Retry:
+    """The SDK's default retry policy, with ``total`` retries: what ``max_retries=total``
+    stands for. 429 and 5xx answers (``DEFAULT_STATUS_FORCELIST``) of GET, POST and PUT
+    (``DEFAULT_ALLOWED_METHODS``) and connect failures are retried, honouring
+    ``Retry-After``, with exponential backoff (``backoff_factor=0``: no wait between
+    attempts, as tests want). Adjust it with urllib3's ``Retry.new(...)``."""
+    return Retry(
+        total=total,
+        connect=total,
+        read=False,
+        status=total,
+        redirect=False,
+        backoff_factor=backoff_factor,
+        status_forcelist=DEFAULT_STATUS_FORCELIST,
+        allowed_methods=DEFAULT_ALLOWED_METHODS,
+        raise_on_status=False,
+        respect_retry_after_header=True,
+    )
+
+
 def build_retry(max_retries: Union[int, Retry]) -> Retry:
     """The ``Retry`` for ``max_retries``: an int (0 turns retries off) or a ``Retry`` as is."""
     if isinstance(max_retries, Retry):
@@ -57,18 +90,7 @@ def build_retry(max_retries: Union[int, Retry]) -> Retry:
         raise ConfigurationError(
             f"max_retries must be a non-negative int or a urllib3 Retry, got {max_retries!r}"
         )
-    return Retry(
-        total=max_retries,
-        connect=max_retries,
-        read=False,
-        status=max_retries,
-        redirect=False,
-        backoff_factor=DEFAULT_BACKOFF_FACTOR,
-        status_forcelist=DEFAULT_STATUS_FORCELIST,
-        allowed_methods=DEFAULT_ALLOWED_METHODS,
-        raise_on_status=False,
-        respect_retry_after_header=True,
-    )
+    return default_retry(max_retries)
 
 
 def _budget(value: Any) -> Optional[int]:

@@ -16,6 +16,7 @@ import pytest
 from urllib3.util.retry import Retry
 
 from raw_server import RawServer, fixed_answer
+from waygpt.retry import default_retry
 from waygpt.testing import WayGPTTestServer
 
 MODELS = "/api/v1/waygpt/models"
@@ -25,11 +26,7 @@ HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
 def quick_retry(total: int = 3) -> Retry:
-    return Retry(
-        total=total, connect=total, read=False, status=total, redirect=False, backoff_factor=0,
-        status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "POST", "PUT"),
-        raise_on_status=False,
-    )
+    return default_retry(total, backoff_factor=0)
 
 
 @pytest.fixture

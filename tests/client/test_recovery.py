@@ -24,6 +24,7 @@ import pytest
 from urllib3.util.retry import Retry
 
 from raw_server import RawServer
+from waygpt.retry import default_retry
 from waygpt.testing import WayGPTTestServer
 
 MODELS = "/api/v1/waygpt/models"
@@ -35,11 +36,7 @@ SKEW = 900.0  # seconds: three times the server's window
 
 def fast_retry(total: int = 3) -> Retry:
     """The default retry policy without its backoff sleeps."""
-    return Retry(
-        total=total, connect=total, read=False, status=total, redirect=False, backoff_factor=0,
-        status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "POST", "PUT"),
-        raise_on_status=False,
-    )
+    return default_retry(total, backoff_factor=0)
 
 
 def signed(sdk: Any, server: WayGPTTestServer, **options: Any) -> Any:

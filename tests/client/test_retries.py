@@ -16,6 +16,7 @@ import pytest
 from urllib3.util.retry import Retry
 
 from raw_server import RawServer, fixed_answer
+from waygpt.retry import DEFAULT_STATUS_FORCELIST
 
 MODELS = "/api/v1/waygpt/models"
 WIDGET = "/api/v1/widget/token"
@@ -44,7 +45,7 @@ def no_backoff_client(sdk: Any, server: Any, retries: Any, **options: Any) -> An
     )
 
 
-@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", DEFAULT_STATUS_FORCELIST)
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
 def test_default_retry_statuses_are_retried_for_get_post_put(
     default_client, server, token, sleeps, method, status

@@ -13,6 +13,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from waygpt.errors import ERROR_BODY_LIMIT
 from waygpt.testing import WayGPTTestServer, sse_event
 
 MODELS = "/api/v1/waygpt/models"
@@ -349,13 +350,13 @@ def test_a_key_across_the_message_limit_leaves_no_part_of_itself(sdk, no_retry_c
 def test_a_key_across_the_error_body_limit_leaves_no_part_of_itself(
     sdk, no_retry_client, server
 ):
-    server.script(status=500, body="y" * (64 * 1024 - 6) + server.project_key + "z" * 100)
+    server.script(status=500, body="y" * (ERROR_BODY_LIMIT - 6) + server.project_key + "z" * 100)
 
     with pytest.raises(sdk.InternalServerError) as caught:
         no_retry_client.get_models()
 
-    assert len(caught.value.body.encode()) <= 64 * 1024
-    assert caught.value.body.startswith("y" * (64 * 1024 - 6))
+    assert len(caught.value.body.encode()) <= ERROR_BODY_LIMIT
+    assert caught.value.body.startswith("y" * (ERROR_BODY_LIMIT - 6))
     assert_no_prefix([caught.value.body], server.project_key)
 
 
@@ -374,12 +375,12 @@ def test_a_key_across_the_snippet_of_a_non_json_answer_leaves_no_part_of_itself(
 def test_a_key_across_the_body_limit_of_a_non_json_answer_leaves_no_part_of_itself(
     sdk, no_retry_client, server
 ):
-    server.script(status=200, body="v" * (64 * 1024 - 6) + server.project_key, path=MODELS)
+    server.script(status=200, body="v" * (ERROR_BODY_LIMIT - 6) + server.project_key, path=MODELS)
 
     with pytest.raises(sdk.APIResponseValidationError) as caught:
         no_retry_client.get_models()
 
-    assert len(caught.value.body.encode()) <= 64 * 1024
+    assert len(caught.value.body.encode()) <= ERROR_BODY_LIMIT
     assert_no_prefix([caught.value.body], server.project_key)
 
 

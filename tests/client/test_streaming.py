@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 
 from raw_server import RawServer, fixed_answer
+from waygpt.retry import DEFAULT_STATUS_FORCELIST
 from waygpt.testing import WayGPTTestServer, sse_event
 
 CHAT = "/api/v1/waygpt/chat/completions"
@@ -281,7 +282,7 @@ def test_an_error_status_before_the_stream_raises_what_a_plain_call_raises(
     assert streamed.value.message == plain.value.message == f"failure {status}"
 
 
-@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", DEFAULT_STATUS_FORCELIST)
 def test_retryable_statuses_before_the_stream_are_retried(client, server, status):
     server.script(status=status, body={"detail": "busy"}, headers={"Retry-After": "0"})
     script_stream(server, [data(chunk("ok")), DONE])
