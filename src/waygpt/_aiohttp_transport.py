@@ -33,13 +33,15 @@ from typing import Any, Callable, Dict, Generator, Mapping, Optional, Tuple
 
 from requests.utils import get_environ_proxies, prepend_scheme_if_needed
 
+from ._chat_events import ChatEventParser
 from ._config import ca_bundle_from_environment
 from ._core import Deadline, Notify, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
 from ._observe import AnswerHeaders
+from ._stream_loop import Restart
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
-from .streaming import AsyncChatStream, ChatEventParser, Restart
+from .streaming import AsyncChatStream
 
 try:
     import aiohttp

@@ -31,6 +31,7 @@ from urllib.parse import urlencode
 from urllib3.util.retry import Retry
 
 from ._body import ACCEPT_ENCODING, SUCCESS_BODY_LIMIT, BodyCollector
+from ._chat_events import ChatEventParser, not_a_stream_error, stream_kind
 from ._config import (
     DEFAULT_API_URL,
     DEFAULT_TIMEOUT,
@@ -79,7 +80,6 @@ from .errors import (
 )
 from .retry import RetryPolicy, RetryState, build_retry
 from .signing import HMACSigner
-from .streaming import ChatEventParser, not_a_stream_error, stream_kind
 
 if TYPE_CHECKING:
     from .types import LoginResult, MediaJob

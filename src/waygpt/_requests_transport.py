@@ -32,15 +32,17 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from ._body import READ_SIZE
+from ._chat_events import ChatEventParser
 from ._config import ca_bundle_from_environment
 from ._core import Deadline, Notify, Read, Send, Step, Steps
 from ._fork import fork_generation, keep_inherited
 from ._observe import AnswerHeaders
+from ._stream_loop import Restart
 from ._stream_reader import StreamBodyReader, raw_socket
 from ._watchdog import Watch, watchdog
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
-from .streaming import ChatEventParser, ChatStream, Restart
+from .streaming import ChatStream
 
 _MAX_LINE = 65536  # as http.client's limit on a header line
 # The call each thread is making: the pools report their connection to it.

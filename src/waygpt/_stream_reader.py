@@ -156,6 +156,7 @@ class StreamBodyReader:
         except Exception:  # noqa: BLE001 - not urllib3 over http.client: use the generic reads
             self._fp = None
         self._chunked: Optional[_ChunkedBody] = None
+        self._ended = False  # read() returned the end of the body
         self._read: Callable[[], bytes]
         if self._fp is not None and getattr(self._fp, "chunked", False) is True:
             self._chunked = _ChunkedBody(self._fp.fp)
@@ -173,7 +174,10 @@ class StreamBodyReader:
     def read(self) -> bytes:
         """The next bytes of the body as soon as some arrive; b"" at its end."""
         try:
-            return self._read()
+            data = self._read()
+            if not data:
+                self._ended = True
+            return data
         except TransportFailure:
             raise
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
@@ -255,7 +259,10 @@ class StreamBodyReader:
             pass
 
     def close(self) -> None:
-        """Release the connection: closed, unless ``finished`` already gave it back."""
+        """Release the connection: back to the pool when the body was read to its end,
+        else closed."""
+        if self._ended:
+            self.finished()
         self._raw.close()  # after finished() the response no longer holds the connection
         release = getattr(self._raw, "release_conn", None)
         if release is not None:

@@ -286,6 +286,24 @@ def test_the_retry_budget_is_shared_with_the_request_before_the_stream(sdk, serv
     assert len(server.requests) == 3  # the 503, one cut stream, then no budget for more
 
 
+
+def test_a_restarted_stream_may_last_longer_than_total_timeout(sdk, server):
+    # total_timeout bounds what comes before a stream's events, on the first attempt and on
+    # the one that starts it again; the events themselves may go on for longer.
+    server.script(
+        method="POST", path=CHAT, chunks=[b'data: {"error": {"message": "busy", '
+                                          b'"code": 503, "retry_after": 0}}\n\n'],
+        content_type="text/event-stream",
+    )
+    pieces = [b'data: {"choices": [{"index": 0, "delta": {"content": "w"}}]}\n\n'] * 6
+    server.script(method="POST", path=CHAT, chunks=[*pieces, b"data: [DONE]\n\n"],
+                  chunk_delay=0.4, content_type="text/event-stream")
+    with stream_client(sdk, server, total_timeout=1.0) as client:
+        result = client.chat_completions_stream(messages=MESSAGES).collect()
+
+    assert result.text == "w" * 6  # 2.4 s of events after a 1 s total_timeout
+    assert len(server.requests) == 2
+
 def test_a_stream_restart_waits_as_a_retry_does(sdk, server, sleeps):
     server.script(
         method="POST", path=CHAT, chunks=[b'data: {"error": {"message": "slow down", '
