@@ -190,6 +190,20 @@ def test_error_event_in_a_stream_echoing_the_key_hides_it(sdk, no_retry_client, 
         assert_clean(text, [server.project_key])
 
 
+
+def test_a_partial_answer_echoing_the_key_is_hidden_in_the_error(sdk, no_retry_client, server):
+    echoed = {"choices": [{"index": 0, "delta": {"content": f"your key: {server.project_key}"}}]}
+    server.script(chunks=[sse_event(echoed)], content_type="text/event-stream", cut="reset")
+    handed_out = []
+
+    with pytest.raises(sdk.StreamInterruptedError) as caught:
+        for chunk in no_retry_client.chat_completions_stream(messages=MESSAGES):
+            handed_out.append(chunk)
+
+    assert server.project_key in str(handed_out)  # the caller saw the answer as it came
+    assert caught.value.partial.text == "your key: [REDACTED]"
+    assert server.project_key.encode() not in pickle.dumps(caught.value)
+
 def test_bad_stream_data_echoing_the_key_hides_it(sdk, no_retry_client, server):
     line = f"data: not json {server.project_key}\n\n".encode()
     server.script(chunks=[line], content_type="text/event-stream")

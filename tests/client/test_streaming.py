@@ -881,3 +881,13 @@ def test_close_from_another_thread_ends_a_blocked_loop_quietly(client, server, f
     assert failures == []
     assert contents(received) == ["a"]
     assert stream.closed
+
+
+def test_an_in_stream_429_carries_its_retry_after(sdk, no_retry_client, server):
+    limited = {"error": {"message": "slow down", "code": 429, "retry_after": 7}}
+    script_stream(server, [data(limited)])
+
+    with pytest.raises(sdk.RateLimitError) as caught:
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
+
+    assert caught.value.retry_after == 7.0
