@@ -458,8 +458,9 @@ class ClientCore:
         if state is None:
             state = self._call_state(call)
         if not state.attempts and self._tracer is not None and tracing(self._tracer):
-            # Started with the call's first pipeline, not before: a call refused before its
-            # first step (another event loop's client) leaves no span open.
+            # Started with the call's first pipeline (a stream's restart carries it on), not
+            # before: a call refused before its first step (another event loop's client)
+            # leaves no span open.
             state.span = CallSpan(
                 self._tracer, call.name, call.json, self._server[0], self._server[1],
                 self._capture_content, self._redactor(call, state),
