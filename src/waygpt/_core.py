@@ -26,7 +26,7 @@ from typing import (
     Tuple,
     Union,
 )
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from urllib3.util.retry import Retry
 
@@ -58,7 +58,7 @@ from ._observe import (
     response_headers,
 )
 from ._redaction import LazyRedactor, Redactor
-from ._telemetry import CallSpan, capture_content, tracer, tracing
+from ._telemetry import NO_SPAN, CallSpan, NoSpan, capture_content, tracer, tracing
 from ._version import __version__
 from .errors import (
     ERROR_BODY_LIMIT,
@@ -76,7 +76,6 @@ from .errors import (
     parse_json,
     redact_error,
     request_id_of,
-    scrub_value,
 )
 from .retry import RetryPolicy, RetryState, build_retry
 from .signing import HMACSigner
@@ -154,7 +153,8 @@ class CallState:
     Shared by every attempt of the call, and carried on when a stream starts again before
     its first content, so that the restart spends the same budget. ``answer`` is the last
     successful answer (its headers read), for ``with_raw_response``; ``span`` the call's
-    OpenTelemetry span, when tracing is on; ``secrets`` what its requests carried, to redact.
+    OpenTelemetry span (``NO_SPAN`` when it is not traced); ``secrets`` what its requests
+    carried, to redact.
     ``hook_error_id`` is the ``id()`` of what a hook raised into the call, which goes on to
     the caller as it is (not stamped with this call's attempts); an id, since the error's
     traceback holds this state.
@@ -165,7 +165,7 @@ class CallState:
         "secrets", "span", "started", "stopped",
     )
 
-    def __init__(self, retry: RetryState, span: Optional[CallSpan] = None) -> None:
+    def __init__(self, retry: RetryState) -> None:
         self.retry = retry
         self.attempts = 0  # HTTP requests sent, a clock correction's included
         self.started = time.monotonic()
@@ -175,7 +175,7 @@ class CallState:
         # thread while this call waits must not unmask the token this call sent.
         self.secrets: Tuple[Optional[str], ...] = ()
         self.answer: Any = None
-        self.span = span
+        self.span: Union[CallSpan, NoSpan] = NO_SPAN
         self.hook_error_id = 0
         self.stopped = False  # the stream this call started was closed: send nothing more
 
@@ -286,15 +286,11 @@ class ClientCore:
         # OpenTelemetry's tracer when it is installed (looked up once per process).
         self._tracer = tracer()
         self._capture_content = capture_content() if self._tracer is not None else False
-        self._server: Tuple[str, Optional[int]] = ("", None)
         self._base_headers = {
             "User-Agent": _user_agent(transport.library()),
             "Accept": "application/json",
             "Accept-Encoding": ACCEPT_ENCODING,
         }
-        self._api_url = ""
-        self._base_url = ""
-        self._base_path = ""
         self.api_url = read_setting("api_url", api_url) or DEFAULT_API_URL
 
     # -- settings ---------------------------------------------------------------------------
@@ -309,7 +305,7 @@ class ClientCore:
         url = check_api_url(value)
         # The base URL exactly as the transport will send it (IDNA host, quoted path).
         self._base_url = self._transport.bind(url)
-        self._base_path = _path_of(self._base_url)
+        self._base_path = urlsplit(self._base_url).path  # sent (and signed) before each path
         self._server = _server_of(url)
         self._api_url = url
 
@@ -397,11 +393,7 @@ class ClientCore:
         # (From the OS, not from `random`: workers that seed `random` alike must still send
         # different ids, and a call must not move the application's own sequence. A stream
         # started again keeps its call's id.)
-        client_request_id = (
-            state.client_request_id
-            or extra.get(CLIENT_REQUEST_ID)
-            or token_hex(16)
-        )
+        client_request_id = state.client_request_id or extra.get(CLIENT_REQUEST_ID) or token_hex(16)
         headers[CLIENT_REQUEST_ID] = client_request_id
         if call.auth == "project":
             if not self._project_key:
@@ -465,35 +457,29 @@ class ClientCore:
         """
         if state is None:
             state = self._call_state(call)
-        if state.span is None and self._tracer is not None and tracing(self._tracer):
-            # Started with the pipeline, not before: a call refused before its first step
-            # (another event loop's client) leaves no span open.
+        if not state.attempts and self._tracer is not None and tracing(self._tracer):
+            # Started with the call's first pipeline (a stream's restart carries it on), not
+            # before: a call refused before its first step (another event loop's client)
+            # leaves no span open.
             state.span = CallSpan(
                 self._tracer, call.name, call.json, self._server[0], self._server[1],
                 self._capture_content, self._redactor(call, state),
             )
-        span = state.span
         try:
             answer = yield from self._attempts(call, deadline, state)
             if call.stream:
                 return (yield from self._stream_start(call, answer, deadline, state))
             body = yield from self._read_body(answer, deadline, SUCCESS_BODY_LIMIT, lenient=False)
             value = self._decode(call, answer, body, state)
-        except WayGPTError as error:
+        except BaseException as error:  # a hook's exception, a cancelled task too
             # Every error of this call says which call it was, and how many requests it took;
             # a hook's own (perhaps another call's, with its own) is left as it is.
-            if id(error) != state.hook_error_id:
+            if isinstance(error, WayGPTError) and id(error) != state.hook_error_id:
                 error.attempts = state.attempts
                 error.client_request_id = state.client_request_id or None
-            if span is not None:
-                span.fail(error)
+            state.span.fail(error)
             raise
-        except BaseException as error:  # a hook's exception, a cancelled task
-            if span is not None:
-                span.fail(error)
-            raise
-        if span is not None:
-            span.succeed(value)
+        state.span.succeed(value)
         return value
 
     def _call_state(self, call: Call[Any]) -> CallState:
@@ -511,106 +497,142 @@ class ClientCore:
             client_request_id=state.client_request_id,
         )
 
-    def _attempts(
-        self, call: Call[Any], deadline: Deadline, state: CallState
-    ) -> Generator[Step, Any, Any]:
+    def _attempts(self, call: Call[Any], deadline: Deadline, state: CallState) -> Steps:
         """Send until a 2xx answer arrives (returned with its body unread), or raise."""
         request = self._build(call, state)
         signer = self._signer if call.auth == "project" else None
         redact = self._redactor(call, state)
-        retry = state.retry
         hooks = self._event_hooks
-        connect_timeout, read_timeout = split_timeout(self.timeout)
         while True:
             if signer is not None:
                 # A fresh timestamp, nonce and signature, written over the previous attempt's.
-                signature = signer.sign(request.method, request.path, request.body or b"")
-                request.headers.update(signature)
+                body = request.body or b""
+                request.headers.update(signer.sign(request.method, request.path, body))
             if deadline.expired():
                 raise deadline.error()
-            attempt = state.attempts + 1
-            view = None
+            view = None  # (and no generator made for the hooks of a call that has none)
             if hooks is not None:
-                view = RequestView(
-                    request.method, request.url, attempt, state.client_request_id,
-                    request_headers(request.headers, redact),
-                )
-                if hooks.request:
-                    try:
-                        yield Notify(hooks.request, view)
-                    except BaseException as raised:
-                        state.hook_error_id = id(raised)
-                        raise
-            # Checked again after the request hooks, which may take their time (a network
-            # call of their own): past the deadline, nothing is sent.
-            remaining = deadline.remaining()
-            if remaining <= 0:
-                raise deadline.error()
-            if state.stopped:  # a stream closed while its new attempt waited to be sent
-                raise APIConnectionError("the stream was closed before it started again")
-            state.attempts = attempt
+                view = yield from self._notify_request(hooks, request, state, redact)
+            send = self._send(call, request, deadline, state)
             started = time.monotonic()  # (after the request hooks: the attempt's own time)
-            # A stream's read timeout also bounds each wait between events later on, so it is
-            # not shortened; the wait for its headers is bounded by the deadline all the same.
-            read = read_timeout if call.stream else min(read_timeout, remaining)
-            outcome = yield Send(request, min(connect_timeout, remaining), read, call.stream)
-            if isinstance(outcome, TransportFailure):
-                _log_attempt(request, None, started, attempt, state)
-                if deadline.expired():
-                    raise deadline.error()
-                error: WayGPTError = redact_error(outcome.to_error(), redact)
-                delay = retry.delay_after_failure(outcome.kind)
-                if delay is None or not deadline.allows(delay):
-                    if attempt > 1:  # "... (3 attempts over 6.1 s)": the silence explained
-                        error.message += (
-                            f" ({attempt} attempts over {time.monotonic() - state.started:.1f} s)"
-                        )
-                        error.args = (error.message,)
-                    raise error
-                _log_retry(request, type(error).__name__, delay, attempt, state)
-                yield Sleep(delay)
+            answer = yield send
+            if isinstance(answer, TransportFailure):
+                _log_attempt(request, None, started, state)
+                yield Sleep(self._wait_after_failure(answer, request, deadline, state, redact))
                 continue
-            answer = outcome
-            status = answer.status
-            _log_attempt(request, status, started, attempt, state)
-            if state.span is not None:
-                state.span.status(status)
-            if view is not None and hooks is not None and hooks.response:
-                seen = ResponseView(
-                    view, status, response_headers(answer.headers, redact),
-                    time.monotonic() - started,
-                )
-                try:
-                    yield Notify(hooks.response, seen)
-                except BaseException as raised:  # the hook raised (or the call was cancelled)
-                    state.hook_error_id = id(raised)
-                    answer.close()
-                    raise
-            if 200 <= status < 300:
+            _log_attempt(request, answer.status, started, state)
+            state.span.status(answer.status)
+            if view is not None:
+                yield from self._notify_response(answer, view, started, state, redact)
+            if 200 <= answer.status < 300:
                 state.answer = answer
                 return answer
-            if status < 200:
-                answer.close()
-                raise APIConnectionError(
-                    f"the server sent an informational answer ({status}) and no final answer"
-                )
-            if status in (401, 403) and signer is not None and not state.clock_corrected:
-                # A signature refused by a server whose clock is minutes away from ours: sign
-                # again with its time, once per call, outside the retry budget.
-                offset = signer.correct_clock(answer.headers.get("date"), signature)
-                if offset is not None:
-                    state.clock_corrected = True
-                    yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
-                    _log_clock(request, status, offset)
-                    if state.span is not None:
-                        state.span.clock_corrected(offset)
-                    continue
-            delay = retry.delay_after_status(status, answer.headers)
-            body = yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
-            if delay is None or not deadline.allows(delay):
-                raise error_from_response(status, _plain(answer.headers), body, redact)
-            _log_retry(request, f"HTTP {status}", delay, attempt, state)
-            yield Sleep(delay)
+            delay = yield from self._wait_after_status(
+                answer, request, signer, deadline, state, redact
+            )
+            if delay is not None:  # (None: its clock corrected, it is sent again at once)
+                yield Sleep(delay)
+
+    def _notify_request(
+        self, hooks: EventHooks, request: Request, state: CallState, redact: LazyRedactor
+    ) -> Generator[Step, Any, RequestView]:
+        """The request hooks told of the attempt about to be sent; its view, for the response
+        hooks."""
+        view = RequestView(
+            request.method, request.url, state.attempts + 1, state.client_request_id,
+            request_headers(request.headers, redact),
+        )
+        if hooks.request:
+            try:
+                yield Notify(hooks.request, view)
+            except BaseException as raised:  # the hook raised (or the call was cancelled)
+                state.hook_error_id = id(raised)
+                raise
+        return view
+
+    def _send(
+        self, call: Call[Any], request: Request, deadline: Deadline, state: CallState
+    ) -> Send:
+        """The attempt's ``Send``, counted as sent. Nothing is sent past the deadline (checked
+        again after the request hooks, which may take their time: a network call of their
+        own), nor once the stream this call started was closed."""
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise deadline.error()
+        if state.stopped:  # a stream closed while its new attempt waited to be sent
+            raise APIConnectionError("the stream was closed before it started again")
+        state.attempts += 1
+        connect_timeout, read_timeout = split_timeout(self.timeout)
+        # A stream's read timeout also bounds each wait between events later on, so it is
+        # not shortened; the wait for its headers is bounded by the deadline all the same.
+        read = read_timeout if call.stream else min(read_timeout, remaining)
+        return Send(request, min(connect_timeout, remaining), read, call.stream)
+
+    def _wait_after_failure(
+        self, failure: TransportFailure, request: Request, deadline: Deadline, state: CallState,
+        redact: LazyRedactor,
+    ) -> float:
+        """Seconds to wait before sending again after a transport failure; else its error."""
+        if deadline.expired():
+            raise deadline.error()
+        error: WayGPTError = redact_error(failure.to_error(), redact)
+        delay = state.retry.delay_after_failure(failure.kind)
+        if delay is None or not deadline.allows(delay):
+            if state.attempts > 1:  # "... (3 attempts over 6.1 s)": the silence explained
+                elapsed = time.monotonic() - state.started
+                error.message += f" ({state.attempts} attempts over {elapsed:.1f} s)"
+                error.args = (error.message,)
+            raise error
+        _log_retry(request, type(error).__name__, delay, state)
+        return delay
+
+    def _notify_response(
+        self, answer: Any, view: RequestView, started: float, state: CallState,
+        redact: LazyRedactor,
+    ) -> Steps:
+        """The response hooks told of ``answer``; it is closed if one raises."""
+        hooks = self._event_hooks
+        if hooks is None or not hooks.response:
+            return
+        seen = ResponseView(
+            view, answer.status, response_headers(answer.headers, redact),
+            time.monotonic() - started,
+        )
+        try:
+            yield Notify(hooks.response, seen)
+        except BaseException as raised:  # the hook raised (or the call was cancelled)
+            state.hook_error_id = id(raised)
+            answer.close()
+            raise
+
+    def _wait_after_status(
+        self, answer: Any, request: Request, signer: Optional[HMACSigner], deadline: Deadline,
+        state: CallState, redact: LazyRedactor,
+    ) -> Generator[Step, Any, Optional[float]]:
+        """Seconds to wait before sending again after a non-2xx answer (None: at once, its
+        clock corrected); else the typed error of its status. The answer is closed."""
+        status = answer.status
+        if status < 200:
+            answer.close()
+            raise APIConnectionError(
+                f"the server sent an informational answer ({status}) and no final answer"
+            )
+        if status in (401, 403) and signer is not None and not state.clock_corrected:
+            # A signature refused by a server whose clock is minutes away from ours: sign
+            # again with its time, once per call, outside the retry budget.
+            offset = signer.correct_clock(answer.headers.get("date"), request.headers)
+            if offset is not None:
+                state.clock_corrected = True
+                yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
+                _log_clock(request, status, offset)
+                state.span.clock_corrected(offset)
+                return None
+        delay = state.retry.delay_after_status(status, answer.headers)
+        body = yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
+        if delay is None or not deadline.allows(delay):
+            raise error_from_response(status, _plain(answer.headers), body, redact)
+        _log_retry(request, f"HTTP {status}", delay, state)
+        return delay
 
     def _stream_start(
         self, call: Call[Any], answer: Any, deadline: Deadline, state: CallState
@@ -619,11 +641,12 @@ class ClientCore:
         kind = stream_kind(answer.headers)
         redact = self._redactor(call, state)
         if kind == "sse":
-            parser = _stream_parser(answer, redact)
-            if isinstance(parser, ChatEventParser):
-                return answer, parser
-            answer.close()
-            raise parser
+            encoding = answer.headers.get("content-encoding")
+            try:  # (refused: a Content-Encoding it cannot decode)
+                return answer, ChatEventParser(answer.status, encoding, redact)
+            except APIResponseValidationError:
+                answer.close()
+                raise
         body = b""
         if kind == "json":  # perhaps a gateway's error object, refusing the stream
             body = yield from self._read_body(answer, deadline, ERROR_BODY_LIMIT, lenient=True)
@@ -663,20 +686,15 @@ class ClientCore:
                 # its secrets are replaced before the snippet and the body are cut from it.
                 redact = self._redactor(call, state)
                 text = error_body_text(body, redact)
-                context = _error_context(answer)
-                raise APIResponseValidationError(
-                    f"expected a JSON answer, got: {text[:200]!r}",
-                    answer.status,
-                    body=text,
-                    headers=scrub_value(context["headers"], redact),
-                    request_id=scrub_value(context["request_id"], redact),
+                error = APIResponseValidationError(
+                    f"expected a JSON answer, got: {text[:200]!r}", answer.status, body=text,
+                    **_error_context(answer),
                 )
+                raise redact_error(error, redact)
         if call.expect is not None and not isinstance(data, call.expect):
             error = APIResponseValidationError(
                 f"expected a JSON {call.expect.__name__}, got {type(data).__name__}",
-                answer.status,
-                data,
-                **_error_context(answer),
+                answer.status, data, **_error_context(answer),
             )
             raise redact_error(error, self._redactor(call, state))
         return data
@@ -721,8 +739,7 @@ class StreamRestart:
         delay = self.state.retry.delay_after_status(status, headers)
         if delay is None or not self.deadline.allows(delay):
             return None
-        if self.state.span is not None:
-            self.state.span.retry(self.state.attempts, type(error).__name__, delay)
+        self.state.span.retry(self.state.attempts, type(error).__name__, delay)
         call = self._call
         logger.warning(
             "%s %s: the stream failed before its first content (%s); starting it again in "
@@ -795,16 +812,6 @@ def _positive_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
-def _stream_parser(
-    answer: Any, redact: LazyRedactor
-) -> Union[ChatEventParser, APIResponseValidationError]:
-    """The parser of a stream's body, or the error for a Content-Encoding it cannot decode."""
-    try:
-        return ChatEventParser(answer.status, answer.headers.get("content-encoding"), redact)
-    except APIResponseValidationError as error:
-        return error
-
-
 def _encode_json(body: Any) -> bytes:
     """Compact UTF-8 JSON: the one serialisation that is both signed and sent."""
     try:
@@ -837,40 +844,20 @@ def _plain(headers: Mapping[str, str]) -> Dict[str, str]:
     return {str(name): str(value) for name, value in headers.items()}
 
 
-def _server_of(url: str) -> Tuple[str, Optional[int]]:
-    """The host and port of a base URL, for traces (``server.address``, ``server.port``)."""
-    from urllib.parse import urlsplit
-
+def _server_of(url: str) -> Tuple[str, int]:
+    """The host and port of a checked base URL, for traces (``server.address``, ``server.port``)."""
     parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is None:
-        port = {"http": 80, "https": 443}.get(parts.scheme.lower())
-    return parts.hostname or "", port
+    return parts.hostname or "", parts.port or (443 if parts.scheme.lower() == "https" else 80)
 
 
-def _path_of(url: str) -> str:
-    """The path part of a base URL, as it is sent (and signed) before each endpoint's path."""
-    rest = url.split("://", 1)[-1]
-    slash = rest.find("/")
-    return rest[slash:] if slash >= 0 else ""
-
-
-def _log_attempt(
-    request: Request, status: Optional[int], started: float, attempt: int, state: CallState
-) -> None:
+def _log_attempt(request: Request, status: Optional[int], started: float, state: CallState) -> None:
     # The path as sent, base path included, so that a proxy's prefix or a wrong api_url
     # shows in the log (the query is left out); the call's id, to quote to support.
     logger.debug(
         "%s %s -> %s in %.1f ms (attempt %d, client request id %s)",
-        request.method,
-        request.path.partition("?")[0],
-        status if status is not None else "no answer",
-        (time.monotonic() - started) * 1000,
-        attempt,
-        state.client_request_id,
+        request.method, request.path.partition("?")[0],
+        status if status is not None else "no answer", (time.monotonic() - started) * 1000,
+        state.attempts, state.client_request_id,
     )
 
 
@@ -878,25 +865,17 @@ def _log_clock(request: Request, status: int, offset: float) -> None:
     logger.info(
         "%s %s -> %d: the server's clock is %+.0f s from this machine's; "
         "signing with its time from now on",
-        request.method,
-        request.path.partition("?")[0],
-        status,
-        offset,
+        request.method, request.path.partition("?")[0], status, offset,
     )
 
 
-def _log_retry(
-    request: Request, reason: str, delay: float, attempt: int, state: CallState
-) -> None:
-    if state.span is not None:
-        state.span.retry(attempt, reason, delay)
+def _log_retry(request: Request, reason: str, delay: float, state: CallState) -> None:
+    """A retry, in the log and as an event of the call's span."""
+    attempt = state.attempts
+    state.span.retry(attempt, reason, delay)
     logger.warning(
         "%s %s failed (%s); retrying in %.2f s (attempt %d, client request id %s)",
-        request.method,
-        request.path.partition("?")[0],
-        reason,
-        delay,
-        attempt,
+        request.method, request.path.partition("?")[0], reason, delay, attempt,
         state.client_request_id,
         # For a handler that tells a person what is going on (the CLI's "retrying in ..."),
         # without parsing the message.

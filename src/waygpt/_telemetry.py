@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, TypeVar, cast
 from ._logging import logger
 from ._version import __version__
 
-__all__ = ["CallSpan", "tracer", "tracing"]
+__all__ = ["NO_SPAN", "CallSpan", "NoSpan", "tracer", "tracing"]
 
 _OPERATIONS = {
     "chat_completions": "chat",
@@ -305,6 +305,22 @@ class CallSpan:
                 piece = content[:room]
                 self._answer += piece.encode("utf-8", "surrogatepass")
                 self._answer_size += len(piece)
+
+
+class NoSpan:
+    """The span of a call that is not traced: it records nothing, so that the pipeline
+    never asks whether a call is."""
+
+    __slots__ = ()
+    ended = True  # nothing is left to end
+
+    def _nothing(self, *args: Any) -> None:
+        """Record nothing."""
+
+    retry = status = clock_corrected = succeed = chunk = fail = end = _nothing
+
+
+NO_SPAN = NoSpan()
 
 
 def _json(value: Any) -> Optional[str]:
