@@ -31,7 +31,7 @@ from urllib.parse import urlencode, urlsplit
 from urllib3.util.retry import Retry
 
 from ._body import ACCEPT_ENCODING, SUCCESS_BODY_LIMIT, BodyCollector
-from ._chat_events import ChatEventParser, not_a_stream_error, stream_kind
+from ._chat_events import ChatEventParser, not_a_stream_error, retry_after_in, stream_kind
 from ._config import (
     DEFAULT_API_URL,
     DEFAULT_TIMEOUT,
@@ -734,7 +734,7 @@ class StreamRestart:
         status = 503 if isinstance(error, APIConnectionError) else error.status_code
         if status is None:
             return None
-        retry_after = _retry_after_in(error.response)
+        retry_after = retry_after_in(error.response)
         headers = {} if retry_after is None else {"Retry-After": retry_after}
         delay = self.state.retry.delay_after_status(status, headers)
         if delay is None or not self.deadline.allows(delay):
@@ -752,15 +752,6 @@ class StreamRestart:
     def steps(self) -> Steps:
         """The pipeline of the next attempt."""
         return self._core._steps(self._call, self.deadline, self.state)
-
-
-def _retry_after_in(payload: Any) -> Optional[str]:
-    """A ``retry_after`` (seconds) in an in-stream error object, as text for the policy."""
-    for fields in (payload.get("error"), payload) if isinstance(payload, dict) else ():
-        value = fields.get("retry_after") if isinstance(fields, dict) else None
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            return str(value)
-    return None
 
 
 class MediaJobWaiter:

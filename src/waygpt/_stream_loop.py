@@ -66,14 +66,14 @@ class Restart(Protocol):
 class StreamState:
     """What a stream shares with its steps (never the stream object itself, so that a stream
     dropped half-read is freed at once): the answer being read (a new one when the stream
-    starts again), whether ``close()`` was called, and the call's trace span, if any."""
+    starts again), whether ``close()`` was called, and the call's trace span."""
 
     __slots__ = ("answer", "closing", "span", "wake")
 
     def __init__(self, answer: Any, span: Any) -> None:
         self.answer = answer
         self.closing = False  # close() was called: a failing read then ends the stream quietly
-        self.span = span  # ended once, however the stream ends
+        self.span = span  # ended once, however the stream ends (NO_SPAN: not traced)
         self.wake: Optional[threading.Event] = None  # set by close(): a wait to restart ends
 
     def pause(self, seconds: float) -> bool:
@@ -94,7 +94,7 @@ class StreamState:
     def end_span(self, error: Optional[BaseException] = None) -> None:
         """The stream ended: by ``error``, or (None) read to its end, closed or dropped."""
         span = self.span
-        if span is not None and not span.ended:
+        if not span.ended:
             if error is None or isinstance(error, GeneratorExit):
                 span.end()
             else:

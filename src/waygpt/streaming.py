@@ -27,6 +27,7 @@ from ._stream_loop import (
     StreamSteps,
     stream_steps,
 )
+from ._telemetry import NO_SPAN
 from .errors import (
     TransportFailure,
     WayGPTError,
@@ -55,7 +56,7 @@ class _StreamBase:
         restart: Optional[Restart],
     ) -> None:
         self._call = restart.state if restart is not None else None  # the call's CallState
-        self._state = StreamState(answer, getattr(self._call, "span", None))
+        self._state = StreamState(answer, self._call.span if self._call is not None else NO_SPAN)
         self._steps = stream_steps(self._state, parser, read_timeout, restart)
         self._restart = restart
         self._redact = redact
@@ -144,8 +145,7 @@ def _chunks_of(
             if type(step) is list:
                 span = state.span
                 for chunk in step:
-                    if span is not None:  # as it is handed out
-                        span.chunk(chunk)
+                    span.chunk(chunk)  # as it is handed out
                     yield chunk
                 continue
             try:
@@ -301,9 +301,7 @@ class AsyncChatStream(_StreamBase):
             self._next += 1
         else:
             chunk = await self._advance()
-        span = self._state.span
-        if span is not None:  # as it is handed out
-            span.chunk(chunk)
+        self._state.span.chunk(chunk)  # as it is handed out
         return chunk
 
     async def _advance(self) -> ChatCompletionChunk:
