@@ -58,13 +58,17 @@ from server import chunk_json
 THRESHOLD = 0.10  # an optimisation buying less than this should go
 PACE = 0.0002  # seconds the server waits after each event of a paced stream
 STREAMS = 16
+THREADS = 16  # the sync client's calls in flight at once
+TASKS = 64  # the async client's
 PROFILES = {
     "full": {"fast_events": 30_000, "fast_rounds": 9, "paced_events": 1500, "paced_rounds": 7,
              "calls": 1000, "call_rounds": 11, "decoder_rounds": 5, "async_calls": 400,
-             "async_call_rounds": 11, "async_events": 4000, "async_stream_rounds": 7},
+             "async_call_rounds": 11, "async_events": 4000, "async_stream_rounds": 7,
+             "thread_calls": 1600, "task_calls": 1280},
     "quick": {"fast_events": 10_000, "fast_rounds": 5, "paced_events": 600, "paced_rounds": 5,
               "calls": 300, "call_rounds": 7, "decoder_rounds": 3, "async_calls": 200,
-              "async_call_rounds": 7, "async_events": 2000, "async_stream_rounds": 3},
+              "async_call_rounds": 7, "async_events": 2000, "async_stream_rounds": 3,
+              "thread_calls": 640, "task_calls": 640},
 }
 
 
@@ -135,6 +139,17 @@ VARIANTS: Dict[str, List[Patch]] = {
     "sse_plain": [_BLOCKS_OFF, _DATACLASS_EVENTS],
     "json_loads": [Patch("waygpt.streaming:_stream_json", json.loads)],
     "urllib3_read1": [Patch("waygpt._stream_reader:_stream_plain_reader", lambda raw: None)],
+    # the direct http.client path kept, without the SDK's own de-chunking: http.client's
+    # read1 hands over one HTTP chunk per call
+    "http_client_chunks": [
+        Patch("waygpt._stream_reader:StreamBodyReader.__init__", lines=[(
+            "            self._chunked = _ChunkedBody(self._fp.fp)\n"
+            "            self._read = self._chunked.read\n",
+            "            self._read = self._read_http_client\n")]),
+        Patch("waygpt._stream_reader:StreamBodyReader.drain", lines=[(
+            "if self._chunked is None and getattr(raw, \"length_remaining\", None) is None:",
+            "if self._fp is None and getattr(raw, \"length_remaining\", None) is None:")]),
+    ],
     "session_prepare": [Patch("waygpt._requests_transport:_prepare", _session_prepare)],
     "no_watchdog": [Patch("waygpt._requests_transport:watchdog", lambda: _NO_WATCHDOG)],
     "no_fork_check": [
@@ -149,13 +164,8 @@ VARIANTS: Dict[str, List[Patch]] = {
     "async_readany": [Patch("waygpt._aiohttp_transport:AiohttpAnswer.read", lines=[(
         "data: bytes = await (content.read(_STREAM_READ_SIZE) if loop else content.readany())",
         "data: bytes = await content.readany()")])],
-    "no_fork_check_async": [Patch("waygpt._aiohttp_transport:AiohttpTransport._current_session",
-                                  lines=[(_indent("""\
-        if self._generation != fork_generation():  # a forked child: never the parent's session
-            if self.owns_session and self._session is not None:
-                self._set_aside()
-            self._generation = fork_generation()
-        """, 8), "")])],
+    "no_fork_check_async": [Patch("waygpt._aiohttp_transport:AiohttpTransport._leave_parent",
+                                  lambda self: None)],
 }
 
 
@@ -308,13 +318,15 @@ def _measure_sync(server: harness.Server, profile: Dict[str, int],
                   results: Dict[str, Any]) -> None:
     with harness.sdk_client(server.url) as client:
         _figure(results, "fast_stream", ["sse_blocks_off", "sse_dataclass", "sse_plain",
-                                         "json_loads", "urllib3_read1"],
+                                         "json_loads", "urllib3_read1", "http_client_chunks"],
                 _stream_work(client, profile["fast_events"], 0.0),
                 _stream_work(client, 2000, 0.0), profile["fast_rounds"],
                 # the urllib3 variant closes its connection after each stream: the next
                 # stream would pay for a new one
                 settle=_stream_work(client, 20, 0.0))
-        _figure(results, "paced_stream", ["sse_dataclass", "json_loads", "urllib3_read1"],
+        _figure(results, "paced_stream", ["sse_blocks_off", "sse_dataclass", "sse_plain",
+                                          "json_loads", "urllib3_read1",
+                                          "http_client_chunks"],
                 _stream_work(client, profile["paced_events"], PACE),
                 _stream_work(client, 20, PACE), profile["paced_rounds"],
                 settle=_stream_work(client, 20, 0.0))
@@ -330,6 +342,10 @@ def _measure_sync(server: harness.Server, profile: Dict[str, int],
                 harness.repeat(client.get_models, profile["calls"]),
                 harness.repeat(client.get_models, 3), profile["call_rounds"],
                 settle=client.get_models)
+        _figure(results, "threads_request", ["session_prepare", "no_watchdog", "no_fork_check"],
+                harness.in_threads(client.get_models, profile["thread_calls"], THREADS),
+                harness.in_threads(client.get_models, THREADS * 3, THREADS),
+                profile["call_rounds"], settle=client.get_models)
         results["micro_us"] = _micro(client)
 
 
@@ -370,9 +386,21 @@ def _measure_async(server: harness.Server, profile: Dict[str, int],
         try:
             _figure(results, "async_request", ["no_fork_check_async"],
                     calls(profile["async_calls"]), calls(3), profile["async_call_rounds"])
+            _figure(results, "async_tasks", ["no_fork_check_async"],
+                    harness.in_tasks(loop, client.get_models, profile["task_calls"], TASKS),
+                    harness.in_tasks(loop, client.get_models, TASKS, TASKS),
+                    profile["async_call_rounds"])
             _figure(results, "async_stream", ["async_readany"],
                     streams(profile["async_events"]), streams(200),
                     profile["async_stream_rounds"])
+
+            def paced(events: int) -> harness.Work:
+                options = harness.bench(events, "chunked", PACE)
+                return harness.expect(lambda: loop.run_until_complete(
+                    harness.async_sdk_stream(client, options)), events)
+
+            _figure(results, "async_paced", ["async_readany"], paced(profile["paced_events"]),
+                    paced(20), profile["paced_rounds"])
         finally:
             loop.run_until_complete(client.close())
     finally:
@@ -389,39 +417,51 @@ FIGURES = {
     "small_request": "CPU per get_models(), us",
     "async_request": "async CPU per get_models(), sequential, us",
     "async_stream": f"async, {STREAMS} streams, events/CPU s",
+    "threads_request": f"CPU per get_models() from {THREADS} threads, us",
+    "async_tasks": f"async CPU per get_models() from {TASKS} tasks, us",
+    "async_paced": "async paced stream, events/CPU s",
 }
-PER_CALL = {"small_request", "async_request"}  # shown in microseconds per call
+# shown in microseconds per call
+PER_CALL = {"small_request", "async_request", "threads_request", "async_tasks"}
 # (optimisation, variant, figure, role): "decides" rows give the recommendation (the figure
 # the optimisation was made for), "cost" rows show what the SDK pays per call.
 ROWS: List[Tuple[str, str, str, str]] = [
     ("control: nothing turned off (the noise)", "control", "fast_stream", ""),
     *[("", "control", figure, "") for figure in list(FIGURES)[1:]],
     ("sse.py: _read_blocks for big chunks (vs always _read_lines)", "sse_blocks_off",
-     "fast_stream", "decides"),
+     "paced_stream", "decides"),
+    ("", "sse_blocks_off", "fast_stream", ""),
     ("", "sse_blocks_off", "decoder_blocks", ""),
     ("sse.py: object.__new__/__dict__ events (vs the dataclass constructor)",
-     "sse_dataclass", "fast_stream", "decides"),
-    ("", "sse_dataclass", "paced_stream", ""),
+     "sse_dataclass", "paced_stream", "decides"),
+    ("", "sse_dataclass", "fast_stream", ""),
     ("", "sse_dataclass", "decoder_blocks", ""),
     ("", "sse_dataclass", "decoder_single", ""),
     ("sse.py: both (vs _read_lines and the dataclass constructor)", "sse_plain",
-     "fast_stream", "decides"),
+     "paced_stream", "decides"),
+    ("", "sse_plain", "fast_stream", ""),
     ("", "sse_plain", "decoder_blocks", ""),
-    ("streaming.py: _stream_json (vs json.loads)", "json_loads", "fast_stream", "decides"),
-    ("", "json_loads", "paced_stream", ""),
+    ("streaming.py: _stream_json (vs json.loads)", "json_loads", "paced_stream", "decides"),
+    ("", "json_loads", "fast_stream", ""),
     ("", "json_loads", "decoder_blocks", ""),
-    ("_stream_reader.py: _ChunkedBody (vs urllib3 read1)", "urllib3_read1", "fast_stream",
-     "decides"),
-    ("", "urllib3_read1", "paced_stream", ""),
+    ("_stream_reader.py: direct http.client reads and _ChunkedBody (vs urllib3 read1)",
+     "urllib3_read1", "paced_stream", "decides"),
+    ("", "urllib3_read1", "fast_stream", ""),
+    ("_stream_reader.py: _ChunkedBody (vs http.client read1, one chunk a call)",
+     "http_client_chunks", "paced_stream", "decides"),
+    ("", "http_client_chunks", "fast_stream", ""),
     ("_requests_transport.py: _prepare (vs session.prepare_request)", "session_prepare",
-     "small_request", "decides"),
+     "threads_request", "decides"),
+    ("", "session_prepare", "small_request", ""),
     ("_aiohttp_transport.py: stream reads of 16 KiB (vs readany())", "async_readany",
-     "async_stream", "decides"),
-    ("_watchdog.py: arm/disarm per call (cost)", "no_watchdog", "small_request", "cost"),
+     "async_paced", "decides"),
+    ("", "async_readany", "async_stream", ""),
+    ("_watchdog.py: arm/disarm per call (cost)", "no_watchdog", "threads_request", "cost"),
+    ("", "no_watchdog", "small_request", "cost"),
     ("fork checks per call, sync: run() and watchdog() (cost)", "no_fork_check",
-     "small_request", "cost"),
+     "threads_request", "cost"),
     ("fork check per call, async: _current_session() (cost)", "no_fork_check_async",
-     "async_request", "cost"),
+     "async_tasks", "cost"),
 ]
 COLUMNS = ("optimisation", "figure", "with it", "without it", "buys", "per round",
            "recommendation")

@@ -15,6 +15,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Awaitable, Callable, ContextManager, Dict, List, Optional, Sequence
 
@@ -114,6 +115,26 @@ def repeat(fn: Callable[[], Any], calls: int) -> Work:
         for _ in range(calls):
             fn()
         return calls
+
+    return work
+
+
+def in_threads(fn: Callable[[], Any], calls: int, threads: int) -> Work:
+    """A work of ``calls`` calls of ``fn`` by ``threads`` threads at once, each making its
+    share one after the other (the CPU time counts every thread)."""
+    share = calls // threads
+
+    def worker() -> None:
+        for _ in range(share):
+            fn()
+
+    def work() -> int:
+        pool = [threading.Thread(target=worker) for _ in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        return share * threads
 
     return work
 

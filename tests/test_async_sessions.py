@@ -21,7 +21,7 @@ import aiohttp
 
 import waygpt
 from waygpt import AsyncWayGPTClient
-from waygpt import _aiohttp_transport as transport
+from waygpt import _internals as internals
 from waygpt.testing import WayGPTTestServer
 
 MODELS = "/api/v1/waygpt/models"
@@ -49,7 +49,7 @@ def test_aiohttp_still_has_the_session_attributes_the_transport_sets():
     async def main() -> Dict[str, Any]:
         async with aiohttp.ClientSession() as session:
             return {name: getattr(session, name, "missing") for name in
-                    (transport.REPLAY_FLAG, transport.DEFAULT_AUTH, transport.TRUST_ENV)}
+                    (internals.REPLAY, internals.DEFAULT_AUTH, internals.TRUST_ENV)}
 
     assert asyncio.run(main()) == {
         "_retry_connection": True, "_default_auth": None, "_trust_env": False,
