@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any, List
 
+import pytest
 import requests
 from requests.auth import HTTPBasicAuth
 
 import waygpt
+from raw_server import RawServer
 from waygpt.testing import WayGPTTestServer
 
 
@@ -87,3 +91,26 @@ def test_the_sessions_proxies_are_used(server: WayGPTTestServer) -> None:
             else:
                 raise AssertionError("the session's proxy was not used")
     assert server.requests == []
+
+
+def test_a_body_dribbled_through_a_callers_session_ends_at_total_timeout() -> None:
+    # The session's pools are its own: the deadline reaches the socket through the answer.
+    body = b'["gpt-4o", "gpt-4o-mini", "yandexgpt-pro"]'
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(head % len(body))
+        for index in range(len(body)):  # a byte every 0.3 s: each read well within its timeout
+            if server.stopping():
+                return
+            conn.sendall(body[index : index + 1])
+            time.sleep(0.3)
+
+    server = RawServer(handler)
+    with server, requests.Session() as session:
+        client = waygpt.WayGPTClient(api_url=server.url, project_key="sk_live_x", timeout=2,
+                                     total_timeout=1.0, max_retries=0, session=session)
+        started = time.monotonic()
+        with pytest.raises(waygpt.APITimeoutError, match="total_timeout"):
+            client.get_models()
+        assert time.monotonic() - started < 4.0  # the whole body would take 13 s

@@ -50,9 +50,10 @@ class _CallWatch:
     """What ends a call's I/O at its deadline, or a stream's read blocked in another thread:
     the socket of the connection the call last sent on, while no other call has taken it."""
 
-    __slots__ = ("conn", "raw", "response", "sock")
+    __slots__ = ("conn", "raw", "response", "shut_down", "sock")
 
     def __init__(self) -> None:
+        self.shut_down = False  # its socket was shut: the end of an answer is no real end
         self.conn: Any = None  # the SDK's pooled connection the call last sent on
         self.sock: Any = None  # the socket its answer came on (close-delimited: not conn's)
         self.response: Any = None  # that answer's http.client response
@@ -79,6 +80,7 @@ class _CallWatch:
             if self.conn is not None and sock is not None:
                 self.conn.waygpt_shut = True  # whoever sends on it next connects again
             if isinstance(sock, socket.socket):
+                self.shut_down = True
                 try:
                     # socket.socket's own shutdown, not SSLSocket's (which also drops its
                     # TLS object while another thread may be reading through it).
@@ -327,9 +329,10 @@ class RequestsAnswer:
     :class:`StreamBodyReader` (bytes as soon as they arrive), any other in blocks.
     """
 
-    __slots__ = ("_ended", "_source", "headers", "raw", "response", "status")
+    __slots__ = ("_ended", "_source", "_watch", "headers", "raw", "response", "status")
 
     def __init__(self, response: requests.Response, stream: bool, watch: _CallWatch) -> None:
+        self._watch = watch
         self.response = response
         self.raw = response.raw
         self.status = int(response.status_code)
@@ -346,9 +349,12 @@ class RequestsAnswer:
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
             failure = transport_failure(exc)
         else:
-            if not data:
-                self._ended = True
-            return data
+            if data or not self._watch.shut_down:
+                self._ended = not data
+                return data
+            # The call's deadline shut the socket: a body without a Content-Length, which
+            # ends with its connection, would seem complete.
+            failure = TransportFailure(OTHER_FAILURE, "request timed out", timed_out=True)
         raise failure
 
     def finished(self) -> None:
