@@ -4,8 +4,8 @@ It runs the core's pipeline steps with blocking calls on one ``requests.Session`
 client's own session uses urllib3 pools of its own (``ConnectionCls``, ``response_class``:
 public extension points) whose connections note which call sent on them last and which
 socket its answer is read from, so that a call's deadline ends that socket and no other, and
-whose answers skip informational (1xx) heads and refuse a head cut short. What it uses of
-the libraries' private parts is in ``_internals.py``.
+whose answers skip informational (1xx) heads and refuse a head cut short. No private
+attribute of requests, urllib3 or ``http.client`` is used (docs/architecture.md).
 """
 
 from __future__ import annotations
