@@ -76,6 +76,13 @@ class _CallWatch:
     def shut(self) -> None:
         """Shut the call's socket down: a read or write blocked on it returns at once."""
         with _claims:
+            if self.conn is None and hasattr(self.raw, "shutdown"):
+                self.shut_down = True  # a caller's session on urllib3 2.3+: its answer's own
+                try:
+                    self.raw.shutdown()
+                except Exception:  # noqa: BLE001, S110 - released already: nothing to end
+                    pass
+                return
             sock = self._socket()
             if self.conn is not None and sock is not None:
                 self.conn.waygpt_shut = True  # whoever sends on it next connects again
