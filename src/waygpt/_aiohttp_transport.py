@@ -16,10 +16,11 @@ when it is made.
   from one event loop at a time: a call (or ``close()``) from another loop while the
   session's own loop still runs is refused with ``ConfigurationError``; once that loop has
   ended, its session is set aside (left to its sockets' finalisers) and a new one is made.
-* aiohttp's own replay of a failed idempotent request is turned off (``_retry_connection``):
-  it would re-send the same signature and nonce. On the client's own session for good; on a
-  caller's session only for the SDK's signed requests, as is the session's ``auth`` and
-  netrc lookup for the Client API's (whose Bearer token wins), see ``_first_step_with``.
+* aiohttp's own replay of a failed idempotent request is turned off: it would re-send the
+  same signature and nonce. On the client's own session for good; on a caller's session only
+  for the SDK's signed requests, as is the session's ``auth`` and netrc lookup for the Client
+  API's (whose Bearer token wins), see ``_first_step_with``. What this takes of aiohttp's
+  private parts is in ``_internals.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import inspect
 import os
 import threading
 import types
-from typing import Any, Callable, Dict, Generator, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Generator, Optional, Tuple
 
 from requests.utils import get_environ_proxies, prepend_scheme_if_needed
 
@@ -37,6 +38,14 @@ from ._chat_events import ChatEventParser
 from ._config import ca_bundle_from_environment
 from ._core import Deadline, Notify, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
+from ._internals import (
+    TRUST_ENV,
+    environment_proxy,
+    leave_connections_open,
+    never_replay,
+    received_before_failure,
+    request_overrides,
+)
 from ._observe import AnswerHeaders
 from ._stream_loop import Restart
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
@@ -98,23 +107,6 @@ def transport_failure(exc: BaseException) -> TransportFailure:
     return TransportFailure(OTHER_FAILURE, f"connection failed: {type(exc).__name__}")
 
 
-def _received_before_failure(content: Any) -> bytes:
-    """Bytes that arrived before the connection failed, not read yet.
-
-    aiohttp's reads raise a body's failure before handing out what was received ahead of
-    it: a stream cut short would lose its last complete events. Its private ``_read_nowait``
-    (aiohttp 3.11 to 3.14 at least) reads the buffer regardless; without it, nothing is saved.
-    """
-    read = getattr(content, "_read_nowait", None)
-    if read is None or not getattr(content, "_buffer", None):
-        return b""
-    try:
-        data: bytes = read(-1)
-    except Exception:  # noqa: BLE001 - nothing to save after all
-        return b""
-    return data
-
-
 async def _read_to_end(content: Any) -> None:
     total = 0
     while total <= _DRAIN_BYTES:
@@ -148,49 +140,6 @@ def _proxy_from_environment(api_url: str) -> Optional[str]:
     return with_scheme
 
 
-# What aiohttp's ClientSession._request reads of its session at the start of each request,
-# before it first waits (aiohttp 3.11 to 3.14): whether to replay a request that failed on
-# a kept-alive connection, its default auth, and trust_env (netrc, environment proxies).
-# tests/test_async_sessions.py checks that aiohttp still has them.
-REPLAY_FLAG = "_retry_connection"
-DEFAULT_AUTH = "_default_auth"
-TRUST_ENV = "_trust_env"
-
-
-def _callers_session_overrides(session: Any, headers: Mapping[str, str]) -> Dict[str, Any]:
-    """What a caller's session must not do to this request, as session attributes to set.
-
-    A signed request must not be replayed by aiohttp with its nonce (the server refuses a
-    nonce it saw; the pipeline retries, freshly signed). A Client API request carries its
-    Bearer token, which the session's ``auth`` or a netrc entry would collide with (aiohttp
-    refuses an Authorization header next to an auth: a ``ValueError``) or replace.
-    """
-    overrides: Dict[str, Any] = {}
-    if "Authorization" in headers:
-        if session.auth is not None:
-            overrides[DEFAULT_AUTH] = None
-        if session.trust_env:
-            overrides[TRUST_ENV] = False
-    if overrides or "X-MB-Nonce" in headers:
-        # (A replay would read the auth settings again, restored by then: no replay either;
-        # the pipeline retries a stale connection itself.)
-        overrides[REPLAY_FLAG] = False
-    # An aiohttp without one of them: its public behaviour, as before (a test says so).
-    return {name: value for name, value in overrides.items() if hasattr(session, name)}
-
-
-def _environment_proxy(url: Any) -> Tuple[Any, Any]:
-    """The proxy and proxy auth aiohttp takes from the environment for ``url`` (trust_env)."""
-    lookup = getattr(aiohttp.helpers, "get_env_proxy_for_url", None)
-    if lookup is None:
-        return None, None
-    try:
-        proxy, proxy_auth = lookup(url)
-    except LookupError:
-        return None, None
-    return proxy, proxy_auth
-
-
 async def _send_on_callers_session(
     session: Any, method: str, url: Any, options: Dict[str, Any], overrides: Dict[str, Any]
 ) -> Any:
@@ -200,7 +149,7 @@ async def _send_on_callers_session(
         # environment's proxy, which it also governs, is looked up here, as aiohttp would
         # (on a thread: it reads the netrc file for the proxy's credentials).
         loop = asyncio.get_running_loop()
-        proxy, proxy_auth = await loop.run_in_executor(None, _environment_proxy, url)
+        proxy, proxy_auth = await loop.run_in_executor(None, environment_proxy, aiohttp, url)
         if proxy is not None:
             if proxy_auth is not None:  # in the URL: aiohttp 3.14 deprecates proxy_auth=
                 proxy = proxy.with_user(proxy_auth.login).with_password(proxy_auth.password)
@@ -314,7 +263,7 @@ class AiohttpAnswer:
             # the garbage collector busy (45 % of the CPU in the benchmark, 16 streams).
             data: bytes = await (content.read(_STREAM_READ_SIZE) if loop else content.readany())
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
-            leftover = _received_before_failure(content)
+            leftover = received_before_failure(content)
             if leftover:
                 return leftover  # the failure is raised again by the next read
             failure = transport_failure(exc)
@@ -420,12 +369,7 @@ class AiohttpTransport:
                 auto_decompress=False,
                 trust_env=False,
             )
-            # aiohttp re-sends a GET, PUT or DELETE that failed on a connection, once, with
-            # the same bytes: the same HMAC nonce, which the server refuses if the first copy
-            # reached it. The pipeline makes that replay itself, freshly signed. (A private
-            # flag, there since aiohttp 3.11; without it aiohttp replays as before.)
-            if hasattr(session, "_retry_connection"):
-                session._retry_connection = False
+            never_replay(session)
             self._session, self._loop = session, loop
         return self._session
 
@@ -456,14 +400,7 @@ class AiohttpTransport:
         connections, and a loop that has ended can no longer close anything."""
         session, self._session = self._session, None
         forked = self._generation != fork_generation()
-        # aiohttp's connector closes its connections when it is garbage-collected, through
-        # its event loop: in a forked child that would send a TLS close_notify on the
-        # parent's connections (ending them), and with a closed loop it fails noisily. Marked
-        # closed (a private flag its __del__ checks), it leaves them to their sockets' own
-        # finalisers, which only close this process's descriptors.
-        connector = getattr(session, "connector", None)
-        if connector is not None and hasattr(connector, "_closed"):
-            connector._closed = True
+        leave_connections_open(getattr(session, "connector", None))
         if forked:
             keep_inherited(session)  # not even that while the child lives
 
@@ -578,7 +515,7 @@ class AiohttpTransport:
         }
         if self.owns_session:
             return session.request(request.method, url, proxy=self._proxy, **options), remaining
-        overrides = _callers_session_overrides(session, request.headers)
+        overrides = request_overrides(session, request.headers)
         if not overrides:
             return session.request(request.method, url, **options), remaining
         sending = _send_on_callers_session(session, request.method, url, options, overrides)

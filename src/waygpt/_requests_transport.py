@@ -1,16 +1,11 @@
 """The requests transport: how the sync client's bytes go out and come in.
 
-It runs the core's pipeline steps with blocking calls on one ``requests.Session``. Every use
-of what requests and urllib3 keep private lives here or in ``_stream_reader.py``, each one
-guarded so that a library version without it falls back to the public behaviour:
-
-* the hand-built ``PreparedRequest`` (and its ``_cookies``), for a session the client made;
-* urllib3 pool subclasses whose ``_get_conn``/``_put_conn`` tell the deadline watchdog which
-  connection a call is using, and whose connections skip informational (1xx) answers
-  (``http.client``'s ``_read_status``);
-* the socket under a response (``raw._connection.sock``, ``raw._fp``), to end a call at its
-  deadline and to read streams;
-* after ``os.fork()``, the pools the parent filled are set aside, unused and unclosed.
+It runs the core's pipeline steps with blocking calls on one ``requests.Session``. The
+client's own session uses urllib3 pools of its own (``ConnectionCls``, ``response_class``:
+public extension points) whose connections note which call sent on them last and which
+socket its answer is read from, so that a call's deadline ends that socket and no other, and
+whose answers skip informational (1xx) heads and refuse a head cut short. No private
+attribute of requests, urllib3 or ``http.client`` is used (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -20,7 +15,7 @@ import socket
 import threading
 import time
 from http.client import RemoteDisconnected
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -38,42 +33,63 @@ from ._core import Deadline, Notify, Read, Send, Step, Steps
 from ._fork import fork_generation, keep_inherited
 from ._observe import AnswerHeaders
 from ._stream_loop import Restart
-from ._stream_reader import StreamBodyReader, raw_socket
+from ._stream_reader import StreamBodyReader
 from ._watchdog import Watch, watchdog
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
 from .streaming import ChatStream
 
-_MAX_LINE = 65536  # as http.client's limit on a header line
-# The call each thread is making: the pools report their connection to it.
+# The call each thread is making: the SDK's connections and answers note themselves on it.
 _current = threading.local()
+# Held while a connection changes hands and while a call's socket is shut, so that a call
+# never ends a connection that went back to the pool and that another call has taken.
+_claims = threading.Lock()
 
-# -- pools that tell the watchdog which connection a call uses -------------------------------
+# -- connections that know their call ---------------------------------------------------------
 
 
 class _CallWatch:
-    """What the watchdog ends when a call's deadline passes: its connection or response."""
+    """What ends a call's I/O at its deadline, or a stream's read blocked in another thread:
+    the socket of the connection the call last sent on, while no other call has taken it."""
 
-    __slots__ = ("conn", "lock", "response")
+    __slots__ = ("conn", "raw", "response", "shut_down", "sock")
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.conn: Any = None  # the pooled connection lent to the call
-        self.response: Any = None  # the urllib3 response being read
+        self.shut_down = False  # its socket was shut: the end of an answer is no real end
+        self.conn: Any = None  # the SDK's pooled connection the call last sent on
+        self.sock: Any = None  # the socket its answer came on (close-delimited: not conn's)
+        self.response: Any = None  # that answer's http.client response
+        self.raw: Any = None  # the urllib3 answer (a caller's session: the only way in)
 
-    def forget(self, conn: Any) -> None:
-        """The connection goes back to the pool: it is no longer this call's to end."""
-        with self.lock:
-            if self.conn is conn:
-                self.conn = None
-            self.response = None
+    def socket(self) -> Optional[socket.socket]:
+        """The call's socket, if it still is the call's (for a short drain)."""
+        with _claims:
+            sock = self._socket()
+        return sock if isinstance(sock, socket.socket) else None
 
-    def expire(self) -> None:
-        with self.lock:
-            sock = getattr(self.conn, "sock", None)
-            if not isinstance(sock, socket.socket) and self.response is not None:
-                sock = raw_socket(self.response)
+    def _socket(self) -> Any:
+        conn = self.conn
+        if conn is None:  # a caller's session: its own pools; the answer's connection
+            return getattr(getattr(self.raw, "connection", None), "sock", None)
+        if conn.waygpt_call is not self:
+            return None  # handed back and taken by another call: not this call's to end
+        return self.sock or conn.sock
+
+    def shut(self) -> None:
+        """Shut the call's socket down: a read or write blocked on it returns at once."""
+        with _claims:
+            if self.conn is None and hasattr(self.raw, "shutdown"):
+                self.shut_down = True  # a caller's session on urllib3 2.3+: its answer's own
+                try:
+                    self.raw.shutdown()
+                except Exception:  # noqa: BLE001, S110 - released already: nothing to end
+                    pass
+                return
+            sock = self._socket()
+            if self.conn is not None and sock is not None:
+                self.conn.waygpt_shut = True  # whoever sends on it next connects again
             if isinstance(sock, socket.socket):
+                self.shut_down = True
                 try:
                     # socket.socket's own shutdown, not SSLSocket's (which also drops its
                     # TLS object while another thread may be reading through it).
@@ -82,20 +98,16 @@ class _CallWatch:
                     pass
 
 
-class _ReportingPoolMixin:
-    def _get_conn(self, timeout: Optional[float] = None) -> Any:
-        conn = super()._get_conn(timeout)  # type: ignore[misc]
-        watch = getattr(_current, "watch", None)
+def _claim(conn: Any) -> None:
+    """``conn`` is about to send the request of the thread's current call."""
+    watch = getattr(_current, "watch", None)
+    with _claims:
+        conn.waygpt_call = watch
+        shut, conn.waygpt_shut = conn.waygpt_shut, False
         if watch is not None:
-            with watch.lock:
-                watch.conn = conn
-        return conn
-
-    def _put_conn(self, conn: Any) -> None:
-        watch = getattr(_current, "watch", None)
-        if watch is not None:
-            watch.forget(conn)
-        super()._put_conn(conn)  # type: ignore[misc]
+            watch.conn, watch.sock, watch.response = conn, None, None
+    if shut:  # shut by the deadline of the call that used it before: a new socket
+        conn.close()
 
 
 class _HeadCutOff(http.client.HTTPException):
@@ -121,8 +133,8 @@ class _HeadReader:
 
 
 class _FinalResponse(http.client.HTTPResponse):
-    """An ``http.client`` response that skips every informational (1xx) answer, and refuses
-    a head cut short.
+    """An ``http.client`` response that skips every informational (1xx) answer, refuses a
+    head cut short, and notes its socket on the thread's current call.
 
     ``http.client`` skips ``100 Continue`` only and would take a ``103 Early Hints`` for the
     final answer, leaving the real one unread on the connection. It also takes the end of
@@ -130,12 +142,21 @@ class _FinalResponse(http.client.HTTPResponse):
     by the deadline watchdog shutting the socket) would pass for a complete, empty answer.
     """
 
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        watch = getattr(_current, "watch", None)
+        if watch is not None:  # (a close-delimited answer takes the socket from its connection)
+            watch.sock, watch.response = sock, self
+
     def begin(self) -> None:
         reader: Any = self.fp
         watched: Any = _HeadReader(reader)
         self.fp = watched
         try:
             super().begin()
+            while 100 < self.status < 200 and self.status != 101:  # the final answer follows
+                self.headers = None  # type: ignore[assignment] # begin() reads a head into none
+                super().begin()
         finally:
             if self.fp is watched:  # (None when begin closed an answer without a body)
                 self.fp = reader
@@ -143,55 +164,54 @@ class _FinalResponse(http.client.HTTPResponse):
             self.close()
             raise _HeadCutOff("the answer's head ended without its blank line")
 
-    def _read_status(self) -> Tuple[str, int, str]:
-        while True:
-            version, status, reason = super()._read_status()  # type: ignore[misc]
-            if not 100 < status < 200 or status == 101:
-                return version, status, reason
-            while True:  # the informational answer's header lines, up to a blank one
-                line = self.fp.readline(_MAX_LINE + 1)
-                if len(line) > _MAX_LINE:
-                    raise http.client.LineTooLong("header line")
-                if line in (b"\r\n", b"\n", b""):
-                    break
+
+class _Claimed:
+    """A connection that knows the call that sent on it last (see ``_CallWatch``)."""
+
+    waygpt_call: Any = None
+    waygpt_shut = False  # a call's deadline shut its socket
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _claim(self)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _FinalHTTPConnection(HTTPConnection):
+class _Connection(_Claimed, HTTPConnection):
     response_class = _FinalResponse
 
 
-class _FinalHTTPSConnection(HTTPSConnection):
+class _HTTPSConnection(_Claimed, HTTPSConnection):
     response_class = _FinalResponse
 
 
-class _ReportingHTTPPool(_ReportingPoolMixin, HTTPConnectionPool):
-    ConnectionCls = _FinalHTTPConnection
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _Connection
 
 
-class _ReportingHTTPSPool(_ReportingPoolMixin, HTTPSConnectionPool):
-    ConnectionCls = _FinalHTTPSConnection
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
 
 
-_REPORTING_POOLS = {"http": _ReportingHTTPPool, "https": _ReportingHTTPSPool}
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
-def _use_reporting_pools(manager: Any) -> None:
+def _use_own_pools(manager: Any) -> None:
     classes = getattr(manager, "pool_classes_by_scheme", None)
     # Only the standard pools are replaced (a SOCKS proxy manager has its own).
     if isinstance(classes, dict) and classes.get("http") is HTTPConnectionPool:
-        manager.pool_classes_by_scheme = _REPORTING_POOLS
+        manager.pool_classes_by_scheme = _POOLS
 
 
 class _SDKAdapter(HTTPAdapter):
-    """requests' adapter, with pools that report their connections to the watchdog."""
+    """requests' adapter, with the SDK's pools."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        _use_reporting_pools(self.poolmanager)
+        _use_own_pools(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        _use_reporting_pools(manager)
+        _use_own_pools(manager)
         return manager
 
 
@@ -275,8 +295,8 @@ def _prepare(
             headers["Content-Length"] = "0"
     prepared.headers = CaseInsensitiveDict(headers)
     prepared.body = body
-    # Session.send inspects a 3xx answer's redirect target through the request's cookie jar.
-    prepared._cookies = RequestsCookieJar()  # type: ignore[attr-defined]
+    # An empty jar (no Cookie header): Session.send reads it when an answer is a redirect.
+    prepared.prepare_cookies(RequestsCookieJar())
     return prepared
 
 
@@ -318,15 +338,16 @@ class RequestsAnswer:
     :class:`StreamBodyReader` (bytes as soon as they arrive), any other in blocks.
     """
 
-    __slots__ = ("_ended", "_source", "headers", "raw", "response", "status")
+    __slots__ = ("_ended", "_source", "_watch", "headers", "raw", "response", "status")
 
-    def __init__(self, response: requests.Response, stream: bool) -> None:
+    def __init__(self, response: requests.Response, stream: bool, watch: _CallWatch) -> None:
+        self._watch = watch
         self.response = response
         self.raw = response.raw
         self.status = int(response.status_code)
         self.headers = _answer_headers(response)
         self._ended = False
-        self._source = StreamBodyReader(response, transport_failure) if stream else None
+        self._source = StreamBodyReader(self.raw, watch, transport_failure) if stream else None
 
     def read(self) -> bytes:
         """The next raw (still encoded) bytes of the body; b"" at its end."""
@@ -337,15 +358,13 @@ class RequestsAnswer:
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
             failure = transport_failure(exc)
         else:
-            if not data:
-                self._ended = True
-            return data
+            if data or not self._watch.shut_down:
+                self._ended = not data
+                return data
+            # The call's deadline shut the socket: a body without a Content-Length, which
+            # ends with its connection, would seem complete.
+            failure = TransportFailure(OTHER_FAILURE, "request timed out", timed_out=True)
         raise failure
-
-    def finished(self) -> None:
-        """A stream's body was read to its end: the connection may be reused."""
-        if self._source is not None:
-            self._source.finished()
 
     def drain(self) -> None:
         """After a stream's ``[DONE]``: read the rest of the body within small bounds."""
@@ -385,7 +404,6 @@ class RequestsTransport:
         self.owns_session = session is None
         self.session = session if session is not None else self._new_session()
         self._generation = fork_generation()
-        self._api_url = ""
         self._send_settings: Dict[str, Any] = {}
 
     @staticmethod
@@ -407,7 +425,6 @@ class RequestsTransport:
         base = prepared_base_url(api_url)
         if self.owns_session:
             ca_bundle_from_environment(api_url)  # refused now, as the async client does
-        self._api_url = api_url
         self._send_settings = self._environment_settings(api_url)
         return base
 
@@ -427,23 +444,17 @@ class RequestsTransport:
             self.session.close()
 
     def _after_fork(self) -> None:
-        """In a forked child: never touch the parent's connections again."""
+        """In a forked child: never touch the parent's connections again.
+
+        Each adapter gets new, empty pools with the same settings (requests' own pickling
+        makes them); the parent's are set aside, neither used nor closed: closing them would
+        take their locks, which a parent's thread may have held at the fork.
+        """
         self._generation = fork_generation()
-        if self.owns_session:
-            keep_inherited(self.session)
-            self.session = self._new_session()
-            self._send_settings = self._environment_settings(self._api_url)
-            return
-        # A caller's session: keep it, with new, empty pools behind each of its adapters.
         for adapter in set(self.session.adapters.values()):
             if isinstance(adapter, HTTPAdapter):
                 keep_inherited((adapter.poolmanager, adapter.proxy_manager))
-                adapter.init_poolmanager(
-                    getattr(adapter, "_pool_connections", 10),
-                    getattr(adapter, "_pool_maxsize", 10),
-                    block=getattr(adapter, "_pool_block", False),
-                )
-                adapter.proxy_manager = {}
+                adapter.__setstate__(adapter.__getstate__())  # type: ignore[attr-defined]
 
     # -- what the client does besides running pipelines ---------------------------------------
 
@@ -476,7 +487,7 @@ class RequestsTransport:
         if self._generation != fork_generation():
             self._after_fork()
         call_watch = _CallWatch()
-        watch = Watch(deadline.at, call_watch.expire)
+        watch = Watch(deadline.at, call_watch.shut)
         dog = watchdog()
         dog.arm(watch)
         outer = getattr(_current, "watch", None)
@@ -511,10 +522,7 @@ class RequestsTransport:
             if isinstance(step, Read):
                 return step.answer.read()
             if isinstance(step, Send):
-                answer = self._send(step)
-                with call_watch.lock:
-                    call_watch.response = answer.raw
-                return answer
+                return self._send(step, call_watch)
         except TransportFailure as failure:
             return failure
         if isinstance(step, Notify):
@@ -524,7 +532,7 @@ class RequestsTransport:
         time.sleep(step.seconds)
         return None
 
-    def _send(self, step: Send) -> RequestsAnswer:
+    def _send(self, step: Send, call_watch: _CallWatch) -> RequestsAnswer:
         request = step.request
         session = self.session
         if self.owns_session:
@@ -549,7 +557,8 @@ class RequestsTransport:
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
             failure = transport_failure(exc)
         else:
-            return RequestsAnswer(response, step.stream)
+            call_watch.raw = response.raw
+            return RequestsAnswer(response, step.stream, call_watch)
         raise failure
 
 

@@ -24,8 +24,6 @@ import threading
 import time
 from typing import Callable, Dict, Optional
 
-from ._fork import fork_generation
-
 # While a deadline has passed but its call has not finished (its socket may appear only
 # after a connect that was already under way), its callback is called again this often.
 _EXPIRED_RECHECK = 0.05
@@ -127,24 +125,20 @@ class Watchdog:
 
 
 _watchdog = Watchdog()
-_watchdog_generation = fork_generation()
 
 
 def watchdog() -> Watchdog:
-    """The process's watchdog: a new one in a forked child, where the parent's thread does
-    not exist, its lock may have been held at the fork, and its calls are not the child's."""
-    global _watchdog, _watchdog_generation
-    if _watchdog_generation != fork_generation():
-        _watchdog, _watchdog_generation = Watchdog(), fork_generation()
+    """The process's watchdog."""
     return _watchdog
 
 
-def _stop_watchdog_before_fork() -> None:
-    # A watchdog inherited from a parent is not touched: its thread does not exist here,
-    # and its lock may have been held by a parent's thread at that fork.
-    if _watchdog_generation == fork_generation():
-        _watchdog.stop_before_fork()
+def _new_watchdog_in_child() -> None:
+    # The parent's thread does not exist here, its lock may have been held at the fork, and
+    # its calls are not the child's to end.
+    global _watchdog
+    _watchdog = Watchdog()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_stop_watchdog_before_fork)
+    os.register_at_fork(before=lambda: _watchdog.stop_before_fork(),
+                        after_in_child=_new_watchdog_in_child)
