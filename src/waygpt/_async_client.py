@@ -6,6 +6,7 @@ What each method sends is in ``_endpoints.py``, the pipeline that sends it in ``
 
 from __future__ import annotations
 
+import time
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -23,10 +24,10 @@ from urllib3.util.retry import Retry
 
 from ._aiohttp_transport import AiohttpTransport
 from ._config import DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Timeout, split_timeout
-from ._core import RECORDING, ClientCore, Deadline, MediaJobWaiter, StreamRestart
+from ._core import RECORDING, ClientCore, Deadline, StreamRestart
 from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, login_result
 from ._observe import RawResponse, RawResponses
-from .errors import NotFoundError
+from .errors import MediaJobFailedError, MediaJobTimeoutError, NotFoundError
 from .streaming import AsyncChatStream
 
 if TYPE_CHECKING:
@@ -82,18 +83,11 @@ class AsyncWayGPTClient(ClientCore):
     """
 
     def __init__(
-        self,
-        api_url: Optional[str] = None,
-        project_key: Optional[str] = None,
-        project_id: Optional[str] = None,
-        hmac_secret: Optional[str] = None,
-        use_hmac: bool = False,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        max_retries: Union[int, Retry] = 3,
-        *,
-        total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
-        session: Optional[ClientSession] = None,
-        event_hooks: Optional[Mapping[str, Any]] = None,
+        self, api_url: Optional[str] = None, project_key: Optional[str] = None,
+        project_id: Optional[str] = None, hmac_secret: Optional[str] = None,
+        use_hmac: bool = False, timeout: Timeout = DEFAULT_TIMEOUT,
+        max_retries: Union[int, Retry] = 3, *, total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
+        session: Optional[ClientSession] = None, event_hooks: Optional[Mapping[str, Any]] = None,
     ) -> None:
         super().__init__(
             AiohttpTransport(session), api_url, project_key, project_id, hmac_secret,
@@ -117,12 +111,8 @@ class AsyncWayGPTClient(ClientCore):
             await self._transport.close()
 
     def with_options(
-        self,
-        *,
-        timeout: Optional[Timeout] = None,
-        max_retries: Union[int, Retry, None] = None,
-        total_timeout: Optional[float] = None,
-        event_hooks: Optional[Mapping[str, Any]] = None,
+        self, *, timeout: Optional[Timeout] = None, max_retries: Union[int, Retry, None] = None,
+        total_timeout: Optional[float] = None, event_hooks: Optional[Mapping[str, Any]] = None,
         extra_headers: Optional[Mapping[str, str]] = None,
     ) -> AsyncWayGPTClient:
         """A copy with other settings that shares this client's connections (closing the
@@ -285,19 +275,34 @@ class AsyncWayGPTClient(ClientCore):
             MediaJobFailedError: the job ended ``failed`` or ``cancelled`` (``.job`` holds it).
             MediaJobTimeoutError: still not finished after ``timeout`` seconds.
         """
-        waiter = MediaJobWaiter(job_id, poll_interval, timeout)
+        for value in (poll_interval, timeout):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError("poll_interval and timeout must be positive numbers")
+        deadline = time.monotonic() + timeout
+        seen: Any = None  # the status and progress on_update was last called for
         while True:
             job = await self.get_media_job(job_id)
-            if on_update is not None and waiter.is_news(job):
+            status = str(job.get("status", "")).lower()
+            if on_update is not None and (status, job.get("progress")) != seen:
+                seen = (status, job.get("progress"))
                 paused = RECORDING.set(None)  # with_raw_response describes the last poll
                 try:
                     await self._transport.notify(on_update, job)
                 finally:
                     RECORDING.reset(paused)
-            delay = waiter.delay_after(job)
-            if delay is None:
+            if status == "completed":
                 return job
-            await self._transport.sleep(delay)
+            if status in ("failed", "cancelled", "canceled", "error"):
+                reason: Any = job.get("error") or job.get("message")
+                if isinstance(reason, dict):  # {"message": ..., "code": ...}
+                    reason = reason.get("message") or reason.get("detail") or reason
+                detail = f": {reason}" if reason else ""
+                raise MediaJobFailedError(f"media job {job_id} {status}{detail}", dict(job))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                message = f"media job {job_id} not finished after {timeout:g} s (status {status})"
+                raise MediaJobTimeoutError(message, dict(job))
+            await self._transport.sleep(min(poll_interval, remaining))
 
     # -- catalogue ----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import time
 from contextvars import ContextVar
 from functools import partial
 from secrets import token_hex
-from typing import TYPE_CHECKING, Any, Dict, Generator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Generator, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlencode, urlsplit
 
 from urllib3.util.retry import Retry
@@ -24,8 +24,6 @@ from ._body import ACCEPT_ENCODING, SUCCESS_BODY_LIMIT, BodyCollector
 from ._chat_events import ChatEventParser, not_a_stream_error, retry_after_in, stream_kind
 from ._config import (
     DEFAULT_API_URL,
-    DEFAULT_TIMEOUT,
-    DEFAULT_TOTAL_TIMEOUT,
     Timeout,
     check_api_url,
     check_timeout,
@@ -57,8 +55,6 @@ from .errors import (
     APIResponseValidationError,
     APITimeoutError,
     ConfigurationError,
-    MediaJobFailedError,
-    MediaJobTimeoutError,
     TransportFailure,
     WayGPTError,
     error_body_text,
@@ -69,11 +65,6 @@ from .errors import (
 )
 from .retry import RetryPolicy, RetryState, build_retry
 from .signing import HMACSigner
-
-if TYPE_CHECKING:
-    from .types import MediaJob
-
-_FINAL_JOB_FAILURES = ("failed", "cancelled", "canceled", "error")
 
 
 class Request:
@@ -206,17 +197,10 @@ class ClientCore:
     """
 
     def __init__(
-        self,
-        transport: Any,
-        api_url: Optional[str] = None,
-        project_key: Optional[str] = None,
-        project_id: Optional[str] = None,
-        hmac_secret: Optional[str] = None,
-        use_hmac: bool = False,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        max_retries: Union[int, Retry] = 3,
-        total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
-        event_hooks: Optional[Mapping[str, Any]] = None,
+        self, transport: Any, api_url: Optional[str], project_key: Optional[str],
+        project_id: Optional[str], hmac_secret: Optional[str], use_hmac: bool, timeout: Timeout,
+        max_retries: Union[int, Retry], total_timeout: float,
+        event_hooks: Optional[Mapping[str, Any]],
     ) -> None:
         self._transport = transport
         configure_logging_from_env()
@@ -692,52 +676,6 @@ class StreamRestart:
     def steps(self) -> Steps:
         """The pipeline of the next attempt."""
         return self._core._steps(self._call, self.deadline, self.state)
-
-
-class MediaJobWaiter:
-    """The decisions of ``wait_for_media_job``."""
-
-    def __init__(self, job_id: str, poll_interval: float, timeout: float) -> None:
-        for value in (poll_interval, timeout):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError("poll_interval and timeout must be positive numbers")
-        self._job_id = job_id
-        self._poll_interval = poll_interval
-        self._timeout = timeout
-        self._deadline = time.monotonic() + timeout
-        self._last_seen: Any = None
-
-    def is_news(self, job: MediaJob) -> bool:
-        """True when the status or the progress changed since the last poll."""
-        seen = (str(job.get("status", "")).lower(), job.get("progress"))
-        news: bool = seen != self._last_seen
-        self._last_seen = seen
-        return news
-
-    def delay_after(self, job: MediaJob) -> Optional[float]:
-        """None when the job is completed, else the seconds until the next poll.
-
-        Raises:
-            MediaJobFailedError: the job ended ``failed`` or ``cancelled``.
-            MediaJobTimeoutError: the job did not finish within ``timeout``.
-        """
-        status = str(job.get("status", "")).lower()
-        if status == "completed":
-            return None
-        if status in _FINAL_JOB_FAILURES:
-            reason: Any = job.get("error") or job.get("message")
-            if isinstance(reason, dict):  # {"message": ..., "code": ...}
-                reason = reason.get("message") or reason.get("detail") or reason
-            detail = f": {reason}" if reason else ""
-            raise MediaJobFailedError(f"media job {self._job_id} {status}{detail}", dict(job))
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise MediaJobTimeoutError(
-                f"media job {self._job_id} not finished after {self._timeout:g} s "
-                f"(status {status})",
-                dict(job),
-            )
-        return min(self._poll_interval, remaining)
 
 
 def _encode_body(call: Call[Any]) -> Tuple[bytes, str]:

@@ -140,21 +140,17 @@ def check_jwt(token: Any) -> str:
 def _use_case_key(use_case: Any, use_case_id: Any) -> Optional[str]:
     """The use-case key to send: ``use_case``, else its alias; stripped; None when empty."""
     for value in (use_case, use_case_id):
-        if value is None:
-            continue
-        if not isinstance(value, str):
+        if value is not None and not isinstance(value, str):
             raise TypeError(f"use_case must be a string, got {type(value).__name__}")
-        if value.strip():
+        if value and value.strip():
             return value.strip()
     return None
 
 
 def _messages(messages: Any) -> List[Dict[str, Any]]:
     """The messages as a list of dicts; any iterable is read once, here, before sending."""
-    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
-        messages = None
-    else:
-        messages = list(messages)  # a generator is consumed once, and what it gave is sent
+    readable = isinstance(messages, Iterable) and not isinstance(messages, (str, bytes, Mapping))
+    messages = list(messages) if readable else None  # a generator is read once, here
     if not messages or not all(isinstance(m, Mapping) for m in messages):
         raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
     return [dict(m) for m in messages]
