@@ -1,31 +1,21 @@
 """The transport-free core that the sync and the async client share.
 
 One request pipeline serves every method of both clients: build, sign, send, retry, map
-errors, decode. It is written once, as a generator that never does I/O itself: it yields
-*steps* (:class:`Send`, :class:`Read`, :class:`Sleep`) and is sent back their outcomes. The
-requests transport runs the steps with blocking calls, the aiohttp transport with ``await``;
-everything else (retry decisions, deadlines, error mapping, redaction, decoding) is here.
+errors, decode. It is a generator that never does I/O itself: it yields *steps* (:class:`Send`,
+:class:`Read`, :class:`Sleep`, :class:`Notify`) and is sent back their outcomes, which each
+transport gets in its own way (blocking calls, ``await``).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from functools import partial
 from secrets import token_hex
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Dict,
-    Generator,
-    List,
-    Mapping,
-    Optional,
-    Tuple,
-    Union,
-)
+from typing import Any, Dict, Generator, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlencode, urlsplit
 
 from urllib3.util.retry import Retry
@@ -34,8 +24,6 @@ from ._body import ACCEPT_ENCODING, SUCCESS_BODY_LIMIT, BodyCollector
 from ._chat_events import ChatEventParser, not_a_stream_error, retry_after_in, stream_kind
 from ._config import (
     DEFAULT_API_URL,
-    DEFAULT_TIMEOUT,
-    DEFAULT_TOTAL_TIMEOUT,
     Timeout,
     check_api_url,
     check_timeout,
@@ -44,7 +32,7 @@ from ._config import (
     read_setting,
     split_timeout,
 )
-from ._endpoints import NO_BODY, Call, check_jwt, login_result
+from ._endpoints import NO_BODY, Call, check_jwt
 from ._logging import configure_logging_from_env, logger
 from ._observe import (
     CLIENT_REQUEST_ID,
@@ -67,8 +55,6 @@ from .errors import (
     APIResponseValidationError,
     APITimeoutError,
     ConfigurationError,
-    MediaJobFailedError,
-    MediaJobTimeoutError,
     TransportFailure,
     WayGPTError,
     error_body_text,
@@ -79,12 +65,6 @@ from .errors import (
 )
 from .retry import RetryPolicy, RetryState, build_retry
 from .signing import HMACSigner
-
-if TYPE_CHECKING:
-    from .types import LoginResult, MediaJob
-
-_FINAL_JOB_FAILURES = ("failed", "cancelled", "canceled", "error")
-_LONE_SURROGATE = "a string holds a lone surrogate (such as '\\udce9'), which has no UTF-8 form"
 
 
 class Request:
@@ -125,39 +105,21 @@ class Deadline:
         return APITimeoutError(f"the call did not finish within total_timeout={self.seconds:g} s")
 
 
-# The calls made in this context (thread, task) while a with_raw_response method runs.
-_recording: ContextVar[Optional[List[Tuple[CallState, Call[Any]]]]] = ContextVar(
+# The calls made in this context (thread, task) while a with_raw_response method runs; None
+# when none does, and while wait_for_media_job's on_update runs (its calls are its own).
+RECORDING: ContextVar[Optional[List[Tuple[CallState, Call[Any]]]]] = ContextVar(
     "waygpt_recording", default=None
 )
 
 
-def start_recording() -> Tuple[List[Tuple[CallState, Call[Any]]], Token[Any]]:
-    """Record the calls made from here on in this context (``with_raw_response``)."""
-    recording: List[Tuple[CallState, Call[Any]]] = []
-    return recording, _recording.set(recording)
-
-
-def stop_recording(token: Token[Any]) -> None:
-    _recording.reset(token)
-
-
-def pause_recording() -> Token[Any]:
-    """Record none of the calls made from here until ``stop_recording``: a caller's callback
-    (``on_update``) calls the client for its own ends, not for the recorded method's."""
-    return _recording.set(None)
-
-
 class CallState:
-    """What one logical call has done so far: its attempts, its retry budget, its id.
+    """What one logical call has done so far, shared by its attempts and carried on when a
+    stream starts again before its first content (the restart spends the same budget).
 
-    Shared by every attempt of the call, and carried on when a stream starts again before
-    its first content, so that the restart spends the same budget. ``answer`` is the last
-    successful answer (its headers read), for ``with_raw_response``; ``span`` the call's
-    OpenTelemetry span (``NO_SPAN`` when it is not traced); ``secrets`` what its requests
-    carried, to redact.
-    ``hook_error_id`` is the ``id()`` of what a hook raised into the call, which goes on to
-    the caller as it is (not stamped with this call's attempts); an id, since the error's
-    traceback holds this state.
+    ``answer`` is the last 2xx answer (for ``with_raw_response``), ``span`` the call's span
+    (``NO_SPAN`` when not traced), ``secrets`` what its requests carried, to redact.
+    ``hook_error_id`` is the ``id()`` (the error's traceback holds this state) of what a hook
+    raised: it reaches the caller as it is, not stamped with this call's attempts.
     """
 
     __slots__ = (
@@ -227,13 +189,6 @@ Step = Union[Send, Read, Sleep, Notify]
 Steps = Generator[Step, Any, Any]
 
 
-def _user_agent(library: str) -> str:
-    import platform  # imported here: it costs a millisecond that `import waygpt` need not pay
-
-    python = ".".join(platform.python_version_tuple()[:2])
-    return f"waygpt-python/{__version__} python/{python} {library}"
-
-
 class ClientCore:
     """Configuration, state and the request pipeline shared by both clients.
 
@@ -242,17 +197,10 @@ class ClientCore:
     """
 
     def __init__(
-        self,
-        transport: Any,
-        api_url: Optional[str] = None,
-        project_key: Optional[str] = None,
-        project_id: Optional[str] = None,
-        hmac_secret: Optional[str] = None,
-        use_hmac: bool = False,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        max_retries: Union[int, Retry] = 3,
-        total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
-        event_hooks: Optional[Mapping[str, Any]] = None,
+        self, transport: Any, api_url: Optional[str], project_key: Optional[str],
+        project_id: Optional[str], hmac_secret: Optional[str], use_hmac: bool, timeout: Timeout,
+        max_retries: Union[int, Retry], total_timeout: float,
+        event_hooks: Optional[Mapping[str, Any]],
     ) -> None:
         self._transport = transport
         configure_logging_from_env()
@@ -262,14 +210,12 @@ class ClientCore:
         self.use_hmac = bool(use_hmac) or env_use_hmac()
         self._signer: Optional[HMACSigner] = None
         if self.use_hmac:
-            given = {"project_id": self.project_id, "hmac_secret": self._hmac_secret}
-            missing = [name for name, value in given.items() if not value]
-            if missing:
+            if not self.project_id or not self._hmac_secret:
+                given = {"project_id": self.project_id, "hmac_secret": self._hmac_secret}
+                missing = " and ".join(name for name, value in given.items() if not value)
                 raise ConfigurationError(
-                    "use_hmac=True requires " + " and ".join(missing)
-                    + " (or WAYGPT_PROJECT_ID / WAYGPT_HMAC_SECRET)"
+                    f"use_hmac=True requires {missing} (or WAYGPT_PROJECT_ID / WAYGPT_HMAC_SECRET)"
                 )
-            assert self.project_id is not None and self._hmac_secret is not None
             self._signer = HMACSigner(self.project_id, self._hmac_secret)
         self.timeout = check_timeout(timeout)
         self.total_timeout = check_total_timeout(total_timeout)
@@ -278,16 +224,16 @@ class ClientCore:
         # The last Redactor made and the secrets it was made for: a call with event hooks
         # redacts every answer's headers, and making one costs more than using it.
         self._redaction: Optional[Tuple[Tuple[Optional[str], ...], Redactor]] = None
-        self._closes_transport = True  # see _copy_with
+        self._closes_transport = True  # a copy (with_options) only borrows the connections
         self._event_hooks: Optional[EventHooks] = check_event_hooks(
-            event_hooks, self._transport.awaits_hooks
+            event_hooks, transport.awaits_hooks
         )
         self._extra_headers: Dict[str, str] = {}
-        # OpenTelemetry's tracer when it is installed (looked up once per process).
-        self._tracer = tracer()
+        self._tracer = tracer()  # OpenTelemetry's, when installed (looked up once per process)
         self._capture_content = capture_content() if self._tracer is not None else False
+        python = ".".join(map(str, sys.version_info[:2]))
         self._base_headers = {
-            "User-Agent": _user_agent(transport.library()),
+            "User-Agent": f"waygpt-python/{__version__} python/{python} {transport.library()}",
             "Accept": "application/json",
             "Accept-Encoding": ACCEPT_ENCODING,
         }
@@ -306,7 +252,9 @@ class ClientCore:
         # The base URL exactly as the transport will send it (IDNA host, quoted path).
         self._base_url = self._transport.bind(url)
         self._base_path = urlsplit(self._base_url).path  # sent (and signed) before each path
-        self._server = _server_of(url)
+        parts = urlsplit(url)  # its host and port, for traces
+        default_port = 443 if parts.scheme.lower() == "https" else 80
+        self._server = (parts.hostname or "", parts.port or default_port)
         self._api_url = url
 
     @property
@@ -342,15 +290,12 @@ class ClientCore:
         )
 
     def _copy_with(
-        self,
-        timeout: Optional[Timeout] = None,
-        max_retries: Union[int, Retry, None] = None,
-        total_timeout: Optional[float] = None,
-        event_hooks: Optional[Mapping[str, Any]] = None,
-        extra_headers: Optional[Mapping[str, str]] = None,
+        self, timeout: Optional[Timeout], max_retries: Union[int, Retry, None],
+        total_timeout: Optional[float], event_hooks: Optional[Mapping[str, Any]],
+        extra_headers: Optional[Mapping[str, str]],
     ) -> Any:
         clone = copy.copy(self)
-        clone._closes_transport = False  # the copy only borrows the original's connections
+        clone._closes_transport = False
         if timeout is not None:
             clone.timeout = check_timeout(timeout)
         if max_retries is not None:
@@ -366,16 +311,21 @@ class ClientCore:
     @staticmethod
     def _record(state: CallState, call: Call[Any]) -> None:
         """Note a finished call for ``with_raw_response``, when it is recording."""
-        recording = _recording.get()
+        recording = RECORDING.get()
         if recording is not None:
             recording.append((state, call))
 
-    def _recorded(self, value: Any, recording: List[Tuple[CallState, Call[Any]]]) -> Any:
-        """``value``, what a method returned while ``recording``, as a raw response of the
-        last call it made."""
-        assert recording, "the method made no call"
-        state, call = recording[-1]
-        return self._raw_response(value, state, call)
+    def _raw_response(self, value: Any, state: CallState, call: Call[Any]) -> RawResponse[Any]:
+        """``value`` with what came with it, for ``with_raw_response``."""
+        answer = state.answer
+        return RawResponse(
+            value,
+            status_code=answer.status,
+            headers=response_headers(answer.headers, self._redactor(call, state)),
+            attempts=state.attempts,
+            elapsed=time.monotonic() - state.started,
+            client_request_id=state.client_request_id,
+        )
 
     # -- the pipeline ------------------------------------------------------------------------
 
@@ -383,7 +333,7 @@ class ClientCore:
         """The request of ``call``; a missing credential is refused here, before the network.
 
         Its ``X-Client-Request-ID`` is the caller's (``with_options(extra_headers=)``), else
-        a new one: the same on every attempt of the call.
+        a new one: the same on every attempt of the call, and of a stream started again.
         """
         headers = dict(self._base_headers)
         remembered = self._jwt_token  # read once: the token sent is the token redacted
@@ -391,8 +341,7 @@ class ClientCore:
         if extra:
             headers.update(extra)
         # (From the OS, not from `random`: workers that seed `random` alike must still send
-        # different ids, and a call must not move the application's own sequence. A stream
-        # started again keeps its call's id.)
+        # different ids, and a call must not move the application's own sequence.)
         client_request_id = state.client_request_id or extra.get(CLIENT_REQUEST_ID) or token_hex(16)
         headers[CLIENT_REQUEST_ID] = client_request_id
         if call.auth == "project":
@@ -410,12 +359,8 @@ class ClientCore:
                 )
             headers["Authorization"] = f"Bearer {check_jwt(token)}"
         body: Optional[bytes] = None
-        if call.json is not NO_BODY:
-            body = _encode_json(call.json)
-            headers["Content-Type"] = "application/json"
-        elif call.form is not None:
-            body = _encode_form(call.form)
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if call.json is not NO_BODY or call.form is not None:
+            body, headers["Content-Type"] = _encode_body(call)
         if call.stream:
             headers["Accept"] = "text/event-stream"
         state.client_request_id = client_request_id  # (once nothing refused the call)
@@ -446,6 +391,9 @@ class ClientCore:
         self._redaction = (secrets, redactor)  # one assignment: safe between threads
         return redactor
 
+    def _call_state(self, call: Call[Any]) -> CallState:
+        return CallState(RetryState(self._retry_policy, call.method))
+
     def _steps(
         self, call: Call[Any], deadline: Deadline, state: Optional[CallState] = None
     ) -> Steps:
@@ -458,9 +406,8 @@ class ClientCore:
         if state is None:
             state = self._call_state(call)
         if not state.attempts and self._tracer is not None and tracing(self._tracer):
-            # Started with the call's first pipeline (a stream's restart carries it on), not
-            # before: a call refused before its first step (another event loop's client)
-            # leaves no span open.
+            # Started with the call's first pipeline (a restart carries it on), not before: a
+            # call refused before its first step (another event loop's) leaves no span open.
             state.span = CallSpan(
                 self._tracer, call.name, call.json, self._server[0], self._server[1],
                 self._capture_content, self._redactor(call, state),
@@ -481,21 +428,6 @@ class ClientCore:
             raise
         state.span.succeed(value)
         return value
-
-    def _call_state(self, call: Call[Any]) -> CallState:
-        return CallState(RetryState(self._retry_policy, call.method))
-
-    def _raw_response(self, value: Any, state: CallState, call: Call[Any]) -> RawResponse[Any]:
-        """``value`` with what came with it, for ``with_raw_response``."""
-        answer = state.answer
-        return RawResponse(
-            value,
-            status_code=answer.status,
-            headers=response_headers(answer.headers, self._redactor(call, state)),
-            attempts=state.attempts,
-            elapsed=time.monotonic() - state.started,
-            client_request_id=state.client_request_id,
-        )
 
     def _attempts(self, call: Call[Any], deadline: Deadline, state: CallState) -> Steps:
         """Send until a 2xx answer arrives (returned with its body unread), or raise."""
@@ -522,8 +454,8 @@ class ClientCore:
                 continue
             _log_attempt(request, answer.status, started, state)
             state.span.status(answer.status)
-            if view is not None:
-                yield from self._notify_response(answer, view, started, state, redact)
+            if hooks is not None and view is not None:
+                yield from self._notify_response(hooks, answer, view, started, state, redact)
             if 200 <= answer.status < 300:
                 state.answer = answer
                 return answer
@@ -554,12 +486,12 @@ class ClientCore:
         self, call: Call[Any], request: Request, deadline: Deadline, state: CallState
     ) -> Send:
         """The attempt's ``Send``, counted as sent. Nothing is sent past the deadline (checked
-        again after the request hooks, which may take their time: a network call of their
-        own), nor once the stream this call started was closed."""
+        again after the request hooks, which may take their time), nor once the stream this
+        call started was closed."""
         remaining = deadline.remaining()
         if remaining <= 0:
             raise deadline.error()
-        if state.stopped:  # a stream closed while its new attempt waited to be sent
+        if state.stopped:
             raise APIConnectionError("the stream was closed before it started again")
         state.attempts += 1
         connect_timeout, read_timeout = split_timeout(self.timeout)
@@ -587,12 +519,11 @@ class ClientCore:
         return delay
 
     def _notify_response(
-        self, answer: Any, view: RequestView, started: float, state: CallState,
-        redact: LazyRedactor,
+        self, hooks: EventHooks, answer: Any, view: RequestView, started: float,
+        state: CallState, redact: LazyRedactor,
     ) -> Steps:
         """The response hooks told of ``answer``; it is closed if one raises."""
-        hooks = self._event_hooks
-        if hooks is None or not hooks.response:
+        if not hooks.response:
             return
         seen = ResponseView(
             view, answer.status, response_headers(answer.headers, redact),
@@ -624,7 +555,11 @@ class ClientCore:
             if offset is not None:
                 state.clock_corrected = True
                 yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
-                _log_clock(request, status, offset)
+                logger.info(
+                    "%s %s -> %d: the server's clock is %+.0f s from this machine's; "
+                    "signing with its time from now on",
+                    request.method, request.path.partition("?")[0], status, offset,
+                )
                 state.span.clock_corrected(offset)
                 return None
         delay = state.retry.delay_after_status(status, answer.headers)
@@ -678,42 +613,32 @@ class ClientCore:
 
     def _decode(self, call: Call[Any], answer: Any, body: bytes, state: CallState) -> Any:
         """The JSON answer of a successful call, checked against the type the method returns."""
-        data: Any = None
-        if body.strip():
-            parsed, data = parse_json(body)
-            if not parsed:
-                # A success body that is not JSON may echo what was sent (key, password, JWT):
-                # its secrets are replaced before the snippet and the body are cut from it.
-                redact = self._redactor(call, state)
-                text = error_body_text(body, redact)
-                error = APIResponseValidationError(
-                    f"expected a JSON answer, got: {text[:200]!r}", answer.status, body=text,
-                    **_error_context(answer),
-                )
-                raise redact_error(error, redact)
-        if call.expect is not None and not isinstance(data, call.expect):
-            error = APIResponseValidationError(
-                f"expected a JSON {call.expect.__name__}, got {type(data).__name__}",
-                answer.status, data, **_error_context(answer),
-            )
-            raise redact_error(error, self._redactor(call, state))
-        return data
-
-    def _remember_login(self, data: Dict[str, Any]) -> LoginResult:
-        """The login answer completed as the reference does; its token is kept for later calls."""
-        result = login_result(data)
-        self._jwt_token = result["token"]
-        return result
+        parsed, data = parse_json(body) if body.strip() else (True, None)
+        if parsed and isinstance(data, call.expect):
+            return data
+        redact = self._redactor(call, state)
+        text = None
+        if parsed:
+            message = f"expected a JSON {call.expect.__name__}, got {type(data).__name__}"
+        else:
+            # A success body that is not JSON may echo what was sent (key, password, JWT):
+            # its secrets are replaced before the snippet and the body are cut from it.
+            text = error_body_text(body, redact)
+            message = f"expected a JSON answer, got: {text[:200]!r}"
+        error = APIResponseValidationError(
+            message, answer.status, data, body=text, headers=_plain(answer.headers),
+            request_id=request_id_of(answer.headers),
+        )
+        raise redact_error(error, redact)
 
 
 class StreamRestart:
     """How a stream that failed before its first content starts again: a new attempt of the
-    same call, freshly signed, spending the call's retry budget, within its deadline.
+    same call, freshly signed, within its deadline and retry budget.
 
     The failure is judged as an answer with its status would be: an in-stream error by its
-    code (429 and 5xx are retried, 400, 401, 403, 404, 422 are not), a connection cut after
-    the headers as a 503 (the gateway failed before answering anything). A timeout, or an
-    error with no code, is raised.
+    code, a connection cut after the headers as a 503 (the gateway failed before answering
+    anything). A timeout, or an error with no code, is raised.
     """
 
     __slots__ = ("_call", "_core", "deadline", "state", "transport")
@@ -740,11 +665,10 @@ class StreamRestart:
         if delay is None or not self.deadline.allows(delay):
             return None
         self.state.span.retry(self.state.attempts, type(error).__name__, delay)
-        call = self._call
         logger.warning(
             "%s %s: the stream failed before its first content (%s); starting it again in "
             "%.2f s (attempt %d)",
-            call.method, call.path.partition("?")[0], type(error).__name__, delay,
+            self._call.method, self._call.path.partition("?")[0], type(error).__name__, delay,
             self.state.attempts + 1,
         )
         return delay
@@ -754,91 +678,26 @@ class StreamRestart:
         return self._core._steps(self._call, self.deadline, self.state)
 
 
-class MediaJobWaiter:
-    """The decisions of ``wait_for_media_job``, shared by the sync and the async client."""
-
-    def __init__(self, job_id: str, poll_interval: float, timeout: float) -> None:
-        if not _positive_number(poll_interval) or not _positive_number(timeout):
-            raise ValueError("poll_interval and timeout must be positive numbers")
-        self._job_id = job_id
-        self._poll_interval = poll_interval
-        self._timeout = timeout
-        self._deadline = time.monotonic() + timeout
-        self._last_seen: Any = None
-
-    def is_news(self, job: MediaJob) -> bool:
-        """True when the status or the progress changed since the last poll."""
-        seen = (str(job.get("status", "")).lower(), job.get("progress"))
-        news: bool = seen != self._last_seen
-        self._last_seen = seen
-        return news
-
-    def delay_after(self, job: MediaJob) -> Optional[float]:
-        """None when the job is completed, else the seconds until the next poll.
-
-        Raises:
-            MediaJobFailedError: the job ended ``failed`` or ``cancelled``.
-            MediaJobTimeoutError: the job did not finish within ``timeout``.
-        """
-        status = str(job.get("status", "")).lower()
-        if status == "completed":
-            return None
-        if status in _FINAL_JOB_FAILURES:
-            reason: Any = job.get("error") or job.get("message")
-            if isinstance(reason, dict):  # {"message": ..., "code": ...}
-                reason = reason.get("message") or reason.get("detail") or reason
-            detail = f": {reason}" if reason else ""
-            raise MediaJobFailedError(f"media job {self._job_id} {status}{detail}", dict(job))
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise MediaJobTimeoutError(
-                f"media job {self._job_id} not finished after {self._timeout:g} s "
-                f"(status {status})",
-                dict(job),
-            )
-        return min(self._poll_interval, remaining)
-
-
-def _positive_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
-def _encode_json(body: Any) -> bytes:
-    """Compact UTF-8 JSON: the one serialisation that is both signed and sent."""
+def _encode_body(call: Call[Any]) -> Tuple[bytes, str]:
+    """``call``'s body (compact UTF-8 JSON, or the login's form), signed and sent as it is,
+    and its Content-Type. Raised outside the ``except``: no exception holding the text (a
+    password) is chained to the error."""
     try:
-        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        return text.encode("utf-8")
+        if call.form is not None:
+            return urlencode(call.form).encode("ascii"), "application/x-www-form-urlencoded"
+        text = json.dumps(call.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return text.encode("utf-8"), "application/json"
     except UnicodeEncodeError:  # its message would quote the text, which may hold anything
-        reason = _LONE_SURROGATE
+        reason = "a string holds a lone surrogate (such as '\\udce9'), which has no UTF-8 form"
     except (TypeError, ValueError, RecursionError) as exc:
         reason = str(exc)
-    raise TypeError(f"request body is not JSON-serialisable: {reason}")
-
-
-def _encode_form(form: Mapping[str, str]) -> bytes:
-    """A form body (the login's); raised outside the ``except`` so that no exception holding
-    the text (a password) is chained to the error."""
-    try:
-        return urlencode(form).encode("ascii")
-    except UnicodeEncodeError:
-        pass
-    raise TypeError(f"request body cannot be encoded: {_LONE_SURROGATE}")
-
-
-def _error_context(answer: Any) -> Dict[str, Any]:
-    """The headers and request id an error about ``answer`` carries."""
-    return {"headers": _plain(answer.headers), "request_id": request_id_of(answer.headers)}
+    what = "cannot be encoded" if call.form is not None else "is not JSON-serialisable"
+    raise TypeError(f"request body {what}: {reason}")
 
 
 def _plain(headers: Mapping[str, str]) -> Dict[str, str]:
     """Response headers as a plain dict of strings (what errors keep)."""
     return {str(name): str(value) for name, value in headers.items()}
-
-
-def _server_of(url: str) -> Tuple[str, int]:
-    """The host and port of a checked base URL, for traces (``server.address``, ``server.port``)."""
-    parts = urlsplit(url)
-    return parts.hostname or "", parts.port or (443 if parts.scheme.lower() == "https" else 80)
 
 
 def _log_attempt(request: Request, status: Optional[int], started: float, state: CallState) -> None:
@@ -852,14 +711,6 @@ def _log_attempt(request: Request, status: Optional[int], started: float, state:
     )
 
 
-def _log_clock(request: Request, status: int, offset: float) -> None:
-    logger.info(
-        "%s %s -> %d: the server's clock is %+.0f s from this machine's; "
-        "signing with its time from now on",
-        request.method, request.path.partition("?")[0], status, offset,
-    )
-
-
 def _log_retry(request: Request, reason: str, delay: float, state: CallState) -> None:
     """A retry, in the log and as an event of the call's span."""
     attempt = state.attempts
@@ -868,7 +719,6 @@ def _log_retry(request: Request, reason: str, delay: float, state: CallState) ->
         "%s %s failed (%s); retrying in %.2f s (attempt %d, client request id %s)",
         request.method, request.path.partition("?")[0], reason, delay, attempt,
         state.client_request_id,
-        # For a handler that tells a person what is going on (the CLI's "retrying in ..."),
-        # without parsing the message.
+        # For a handler that tells a person (the CLI's "retrying in ..."), without parsing.
         extra={"waygpt_retry_delay": delay, "waygpt_next_attempt": attempt + 1},
     )
