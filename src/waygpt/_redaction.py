@@ -1,22 +1,16 @@
 """Secrets out of what a server sends back, in the forms a server echoes them.
 
-An answer may repeat what a call sent: the project key, the HMAC secret, a JWT, a login
-password. A server repeats a value as it is, inside a JSON string, or percent-encoded (a form
-body or a URL it quotes). So each character of a secret is looked for in each of those forms,
-in any mix: as itself; as a JSON encoder may write it (``\\uXXXX``, a surrogate pair beyond
-the BMP, ``\\/``, ``\\"``, ``\\\\``, ``\\n``...); percent-encoded as UTF-8 with hex digits in
-either case, and ``+`` for a space (a form body).
-
-Not looked for: escapes inside escapes (a form body quoted in JSON), HTML entities and
-base64. None of them is a form a server writes a credential in: a key, a JWT and a UUID read
-the same in HTML, and the SDK sends nothing base64-encoded.
+An answer may repeat what a call sent (the project key, the HMAC secret, a JWT, a login
+password) as it is, inside a JSON string, or percent-encoded (a form body or a URL it quotes):
+each character of a secret is looked for in each of those forms, in any mix. The rules, and
+the forms not looked for, are in docs/errors-and-retries.md ("How an echoed secret is found").
 """
 
 from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from typing import Callable, Iterable, List, Optional, Pattern, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 _REDACTED = "[REDACTED]"
 # Shorter values are too common in ordinary text to be replaced safely.
@@ -29,19 +23,16 @@ _ANYWHERE_SECRET = 12
 # word in a sentence, for the server's own word ("Invalid project key" when the key is
 # "key"): it is replaced only where it can only be a value (see _Secret.accepts). The words
 # are those servers write in errors about credentials; docs/errors-and-retries.md lists them.
-_MESSAGE_WORDS = frozenset(
-    (
-        "access", "already", "and", "api", "auth", "bad", "bearer", "cannot", "could",
-        "credential", "credentials", "denied", "email", "error", "expired", "failed",
-        "field", "for", "forbidden", "found", "header", "hmac", "incorrect", "invalid",
-        "jwt", "key", "login", "missing", "nonce", "not", "pass", "passwd", "password",
-        "project", "required", "secret", "signature", "the", "this", "token",
-        "unauthorized", "user", "username", "valid", "validate", "with", "wrong",
-        "для", "доступ", "запрещен", "запрещён", "или", "ключ", "логин", "найден",
-        "найдена", "неверная", "неверное", "неверный", "неправильный", "нет", "ошибка",
-        "пароль", "подпись", "пользователь", "почта", "проект", "секрет", "токен",
-    )
-)
+_MESSAGE_WORDS = frozenset((
+    "access", "already", "and", "api", "auth", "bad", "bearer", "cannot", "could", "credential",
+    "credentials", "denied", "email", "error", "expired", "failed", "field", "for", "forbidden",
+    "found", "header", "hmac", "incorrect", "invalid", "jwt", "key", "login", "missing", "nonce",
+    "not", "pass", "passwd", "password", "project", "required", "secret", "signature", "the",
+    "this", "token", "unauthorized", "user", "username", "valid", "validate", "with", "wrong",
+    "для", "доступ", "запрещен", "запрещён", "или", "ключ", "логин", "найден", "найдена",
+    "неверная", "неверное", "неверный", "неправильный", "нет", "ошибка", "пароль", "подпись",
+    "пользователь", "почта", "проект", "секрет", "токен",
+))
 # ASCII quotes and backticks, guillemets, and the typographic double and single quotes.
 _OPENING_QUOTES = frozenset("\"'`«\u201c\u201e\u2018")
 _CLOSING_QUOTES = frozenset("\"'`»\u201d\u201c\u2019")
@@ -52,8 +43,6 @@ _SHORT_DECODED = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 # One character written in a form that is not itself (or a terminal colour code, which a log
 # line wraps around a value): what stands next to a short secret is judged decoded.
 _ESCAPE = r"\\u[0-9a-fA-F]{4}|%[0-9a-fA-F]{2}|\\[\"\\/bfnrt]|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
-_escape_before: Optional[Pattern[str]] = None
-_escape_after: Optional[Pattern[str]] = None
 
 
 def _hex(value: int, digits: int) -> str:
@@ -89,13 +78,10 @@ def _decoded(escape: str) -> str:
 
 def _neighbours(text: str, start: int, end: int) -> Tuple[str, str]:
     """The characters before and after ``text[start:end]``, decoded ("" at an edge)."""
-    global _escape_before, _escape_after
-    if _escape_before is None or _escape_after is None:
-        _escape_before = re.compile(f"(?:{_ESCAPE})\\Z")
-        _escape_after = re.compile(_ESCAPE)
-    found = _escape_before.search(text, max(0, start - 16), start)
+    # (Compiled when first used, and then found in re's cache: `import waygpt` need not pay.)
+    found = re.compile(f"(?:{_ESCAPE})\\Z").search(text, max(0, start - 16), start)
     before = _decoded(found.group()) if found else text[start - 1 : start]
-    found = _escape_after.match(text, end)
+    found = re.compile(_ESCAPE).match(text, end)
     after = _decoded(found.group()) if found else text[end : end + 1]
     return before, after
 
@@ -132,12 +118,7 @@ class _Secret:
 
 class Redactor:
     """Replaces every secret in a text by ``[REDACTED]``, in every form a server echoes it.
-
-    A secret of 12 characters or more is replaced wherever it occurs; a shorter one only as
-    a whole token, and one that is a common word of error messages only where it stands as a
-    value (docs/errors-and-retries.md has the rules); one under 3 characters never. Its
-    patterns are compiled on first use: most calls never need them.
-    """
+    Its patterns are compiled on first use: most calls never need them."""
 
     __slots__ = ("_needles", "_secrets", "_unique")
 
