@@ -178,15 +178,10 @@ def _in_marker(starts: List[int], start: int, end: int) -> bool:
 def _replace(text: str, spans: List[Tuple[int, int]]) -> str:
     """``text`` with each span, overlapping ones merged, replaced by ``[REDACTED]``."""
     pieces: List[str] = []
-    copied = 0
-    merged_start, merged_end = -1, -1
+    copied = 0  # where the text not yet copied (nor replaced) starts
     for start, end in sorted(spans):
-        if start < merged_end:  # overlaps the span being merged
-            merged_end = max(merged_end, end)
-            continue
-        if merged_end >= 0:
-            pieces += (text[copied:merged_start], _REDACTED)
-            copied = merged_end
-        merged_start, merged_end = start, end
-    pieces += (text[copied:merged_start], _REDACTED, text[merged_end:])
+        if start >= copied:  # (else it overlaps the span replaced last: merged into it)
+            pieces += (text[copied:start], _REDACTED)
+        copied = max(copied, end)
+    pieces.append(text[copied:])
     return "".join(pieces)

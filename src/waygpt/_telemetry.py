@@ -120,12 +120,9 @@ class CallSpan:
         if isinstance(model, str):
             attributes["gen_ai.request.model"] = model
         if isinstance(body, dict):
-            for key, attribute in (
-                ("temperature", "gen_ai.request.temperature"),
-                ("max_tokens", "gen_ai.request.max_tokens"),
-            ):
+            for key in ("temperature", "max_tokens"):
                 if isinstance(body.get(key), (int, float)) and not isinstance(body[key], bool):
-                    attributes[attribute] = body[key]
+                    attributes["gen_ai.request." + key] = body[key]
             # (A body JSON cannot hold is refused by the call itself, with a TypeError.)
             messages: Optional[str] = None
             if self._capture and isinstance(body.get("messages"), list):

@@ -26,8 +26,8 @@ __all__ = [
 # Bounds keep a hostile or broken server (a 20 MB error page) from blowing up memory or logs.
 ERROR_BODY_LIMIT = 64 * 1024
 # An error body is read this far past the bound, so that a secret echoed across the bound is
-# still whole when secrets are replaced, before the text is cut: no part of it is left. The
-# margin holds any credential several times over, in its longest encoded form.
+# whole when it is replaced, before the text is cut (the margin holds any credential several
+# times over, in its longest encoded form).
 ERROR_READ_LIMIT = ERROR_BODY_LIMIT + 32 * 1024
 _MESSAGE_LIMIT = 500
 
@@ -40,13 +40,8 @@ class WayGPTError(Exception):
     """
 
     def __init__(
-        self,
-        message: str,
-        status_code: Optional[int] = None,
-        response: Any = None,
-        *,
-        headers: Optional[Mapping[str, str]] = None,
-        body: Optional[str] = None,
+        self, message: str, status_code: Optional[int] = None, response: Any = None, *,
+        headers: Optional[Mapping[str, str]] = None, body: Optional[str] = None,
         request_id: Optional[str] = None,
     ) -> None:
         super().__init__(message)
@@ -167,12 +162,9 @@ class APIResponseValidationError(WayGPTError):
 
 
 class TransportFailure(Exception):
-    """A transport's report that no usable answer came: how, and whether a timeout ran out.
-
-    Internal: the transports raise it, the pipeline turns it into the SDK's typed error, so
-    that no exception of an HTTP library is ever chained to what a caller sees. ``kind`` is
-    one of ``retry.CONNECT_FAILURE``, ``STALE_CONNECTION``, ``OTHER_FAILURE``.
-    """
+    """Internal: a transport's report that no usable answer came (``kind``: one of
+    ``retry.CONNECT_FAILURE``, ``STALE_CONNECTION``, ``OTHER_FAILURE``), which the pipeline
+    turns into the SDK's error, so that no HTTP library's exception is chained to it."""
 
     def __init__(self, kind: str, message: str, *, timed_out: bool = False) -> None:
         super().__init__(message)
@@ -256,8 +248,6 @@ def error_body_text(body: bytes, redact: Optional[Callable[[str], str]] = None) 
     text = body[:ERROR_READ_LIMIT].decode("utf-8", errors="replace")
     if redact is not None:
         text = redact(text)
-    if len(text) <= ERROR_BODY_LIMIT // 4:  # no need to encode: it fits in any case
-        return text
     encoded = text.encode("utf-8", errors="surrogatepass")
     if len(encoded) <= ERROR_BODY_LIMIT:
         return text
@@ -372,14 +362,13 @@ def error_from_response(
             message = _error_message(status, parsed, clean, redact or str)
         except RecursionError:  # a "detail" nested too deep to be turned back into text
             message = _truncate(clean) or f"HTTP {status}"
-    kwargs: Dict[str, Any] = {
-        "headers": dict(headers), "body": clean, "request_id": request_id_of(lowered)
-    }
-    cls = error_class_for_status(status)
-    if cls is RateLimitError:
-        retry_after = parse_retry_after(lowered.get("retry-after"))
-        return RateLimitError(message, status, parsed, retry_after=retry_after, **kwargs)
-    return cls(message, status, parsed, **kwargs)
+    error = error_class_for_status(status)(
+        message, status, parsed, headers=dict(headers), body=clean,
+        request_id=request_id_of(lowered),
+    )
+    if isinstance(error, RateLimitError):
+        error.retry_after = parse_retry_after(lowered.get("retry-after"))
+    return error
 
 
 def forget_internal_locals(error: BaseException) -> None:

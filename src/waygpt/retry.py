@@ -126,13 +126,10 @@ class RetryState:
         return self._backoff()
 
     def delay_after_failure(self, kind: str) -> Optional[float]:
-        """Seconds to wait before retrying a transport failure of ``kind``, or None to give up.
-
-        A request that met a stale kept-alive connection is sent again at once on a fresh
-        one, once per call, outside the retry budget, and only for idempotent methods: a
-        server that closed without answering may still have acted. A connect failure (the
-        request never left) is retried within the budget; anything else is not retried.
-        """
+        """Seconds to wait before retrying a transport failure of ``kind``, or None to give up:
+        a connect failure within the budget; a stale kept-alive connection at once, once per
+        call, outside the budget, for an idempotent method only (a server that closed without
+        answering may still have acted); nothing else."""
         if kind == STALE_CONNECTION:
             if self._replayed_stale or self._method not in _IDEMPOTENT_METHODS:
                 return None

@@ -25,16 +25,10 @@ def canonical_string(
     method: str, path: str, body: bytes, timestamp: str, nonce: str, project_id: str
 ) -> str:
     """The string that is signed: method, path with query, body hash, timestamp, nonce, project."""
-    return "\n".join(
-        [
-            method.upper(),
-            path,
-            "sha256(body)=" + hashlib.sha256(body).hexdigest(),
-            "timestamp=" + timestamp,
-            "nonce=" + nonce,
-            "project=" + project_id,
-        ]
-    )
+    return "\n".join((
+        method.upper(), path, "sha256(body)=" + hashlib.sha256(body).hexdigest(),
+        "timestamp=" + timestamp, "nonce=" + nonce, "project=" + project_id,
+    ))
 
 
 def compute_signature(secret: str, canonical: str) -> str:
@@ -101,13 +95,11 @@ class HMACSigner(AuthBase):
     def correct_clock(self, date: Optional[str], signed: Mapping[str, str]) -> Optional[float]:
         """Learn the server's clock from the ``Date`` header of a refused signed request.
 
-        ``signed`` is the refused request's signature headers (see :meth:`sign`). Returns the
-        offset (seconds) to sign with from now on when the server's clock was more than
-        ``CLOCK_SKEW_TOLERANCE`` from the timestamp signed; None when they agree (the
-        refusal has another cause: a wrong secret) or the header is missing or unreadable,
-        and then nothing changes. (Compared with the timestamp sent, not with the offset of
-        now: another thread may have learned it meanwhile, and this request still needs
-        signing again.)
+        ``signed``: the refused request's signature headers. Returns the offset (seconds) to
+        sign with from now on when the server's clock was more than ``CLOCK_SKEW_TOLERANCE``
+        from the timestamp signed (not from now: another thread may have learned the offset
+        meanwhile, and this request still needs signing again); None, and nothing changes,
+        when they agree (the refusal has another cause) or the date cannot be read.
         """
         server = parse_http_date(date)
         try:
@@ -120,7 +112,5 @@ class HMACSigner(AuthBase):
         return self.offset
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
-        r.headers.update(
-            self.sign(r.method or "GET", r.path_url, _body_bytes(r.body))
-        )
+        r.headers.update(self.sign(r.method or "GET", r.path_url, _body_bytes(r.body)))
         return r

@@ -11,21 +11,9 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, TypedDict
 
 __all__ = [
-    "ChatCompletion",
-    "ChatCompletionChoice",
-    "ChatCompletionChunk",
-    "ChatCompletionChunkChoice",
-    "ChatCompletionChunkDelta",
-    "ChatMessage",
-    "CompletionUsage",
-    "ImageData",
-    "ImageGeneration",
-    "LoginResult",
-    "MediaJob",
-    "ModelInfo",
-    "Project",
-    "UseCase",
-    "WidgetToken",
+    "ChatCompletion", "ChatCompletionChoice", "ChatCompletionChunk", "ChatCompletionChunkChoice",
+    "ChatCompletionChunkDelta", "ChatMessage", "CompletionUsage", "ImageData", "ImageGeneration",
+    "LoginResult", "MediaJob", "ModelInfo", "Project", "UseCase", "WidgetToken",
 ]
 
 
