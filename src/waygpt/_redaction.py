@@ -9,7 +9,6 @@ the forms not looked for, are in docs/errors-and-retries.md ("How an echoed secr
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from typing import Callable, Iterable, List, Optional, Tuple
 
 _REDACTED = "[REDACTED]"
@@ -126,9 +125,7 @@ class Redactor:
         unique = {secret for secret in secrets if secret and len(secret) >= _MIN_SECRET}
         self._unique = sorted(unique, key=len, reverse=True)
         # What a text must hold for any secret to be in it: an escape, or a secret as it is.
-        self._needles = (
-            "\\", "%", *unique, *(s.replace(" ", "+") for s in unique if " " in s)
-        )
+        self._needles = ("\\", "%", *unique, *(s.replace(" ", "+") for s in unique if " " in s))
         self._secrets: Optional[List[_Secret]] = None
 
     def __call__(self, text: str) -> str:
@@ -136,16 +133,18 @@ class Redactor:
             return text
         if self._secrets is None:
             self._secrets = [_Secret(secret) for secret in self._unique]
-        markers = _marker_starts(text)
-        spans: List[Tuple[int, int]] = []
+        # The markers of an earlier redaction (a text is often redacted twice: a field, then a
+        # message) count as spans: a secret such as "RED" found in one merges into it.
+        spans = [found.span() for found in re.finditer(re.escape(_REDACTED), text)]
+        marked = len(spans)
         for secret in self._secrets:
             found = secret.pattern.search(text)
             while found is not None:
                 start, end = found.span()
-                if not _in_marker(markers, start, end) and secret.accepts(text, start, end):
+                if secret.accepts(text, start, end):
                     spans.append((start, end))
                 found = secret.pattern.search(text, start + 1)
-        return _replace(text, spans) if spans else text
+        return _replace(text, spans) if len(spans) > marked else text
 
 
 class LazyRedactor:
@@ -162,17 +161,6 @@ class LazyRedactor:
         if self._redactor is None:
             self._redactor = self._make()
         return self._redactor(text)
-
-
-def _marker_starts(text: str) -> List[int]:
-    """Where the markers of an earlier redaction start: a secret such as "RED" must not be
-    found again inside one (a text is often redacted twice: a field, then a message)."""
-    return [found.start() for found in re.finditer(re.escape(_REDACTED), text)]
-
-
-def _in_marker(starts: List[int], start: int, end: int) -> bool:
-    k = bisect_right(starts, start) - 1
-    return k >= 0 and end <= starts[k] + len(_REDACTED)
 
 
 def _replace(text: str, spans: List[Tuple[int, int]]) -> str:
