@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from typing import Callable, Mapping, Optional, Union
+from typing import Callable, Mapping, Optional
 
 from requests import PreparedRequest
 from requests.auth import AuthBase
@@ -34,17 +34,6 @@ def canonical_string(
 def compute_signature(secret: str, canonical: str) -> str:
     """Lowercase hex HMAC-SHA256 of ``canonical`` keyed with ``secret`` (both UTF-8)."""
     return hmac.new(secret.encode("utf-8"), canonical.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def _body_bytes(body: Union[bytes, str, None]) -> bytes:
-    if body is None:
-        return b""
-    if isinstance(body, str):
-        return body.encode("utf-8")
-    if isinstance(body, (bytes, bytearray)):
-        return bytes(body)
-    # A generator or file body cannot be hashed without consuming it.
-    raise TypeError("HMAC signing needs the request body as bytes")
 
 
 # A refused signature whose server clock (its Date header) is further than this from the
@@ -112,5 +101,8 @@ class HMACSigner(AuthBase):
         return self.offset
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
-        r.headers.update(self.sign(r.method or "GET", r.path_url, _body_bytes(r.body)))
+        body = r.body.encode("utf-8") if isinstance(r.body, str) else r.body or b""
+        if not isinstance(body, (bytes, bytearray)):  # a generator or file: hashing consumes it
+            raise TypeError("HMAC signing needs the request body as bytes")
+        r.headers.update(self.sign(r.method or "GET", r.path_url, bytes(body)))
         return r

@@ -128,15 +128,13 @@ class ModelInfo(TypedDict, total=False):
     type: str
 
 
-class _LoginResultRequired(TypedDict):
+class LoginResult(TypedDict):
+    """The answer of ``client_login``: the server's, plus ``token`` and defaults."""
+
     access_token: str
     token: str
     token_type: str
     expires_in: int
-
-
-class LoginResult(_LoginResultRequired, total=False):
-    """The answer of ``client_login``: the server's, plus ``token`` and defaults."""
 
 
 class Project(TypedDict, total=False):
