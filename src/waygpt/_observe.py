@@ -12,11 +12,6 @@ from typing import Any, Callable, Dict, Generic, Iterator, Mapping, Optional, Tu
 from ._config import is_header_safe
 from .errors import ConfigurationError, request_id_of
 
-__all__ = [
-    "AnswerHeaders", "EventHooks", "Headers", "RawResponse", "RawResponses", "RequestView",
-    "ResponseView",
-]
-
 _V = TypeVar("_V")
 Hook = Callable[[Any], Any]
 

@@ -20,8 +20,6 @@ from typing import Any, Callable, Dict, Mapping, Optional
 from ._logging import logger
 from ._version import __version__
 
-__all__ = ["NO_SPAN", "CallSpan", "NoSpan", "tracer", "tracing"]
-
 _OPERATIONS = {
     "chat_completions": "chat", "image_generations": "generate_content",
     "video_generations": "generate_content",
@@ -161,11 +159,7 @@ class CallSpan:
 
     def succeed(self, value: Any) -> None:
         """A plain call's answer: its model, id, finish reasons and usage, then the end."""
-        if isinstance(value, dict):
-            self._response(value)
-            for position, choice in enumerate(value.get("choices") or ()):
-                if isinstance(choice, dict):
-                    self._choice(choice, choice.get("message"), position)
+        self._read(value, "message")
         self.end()
 
     def chunk(self, chunk: Any) -> None:
@@ -176,11 +170,7 @@ class CallSpan:
             self._span.set_attribute(
                 "gen_ai.response.time_to_first_chunk", self._first_at - self._started
             )
-        if isinstance(chunk, dict):
-            self._response(chunk)
-            for position, choice in enumerate(chunk.get("choices") or ()):
-                if isinstance(choice, dict):
-                    self._choice(choice, choice.get("delta"), position)
+        self._read(chunk, "delta")
 
     def fail(self, error: BaseException) -> None:
         """The call failed: ``error.type`` (the error's class) and an error status."""
@@ -228,7 +218,11 @@ class CallSpan:
         except Exception as error:  # noqa: BLE001 - a span processor's on_end, an exporter
             self._drop(error)
 
-    def _response(self, data: Mapping[str, Any]) -> None:
+    def _read(self, data: Any, part: str) -> None:
+        """An answer's or a chunk's model, id and usage, and its choices' finish reasons and
+        content (in their ``part``: ``message`` or ``delta``)."""
+        if not isinstance(data, dict):
+            return
         # The last model and id seen: set (and redacted) once, when the span ends.
         if isinstance(data.get("model"), str):
             self._model = data["model"]
@@ -243,6 +237,9 @@ class CallSpan:
             ):
                 if isinstance(usage.get(key), int):
                     span.set_attribute(attribute, usage[key])
+        for position, choice in enumerate(data.get("choices") or ()):
+            if isinstance(choice, dict):
+                self._choice(choice, choice.get(part), position)
 
     def _choice(self, choice: Mapping[str, Any], message: Any, position: int) -> None:
         reason = choice.get("finish_reason")
@@ -272,7 +269,7 @@ class NoSpan:
     ended = True  # nothing is left to end
 
     def _nothing(self, *args: Any) -> None:
-        """Record nothing."""
+        pass
 
     retry = status = clock_corrected = succeed = chunk = fail = end = _nothing
 

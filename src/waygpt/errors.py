@@ -283,9 +283,11 @@ def _error_message(status: int, parsed: Any, text: str, redact: Callable[[str], 
         if isinstance(error, dict):
             fields.append(error.get("message"))
     for value in fields:
-        # A field that formats to nothing ("", [""], "  ") says nothing: try the next rule.
-        message = _truncate(redact(_format_detail(value))) if value else ""
-        if message:
+        try:
+            message = _truncate(redact(_format_detail(value))) if value else ""
+        except RecursionError:  # nested too deep to be turned back into text: the body's text
+            break
+        if message:  # (a field that formats to nothing, "" or [""], says nothing: the next)
             return message
     return _truncate(text) or f"HTTP {status}"
 
@@ -358,10 +360,7 @@ def error_from_response(
         target = lowered.get("location") or "elsewhere"
         message = f"unexpected redirect ({status}) to {target}: check api_url"
     else:
-        try:
-            message = _error_message(status, parsed, clean, redact or str)
-        except RecursionError:  # a "detail" nested too deep to be turned back into text
-            message = _truncate(clean) or f"HTTP {status}"
+        message = _error_message(status, parsed, clean, redact or str)
     error = error_class_for_status(status)(
         message, status, parsed, headers=dict(headers), body=clean,
         request_id=request_id_of(lowered),
