@@ -62,12 +62,9 @@ def is_header_safe(value: str) -> bool:
 
 
 def check_api_url(api_url: str) -> str:
-    """The base URL without its trailing ``/``; a URL no request could be sent to is refused.
-
-    Credentials in the URL (``https://user:pw@host``) are refused: HTTP libraries turn them
-    into a Basic ``Authorization`` header that replaces the Client API's Bearer token, and
-    they would show wherever the URL is printed. The message never repeats such a URL.
-    """
+    """The base URL without its trailing ``/``; a URL no request could be sent to is refused,
+    and so are credentials in it (``https://user:pw@host``): they would replace the Client
+    API's Bearer token, and show wherever the URL is printed (no message repeats them)."""
     if not isinstance(api_url, str):
         raise ConfigurationError(f"api_url must be a string, got {type(api_url).__name__}")
     url = api_url.strip().rstrip("/")
@@ -109,13 +106,10 @@ def ca_bundle_from_environment(api_url: str) -> Optional[Tuple[str, Any]]:
     ssl.SSLContext)``, or None. Checked when the client is made, so that a missing file or a
     bad PEM is a ``ConfigurationError`` naming the variable, not a failure of every call (the
     sync client) or an ``OSError`` out of the constructor (the async one)."""
-    if not api_url.lower().startswith("https://"):
-        return None
-    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # as requests reads them
-        path = os.environ.get(variable)
-        if path:
-            break
-    else:
+    # The variables requests reads, in its order.
+    variable = "REQUESTS_CA_BUNDLE" if os.environ.get("REQUESTS_CA_BUNDLE") else "CURL_CA_BUNDLE"
+    path = os.environ.get(variable)
+    if not path or not api_url.lower().startswith("https://"):
         return None
     import ssl  # only when a bundle is set: `import waygpt` need not pay for it
 

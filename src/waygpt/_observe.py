@@ -44,10 +44,8 @@ class EventHooks:
 
 def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
     """``{"request": [...], "response": [...]}`` as :class:`EventHooks` (None for none).
-
     ``awaits``: whether the client awaits what a hook returns (the async client); the sync
-    client refuses a coroutine function, which it would call and never run.
-    """
+    client refuses a coroutine function, which it would call and never run."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
@@ -113,14 +111,11 @@ def check_extra_headers(value: Any) -> Dict[str, str]:
 
 
 class Headers(Mapping[str, str]):
-    """Read-only headers whose names are found in any case (a name sent twice counts by its
-    first value), as hook views and raw responses show them.
-
-    The credentials' values are masked (with ``credentials``, also those of every header
-    whose name says it carries one); ``redact`` is applied to the names when the headers are
-    first looked at, and to a value when it is read: a hook that looks at the request id pays
-    for no other header's value.
-    """
+    """Read-only headers, as hook views and raw responses show them: names found in any case
+    (a name sent twice counts by its first value), credentials' values masked (with
+    ``credentials``, also those of every header whose name says it carries one), ``redact``
+    applied to the names when they are first looked at and to a value when it is read (a
+    hook that reads the request id pays for no other value)."""
 
     __slots__ = ("_credentials", "_lower", "_redact", "_source")
 
@@ -184,11 +179,10 @@ class AnswerHeaders(Mapping[str, str]):
         self._values = values  # a name's values, in the order they came; empty when none
 
     def __getitem__(self, name: str) -> str:
-        values = self._values(name) if isinstance(name, str) else ()
-        if not values:
+        value = self.get(name)
+        if value is None:
             raise KeyError(name)
-        first: str = values[0]
-        return first
+        return str(value)
 
     def get(self, name: str, default: Any = None) -> Any:  # (faster than Mapping's)
         values = self._values(name) if isinstance(name, str) else ()
@@ -222,9 +216,8 @@ response_headers = Headers  # an answer's headers as a hook or a raw response sh
 class RequestView:
     """What a ``request`` hook is given: one attempt about to be sent.
 
-    ``method``, ``url`` (as sent), ``attempt`` (1 for the first), ``client_request_id``
-    (the same on every attempt of a call) and ``headers`` (credentials and secrets
-    redacted).
+    ``method``, ``url`` (as sent), ``attempt`` (1 for the first), ``client_request_id`` (the
+    same on every attempt of a call) and ``headers`` (credentials and secrets redacted).
     """
 
     __slots__ = ("attempt", "client_request_id", "headers", "method", "url")
@@ -285,8 +278,7 @@ class RawResponse(Generic[_V]):
     """
 
     __slots__ = (
-        "_value", "attempts", "client_request_id", "elapsed", "headers", "request_id",
-        "status_code",
+        "_value", "attempts", "client_request_id", "elapsed", "headers", "request_id", "status_code"
     )
 
     def __init__(

@@ -18,10 +18,9 @@ _MIN_SECRET = 3
 # word of a message is that long by chance. A shorter one only as a whole token.
 _ANYWHERE_SECRET = 12
 
-# A short secret that is one of these words (ignoring case) is taken, where it stands as a
-# word in a sentence, for the server's own word ("Invalid project key" when the key is
-# "key"): it is replaced only where it can only be a value (see _Secret.accepts). The words
-# are those servers write in errors about credentials; docs/errors-and-retries.md lists them.
+# A short secret that is one of these words (any case) is taken, where it stands in a sentence,
+# for the server's own word ("Invalid project key" when the key is "key"): it is replaced only
+# where it can only be a value (_Secret.accepts). docs/errors-and-retries.md lists them too.
 _MESSAGE_WORDS = frozenset((
     "access", "already", "and", "api", "auth", "bad", "bearer", "cannot", "could", "credential",
     "credentials", "denied", "email", "error", "expired", "failed", "field", "for", "forbidden",

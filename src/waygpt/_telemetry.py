@@ -29,8 +29,7 @@ _UNSET: Any = object()
 # characters of an answer it captures: a stream of any length keeps a span's size flat.
 _SPAN_CHOICES = 128
 _CAPTURED_TEXT_LIMIT = 1024 * 1024
-# Kept past the limit until the span ends, so that a secret across it is redacted whole
-# before the text is cut.
+# Kept past the limit until the span ends, so that a secret across it is redacted whole.
 _CAPTURED_TEXT_MARGIN = 32 * 1024
 _tracer: Any = _UNSET
 _silent_providers: Any = ()  # the API's own providers, which record nothing
@@ -67,11 +66,9 @@ def capture_content() -> bool:
 
 
 class CallSpan:
-    """One call's span: started with the call, ended once, whatever ends the call.
-
-    The server's texts it records (the response's id and model, finish reasons, a captured
-    answer) go through ``redact``, the call's redaction, when the span ends.
-    """
+    """One call's span: started with the call, ended once, whatever ends the call. The
+    server's texts it records (the response's id and model, finish reasons, a captured
+    answer) go through ``redact``, the call's redaction, when the span ends."""
 
     __slots__ = (
         "_answer", "_answer_size", "_capture", "_ending", "_finish", "_first_at", "_id",
@@ -109,8 +106,7 @@ class CallSpan:
         operation = _OPERATIONS.get(name, name or "call")
         model = body.get("model") if isinstance(body, dict) else None
         attributes: Dict[str, Any] = {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": "waygpt",
+            "gen_ai.operation.name": operation, "gen_ai.provider.name": "waygpt",
             "server.address": server_address,
         }
         if server_port is not None:

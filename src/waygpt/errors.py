@@ -25,9 +25,8 @@ __all__ = [
 
 # Bounds keep a hostile or broken server (a 20 MB error page) from blowing up memory or logs.
 ERROR_BODY_LIMIT = 64 * 1024
-# An error body is read this far past the bound, so that a secret echoed across the bound is
-# whole when it is replaced, before the text is cut (the margin holds any credential several
-# times over, in its longest encoded form).
+# An error body is read this far past the bound, so that a secret echoed across it is whole
+# when it is replaced, before the cut (the margin holds any credential, in any encoding).
 ERROR_READ_LIMIT = ERROR_BODY_LIMIT + 32 * 1024
 _MESSAGE_LIMIT = 500
 
@@ -68,9 +67,8 @@ class WayGPTError(Exception):
         return f"{type(self).__name__}(message={self.message!r}, status_code={self.status_code!r})"
 
     def __reduce__(self) -> Tuple[Any, ...]:
-        # Exception's own pickling calls ``cls(*args)``, which the subclasses' signatures do
-        # not accept; rebuilding from the attributes works for every class, present and
-        # future, so an error crosses a multiprocessing or concurrent.futures boundary.
+        # Exception's own pickling calls cls(*args), which the subclasses' signatures refuse:
+        # rebuilt from its attributes, any error crosses a multiprocessing boundary.
         return (_restore_error, (type(self), self.args, dict(self.__dict__)))
 
 
@@ -351,22 +349,21 @@ def error_from_response(
         parsed = scrub_value(parsed, redact)
         headers = scrub_value(dict(headers), redact)
     clean = error_body_text(body, redact)
-    lowered: Dict[str, str] = {}
+    lower: Dict[str, str] = {}
     for name, value in headers.items():
-        lowered.setdefault(name.lower(), value)  # a name sent twice counts by its first value
+        lower.setdefault(name.lower(), value)  # a name sent twice counts by its first value
     if 300 <= status < 400:
         # The SDK follows no redirect: an API URL that redirects (http -> https, a moved
         # host) is a configuration problem, said plainly.
-        target = lowered.get("location") or "elsewhere"
+        target = lower.get("location") or "elsewhere"
         message = f"unexpected redirect ({status}) to {target}: check api_url"
     else:
         message = _error_message(status, parsed, clean, redact or str)
     error = error_class_for_status(status)(
-        message, status, parsed, headers=dict(headers), body=clean,
-        request_id=request_id_of(lowered),
+        message, status, parsed, headers=dict(headers), body=clean, request_id=request_id_of(lower)
     )
     if isinstance(error, RateLimitError):
-        error.retry_after = parse_retry_after(lowered.get("retry-after"))
+        error.retry_after = parse_retry_after(lower.get("retry-after"))
     return error
 
 

@@ -24,11 +24,9 @@ __all__ = [
 DEFAULT_STATUS_FORCELIST = (429, 500, 502, 503, 504)
 DEFAULT_ALLOWED_METHODS = ("GET", "POST", "PUT")
 DEFAULT_BACKOFF_FACTOR = 1.0
-# A server asking for a longer pause than this is better answered at once with the error,
-# so the caller decides, than with a thread that silently sleeps for minutes.
+# A longer Retry-After is raised at once: the caller decides, no thread sleeps for minutes.
 MAX_RETRY_AFTER = 60.0
-# The ceiling of the exponential backoff when the Retry has none of its own: urllib3 2's
-# Retry carries ``backoff_max`` (120 s by default), urllib3 1.26's has no such attribute.
+# The backoff's ceiling when the Retry has none: urllib3 1.26's (urllib3 2's has backoff_max).
 _FALLBACK_BACKOFF_MAX = 30.0
 # RFC 9110 idempotent methods: sending one twice has the effect of sending it once.
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -52,10 +50,9 @@ def default_retry(total: int = 3, *, backoff_factor: float = DEFAULT_BACKOFF_FAC
     ``Retry-After``, with exponential backoff (``backoff_factor=0``: no wait between
     attempts, as tests want). Adjust it with urllib3's ``Retry.new(...)``."""
     return Retry(
-        total=total, connect=total, read=False, status=total, redirect=False,
+        total=total, connect=total, read=False, status=total, redirect=False, raise_on_status=False,
         backoff_factor=backoff_factor, status_forcelist=DEFAULT_STATUS_FORCELIST,
-        allowed_methods=DEFAULT_ALLOWED_METHODS, raise_on_status=False,
-        respect_retry_after_header=True,
+        allowed_methods=DEFAULT_ALLOWED_METHODS, respect_retry_after_header=True,
     )
 
 

@@ -1,8 +1,7 @@
 """HMAC-SHA256 request signing for project-key endpoints.
 
-The signature covers the exact bytes that go on the wire, so the signer runs on the
-*prepared* request (``requests.auth.AuthBase``), after the body has been serialised and the
-URL quoted. Each call makes a fresh timestamp and nonce: call it once per attempt.
+The signature covers the exact bytes that go on the wire (the body serialised, the URL
+quoted), with a fresh timestamp and nonce for each attempt.
 """
 
 from __future__ import annotations
@@ -51,11 +50,7 @@ class HMACSigner(AuthBase):
     """
 
     def __init__(
-        self,
-        project_id: str,
-        secret: str,
-        *,
-        clock: Callable[[], float] = time.time,
+        self, project_id: str, secret: str, *, clock: Callable[[], float] = time.time,
         nonce_factory: Optional[Callable[[], str]] = None,
     ) -> None:
         if not project_id or not secret:
@@ -75,11 +70,8 @@ class HMACSigner(AuthBase):
         timestamp = str(int(self._clock() + self.offset))
         nonce = self._nonce_factory()
         canonical = canonical_string(method, path, body, timestamp, nonce, self.project_id)
-        return {
-            "X-MB-Timestamp": timestamp,
-            "X-MB-Nonce": nonce,
-            "X-MB-Signature": compute_signature(self._secret, canonical),
-        }
+        signature = compute_signature(self._secret, canonical)
+        return {"X-MB-Timestamp": timestamp, "X-MB-Nonce": nonce, "X-MB-Signature": signature}
 
     def correct_clock(self, date: Optional[str], signed: Mapping[str, str]) -> Optional[float]:
         """Learn the server's clock from the ``Date`` header of a refused signed request.

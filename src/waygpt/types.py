@@ -1,9 +1,6 @@
-"""Typed shapes of the server's answers, for editors and type checkers.
-
-The client methods return plain dicts, exactly as the server sent them (unknown fields pass
-through); these ``TypedDict`` s only describe them, so that ``mypy`` and editors know that
-``chat_completions(...)["choices"]`` is a list and ``get_media_job(id)["status"]`` a string.
-Fields the server does not always send are not required (``total=False``).
+"""Typed shapes of the server's answers, for editors and type checkers: the methods return
+plain dicts, as the server sent them (unknown fields pass through), which these ``TypedDict`` s
+only describe. Fields the server does not always send are not required (``total=False``).
 """
 
 from __future__ import annotations
