@@ -1,6 +1,5 @@
 """The aiohttp transport: runs the pipeline's steps with ``await`` on one
-``aiohttp.ClientSession``. aiohttp is an optional extra: this module imports without it, and
-the transport says how to install it when it is made.
+``aiohttp.ClientSession``. aiohttp is an optional extra: this module imports without it.
 
 * The client's own session is made on first use, in the running event loop, with no cookie
   jar, no decompression (the core decodes bodies within its caps) and no ``trust_env`` (a
@@ -189,14 +188,13 @@ class AiohttpAnswer:
         )
 
     def bound_each_read(self, timeout: float) -> None:
-        """Make every later read of a stream end within ``timeout`` seconds.
+        """Make every later read of a stream end within ``timeout`` seconds; the call's
+        deadline no longer applies (a stream's events may last longer).
 
         aiohttp's ``sock_read`` should do it, but a stream whose chunked framing breaks and
         whose connection then closes leaves aiohttp's read waiting for ever (aiohttp 3.14),
-        timer and all. So a timer of ours checks: armed at most once per ``timeout``, and
-        only while a read waits, it costs a clock reading per read. The call's deadline no
-        longer applies: the events of a stream may last longer.
-        """
+        timer and all. A timer of ours, armed at most once per ``timeout`` and only while a
+        read waits, costs a clock reading per read."""
         self._cancel_deadline()
         self._idle_timeout = timeout
         self._loop = asyncio.get_running_loop()

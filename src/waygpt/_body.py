@@ -134,11 +134,10 @@ class ContentDecoder:
 
 
 def expected_length(headers: Mapping[str, str]) -> Optional[int]:
-    """The body length a ``Content-Length`` promises, when it governs the framing."""
-    if headers.get("transfer-encoding"):
-        return None  # chunked framing wins over a Content-Length
+    """The body length a ``Content-Length`` promises, when it governs the framing (chunked
+    framing wins over it)."""
     value = headers.get("content-length")
-    if value is None:
+    if value is None or headers.get("transfer-encoding"):
         return None
     try:
         length = int(value.split(",")[0].strip())

@@ -27,12 +27,9 @@ def never_replay(session: Any) -> None:
 
 def request_overrides(session: Any, headers: Mapping[str, str]) -> Dict[str, Any]:
     """What a caller's session must not do to this request, as attributes to set on it
-    during the request's first step (``_aiohttp_transport._first_step_with``).
-
-    A signed request is not replayed (see ``never_replay``). A Client API request carries
-    its Bearer token, which the session's ``auth`` or a netrc entry would collide with
-    (aiohttp refuses an Authorization header next to an auth: a ``ValueError``) or replace.
-    """
+    during the request's first step (``_aiohttp_transport._first_step_with``): replay a
+    signed request (see ``never_replay``), or let its ``auth`` or a netrc entry collide with
+    (aiohttp: a ``ValueError``) or replace the Bearer token of a Client API request."""
     overrides: Dict[str, Any] = {}
     if "Authorization" in headers:
         if session.auth is not None:
@@ -59,12 +56,9 @@ def environment_proxy(aiohttp: Any, url: Any) -> Tuple[Any, Any]:
 
 
 def received_before_failure(content: Any) -> bytes:
-    """Bytes of a body that arrived before its connection failed, not read yet.
-
-    aiohttp's reads raise a body's failure before handing out what was received ahead of
-    it: a stream cut short would lose its last complete events. ``_read_nowait`` reads the
-    buffer regardless; without it, nothing is saved.
-    """
+    """Bytes of a body that arrived before its connection failed, not read yet: aiohttp's
+    reads raise the failure first, and a stream cut short would lose its last complete
+    events. ``_read_nowait`` reads the buffer regardless; without it, nothing is saved."""
     read = getattr(content, "_read_nowait", None)
     try:
         data: bytes = read(-1) if read is not None else b""

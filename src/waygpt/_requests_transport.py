@@ -437,9 +437,8 @@ class RequestsTransport:
         """Close the pooled connections (only those of a session the client made)."""
         if not self.owns_session:
             return
-        # Session.close() only drops urllib3 2's pools, whose sockets then wait for the
-        # garbage collector (long, when a traceback holds a pool in a cycle): closed now.
-        # (A connection in use is closed when it is handed back to its closed pool.)
+        # Session.close() only drops urllib3 2's pools, whose sockets then wait for the garbage
+        # collector: closed now (one in use, when it is handed back to its closed pool).
         for adapter in set(self.session.adapters.values()):
             if isinstance(adapter, HTTPAdapter):
                 for manager in [adapter.poolmanager, *adapter.proxy_manager.values()]:

@@ -34,9 +34,8 @@ class Watchdog:
         self.reset()
 
     def reset(self) -> None:
-        """No call, no thread, a new lock: as in a forked child, where the parent's thread
-        does not exist, its lock may have been held at the fork, and its calls are not the
-        child's to end."""
+        """No call, no thread, a new lock (in a forked child: the parent's thread does not
+        exist, its lock may have been held at the fork, its calls are not the child's)."""
         self._lock = threading.Condition(threading.Lock())
         self._deadlines: Dict[Expire, float] = {}  # a call's expire: its time.monotonic()
         self._wake_at: Optional[float] = None  # when the thread will look next; None: idle
