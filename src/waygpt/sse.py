@@ -21,10 +21,8 @@ __all__ = ["SSE_SIZE_LIMIT", "SSEDecoder", "ServerSentEvent", "iter_sse"]
 # The longest line, and the largest event, a decoder holds (in characters): far above any
 # chat chunk, and a bound on the memory an endless line or event can take.
 SSE_SIZE_LIMIT = 16 * 1024 * 1024
-# What one line counts toward the event cap at least. Every line of an event counts, empty
-# ones too: an empty "data" line adds a line end to the event and a reference (8 bytes) to
-# the list that holds its lines, so 16 M of them would hold 128 MB while adding up to no
-# characters at all. At 16 characters a line, an event under the cap has at most 1 M lines.
+# What one line counts toward the event cap at least: 16 M empty "data" lines add up to no
+# characters but hold 128 MB of references; at 16 a line, an event has at most 1 M lines.
 _SSE_LINE_COST = 16
 
 
@@ -45,24 +43,17 @@ _SSE_BOM = codecs.BOM_UTF8
 class SSEDecoder:
     """Turn the bytes of an event stream, fed in chunks of any size, into events."""
 
-    __slots__ = (
-        "_data",
-        "_data_size",
-        "_event",
-        "_id",
-        "_last_id",
-        "_limit",
-        "_pending",
-        "_reconnect",
-        "_retry",
-        "_skip_lf",
-        "_started",
-        "_tail",
-        "_tail_size",
-    )
+    __slots__ = ("_data", "_data_size", "_event", "_id", "_last_id", "_limit", "_pending",
+                 "_reconnect", "_retry", "_skip_lf", "_started", "_tail", "_tail_size")
 
     def __init__(self, max_size: int = SSE_SIZE_LIMIT) -> None:
         self._limit = max_size  # see SSE_SIZE_LIMIT
+        self._last_id: Optional[str] = None  # the last event id, as of the latest dispatch
+        self._reconnect: Optional[int] = None  # the latest valid retry field in the stream
+        self._start()
+
+    def _start(self) -> None:
+        """The state of a stream read from its start."""
         self._pending = b""  # the bytes of a character split across chunks (or of the BOM)
         self._started = False  # whether the stream's first bytes were checked for a BOM
         self._skip_lf = False  # the text so far ends with CR: a LF coming next is its pair
@@ -72,9 +63,7 @@ class SSEDecoder:
         self._data_size = 0  # what the lines of the event being read count toward the cap
         self._event = ""  # the event type buffer
         self._retry: Optional[int] = None  # the retry field of the event being read
-        self._id: Optional[str] = None  # the last event id buffer
-        self._last_id: Optional[str] = None  # the same, as of the latest dispatch
-        self._reconnect: Optional[int] = None  # the latest valid retry field in the stream
+        self._id = self._last_id  # the last event id buffer
 
     @property
     def last_event_id(self) -> Optional[str]:
@@ -111,17 +100,9 @@ class SSEDecoder:
         The decoder is then ready to read a new stream (a reconnection) from its start;
         ``last_event_id`` and ``retry`` are kept.
         """
-        # What is left holds no line end (at most a partial line, maybe a truncated
-        # character), so it cannot complete an event: it is all discarded.
-        self._pending = b""
-        self._started = False
-        self._skip_lf = False
-        self._tail = []
-        self._data = []
-        self._tail_size = self._data_size = 0
-        self._event = ""
-        self._retry = None
-        self._id = self._last_id  # an id read in the discarded event goes with it
+        # What is left holds no line end, so it cannot complete an event: all discarded (an
+        # id read in it too).
+        self._start()
         return []
 
     def _join_pending(self, chunk: bytes) -> bytes:
