@@ -1,6 +1,6 @@
 """A caller's ``aiohttp.ClientSession``: what it may and may not do to the SDK's requests.
 
-The sync client's side of this is tests/test_callers_session.py. Here: aiohttp's own replay
+The sync client's side of this is tests/sessions/test_callers_session.py. Here: aiohttp's own replay
 of a failed request must never re-send an HMAC nonce, and the Client API's Bearer token wins
 over the session's ``auth`` and over a netrc entry (``trust_env=True``), while both still
 apply to the project-key calls and to the caller's own requests, even concurrent ones.
