@@ -88,20 +88,10 @@ def hmac_server() -> Iterator[WayGPTTestServer]:
 
 
 def fast_retry(total: int = 3) -> Any:
-    """A retry policy with the default status and method lists but no backoff sleep."""
-    from urllib3.util.retry import Retry
+    """The default retry policy without its backoff sleeps."""
+    from waygpt.retry import default_retry
 
-    return Retry(
-        total=total,
-        connect=total,
-        read=False,
-        status=total,
-        redirect=False,
-        backoff_factor=0,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=("GET", "POST", "PUT"),
-        raise_on_status=False,
-    )
+    return default_retry(total, backoff_factor=0)
 
 
 @pytest.fixture

@@ -285,10 +285,9 @@ def test_total_timeout_bounds_the_wait_for_a_streams_headers(server):
 
 
 def test_200_concurrent_tasks_with_hmac_and_faults_get_only_their_own_answers():
-    from urllib3.util.retry import Retry
+    from waygpt.retry import default_retry
 
-    retry = Retry(total=6, connect=6, read=False, status=6, backoff_factor=0,
-                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "POST"))
+    retry = default_retry(6, backoff_factor=0).new(allowed_methods=("GET", "POST"))
     with WayGPTTestServer(require_hmac=True) as server:
         server.script(status=429, headers={"Retry-After": "0"}, times=25)
         server.script(status=503, body="<html>busy</html>", times=25)
@@ -431,6 +430,77 @@ def test_a_client_used_from_one_asyncio_run_after_another_leaves_no_connection_o
 
     assert server.wait_for_open_connections(1) <= 1  # the last loop's, at most
     assert server.connections_opened == 10
+
+
+ONE_PER_LOOP = "one AsyncWayGPTClient per event loop"
+
+
+def test_a_call_from_a_second_running_loop_is_refused_with_the_rule(server):
+    client = make(server)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def on_first_loop(coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(20)
+
+    try:
+        assert on_first_loop(client.get_models())
+        with pytest.raises(waygpt.ConfigurationError, match=ONE_PER_LOOP):
+            asyncio.run(asyncio.wait_for(client.get_models(), 20))
+        with pytest.raises(waygpt.ConfigurationError, match=ONE_PER_LOOP):
+            asyncio.run(asyncio.wait_for(client.close(), 20))
+        assert len(server.requests) == 1  # nothing was sent from the second loop
+        assert on_first_loop(client.get_models())  # its connection was left alone
+        assert server.connections_opened == 1
+    finally:
+        on_first_loop(client.close())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+async def calls_while_another_loop_calls(
+    client: AsyncWayGPTClient, barriers: List[threading.Barrier], seen: List[str]
+) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, barriers[0].wait)  # both loops run from here ...
+    for _ in range(20):
+        try:
+            await asyncio.wait_for(client.get_models(), 20)
+            seen.append("answer")
+        except waygpt.ConfigurationError as error:
+            seen.append("the rule" if ONE_PER_LOOP in str(error) else repr(error))
+        except BaseException as error:  # noqa: BLE001 - a hang, a transport error
+            seen.append(repr(error))
+    await loop.run_in_executor(None, barriers[1].wait)  # ... to here
+    try:
+        await client.close()
+    except waygpt.ConfigurationError:
+        pass  # the other loop's session, which it closes
+
+
+def test_two_running_loops_calling_one_client_get_answers_or_the_rule_never_a_hang(server):
+    for _ in range(10):
+        client = make(server, total_timeout=20)
+        barriers = [threading.Barrier(2, timeout=60), threading.Barrier(2, timeout=60)]
+        outcomes: Dict[str, List[str]] = {"a": [], "b": []}
+        threads = [
+            threading.Thread(
+                target=asyncio.run,
+                args=(calls_while_another_loop_calls(client, barriers, seen),),
+                daemon=True,
+            )
+            for seen in outcomes.values()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+
+        assert not any(thread.is_alive() for thread in threads)
+        kinds = sorted(sorted(set(seen)) for seen in outcomes.values())
+        assert kinds == [["answer"], ["the rule"]], outcomes  # the first loop's, the other's
 
 
 def test_a_callers_session_is_used_and_its_raise_for_status_does_not_hide_the_error(server):

@@ -3,8 +3,8 @@ responses awaited, and ``with_raw_response`` from many tasks at once.
 
 Everything both clients share (raw responses, request ids, plain hooks) is pinned in
 ``tests/client/test_observability.py``, which also runs against the async client
-(``WAYGPT_SDK=async``); OpenTelemetry spans in ``tests/test_otel.py``. Over real HTTP against
-``waygpt.testing``, each test on a fresh event loop.
+(``WAYGPT_SDK=async``); OpenTelemetry spans in ``tests/observability/test_otel.py``. Over
+real HTTP against ``waygpt.testing``, each test on a fresh event loop.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from urllib3.util.retry import Retry
 
 from waygpt import AsyncChatStream, AsyncWayGPTClient
 from waygpt._observe import RawResponse
+from waygpt.retry import default_retry
 from waygpt.testing import WayGPTTestServer, sse_event
 
 MODELS = "/api/v1/waygpt/models"
@@ -28,11 +29,7 @@ MESSAGES = [{"role": "user", "content": "hello there"}]
 
 
 def quick_retry(total: int = 3) -> Retry:
-    return Retry(
-        total=total, connect=total, read=False, status=total, redirect=False, backoff_factor=0,
-        status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "POST", "PUT"),
-        raise_on_status=False,
-    )
+    return default_retry(total, backoff_factor=0)
 
 
 def make(server: WayGPTTestServer, **options: Any) -> AsyncWayGPTClient:

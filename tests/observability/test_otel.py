@@ -23,6 +23,7 @@ import sys
 import textwrap
 import threading
 import time
+import tracemalloc
 from types import ModuleType
 from typing import Any, Dict, Iterator, List
 
@@ -38,6 +39,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from urllib3.util.retry import Retry
 
 import waygpt
+from waygpt.retry import default_retry
 from waygpt.testing import WayGPTTestServer, sse_event
 
 CHAT = "/api/v1/waygpt/chat/completions"
@@ -49,11 +51,7 @@ ENDED = "ended span"  # the SDK's warnings: "Calling end() on an ended span.", .
 
 
 def quick_retry(total: int = 3, backoff_factor: float = 0) -> Retry:
-    return Retry(
-        total=total, connect=total, read=False, status=total, redirect=False,
-        backoff_factor=backoff_factor, status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=("GET", "POST", "PUT"), raise_on_status=False,
-    )
+    return default_retry(total, backoff_factor=backoff_factor)
 
 
 # -- the exporter, the clients -----------------------------------------------------------------
@@ -725,15 +723,20 @@ def test_an_async_stream_cancelled_while_it_waits_to_start_again_ends_its_span_o
 def test_a_sync_stream_interrupted_while_it_waits_to_start_again_ends_its_span_once(
     server, spans, monkeypatch
 ):
-    # The sync stream's equivalent of a cancellation: what its restart's sleep raises.
+    # The sync stream's equivalent of a cancellation: what its wait before the restart (on an
+    # Event that close() sets) raises in this thread.
     server.script_stream_fault(after_events=0, cut="close")
+    this_thread = threading.current_thread()
+    real_wait = threading.Event.wait
 
-    def interrupted(seconds: float) -> None:
+    def interrupted(event: threading.Event, timeout: Any = None) -> bool:
+        if timeout is None or threading.current_thread() is not this_thread:
+            return real_wait(event, timeout)
         raise KeyboardInterrupt
 
     with make(waygpt, server) as client:
         stream = client.chat_completions_stream(model="gpt-4o", messages=MESSAGES)
-        monkeypatch.setattr(client._transport, "sleep", interrupted)
+        monkeypatch.setattr(threading.Event, "wait", interrupted)
         with pytest.raises(KeyboardInterrupt):
             next(stream)
 
@@ -808,11 +811,14 @@ def test_a_provider_set_after_the_first_client_was_made_gets_the_spans(server):
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+        from waygpt._core import Deadline
         from waygpt._endpoints import Endpoints
 
         client = waygpt.WayGPTClient(api_url={server.url!r}, project_key={server.project_key!r})
         client.get_models()  # no provider yet: no span is built
-        print(client._call_state(Endpoints.get_models()).span)
+        state = client._call_state(Endpoints.get_models())
+        next(client._steps(Endpoints.get_models(), Deadline(30), state))
+        print(type(state.span).__name__)
         exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -825,4 +831,215 @@ def test_a_provider_set_after_the_first_client_was_made_gets_the_spans(server):
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["None", "['get_models', 'get_models']"]
+    assert result.stdout.splitlines() == ["NoSpan", "['get_models', 'get_models']"]
+
+
+# -- the server's texts in a span are redacted ----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["call", "stream"])
+def test_the_servers_texts_in_a_span_hide_an_echoed_key(sdk, server, spans, monkeypatch, kind):
+    monkeypatch.setenv("WAYGPT_OTEL_CAPTURE_CONTENT", "true")
+    key = server.project_key
+    echo = {"id": f"chatcmpl-{key}", "model": f"gpt-{key}", "usage": {"prompt_tokens": 1,
+            "completion_tokens": 1}}
+    if kind == "call":
+        choice = {"index": 0, "message": {"role": "assistant", "content": f"your key: {key}"},
+                  "finish_reason": f"stop {key}"}
+        server.script(path=CHAT, body={**echo, "choices": [choice]})
+    else:
+        scripted_stream(server, [
+            {**echo, "choices": [{"index": 0, "delta": {"content": f"your key: {key[:20]}"}}]},
+            {**echo, "choices": [{"index": 0, "delta": {"content": key[20:]},
+                                  "finish_reason": f"stop {key}"}]},
+        ])
+
+    with make(sdk, server) as client:
+        if kind == "call":
+            client.chat_completions(model="gpt-4o", messages=MESSAGES)
+        else:
+            list(client.chat_completions_stream(model="gpt-4o", messages=MESSAGES))
+
+    span = spans.one()
+    assert span.attributes["gen_ai.response.id"] == "chatcmpl-[REDACTED]"
+    assert span.attributes["gen_ai.response.model"] == "gpt-[REDACTED]"
+    assert span.attributes["gen_ai.response.finish_reasons"] == ("stop [REDACTED]",)
+    assert json.loads(span.attributes["gen_ai.output.messages"]) == [
+        {"role": "assistant", "content": "your key: [REDACTED]"}
+    ]
+    assert key not in every_value([span])
+
+
+# -- tracing never changes what a call does -------------------------------------------------------
+
+
+class ProcessorFault(Exception):
+    pass
+
+
+class FailingProcessor:
+    """A span processor whose ``on_start`` or ``on_end`` raises, when told to."""
+
+    def __init__(self) -> None:
+        self.fails_in = ""
+        self.open = 0  # spans started and not ended yet
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.open += 1
+        if self.fails_in == "on_start":
+            raise ProcessorFault("on_start")
+
+    def _on_ending(self, span: Any) -> None:
+        pass
+
+    def on_end(self, span: Any) -> None:
+        self.open -= 1
+        if self.fails_in == "on_end":
+            raise ProcessorFault("on_end")
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+@pytest.fixture(scope="module")
+def failing_processor(exporter: InMemorySpanExporter) -> FailingProcessor:
+    processor = FailingProcessor()
+    trace.get_tracer_provider().add_span_processor(processor)  # after the exporter's
+    return processor
+
+
+@pytest.fixture
+def failing(failing_processor: FailingProcessor) -> Iterator[FailingProcessor]:
+    yield failing_processor
+    failing_processor.fails_in = ""
+
+
+@pytest.mark.parametrize("where", ["on_start", "on_end"])
+@pytest.mark.parametrize("kind", ["call", "stream"])
+def test_a_span_processor_that_raises_leaves_the_call_its_answer(
+    sdk, server, failing, caplog, where, kind
+):
+    failing.fails_in = where
+    caplog.set_level(logging.WARNING, logger="waygpt")
+    with make(sdk, server, max_retries=0) as client:
+        if kind == "call":
+            answer = client.chat_completions(model="gpt-4o", messages=MESSAGES)
+            text = answer["choices"][0]["message"]["content"]
+        else:
+            with client.chat_completions_stream(model="gpt-4o", messages=MESSAGES) as stream:
+                text = stream.collect().text
+
+    assert text == ANSWER
+    warnings = [r.getMessage() for r in caplog.records if r.name == "waygpt"]
+    assert len(warnings) == 1 and "ProcessorFault" in warnings[0], warnings
+    assert where not in warnings[0]  # the type only: an exception's text may hold anything
+
+
+def test_a_circular_message_raises_type_error_with_capture_on(sdk, server, spans, monkeypatch,
+                                                               caplog):
+    monkeypatch.setenv("WAYGPT_OTEL_CAPTURE_CONTENT", "true")
+    message: Dict[str, Any] = {"role": "user", "content": "x"}
+    message["self"] = message
+
+    with make(sdk, server) as client, pytest.raises(TypeError, match="JSON-serialisable"):
+        client.chat_completions(model="gpt-4o", messages=[message])
+
+    assert server.requests == []
+    assert spans.one().attributes["error.type"] == "TypeError"
+    assert not [r for r in caplog.records if r.name == "waygpt"]
+
+
+# -- a span's size is flat, whatever the length of a stream ---------------------------------------
+
+
+def packed_stream(server: WayGPTTestServer, chunks: Iterator[Dict[str, Any]]) -> None:
+    """The next chat stream is these chunks, then ``[DONE]``, written in a few large pieces."""
+    body = b"".join(sse_event(chunk) for chunk in chunks) + sse_event("[DONE]")
+    pieces = [body[start:start + 65536] for start in range(0, len(body), 65536)]
+    server.script(path=CHAT, chunks=pieces, content_type="text/event-stream")
+
+
+def test_a_long_stream_records_one_finish_reason_per_choice(client, server, spans):
+    packed_stream(server, (
+        {"id": "chatcmpl-1", "model": "gpt-4o", "choices": [
+            {"index": n % 2, "delta": {"content": "x"}, "finish_reason": ("stop", "length")[n % 2]}
+        ]} for n in range(20_000)
+    ))
+
+    for _ in client.chat_completions_stream(model="gpt-4o", messages=MESSAGES):
+        pass
+
+    assert spans.one().attributes["gen_ai.response.finish_reasons"] == ("stop", "length")
+
+
+def test_a_captured_answer_is_cut_at_one_million_characters(sdk, server, spans, monkeypatch):
+    monkeypatch.setenv("WAYGPT_OTEL_CAPTURE_CONTENT", "true")
+    packed_stream(server, (content("y" * 16384) for _ in range(70)))  # 1,146,880 characters
+
+    with make(sdk, server) as client:
+        for _ in client.chat_completions_stream(model="gpt-4o", messages=MESSAGES):
+            pass
+
+    captured = json.loads(spans.one().attributes["gen_ai.output.messages"])
+    assert captured == [{"role": "assistant", "content": "y" * 1024 * 1024}]
+
+
+def test_a_traced_streams_memory_does_not_grow_with_its_chunks(sdk, server, spans, monkeypatch):
+    monkeypatch.setenv("WAYGPT_OTEL_CAPTURE_CONTENT", "true")
+
+    def peak_growth(count: int) -> int:
+        """Bytes the process held at most while a traced stream of ``count`` chunks was read
+        (each with its finish reason and two characters to capture), beyond its start."""
+        packed_stream(server, (
+            {"id": "chatcmpl-1", "model": "gpt-4o", "choices": [
+                {"index": 0, "delta": {"content": f"{n % 100:02}"}, "finish_reason": "length"}
+            ]} for n in range(count)
+        ))
+        tracemalloc.start()
+        try:
+            if sdk is waygpt:
+                with make(sdk, server) as client:
+                    for _ in client.chat_completions_stream(model="gpt-4o", messages=MESSAGES):
+                        pass
+            else:  # in its own event loop: the adapter's thread hop per chunk is slow here
+                run_async(server, read_async)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    async def read_async(client: Any) -> None:
+        async for _ in await client.chat_completions_stream(model="gpt-4o", messages=MESSAGES):
+            pass
+
+    short, long = peak_growth(2_000), peak_growth(40_000)
+    print(short, long)
+
+    # Kept per chunk, 38,000 more chunks would be about 4 MB more (a reason and a piece of
+    # text each); what a span keeps of them is their last reason and 76,000 characters.
+    assert long - short < 1_500_000, (short, long)
+    assert len(spans.all()) == 2
+
+
+def test_a_call_refused_from_a_second_event_loop_leaves_no_span_open(server, spans, failing):
+    pytest.importorskip("aiohttp")
+    import threading
+
+    client = waygpt.AsyncWayGPTClient(api_url=server.url, project_key=server.project_key)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(client.get_models(), loop).result(20)
+        opened = failing.open
+        with pytest.raises(waygpt.ConfigurationError, match="one AsyncWayGPTClient per event"):
+            asyncio.run(client.get_models())
+        assert failing.open == opened
+    finally:
+        asyncio.run_coroutine_threadsafe(client.close(), loop).result(20)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    assert len(spans.all()) == 1  # the first loop's call
