@@ -92,11 +92,11 @@ class ContentDecoder:
 
     @property
     def identity(self) -> bool:
+        """No encoding to undo ("identity"): the body is read as it is, without a decoder."""
         return not self._layers
 
     def push(self, data: bytes) -> None:
-        if self._layers:
-            self._layers[0].push(data)
+        self._layers[0].push(data)
 
     def pull(self, size: int = READ_SIZE) -> bytes:
         try:
@@ -171,7 +171,8 @@ class BodyCollector:
         encoding = headers.get("content-encoding")
         if encoding:
             try:
-                self._decoder = ContentDecoder(encoding, status)
+                decoder = ContentDecoder(encoding, status)
+                self._decoder = None if decoder.identity else decoder
             except APIResponseValidationError:
                 if not lenient:
                     raise
