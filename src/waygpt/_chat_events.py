@@ -99,24 +99,14 @@ def _stream_json(text: str) -> Any:
     return json.loads(text)
 
 
-def stream_kind(headers: Mapping[str, str]) -> str:
-    """What a successful answer to a stream request holds: "sse", "json" or "other"."""
-    content_type = str(headers.get("content-type", "")).lower()
-    if "event-stream" in content_type:
-        return "sse"
-    if "json" in content_type:
-        return "json"
-    return "other"
-
-
 def not_a_stream_error(
-    status: int, headers: Mapping[str, str], body: bytes, redact: Redact
+    status: int, headers: Mapping[str, str], body: Optional[bytes], redact: Redact
 ) -> WayGPTError:
-    """The error for a successful answer that is not an event stream: the error a JSON
-    ``error`` object says (a gateway refusing the stream), else an
-    ``APIResponseValidationError`` (a proxy's login page, a plain JSON answer)."""
-    content_type = redact(str(headers.get("content-type", "")) or "no Content-Type")
-    if stream_kind(headers) != "json":
+    """The error for a successful answer that is not an event stream (``body``: its JSON body,
+    None when it is not JSON): the error a JSON ``error`` object says (a gateway refusing the
+    stream), else an ``APIResponseValidationError`` (a proxy's login page, a plain answer)."""
+    if body is None:
+        content_type = redact(str(headers.get("content-type", "")) or "no Content-Type")
         return APIResponseValidationError(
             f"expected an event stream (text/event-stream), got {content_type[:100]!r}", status
         )

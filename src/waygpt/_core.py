@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 from urllib3.util.retry import Retry
 
 from ._body import ACCEPT_ENCODING, SUCCESS_BODY_LIMIT, BodyCollector
-from ._chat_events import ChatEventParser, not_a_stream_error, retry_after_in, stream_kind
+from ._chat_events import ChatEventParser, not_a_stream_error, retry_after_in
 from ._config import (
     DEFAULT_API_URL,
     Timeout,
@@ -235,8 +235,7 @@ class ClientCore:
     @api_url.setter
     def api_url(self, value: str) -> None:
         url = check_api_url(value)
-        # The base URL exactly as the transport will send it (IDNA host, quoted path).
-        self._base_url = self._transport.bind(url)
+        self._base_url = self._transport.bind(url)  # as it is sent (IDNA host, quoted path)
         self._base_path = urlsplit(self._base_url).path  # sent (and signed) before each path
         parts = urlsplit(url)  # its host and port, for traces
         default_port = 443 if parts.scheme.lower() == "https" else 80
@@ -522,17 +521,17 @@ class ClientCore:
         self, call: Call[Any], answer: Any, deadline: Deadline, state: CallState
     ) -> Generator[Step, Any, Tuple[Any, ChatEventParser]]:
         """A 2xx answer to a stream request: an event stream and its parser, or an error."""
-        kind = stream_kind(answer.headers)
+        content_type = str(answer.headers.get("content-type", "")).lower()
         redact = self._redactor(call, state)
-        if kind == "sse":
+        if "event-stream" in content_type:
             encoding = answer.headers.get("content-encoding")
             try:  # (refused: a Content-Encoding it cannot decode)
                 return answer, ChatEventParser(answer.status, encoding, redact)
             except APIResponseValidationError:
                 answer.close()
                 raise
-        body = b""
-        if kind == "json":  # perhaps a gateway's error object, refusing the stream
+        body = None
+        if "json" in content_type:  # perhaps a gateway's error object, refusing the stream
             body = yield from self._read_body(answer, deadline, ERROR_BODY_LIMIT, lenient=True)
         answer.close()
         raise not_a_stream_error(answer.status, answer.headers, body, redact)

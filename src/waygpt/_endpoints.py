@@ -82,9 +82,7 @@ def _segment(name: str, value: Any) -> str:
     ``"p/use-cases/u"`` would reach another endpoint. Every real id is a UUID or a short token,
     so anything a router could read as more than one segment is refused, before the network."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        # A caller with a UUID has imported uuid: looking in sys.modules spares every other
-        # program the import (2 ms).
-        uuid = sys.modules.get("uuid")
+        uuid = sys.modules.get("uuid")  # (a caller with a UUID imported it; others save 2 ms)
         if isinstance(value, bool) or uuid is None or not isinstance(value, uuid.UUID):
             raise TypeError(f"{name} must be a string, got {type(value).__name__}")
     text = str(value)
@@ -170,8 +168,7 @@ def login_result(data: Dict[str, Any]) -> LoginResult:
         # (Not kept to fail every later call; a secret, so not repeated, nor the answer kept.)
         raise APIResponseValidationError(
             "login answer's access_token cannot go into an Authorization header (it holds "
-            "CR, LF or characters other than printable ASCII)",
-            200,
+            "CR, LF or characters other than printable ASCII)", 200,
         )
     data["token"] = token
     if data.get("expires_in") is None:

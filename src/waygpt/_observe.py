@@ -31,9 +31,7 @@ _CREDENTIAL_NAMES = (
 )
 
 
-# The callables called at each attempt of a call: "request" before it is sent, "response"
-# when its headers arrive.
-EventHooks = Dict[str, Tuple[Hook, ...]]
+EventHooks = Dict[str, Tuple[Hook, ...]]  # "request": before each attempt; "response": after
 
 
 def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
