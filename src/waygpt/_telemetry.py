@@ -69,7 +69,7 @@ class CallSpan:
     answer) go through ``redact``, the call's redaction, when the span ends."""
 
     __slots__ = (
-        "_answer", "_answer_size", "_capture", "_ending", "_finish", "_first_at", "_id",
+        "_answer", "_answer_size", "_capture", "_ending", "_finish", "_first_chunk", "_id",
         "_model", "_redact", "_span", "_started", "_status", "ended",
     )
 
@@ -80,7 +80,7 @@ class CallSpan:
         self._capture = capture
         self._redact = redact
         self._started = time.monotonic()
-        self._first_at: Optional[float] = None
+        self._first_chunk: Optional[float] = None  # seconds from the start to the first chunk
         self._finish: Dict[int, str] = {}  # by choice index: the last reason seen
         self._id: Optional[str] = None
         self._model: Optional[str] = None
@@ -154,11 +154,9 @@ class CallSpan:
     def chunk(self, chunk: Any) -> None:
         """A stream's chunk as it is handed to the caller (chunks parsed and never handed
         out add nothing: a stream closed early does not claim its usage)."""
-        if self._first_at is None:
-            self._first_at = time.monotonic()
-            self._span.set_attribute(
-                "gen_ai.response.time_to_first_chunk", self._first_at - self._started
-            )
+        if self._first_chunk is None:
+            self._first_chunk = time.monotonic() - self._started
+            self._span.set_attribute("gen_ai.response.time_to_first_chunk", self._first_chunk)
         self._read(chunk, "delta")
 
     def fail(self, error: BaseException) -> None:
