@@ -40,14 +40,18 @@ from .streaming import AsyncChatStream, ChatStream
 
 if TYPE_CHECKING:
     from ._async_client import AsyncWayGPTClient
+    from ._batch import BatchInputError, BatchSummary, batch
     from ._chat_result import ChatStreamResult, collect_chat_stream
     from .sse import ServerSentEvent, SSEDecoder
 
 # Imported on first use, so that `import waygpt` costs little more than `import requests`:
 # the async client needs asyncio (and aiohttp), the SSE parser and the stream result
-# dataclasses. The one-file build bundles the sync client only.
+# dataclasses, the batch runner threads. The one-file build bundles the sync client only.
 _LAZY = {
     "AsyncWayGPTClient": "_async_client",
+    "BatchInputError": "_batch",
+    "BatchSummary": "_batch",
+    "batch": "_batch",
     "ChatStreamResult": "_chat_result",
     "collect_chat_stream": "_chat_result",
     "ServerSentEvent": "sse",
@@ -74,6 +78,8 @@ __all__ = [
     "AsyncWayGPTClient",
     "AuthenticationError",
     "BadRequestError",
+    "BatchInputError",
+    "BatchSummary",
     "ChatStream",
     "ChatStreamResult",
     "ConfigurationError",
@@ -96,5 +102,6 @@ __all__ = [
     "WayGPTClient",
     "WayGPTError",
     "__version__",
+    "batch",
     "collect_chat_stream",
 ]
