@@ -190,8 +190,10 @@ def test_requests_may_be_dicts_or_a_generator(server: WayGPTTestServer, tmp_path
         summary = waygpt.batch(client, (chat(f"g{i}") for i in range(5)), tmp_path / "o.jsonl")
         assert summary.succeeded == 5 and len(read_out(tmp_path / "o.jsonl")) == 5
         with pytest.raises(BatchInputError) as caught:
-            waygpt.batch(client, [chat("x"), {"custom_id": "y"}], tmp_path / "o2.jsonl")
+            waygpt.batch(client, [chat("x"), {"custom_id": "y"}, chat("z", when={1, 2})],
+                         tmp_path / "o2.jsonl")
     assert caught.value.problems[0].startswith("request 2: ")
+    assert caught.value.problems[1].startswith('request 3: "body" cannot be sent as JSON')
 
 
 def test_the_input_is_streamed_not_loaded(tmp_path: Path) -> None:
@@ -402,8 +404,9 @@ def test_rpm_keeps_a_throttled_project_free_of_429(
         attempts = Attempts()
         source = write_jsonl(tmp_path / "in.jsonl", [chat(f"r{i}") for i in range(7)])
         started = time.monotonic()
+        # max_retries=0: a 429 would be an error line at once (its Retry-After is minutes).
         summary = run_batch(driver, server, source, tmp_path / "out.jsonl", concurrency=8,
-                            rpm=5, client_options=attempts.hooks())
+                            rpm=5, max_retries=0, client_options=attempts.hooks())
         elapsed = time.monotonic() - started
     assert [status for _, status in attempts.answered] == [200] * 7
     assert summary.succeeded == 7 and summary.rate_limited == 0

@@ -77,6 +77,9 @@ _BACKOFF_MAX = 30.0
 # How often the driver looks at the stop event and redraws the progress.
 _TICK = 0.1
 _RETRIED_STATUSES = frozenset(DEFAULT_STATUS_FORCELIST)  # 429, 500, 502, 503, 504
+# What a request's call may raise as its outcome (a ValueError: the client's own checks of
+# the body); anything else (a hook's exception) stops the run.
+CALL_ERRORS = (WayGPTError, ValueError)
 _STATUS_CODES = {
     400: "bad_request", 401: "authentication_error", 403: "permission_denied",
     404: "not_found", 409: "conflict", 413: "request_too_large",
@@ -445,7 +448,7 @@ def _worker(run: _Run, finished: Callable[[], None]) -> None:
                 attempt += 1
                 try:
                     raw, error = call(**request.body), None
-                except (WayGPTError, ValueError) as exc:
+                except CALL_ERRORS as exc:
                     raw, error = None, exc
                 delay = run.settle(request, attempt, raw, error)
                 if delay is None:

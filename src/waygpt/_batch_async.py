@@ -9,9 +9,8 @@ import asyncio
 import time
 from typing import Any, Callable, Optional, Set
 
-from ._batch import _TICK, BatchSummary, _Run, _Stop
+from ._batch import _TICK, CALL_ERRORS, BatchSummary, _Run, _Stop
 from ._batch_files import BatchRequest
-from .errors import WayGPTError
 
 __all__ = ["run_batch"]
 
@@ -37,7 +36,7 @@ async def _one(run: _Run, request: BatchRequest, calling: Set[Any]) -> None:
             calling.add(task)
             try:
                 raw, error = await call(**request.body), None
-            except (WayGPTError, ValueError) as exc:
+            except CALL_ERRORS as exc:
                 raw, error = None, exc
             finally:
                 calling.discard(task)

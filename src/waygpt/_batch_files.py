@@ -146,7 +146,13 @@ class RequestSource:
     def __iter__(self) -> Iterator[Tuple[str, Union[BatchRequest, str]]]:
         if self._items is not None:
             for number, item in enumerate(self._items, start=1):
-                yield f"request {number}", _parsed(item)
+                parsed = _parsed(item)
+                if isinstance(parsed, BatchRequest):  # a line of a file is JSON already
+                    try:
+                        json.dumps(parsed.body)
+                    except (TypeError, ValueError) as exc:
+                        parsed = f'"body" cannot be sent as JSON: {exc}'
+                yield f"request {number}", parsed
             return
         assert self.path is not None
         with open(self.path, "rb") as handle:
