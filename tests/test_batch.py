@@ -523,10 +523,13 @@ def test_cancelling_the_async_batch_abandons_the_requests_and_cancels(
     source = write_jsonl(tmp_path / "in.jsonl", [chat(f"r{i}") for i in range(20)])
     out = tmp_path / "out.jsonl"
 
+    progress = io.StringIO()
+
     async def main() -> None:
         async with waygpt.AsyncWayGPTClient(api_url=server.url,
                                             project_key=server.project_key) as client:
-            task = asyncio.ensure_future(waygpt.batch(client, source, out, concurrency=3))
+            task = asyncio.ensure_future(waygpt.batch(client, source, out, concurrency=3,
+                                                      progress=progress))
             await asyncio.sleep(0.5)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -536,6 +539,9 @@ def test_cancelling_the_async_batch_abandons_the_requests_and_cancels(
             assert 0 < len(by_id(read_out(out))) == count < 20
 
     asyncio.run(main())
+    assert "batch stopped in " in progress.getvalue()  # the output closed, the summary shown
+    assert f"{len(read_out(out))} succeeded, 0 failed, {20 - len(read_out(out))} not run" in (
+        progress.getvalue())
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
