@@ -53,12 +53,20 @@ class BatchInputError(WayGPTError, ValueError):
     ``request 7: ...`` for requests given as dicts); ``message`` says how many there are.
     """
 
-    def __init__(self, message: str, problems: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        status_code: Optional[int] = None,
+        response: Any = None,
+        *,
+        problems: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> None:
         self.problems: List[str] = list(problems)
         text = message
         if self.problems:
             text += "\n" + "\n".join("  " + problem for problem in self.problems)
-        super().__init__(text)
+        super().__init__(text, status_code, response, **kwargs)
 
 
 class BatchRequest(NamedTuple):
@@ -210,7 +218,7 @@ def check_requests(source: RequestSource) -> Set[str]:
         raise BatchInputError(
             f"{count} problem{'s' if count > 1 else ''} in {source.name}{more}; "
             "nothing was sent:",
-            problems,
+            problems=problems,
         )
     return ids
 
