@@ -16,8 +16,6 @@ import os
 import sys
 from typing import List, Optional
 
-from urllib3.util.retry import Retry
-
 from waygpt import (
     APIConnectionError,
     APIStatusError,
@@ -29,6 +27,7 @@ from waygpt import (
     WayGPTClient,
     WayGPTError,
 )
+from waygpt.retry import default_retry
 
 
 def describe(exc: WayGPTError) -> str:
@@ -62,8 +61,7 @@ def demo() -> None:
     with WayGPTTestServer() as server:
         # backoff_factor=0: the demo does not sleep between attempts. The default policy
         # (max_retries=3) waits about 0.5-1 s, then 1-2 s, then 2-4 s.
-        quick = Retry(total=3, backoff_factor=0, status_forcelist=(429, 500, 502, 503, 504),
-                      allowed_methods=("GET", "POST", "PUT"), raise_on_status=False)
+        quick = default_retry(3, backoff_factor=0)
         client = WayGPTClient(api_url=server.url, project_key=server.project_key,
                               max_retries=quick)
 

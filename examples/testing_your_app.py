@@ -16,9 +16,8 @@ import os
 import sys
 from typing import Callable, Iterator, List, Optional
 
-from urllib3.util.retry import Retry
-
 from waygpt import APIConnectionError, InternalServerError, RateLimitError, WayGPTClient
+from waygpt.retry import default_retry
 from waygpt.testing import WayGPTTestServer
 
 FALLBACK = "(summary unavailable)"
@@ -48,16 +47,7 @@ def summarize_ticket(client: WayGPTClient, ticket: str) -> str:
 
 def make_client(server: WayGPTTestServer, retries: int = 3) -> WayGPTClient:
     """A client for the test server; backoff 0 so retried tests do not sleep."""
-    no_sleep = Retry(
-        total=retries,
-        connect=retries,
-        read=False,
-        status=retries,
-        backoff_factor=0,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=("GET", "POST", "PUT"),
-        raise_on_status=False,
-    )
+    no_sleep = default_retry(retries, backoff_factor=0)
     return WayGPTClient(
         api_url=server.url, project_key=server.project_key, max_retries=no_sleep, timeout=5
     )

@@ -67,20 +67,9 @@ def _no_sleep_retry() -> Any:
 
     ``respect_retry_after_header=False``: a test must not wait out a real rate-limit window.
     """
-    from urllib3.util.retry import Retry
+    from waygpt.retry import default_retry
 
-    return Retry(
-        total=3,
-        connect=3,
-        read=False,
-        status=3,
-        redirect=False,
-        backoff_factor=0,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=("GET", "POST", "PUT"),
-        raise_on_status=False,
-        respect_retry_after_header=False,
-    )
+    return default_retry(3, backoff_factor=0).new(respect_retry_after_header=False)
 
 
 def _client_options(server: WayGPTTestServer) -> Dict[str, Any]:

@@ -47,6 +47,13 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # LangChain's standard unit suite times the model's construction with pytest-benchmark
+    # (which langchain-tests brings): run once, as a test, not as a benchmark.
+    if hasattr(config.option, "benchmark_disable"):
+        config.option.benchmark_disable = True
+
+
 @pytest.fixture(autouse=True)
 def _clean_waygpt_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's own WAYGPT_* variables must not leak into the tests."""
@@ -81,20 +88,10 @@ def hmac_server() -> Iterator[WayGPTTestServer]:
 
 
 def fast_retry(total: int = 3) -> Any:
-    """A retry policy with the default status and method lists but no backoff sleep."""
-    from urllib3.util.retry import Retry
+    """The default retry policy without its backoff sleeps."""
+    from waygpt.retry import default_retry
 
-    return Retry(
-        total=total,
-        connect=total,
-        read=False,
-        status=total,
-        redirect=False,
-        backoff_factor=0,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=("GET", "POST", "PUT"),
-        raise_on_status=False,
-    )
+    return default_retry(total, backoff_factor=0)
 
 
 @pytest.fixture

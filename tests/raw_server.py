@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 from types import TracebackType
-from typing import Callable, List, Optional, Type
+from typing import Callable, List, Optional, Sequence, Tuple, Type
 
 Handler = Callable[[socket.socket, bytes], None]
 
@@ -36,6 +36,20 @@ def read_request(conn: socket.socket) -> bytes:
             break
         body += piece
     return head + b"\r\n\r\n" + body
+
+
+def fixed_answer(status: str, headers: Sequence[Tuple[str, str]], body: bytes = b"") -> Handler:
+    """A handler that answers every request with ``HTTP/1.1 <status>``, ``headers`` as given
+    (in their order, a name as many times as it is listed), then ``body`` with its
+    ``Content-Length``, and ``Connection: close``."""
+    lines = [f"HTTP/1.1 {status}", *(f"{name}: {value}" for name, value in headers)]
+    lines += [f"Content-Length: {len(body)}", "Connection: close"]
+    wire = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(wire)
+
+    return handler
 
 
 class RawServer:

@@ -48,7 +48,8 @@ RULES: List[Tuple[str, str]] = [
     ),
     (
         r"\n    The aiohttp session is made at the first call, in the running event loop: use the "
-        r"client\n    from one event loop, and close it there\.",
+        r"client\n    from one event loop, and close it there \(a call from another loop while "
+        r"that one still\n    runs raises ``ConfigurationError``\)\.",
         "",
     ),
     (

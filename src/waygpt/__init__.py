@@ -32,6 +32,7 @@ from .errors import (
     PermissionDeniedError,
     RateLimitError,
     StreamInterruptedError,
+    StructuredOutputError,
     UnprocessableEntityError,
     WayGPTError,
 )
@@ -48,14 +49,9 @@ if TYPE_CHECKING:
 # the async client needs asyncio (and aiohttp), the SSE parser and the stream result
 # dataclasses, the batch runner threads. The one-file build bundles the sync client only.
 _LAZY = {
-    "AsyncWayGPTClient": "_async_client",
-    "BatchInputError": "_batch",
-    "BatchSummary": "_batch",
-    "batch": "_batch",
-    "ChatStreamResult": "_chat_result",
-    "collect_chat_stream": "_chat_result",
-    "ServerSentEvent": "sse",
-    "SSEDecoder": "sse",
+    "AsyncWayGPTClient": "_async_client", "BatchInputError": "_batch", "BatchSummary": "_batch",
+    "batch": "_batch", "ChatStreamResult": "_chat_result", "collect_chat_stream": "_chat_result",
+    "ServerSentEvent": "sse", "SSEDecoder": "sse",
 }
 
 
@@ -68,40 +64,15 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
-    "DEFAULT_API_URL",
-    "APIConnectionError",
-    "APIResponseValidationError",
-    "APIStatusError",
-    "APITimeoutError",
-    "AsyncChatStream",
-    "AsyncWayGPTClient",
-    "AuthenticationError",
-    "BadRequestError",
-    "BatchInputError",
-    "BatchSummary",
-    "ChatStream",
-    "ChatStreamResult",
-    "ConfigurationError",
-    "ConflictError",
-    "HMACSigner",
-    "InternalServerError",
-    "MediaJobError",
-    "MediaJobFailedError",
-    "MediaJobTimeoutError",
-    "NotFoundError",
-    "PermissionDeniedError",
-    "RateLimitError",
-    "RawResponse",
-    "RequestView",
-    "ResponseView",
-    "SSEDecoder",
-    "ServerSentEvent",
-    "StreamInterruptedError",
-    "UnprocessableEntityError",
-    "WayGPTClient",
-    "WayGPTError",
-    "__version__",
-    "batch",
+    "DEFAULT_API_URL", "APIConnectionError", "APIResponseValidationError", "APIStatusError",
+    "APITimeoutError", "AsyncChatStream", "AsyncWayGPTClient", "AuthenticationError",
+    "BadRequestError", "BatchInputError", "BatchSummary", "ChatStream", "ChatStreamResult",
+    "ConfigurationError", "ConflictError", "HMACSigner", "InternalServerError", "MediaJobError",
+    "MediaJobFailedError", "MediaJobTimeoutError", "NotFoundError", "PermissionDeniedError",
+    "RateLimitError", "RawResponse", "RequestView", "ResponseView", "SSEDecoder",
+    "ServerSentEvent", "StreamInterruptedError", "StructuredOutputError",
+    "UnprocessableEntityError", "WayGPTClient", "WayGPTError", "__version__", "batch",
     "collect_chat_stream",
 ]

@@ -1,27 +1,15 @@
-"""Secrets out of the texts an error carries, in whatever form a server echoes them.
+"""Secrets out of what a server sends back, in the forms a server echoes them.
 
-An error answer may repeat what was sent: the project key, the HMAC secret, a JWT, a login
-password. A server seldom repeats a value exactly as it received it. JSON encoders escape it
-(PHP writes ``/`` as ``\\/``, .NET writes ``+`` as ``\\u002B``, most write non-ASCII as
-``\\uXXXX``, some escape every character); a form body or a URL is echoed percent-encoded,
-with hex digits in either case and ``+`` for a space; an HTML error page (a proxy's, a
-framework's debug page) writes ``&`` as ``&amp;`` and other characters as ``&#NNN;``; and
-these nest: a form body quoted in a JSON error, a JSON document inside a redirect URL, JSON
-inside JSON. Listing every form of every secret would not end, so the text is decoded
-instead: a view of it with one layer of escapes undone, then another, up to three layers,
-each view mapped back to the text, and the secrets are looked for in every view.
-
-Base64 is not undone. A secret inside base64 is written differently at each of its three
-possible offsets and its edges mix with the neighbouring bytes, so finding it would mean
-decoding every base64-looking run three ways; and no credential is sent base64-encoded (the
-SDK sends no Basic auth), so a server has no base64 of a secret to echo.
+An answer may repeat what a call sent (the project key, the HMAC secret, a JWT, a login
+password) as it is, inside a JSON string, or percent-encoded (a form body or a URL it quotes):
+each character of a secret is looked for in each of those forms, in any mix. The rules, and
+the forms not looked for, are in docs/errors-and-retries.md ("How an echoed secret is found").
 """
 
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
-from typing import Callable, Iterable, List, Optional, Pattern, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 _REDACTED = "[REDACTED]"
 # Shorter values are too common in ordinary text to be replaced safely.
@@ -29,170 +17,80 @@ _MIN_SECRET = 3
 # A secret at least this long is replaced wherever it occurs, even inside a longer word: no
 # word of a message is that long by chance. A shorter one only as a whole token.
 _ANYWHERE_SECRET = 12
-# Layers of escaping undone, one inside the other (a form body quoted in JSON is two).
-_DECODE_LAYERS = 3
 
-# A short secret that is one of these words (ignoring case) is taken, where it stands as a
-# word in a sentence, for the server's own word ("Invalid project key" when the key is
-# "key"): it is replaced only where it can only be a value (see _is_value). The words are
-# those servers write in errors about credentials; docs/errors-and-retries.md lists them.
-_MESSAGE_WORDS = frozenset(
-    (
-        "access", "already", "and", "api", "auth", "bad", "bearer", "cannot", "could",
-        "credential", "credentials", "denied", "email", "error", "expired", "failed",
-        "field", "for", "forbidden", "found", "header", "hmac", "incorrect", "invalid",
-        "jwt", "key", "login", "missing", "nonce", "not", "pass", "passwd", "password",
-        "project", "required", "secret", "signature", "the", "this", "token",
-        "unauthorized", "user", "username", "valid", "validate", "with", "wrong",
-        "для", "доступ", "запрещен", "запрещён", "или", "ключ", "логин", "найден",
-        "найдена", "неверная", "неверное", "неверный", "неправильный", "нет", "ошибка",
-        "пароль", "подпись", "пользователь", "почта", "проект", "секрет", "токен",
-    )
-)
+# A short secret that is one of these words (any case) is taken, where it stands in a sentence,
+# for the server's own word ("Invalid project key" when the key is "key"): it is replaced only
+# where it can only be a value (_Secret.accepts). docs/errors-and-retries.md lists them too.
+_MESSAGE_WORDS = frozenset((
+    "access", "already", "and", "api", "auth", "bad", "bearer", "cannot", "could", "credential",
+    "credentials", "denied", "email", "error", "expired", "failed", "field", "for", "forbidden",
+    "found", "header", "hmac", "incorrect", "invalid", "jwt", "key", "login", "missing", "nonce",
+    "not", "pass", "passwd", "password", "project", "required", "secret", "signature", "the",
+    "this", "token", "unauthorized", "user", "username", "valid", "validate", "with", "wrong",
+    "для", "доступ", "запрещен", "запрещён", "или", "ключ", "логин", "найден", "найдена",
+    "неверная", "неверное", "неверный", "неправильный", "нет", "ошибка", "пароль", "подпись",
+    "пользователь", "почта", "проект", "секрет", "токен",
+))
 # ASCII quotes and backticks, guillemets, and the typographic double and single quotes.
 _OPENING_QUOTES = frozenset("\"'`«\u201c\u201e\u2018")
 _CLOSING_QUOTES = frozenset("\"'`»\u201d\u201c\u2019")
-
-_SHORT_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-_ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
-_escapes: Optional[Pattern[str]] = None
-
-
-def _escape_pattern() -> Pattern[str]:
-    """The escapes one layer may hold; compiled on the first error, not at import."""
-    global _escapes
-    if _escapes is None:
-        _escapes = re.compile(
-            r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"  # a pair
-            r"|\\u([0-9a-fA-F]{4})"  # JSON, JavaScript, Python
-            r"|\\([\"'\\/bfnrt])"  # JSON's short escapes (and \' of JavaScript, Python)
-            r"|(?:%|\\x)([0-9a-fA-F]{2})"  # one byte: percent-encoding, \xHH of a repr
-            r"|&(?:#([0-9]{1,7})|#[xX]([0-9a-fA-F]{1,6})|(amp|lt|gt|quot|apos));"  # HTML
-        )
-    return _escapes
+# The characters JSON encoders write with a short escape.
+_JSON_SHORT = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f", "\n": "\\n",
+               "\r": "\\r", "\t": "\\t"}
+_SHORT_DECODED = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+# One character written in a form that is not itself (or a terminal colour code, which a log
+# line wraps around a value): what stands next to a short secret is judged decoded.
+_ESCAPE = r"\\u[0-9a-fA-F]{4}|%[0-9a-fA-F]{2}|\\[\"\\/bfnrt]|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
 
 
-class _Layer:
-    """A view of the text with one more layer of escapes undone.
-
-    Each decoded escape is one character at ``positions[k]`` of ``text`` that came from
-    ``starts[k]:ends[k]`` of the view below; everything between escapes is copied as is.
-    """
-
-    __slots__ = ("below", "ends", "positions", "starts", "text")
-
-    def __init__(self, text: str, below: Optional[_Layer]) -> None:
-        self.text = text
-        self.below = below
-        self.positions: List[int] = []
-        self.starts: List[int] = []
-        self.ends: List[int] = []
-
-    def decoded(self) -> Optional[_Layer]:
-        """The view with the next layer undone; None when this one holds no escape."""
-        text = self.text
-        layer = _Layer("", self)
-        pieces: List[str] = []
-        size = 0  # characters in pieces so far
-        copied = 0  # text[:copied] is in pieces
-        octets: List[Tuple[int, int, int]] = []  # pending bytes: (value, start, end)
-        for match in _escape_pattern().finditer(text):
-            start, end = match.span()
-            if octets and octets[-1][2] != start:
-                size = layer._add_octets(octets, pieces, size)
-            if match.group(5) is not None:  # a byte: UTF-8 sequences span several
-                pieces.append(text[copied:start])
-                size += start - copied
-                copied = end
-                octets.append((int(match.group(5), 16), start, end))
-                continue
-            char = _escaped_char(match)
-            if char is None:  # "&#0;", "&#x110000;": not a character, left as text
-                continue
-            if octets:
-                size = layer._add_octets(octets, pieces, size)
-            pieces.append(text[copied:start])
-            size += start - copied
-            copied = end
-            layer._add(char, start, end, pieces, size)
-            size += 1
-        if octets:
-            size = layer._add_octets(octets, pieces, size)
-        if not layer.positions:
-            return None
-        pieces.append(text[copied:])
-        layer.text = "".join(pieces)
-        return layer
-
-    def _add(self, char: str, start: int, end: int, pieces: List[str], size: int) -> None:
-        pieces.append(char)
-        self.positions.append(size)
-        self.starts.append(start)
-        self.ends.append(end)
-
-    def _add_octets(
-        self, octets: List[Tuple[int, int, int]], pieces: List[str], size: int
-    ) -> int:
-        """Adds adjacent bytes as UTF-8 where they are, else as Latin-1 (``%E9`` is é)."""
-        index = 0
-        while index < len(octets):
-            lead = octets[index][0]
-            length = 2 if 0xC2 <= lead <= 0xDF else 3 if 0xE0 <= lead <= 0xEF else (
-                4 if 0xF0 <= lead <= 0xF4 else 1
-            )
-            group = octets[index : index + length]
-            char = chr(lead)
-            if length > 1 and len(group) == length:
-                try:
-                    char = bytes(value for value, _, _ in group).decode("utf-8")
-                except UnicodeDecodeError:
-                    group = group[:1]
-            else:
-                group = group[:1]
-            self._add(char, group[0][1], group[-1][2], pieces, size)
-            size += 1
-            index += len(group)
-        octets.clear()
-        return size
-
-    def span_below(self, start: int, end: int) -> Tuple[int, int]:
-        """Where ``text[start:end]`` came from in the view below."""
-        return self._source(start)[0], self._source(end - 1)[1]
-
-    def _source(self, index: int) -> Tuple[int, int]:
-        k = bisect_right(self.positions, index) - 1
-        if k < 0:
-            return index, index + 1
-        position = self.positions[k]
-        if position == index:
-            return self.starts[k], self.ends[k]
-        source = self.ends[k] + (index - position - 1)
-        return source, source + 1
+def _hex(value: int, digits: int) -> str:
+    """``value`` as a pattern of hex digits, each letter in either case."""
+    return "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in f"{value:0{digits}x}")
 
 
-def _escaped_char(match: re.Match[str]) -> Optional[str]:
-    high, low, unit, short, _, decimal, hexadecimal, entity = match.groups()
-    if high is not None:
-        point = 0x10000 + ((int(high, 16) - 0xD800) << 10) + (int(low, 16) - 0xDC00)
-        return chr(point)
-    if unit is not None:
-        return chr(int(unit, 16))
-    if short is not None:
-        return _SHORT_ESCAPES.get(short, short)
-    if entity is not None:
-        return _ENTITIES[entity]
-    point = int(decimal, 10) if decimal is not None else int(hexadecimal, 16)
-    return chr(point) if 0 < point <= 0x10FFFF else None
+def _character(char: str) -> str:
+    """The pattern of one character of a secret, in each form a server may write it."""
+    units = char.encode("utf-16-be", "surrogatepass")
+    forms = [
+        re.escape(char),
+        "".join(r"\\u" + _hex(units[i] << 8 | units[i + 1], 4) for i in range(0, len(units), 2)),
+        "".join("%" + _hex(byte, 2) for byte in char.encode("utf-8", "surrogatepass")),
+    ]
+    if char in _JSON_SHORT:
+        forms.append(re.escape(_JSON_SHORT[char]))
+    if char == " ":
+        forms.append(r"\+")
+    return "(?:" + "|".join(forms) + ")"
+
+
+def _decoded(escape: str) -> str:
+    """The character an escape (as ``_ESCAPE`` matches it) stands for; "" for a colour code."""
+    if escape.startswith("\\u"):
+        return chr(int(escape[2:], 16))
+    if escape.startswith("%"):
+        return chr(int(escape[1:], 16))
+    if escape.startswith("\\"):
+        return _SHORT_DECODED.get(escape[1], escape[1])
+    return ""  # a colour code stands for no character: a boundary
+
+
+def _neighbours(text: str, start: int, end: int) -> Tuple[str, str]:
+    """The characters before and after ``text[start:end]``, decoded ("" at an edge)."""
+    # (Compiled when first used, and then found in re's cache: `import waygpt` need not pay.)
+    found = re.compile(f"(?:{_ESCAPE})\\Z").search(text, max(0, start - 16), start)
+    before = _decoded(found.group()) if found else text[start - 1 : start]
+    found = re.compile(_ESCAPE).match(text, end)
+    after = _decoded(found.group()) if found else text[end : end + 1]
+    return before, after
 
 
 class _Secret:
-    """One secret as it is looked for: the texts to find and how much of a match counts."""
+    """One secret as it is looked for: its pattern, and how much of a match counts."""
 
-    __slots__ = ("left_word", "needles", "right_word", "short", "word")
+    __slots__ = ("left_word", "pattern", "right_word", "short", "word")
 
     def __init__(self, secret: str) -> None:
-        # A space may be echoed as "+" (form encoding); "%20" is undone with the escapes.
-        self.needles = tuple({secret, secret.replace(" ", "+")})
+        self.pattern = re.compile("".join(_character(char) for char in secret))
         self.short = len(secret) < _ANYWHERE_SECRET
         # A secret that starts (ends) with a letter or digit is a whole token only where no
         # letter or digit comes before (after) it; one that starts with "!" has that edge.
@@ -200,15 +98,11 @@ class _Secret:
         self.right_word = secret[-1].isalnum()
         self.word = self.short and secret.casefold() in _MESSAGE_WORDS
 
-    def accepts(self, text: str, start: int, end: int, bounds: Tuple[int, int]) -> bool:
-        """Whether the occurrence at ``text[start:end]`` is this secret and not a word.
-
-        ``bounds``: where the text starts and ends once stripped of surrounding spaces.
-        """
+    def accepts(self, text: str, start: int, end: int) -> bool:
+        """Whether the occurrence at ``text[start:end]`` is this secret and not a word."""
         if not self.short:
             return True
-        before = text[start - 1] if start > 0 else ""
-        after = text[end] if end < len(text) else ""
+        before, after = _neighbours(text, start, end)
         if (self.left_word and before.isalnum()) or (self.right_word and after.isalnum()):
             return False  # inside a longer word: "rre" in "Incorrect"
         if not self.word:
@@ -216,66 +110,45 @@ class _Secret:
         # A word of the messages is a value where it is the whole text (a JSON string, a
         # header), quoted, or after "=" (a form or a query echoed: password=password).
         quoted = before in _OPENING_QUOTES and after in _CLOSING_QUOTES
-        return quoted or before == "=" or (start, end) == bounds
+        whole = not text[:start].strip() and not text[end:].strip()
+        return quoted or before == "=" or whole
 
 
 class Redactor:
     """Replaces every secret in a text by ``[REDACTED]``, in every form a server echoes it.
+    Its patterns are compiled on first use: most calls never need them."""
 
-    A secret of 12 characters or more is replaced wherever it occurs; a shorter one only as
-    a whole token, and one that is a common word of error messages only where it stands as a
-    value (docs/errors-and-retries.md has the rules); one under 3 characters never.
-    Made when an error (or an event hook's view of the headers) first needs one; the client
-    keeps it for its next calls with the same secrets.
-    """
-
-    __slots__ = ("_in_marker", "_secrets")
+    __slots__ = ("_needles", "_secrets", "_unique")
 
     def __init__(self, secrets: Iterable[Optional[str]]) -> None:
         unique = {secret for secret in secrets if secret and len(secret) >= _MIN_SECRET}
-        # Longest first, so that a secret containing another is replaced whole.
-        self._secrets = [_Secret(secret) for secret in sorted(unique, key=len, reverse=True)]
-        # A text is often redacted twice (a field, then the message made of it): a secret
-        # such as "RED" must not be found again inside the marker put in its place.
-        self._in_marker = any(secret in _REDACTED for secret in unique)
+        self._unique = sorted(unique, key=len, reverse=True)
+        # What a text must hold for any secret to be in it: an escape, or a secret as it is.
+        self._needles = ("\\", "%", *unique, *(s.replace(" ", "+") for s in unique if " " in s))
+        self._secrets: Optional[List[_Secret]] = None
 
     def __call__(self, text: str) -> str:
-        if not self._secrets or len(text) < _MIN_SECRET:
+        if not self._unique or not any(needle in text for needle in self._needles):
             return text
-        if "\\" not in text and "%" not in text and "&" not in text and not any(
-            needle in text for secret in self._secrets for needle in secret.needles
-        ):
-            return text  # no escape to undo and no secret as it is: nothing to find
-        spans: List[Tuple[int, int]] = []
-        layer: Optional[_Layer] = _Layer(text, None)
-        for _ in range(_DECODE_LAYERS + 1):
-            if layer is None:
-                break
-            spans += self._find(layer)
-            layer = layer.decoded()
-        return _replace(text, spans) if spans else text
-
-    def _find(self, layer: _Layer) -> List[Tuple[int, int]]:
-        """The spans, in the original text, of the secrets found in ``layer``."""
-        text = layer.text
-        bounds = (len(text) - len(text.lstrip()), len(text.rstrip()))
-        markers = _marker_starts(text) if self._in_marker else []
-        found: List[Tuple[int, int]] = []
+        if self._secrets is None:
+            self._secrets = [_Secret(secret) for secret in self._unique]
+        # The markers of an earlier redaction (a text is often redacted twice: a field, then a
+        # message) count as spans: a secret such as "RED" found in one merges into it.
+        spans = [found.span() for found in re.finditer(re.escape(_REDACTED), text)]
+        marked = len(spans)
         for secret in self._secrets:
-            for needle in secret.needles:
-                start = text.find(needle)
-                while start >= 0:
-                    end = start + len(needle)
-                    if not _in_marker(markers, start, end) and secret.accepts(
-                        text, start, end, bounds
-                    ):
-                        found.append(_span_in_original(layer, start, end))
-                    start = text.find(needle, start + 1)
-        return found
+            found = secret.pattern.search(text)
+            while found is not None:
+                start, end = found.span()
+                if secret.accepts(text, start, end):
+                    spans.append((start, end))
+                found = secret.pattern.search(text, start + 1)
+        return _replace(text, spans) if len(spans) > marked else text
 
 
 class LazyRedactor:
-    """The :class:`Redactor` that ``make`` gives, asked for on its first use."""
+    """The :class:`Redactor` that ``make`` gives, asked for on its first use: a call's
+    secrets are known once its request is built, after its span was started."""
 
     __slots__ = ("_make", "_redactor")
 
@@ -289,41 +162,13 @@ class LazyRedactor:
         return self._redactor(text)
 
 
-def _marker_starts(text: str) -> List[int]:
-    starts: List[int] = []
-    start = text.find(_REDACTED)
-    while start >= 0:
-        starts.append(start)
-        start = text.find(_REDACTED, start + 1)
-    return starts
-
-
-def _in_marker(starts: List[int], start: int, end: int) -> bool:
-    """Whether ``start:end`` lies inside one of the markers that begin at ``starts``."""
-    k = bisect_right(starts, start) - 1
-    return k >= 0 and end <= starts[k] + len(_REDACTED)
-
-
-def _span_in_original(layer: _Layer, start: int, end: int) -> Tuple[int, int]:
-    below = layer.below
-    while below is not None:
-        start, end = layer.span_below(start, end)
-        layer, below = below, below.below
-    return start, end
-
-
 def _replace(text: str, spans: List[Tuple[int, int]]) -> str:
     """``text`` with each span, overlapping ones merged, replaced by ``[REDACTED]``."""
     pieces: List[str] = []
-    copied = 0
-    merged_start, merged_end = -1, -1
+    copied = 0  # where the text not yet copied (nor replaced) starts
     for start, end in sorted(spans):
-        if start < merged_end:  # overlaps the span being merged
-            merged_end = max(merged_end, end)
-            continue
-        if merged_end >= 0:
-            pieces += (text[copied:merged_start], _REDACTED)
-            copied = merged_end
-        merged_start, merged_end = start, end
-    pieces += (text[copied:merged_start], _REDACTED, text[merged_end:])
+        if start >= copied:  # (else it overlaps the span replaced last: merged into it)
+            pieces += (text[copied:start], _REDACTED)
+        copied = max(copied, end)
+    pieces.append(text[copied:])
     return "".join(pieces)

@@ -1,51 +1,32 @@
-"""Streamed chat completions: SSE events in, chunk dicts out, the connection always released.
+"""Streamed chat completions: chunk dicts out, the connection always released.
 
 A :class:`ChatStream` is what ``chat_completions(stream=True)`` returns (an
-:class:`AsyncChatStream` on the async client). Iterate it for chunk dicts, as with the
-reference client; use it as a context manager (or call ``close()``) to release the
-connection early. The read timeout bounds each wait for bytes and each wait for a complete
-line, so a server that keeps the stream open but sends nothing raises ``APITimeoutError``.
-
-Nothing here knows an HTTP library: :class:`ChatEventParser` turns body bytes into chunk dicts
-for both streams, and each stream reads its bytes from the *answer* its transport built
-(:class:`Answer`, :class:`AsyncAnswer`), through the same ``read`` the pipeline uses.
+:class:`AsyncChatStream` on the async client). Both run the same steps
+(``_stream_loop.stream_steps``), the sync one with blocking calls, the async one with
+``await``, on the *answer* their transport built; nothing here knows an HTTP library.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from types import TracebackType
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Generator,
-    Iterable,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Protocol,
-    Tuple,
-    Type,
-    Union,
-)
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, List, Mapping, Optional, Type
 
-from ._body import ContentDecoder
+from ._chat_events import ChatEventParser
+from ._stream_loop import (
+    DRAIN,
+    READ,
+    RESTART,
+    Restart,
+    StreamState,
+    StreamSteps,
+    stream_steps,
+)
 from .errors import (
-    APIConnectionError,
-    APIResponseValidationError,
-    APITimeoutError,
-    StreamInterruptedError,
     TransportFailure,
     WayGPTError,
-    error_class_for_status,
     forget_internal_locals,
-    parse_json,
     redact_error,
     request_id_of,
-    scrub_value,
 )
 
 __all__ = ["AsyncChatStream", "ChatStream"]
@@ -54,618 +35,23 @@ if TYPE_CHECKING:
     from ._chat_result import ChatStreamResult
     from .types import ChatCompletionChunk
 
-_STREAM_DONE = "[DONE]"
-_STREAM_MESSAGE_LIMIT = 500
-_STREAM_JSON_SCAN: Optional[Callable[[str, int], Tuple[Any, int]]] = getattr(
-    json.JSONDecoder(), "scan_once", None
-)
-_NOT_JSON: Any = object()
 
-
-def _stream_short(text: str) -> str:
-    """``text`` stripped and cut to the message bound (its secrets replaced before)."""
-    text = text.strip()
-    if len(text) <= _STREAM_MESSAGE_LIMIT:
-        return text
-    return text[: _STREAM_MESSAGE_LIMIT - 3] + "..."
-
-
-def _stream_status(fields: Any) -> Optional[int]:
-    """An HTTP-like error status (400-599) among an error object's fields, if any."""
-    if not isinstance(fields, dict):
-        return None
-    for key in ("status", "status_code", "code", "http_status"):
-        value = fields.get(key)
-        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 4:
-            value = int(value)
-        elif isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
-            return value
-    return None
-
-
-def stream_error(payload: Any, redact: Optional[Callable[[str], str]] = None) -> WayGPTError:
-    """The typed error for an ``error`` object sent inside the stream.
-
-    An HTTP-like ``code``/``status`` (429, 503, ...) picks the matching class; without one it
-    is a plain ``WayGPTError``. The payload is kept as the error's ``response``. ``redact``
-    replaces secrets in the payload before the message is taken from it and cut.
-    """
-    if redact is not None:
-        payload = scrub_value(payload, redact)
-    error = payload
-    if isinstance(payload, dict) and payload.get("error") is not None:
-        error = payload["error"]  # else an `event: error` whose data is the error itself
-    message = "error in stream"
-    if isinstance(error, dict):
-        for key in ("message", "detail", "msg", "type"):
-            if error.get(key):
-                value = error[key]
-                message = value if isinstance(value, str) else json.dumps(value)
-                break
-    elif isinstance(error, str) and error:
-        message = error
-    elif error is not None and error is not True:
-        message = json.dumps(error)
-    if redact is not None:  # the message may be new text (JSON of a field): redacted too
-        message = redact(message)
-    message = _stream_short(message) or "error in stream"
-    # The status: in the error object, else beside it ({"error": "...", "status": 429}).
-    code = _stream_status(error)
-    if code is None and error is not payload:
-        code = _stream_status(payload)
-    if code is not None:
-        return error_class_for_status(code)(message, code, payload)
-    return WayGPTError(message, None, payload)
-
-
-def _stream_json(text: str) -> Any:
-    """``json.loads(text)``, through the C scanner directly when the text is one bare value.
-
-    The event data of a chat stream is one compact JSON object, which the scanner reads in a
-    single call; ``json.loads`` adds three Python-level calls and two regex matches per event.
-    Anything else (surrounding whitespace, trailing garbage, errors) goes to ``json.loads``,
-    so the result and the errors are exactly those of ``json.loads``.
-    """
-    scan = _STREAM_JSON_SCAN
-    if scan is not None:
-        try:
-            value, end = scan(text, 0)
-        except (StopIteration, ValueError):
-            pass
-        else:
-            if end == len(text):
-                return value
-    return json.loads(text)
-
-
-def stream_kind(headers: Mapping[str, str]) -> str:
-    """What a successful answer to a stream request holds: "sse", "json" or "other"."""
-    content_type = str(headers.get("content-type", "")).lower()
-    if "event-stream" in content_type:
-        return "sse"
-    if "json" in content_type:
-        return "json"
-    return "other"
-
-
-def not_a_stream_error(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    redact: Optional[Callable[[str], str]] = None,
-) -> WayGPTError:
-    """The error for a successful answer that is not an event stream.
-
-    A JSON body holding an ``error`` object raises that error (a gateway that refuses the
-    stream before starting it); anything else (a proxy's HTML login page, a plain JSON
-    answer) is an ``APIResponseValidationError`` rather than an empty stream. ``redact``
-    replaces secrets in what the error keeps, before anything is cut.
-    """
-    content_type = str(headers.get("content-type", "")) or "no Content-Type"
-    if stream_kind(headers) != "json":
-        if redact is not None:
-            content_type = redact(content_type)
-        return APIResponseValidationError(
-            f"expected an event stream (text/event-stream), got {content_type[:100]!r}", status
-        )
-    _, payload = parse_json(body)
-    if isinstance(payload, dict) and payload.get("error") is not None:
-        return stream_error(payload, redact)
-    return APIResponseValidationError(
-        "expected an event stream, got a JSON answer "
-        "(does the server support stream=true for this request?)",
-        status,
-        payload if redact is None else scrub_value(payload, redact),
-    )
-
-
-def stream_data_error(
-    text: str, payload: Any, status: int, redact: Optional[Callable[[str], str]] = None
-) -> APIResponseValidationError:
-    """The error for a stream event whose data is not a JSON object.
-
-    ``payload`` is the data's JSON value, or ``_NOT_JSON``. The data is quoted in the
-    message, its secrets replaced before it is cut.
-    """
-    what = "JSON" if payload is _NOT_JSON else "a JSON object"
-    value = None if payload is _NOT_JSON else payload
-    if redact is not None:
-        text = redact(text)
-        value = scrub_value(value, redact)
-    return APIResponseValidationError(f"stream event is not {what}: {text[:200]!r}", status, value)
-
-
-class ChatEventParser:
-    """The body of a chat stream in, chunk dicts out; shared by the sync and async streams.
-
-    ``push`` raw body bytes (decoded here when the body has a ``Content-Encoding``), then
-    ``pull`` the chunks they complete, a bounded batch at a time, until it returns ``[]``:
-    a few KiB of gzip can inflate to millions of tiny events, and holding all their dicts at
-    once would take hundreds of MB. ``done`` turns true at ``data: [DONE]``. When the bytes
-    also hold a failure (an in-stream error, data that is not a JSON object, a line or event
-    over the size cap), the chunks before it are returned first and ``check()``, called after
-    they have been handed out, raises it. ``line_ended()`` tells whether a complete line (an
-    event, a keep-alive comment) arrived since it was last asked.
-    """
-
-    __slots__ = (
-        "_decoder", "_error", "_line_ended", "_raw", "_redact", "_sse", "_status", "done",
-    )
+class _StreamBase:
+    """What both streams show of their answer (status, headers, request id, ``closed``), and
+    what an error is given before it leaves a stream."""
 
     def __init__(
         self,
-        status: int,
-        content_encoding: Optional[str],
-        redact: Optional[Callable[[str], str]] = None,
+        answer: Any,
+        parser: ChatEventParser,
+        read_timeout: float,
+        redact: Callable[[str], str],
+        restart: Restart,
     ) -> None:
-        # Imported here: the SSE module (and its dataclasses) is needed by streams only.
-        from .sse import SSEDecoder
-
-        self._status = status
-        self._redact = redact  # secrets out of an error's texts before they are cut
-        self._sse = SSEDecoder().feed
-        decoder = ContentDecoder(content_encoding, status)
-        self._decoder: Optional[ContentDecoder] = None if decoder.identity else decoder
-        self._raw = b""  # identity bytes pushed and not parsed yet
-        self._error: Optional[WayGPTError] = None
-        self._line_ended = False
-        self.done = False
-
-    def push(self, block: bytes) -> None:
-        """Take the next raw bytes of the body; ``pull`` then returns their chunks."""
-        if self._decoder is None:
-            self._raw = self._raw + block if self._raw else block
-        else:
-            self._decoder.push(block)
-
-    def pull(self) -> List[ChatCompletionChunk]:
-        """The chunks of the next bounded piece of what was pushed; ``[]`` once all is read.
-
-        An identity body is parsed as it was pushed (one transport read, at most 64 KiB); an
-        encoded one is inflated 64 KiB at a time, until a piece completes some chunks.
-        """
-        out: List[ChatCompletionChunk] = []
-        if self.done or self._error is not None:
-            return out
-        try:
-            decoder = self._decoder
-            if decoder is None:
-                block, self._raw = self._raw, b""
-                if block:
-                    self._chunks(block, out)
-                return out
-            while not out and not self.done:
-                piece = decoder.pull()  # bounded: a compressed bomb never expands at once
-                if not piece:
-                    break
-                self._chunks(piece, out)
-        except WayGPTError as error:
-            if error.status_code is None and isinstance(error, APIResponseValidationError):
-                error.status_code = self._status  # the decoder's cap knows no status
-            self._error = error
-        return out
-
-    def line_ended(self) -> bool:
-        """True when a complete line arrived since the last call."""
-        ended, self._line_ended = self._line_ended, False
-        return ended
-
-    def take_error(self) -> Optional[WayGPTError]:
-        """The failure met after the chunks that ``pull`` returned, if any (then ``done``)."""
-        error, self._error = self._error, None
-        if error is not None:
-            self.done = True
-        return error
-
-    def check(self) -> None:
-        """Raise the failure met after the chunks that ``pull`` returned, if any."""
-        error = self.take_error()
-        if error is not None:
-            raise error
-
-    def end(self) -> None:
-        """The body ended (without ``[DONE]``): a compressed body must be complete."""
-        if self._decoder is not None and not self.done:
-            self._decoder.finish()
-
-    def _chunks(self, data: bytes, out: List[ChatCompletionChunk]) -> None:
-        parse = _stream_json
-        events = self._sse(data)
-        if events or b"\n" in data or b"\r" in data:
-            self._line_ended = True
-        for event in events:
-            text = event.data
-            if text == _STREAM_DONE:
-                self.done = True
-                return
-            kind = event.event
-            try:
-                payload = parse(text)
-            except (ValueError, RecursionError):
-                payload = _NOT_JSON
-            if type(payload) is dict:
-                error = payload.get("error")
-                if (error is not None and error is not False) or kind == "error":
-                    raise stream_error(payload, self._redact)
-                out.append(payload)  # type: ignore[arg-type] # a chunk is a JSON object
-            elif kind == "error":
-                raise stream_error(text if payload is _NOT_JSON else payload, self._redact)
-            elif kind == "message":
-                raise stream_data_error(text, payload, self._status, self._redact)
-            # else: an event of another type (a ping ...) is skipped
-
-
-class Answer(Protocol):
-    """What a :class:`ChatStream` reads its body from: the requests transport's answer."""
-
-    @property
-    def response(self) -> Any:
-        """The HTTP library's response."""
-
-    @property
-    def status(self) -> int: ...
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    def read(self) -> bytes:
-        """The next raw bytes, as soon as some arrive; b"" at the end. Raises TransportFailure."""
-
-    def finished(self) -> None:
-        """The body was read to its end: the connection may be reused."""
-
-    def drain(self) -> None:
-        """After ``[DONE]``: read the rest of the body within small bounds, then release."""
-
-    def interrupt(self) -> None:
-        """Wake a read blocked in another thread."""
-
-    def close(self) -> None:
-        """Release the connection (closed unless the body was read to its end)."""
-
-
-class AsyncAnswer(Protocol):
-    """What an :class:`AsyncChatStream` reads its body from: the aiohttp transport's answer."""
-
-    @property
-    def response(self) -> Any:
-        """The HTTP library's response."""
-
-    @property
-    def status(self) -> int: ...
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    async def read(self) -> bytes:
-        """The next raw bytes, as soon as some arrive; b"" at the end. Raises TransportFailure."""
-
-    async def drain(self) -> None:
-        """After ``[DONE]``: wait a little for the end of the body, so it can be reused."""
-
-    def close(self) -> None:
-        """Release the connection (back to the pool when the body was read to its end)."""
-
-
-class _StreamState:
-    """What a ChatStream shares with its generator (never the ChatStream itself): the answer
-    being read (a new one when the stream starts again), whether ``close()`` was called, and
-    the call's trace span, if any."""
-
-    __slots__ = ("answer", "closing", "span")
-
-    def __init__(self, answer: Any, span: Any) -> None:
-        self.answer = answer
-        self.closing = False  # close() was called: a failing read then ends the stream quietly
-        self.span = span  # ended once, however the stream ends
-
-    def handed_out(self, chunks: List[ChatCompletionChunk]) -> Iterable[ChatCompletionChunk]:
-        """``chunks``, each seen by the trace span as it is handed out."""
-        span = self.span
-        return chunks if span is None else _each_seen(span, chunks)
-
-    def end_span(self, error: Optional[BaseException] = None) -> None:
-        """The stream ended: by ``error``, or (None) read to its end, closed or dropped."""
-        span = self.span
-        if span is not None and not span.ended:
-            if error is None or isinstance(error, GeneratorExit):
-                span.end()
-            else:
-                span.fail(error)
-
-
-def _each_seen(span: Any, chunks: List[ChatCompletionChunk]) -> Iterator[ChatCompletionChunk]:
-    for chunk in chunks:
-        span.chunk(chunk)
-        yield chunk
-
-
-class Restart(Protocol):
-    """How a stream that failed before its first content starts again (``_core.StreamRestart``)."""
-
-    transport: Any
-    deadline: Any
-    state: Any  # the call's CallState: its attempts, id and span
-
-    def delay(self, error: WayGPTError) -> Optional[float]:
-        """Seconds to wait before starting again after ``error``; None to raise it."""
-
-    def steps(self) -> Any:
-        """The pipeline of the next attempt, for ``transport.run``."""
-
-
-def stream_failure_error(failure: TransportFailure) -> WayGPTError:
-    """The typed error for a stream's connection failing after its headers (both streams)."""
-    if failure.timed_out:
-        return APITimeoutError("stream read timed out: no data within the read timeout")
-    return failure.to_error("stream interrupted: ")
-
-
-# Content-less chunks (a role, an empty delta) held back before the first content, at most:
-# past this many, they are handed out and the stream is no longer started again.
-_HELD_LIMIT = 64
-# The partial answer kept for an error keeps at most this much text (characters).
-_PARTIAL_TEXT_LIMIT = 16 * 1024 * 1024
-_PARTS_PER_BLOCK = 4096
-
-
-def _has_content(chunk: Any) -> bool:
-    """Whether a chunk carries some of the answer: any delta field but its role."""
-    choices = chunk.get("choices")
-    if not isinstance(choices, list):
-        return False
-    for choice in choices:
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if isinstance(delta, dict) and any(v for k, v in delta.items() if k != "role"):
-            return True
-    return False
-
-
-class Delivery:
-    """Which chunks a stream hands to its caller, and what they add up to (both streams).
-
-    Before the first chunk with content, chunks are held back: a stream that fails then can
-    start again without repeating them. From the first content on, every chunk is handed
-    out once, and its text kept (up to 16 M characters) for the ``partial`` answer of an
-    error, since the stream is then never started again.
-    """
-
-    __slots__ = ("_blocks", "_held", "_parts", "_size", "chunks", "content", "id", "model",
-                 "role")
-
-    def __init__(self) -> None:
-        self._held: List[ChatCompletionChunk] = []
-        self._parts: List[str] = []
-        self._blocks: List[str] = []
-        self._size = 0
-        self.chunks = 0
-        self.content = False  # a chunk with content was handed out
-        self.id: Optional[str] = None
-        self.model: Optional[str] = None
-        self.role = "assistant"
-
-    def release(self, chunks: List[ChatCompletionChunk]) -> List[ChatCompletionChunk]:
-        """The chunks of a parsed batch to hand out now (none while all lack content)."""
-        if not self.content:
-            chunks = self._gate(chunks)
-            if not chunks:
-                return chunks
-        self.chunks += len(chunks)
-        parts = self._parts
-        for chunk in chunks:
-            try:
-                choice: Any = chunk["choices"][0]
-                content = choice["delta"]["content"]
-            except (KeyError, IndexError, TypeError):
-                continue
-            if type(content) is str and not choice.get("index"):
-                parts.append(content)
-        if len(parts) >= _PARTS_PER_BLOCK:
-            self._compact()
-        return chunks
-
-    def flush(self) -> List[ChatCompletionChunk]:
-        """At the stream's clean end: the chunks still held (it had no content at all)."""
-        held, self._held = self._held, []
-        if held:
-            self._note_first(held)
-            self.chunks += len(held)
-        return held
-
-    def drop_held(self) -> None:
-        """The stream starts again: what it held will come again."""
-        self._held = []
-
-    def failed(self, error: WayGPTError) -> WayGPTError:
-        """The error to raise for ``error`` once content was handed out: with ``partial``.
-
-        A dropped connection becomes a :class:`StreamInterruptedError`; any other error
-        (a timeout, an in-stream error) keeps its type and gets ``partial`` as well.
-        """
-        partial = self.partial()
-        if type(error) is APIConnectionError:
-            error = StreamInterruptedError(
-                f"{error.message} (after {self.chunks} chunks: the answer is incomplete, "
-                "and was not retried; .partial holds what arrived)",
-                partial=partial,
-            )
-        error.partial = partial
-        return error
-
-    def partial(self) -> ChatStreamResult:
-        """What was handed out, gathered; ``finish_reason`` and ``usage`` stay None."""
-        from ._chat_result import ChatStreamResult
-
-        self._compact()
-        return ChatStreamResult(
-            text="".join(self._blocks), model=self.model, id=self.id, chunks=self.chunks,
-            role=self.role,
-        )
-
-    def _gate(self, chunks: List[ChatCompletionChunk]) -> List[ChatCompletionChunk]:
-        held = self._held
-        for index, chunk in enumerate(chunks):
-            if _has_content(chunk) or len(held) >= _HELD_LIMIT:
-                self.content = True
-                out = held + chunks[index:]
-                self._held = []
-                self._note_first(out)
-                return out
-            held.append(chunk)
-        return []
-
-    def _note_first(self, chunks: List[ChatCompletionChunk]) -> None:
-        """The id, model and role, from the first chunks that say them."""
-        for chunk in chunks:
-            if self.id is None and isinstance(chunk.get("id"), str):
-                self.id = chunk["id"]
-            if self.model is None and isinstance(chunk.get("model"), str):
-                self.model = chunk["model"]
-            for choice in chunk.get("choices") or ():
-                delta = choice.get("delta") if isinstance(choice, dict) else None
-                if isinstance(delta, dict) and isinstance(delta.get("role"), str):
-                    self.role = delta["role"] or self.role
-
-    def _compact(self) -> None:
-        if not self._parts:
-            return
-        block = "".join(self._parts)
-        self._parts = []
-        if self._size < _PARTIAL_TEXT_LIMIT:
-            block = block[: _PARTIAL_TEXT_LIMIT - self._size]
-            self._blocks.append(block)
-            self._size += len(block)
-
-
-class LineWait:
-    """How long a stream has been waiting for its next complete line (both streams).
-
-    The read timeout bounds each wait for bytes; this bounds the wait for a *line*, so that a
-    server trickling a byte now and then into a line that never ends cannot hold a stream
-    for ever. Only time spent reading counts: the caller's own time between two chunks
-    never makes a stream time out.
-    """
-
-    __slots__ = ("_since", "_timeout")
-
-    def __init__(self, timeout: float) -> None:
-        self._timeout = timeout
-        self._since: Optional[float] = None
-
-    def reset(self) -> None:
-        """The stream starts again on a new answer: no wait is on."""
-        self._since = None
-
-    def reading(self) -> None:
-        """A read begins: the wait starts now, unless it is still on from an earlier read."""
-        if self._since is None:
-            self._since = time.monotonic()
-
-    def overdue(self, parser: ChatEventParser) -> Optional[APITimeoutError]:
-        """After the bytes read were parsed: the error when no line ended for too long."""
-        if parser.line_ended() or self._since is None:
-            self._since = None
-            return None
-        if time.monotonic() - self._since < self._timeout:
-            return None
-        return APITimeoutError(
-            f"stream read timed out: no complete line within the read timeout "
-            f"({self._timeout:g} s)"
-        )
-
-
-def _stream_chunks(
-    state: _StreamState,
-    parser: ChatEventParser,
-    wait: LineWait,
-    delivery: Delivery,
-    restart: Optional[Restart],
-) -> Generator[ChatCompletionChunk, None, None]:
-    """Yield the chunk dicts of a streamed body; the answer is closed at the end.
-
-    A module-level generator that holds no reference to its ChatStream, so that dropping a
-    ChatStream (a ``break`` out of a ``for`` loop) finalises it at once and frees the socket.
-    A failure before the first content starts the call again, within its retry budget.
-    """
-    try:
-        while True:
-            answer = state.answer
-            wait.reading()
-            try:
-                block = answer.read()
-            except TransportFailure as failure:
-                if state.closing:
-                    return  # closed from another thread while this one was reading
-                error: Optional[WayGPTError] = stream_failure_error(failure)
-            else:
-                if not block:
-                    parser.end()
-                    yield from state.handed_out(delivery.flush())
-                    answer.finished()
-                    return  # a clean end without [DONE] simply ends the stream
-                parser.push(block)
-                chunks = parser.pull()
-                while chunks:  # handed out a batch at a time, as they are parsed
-                    yield from state.handed_out(delivery.release(chunks))
-                    chunks = parser.pull()
-                error = parser.take_error()
-                if error is None:
-                    if parser.done:
-                        yield from state.handed_out(delivery.flush())
-                        answer.drain()
-                        return
-                    error = wait.overdue(parser)
-                    if error is None:
-                        continue
-            assert error is not None
-            if delivery.content:
-                raise delivery.failed(error)
-            delay = restart.delay(error) if restart is not None else None
-            if restart is None or delay is None:
-                raise error  # outside the except block: no transport exception is chained
-            answer.close()
-            restart.transport.sleep(delay)
-            state.answer, parser = restart.transport.run(restart.steps(), restart.deadline)
-            delivery.drop_held()
-            wait.reset()
-    except BaseException as failure:  # an error, or GeneratorExit: closed or dropped
-        state.end_span(failure)
-        raise
-    finally:
-        state.end_span()
-        state.answer.close()
-
-
-class _StreamBase:
-    """What both streams show of their answer: status, headers, request id, ``closed``."""
-
-    def __init__(
-        self, answer: Any, redact: Optional[Callable[[str], str]], restart: Optional[Restart]
-    ) -> None:
-        self._call = restart.state if restart is not None else None  # the call's CallState
-        self._state = _StreamState(answer, getattr(self._call, "span", None))
+        self._call = restart.state  # the call's CallState
+        self._state = StreamState(answer, self._call.span)
+        self._steps = stream_steps(self._state, parser, read_timeout, restart)
+        self._restart = restart
         self._redact = redact
         self._closed = False
 
@@ -695,30 +81,77 @@ class _StreamBase:
         return self._closed
 
     def _failed(self, error: WayGPTError) -> None:
-        """Make ``error`` fit to leave the stream: redacted, the stream's frames cleared."""
-        # An error event or a bad line may echo what was sent (project key, JWT).
-        if self._redact is not None:
-            redact_error(error, self._redact)
-        forget_internal_locals(error)  # the raw blocks the stream's frames read
+        """Make ``error`` fit to leave the stream, as a plain call's is: redacted (what the
+        server echoed, and the ``partial`` answer), the stream's frames cleared, the call's
+        attempts and id. An error a hook raised (on a restart) is left as it is."""
         call = self._call
-        if call is not None:  # every error says which call it was, as a plain call's does
-            error.attempts = call.attempts
-            error.client_request_id = call.client_request_id or None
-        if error.request_id is None:
+        if id(error) == call.hook_error_id:
+            return
+        if error.request_id is None:  # (a header, which may echo a secret as well)
             error.request_id = request_id_of(self.headers)
-        self._state.end_span(error)
+        redact_error(error, self._redact)
+        if error.partial is not None:
+            error.partial.text = self._redact(error.partial.text)
+        forget_internal_locals(error)  # the raw blocks the stream's frames read
+        error.attempts = call.attempts
+        error.client_request_id = call.client_request_id or None
+
+    def _stop_restarts(self) -> None:
+        self._state.close()
+        self._call.stopped = True  # a restart's own retries send nothing more either
 
     def __del__(self) -> None:
         # A stream abandoned half-read (a `break` out of its loop) must not pin its connection.
         if not getattr(self, "_closed", True):
             try:
-                self._state.end_span()
                 self._release()
             except Exception:  # noqa: BLE001, S110 - nothing can be raised from __del__
                 pass
 
     def _release(self) -> None:
         raise NotImplementedError
+
+
+def _chunks_of(
+    steps: StreamSteps, state: StreamState, restart: Restart
+) -> Generator[ChatCompletionChunk, None, None]:
+    """The sync stream's chunks: its steps run with blocking calls.
+
+    A module-level generator that holds no reference to its ChatStream, so that dropping a
+    ChatStream (a ``break`` out of a ``for`` loop) finalises it at once and frees the socket.
+    While it reads, it is executing: ``close()`` from another thread then wakes the read.
+    """
+    reply: Any = None
+    try:
+        while True:
+            try:
+                step = steps.send(reply)
+            except StopIteration:
+                return
+            reply = None
+            if type(step) is list:
+                span = state.span
+                for chunk in step:
+                    span.chunk(chunk)  # as it is handed out
+                    yield chunk
+                continue
+            try:
+                if step is READ:
+                    reply = state.answer.read()
+                elif step is DRAIN:
+                    state.answer.drain()
+                elif step is RESTART:
+                    reply = restart.transport.run(restart.steps(), restart.deadline)
+                else:
+                    reply = state.pause(step)  # type: ignore[arg-type]
+            except (TransportFailure, WayGPTError) as outcome:
+                reply = outcome
+            except BaseException as stopped:  # a KeyboardInterrupt, a hook's exception
+                steps.throw(stopped)  # the steps close the answer and end the span with it
+                raise
+    finally:
+        reply = None  # (the last bytes read: kept out of tracebacks)
+        steps.close()
 
 
 class ChatStream(_StreamBase):
@@ -731,8 +164,8 @@ class ChatStream(_StreamBase):
             for chunk in stream:
                 ...
 
-    ``response`` is the HTTP library's response (status, headers); ``collect()`` reads the
-    rest into a :class:`ChatStreamResult`.
+    ``response`` is the HTTP library's response; ``collect()`` reads the rest into a
+    :class:`ChatStreamResult`.
 
     A stream that fails before its first content (the connection cut, an in-stream 429 or
     5xx) is started again, within ``max_retries`` and ``total_timeout``; chunks without
@@ -750,17 +183,15 @@ class ChatStream(_StreamBase):
 
     def __init__(
         self,
-        answer: Answer,
+        answer: Any,
         parser: ChatEventParser,
         *,
         read_timeout: float,
-        redact: Optional[Callable[[str], str]] = None,
-        restart: Optional[Restart] = None,
+        redact: Callable[[str], str],
+        restart: Restart,
     ) -> None:
-        super().__init__(answer, redact, restart)
-        self._chunks = _stream_chunks(
-            self._state, parser, LineWait(read_timeout), Delivery(), restart
-        )
+        super().__init__(answer, parser, read_timeout, redact, restart)
+        self._chunks = _chunks_of(self._steps, self._state, restart)
 
     @property
     def closed(self) -> bool:
@@ -795,20 +226,22 @@ class ChatStream(_StreamBase):
         """Release the connection; iterating afterwards ends at once. Safe to call twice.
 
         It may be called from another thread while one is iterating (a "stop" button): that
-        loop then ends quietly.
+        loop then ends quietly, and a stream waiting to start again sends nothing more.
         """
         if self._closed:
             return
         self._closed = True
         state = self._state
-        state.closing = True
+        self._stop_restarts()
         try:
             self._chunks.close()
         except ValueError:  # "generator already executing": being read in another thread
-            state.answer.interrupt()  # its blocked read returns, and its loop ends quietly
-        finally:
-            state.end_span()  # (a generator closed before it started runs no finally)
-            state.answer.close()
+            # Its blocked read returns, and that thread ends the steps (answer, span) quietly.
+            state.answer.interrupt()
+            return
+        self._steps.close()  # (steps never started run no finally)
+        state.end_span()
+        state.answer.close()
 
     def collect(self) -> ChatStreamResult:
         """Read the rest of the stream into a :class:`ChatStreamResult`, then close it."""
@@ -831,20 +264,18 @@ class AsyncChatStream(_StreamBase):
 
     def __init__(
         self,
-        answer: AsyncAnswer,
+        answer: Any,
         parser: ChatEventParser,
         *,
         read_timeout: float,
-        redact: Optional[Callable[[str], str]] = None,
-        restart: Optional[Restart] = None,
+        redact: Callable[[str], str],
+        restart: Restart,
     ) -> None:
-        super().__init__(answer, redact, restart)
-        self._parser = parser
-        self._wait = LineWait(read_timeout)
-        self._delivery = Delivery()
-        self._restart = restart
+        super().__init__(answer, parser, read_timeout, redact, restart)
+        self._read_timeout = read_timeout
         self._ready: List[ChatCompletionChunk] = []  # chunks read but not yet handed out
         self._next = 0
+        self._sleeping: Any = None  # the wait before a restart, which close() ends
 
     def __aiter__(self) -> AsyncChatStream:
         return self
@@ -855,107 +286,87 @@ class AsyncChatStream(_StreamBase):
             chunk = ready[self._next]
             self._next += 1
         else:
-            try:
-                chunk = await self._read_more()
-            except WayGPTError as error:
-                self._failed(error)
-                raise
-        span = self._state.span
-        if span is not None:  # as it is handed out
-            span.chunk(chunk)
+            chunk = await self._advance()
+        self._state.span.chunk(chunk)  # as it is handed out
         return chunk
 
-    async def _read_more(self) -> ChatCompletionChunk:
-        delivery = self._delivery
+    async def _advance(self) -> ChatCompletionChunk:
+        """Run the steps with ``await`` until they hand out chunks: the first of them."""
+        steps = self._steps
+        state = self._state
+        reply: Any = None
         while True:
-            parser = self._parser
-            chunks = delivery.release(parser.pull())  # the next batch of what was read
-            if chunks:
-                self._ready, self._next = chunks, 1
-                return chunks[0]
-            error = parser.take_error()  # the failure that followed the chunks handed out
-            if error is None:
-                if parser.done:
-                    return await self._end(drain=True)
-                error = self._wait.overdue(parser)
-            if error is None:
-                block = await self._read()
-                if block is None:  # closed by another task while this one waited
-                    raise StopAsyncIteration
-                if isinstance(block, WayGPTError):
-                    error = block
-                elif not block:
-                    parser.end()
-                    return await self._end(drain=False)
+            try:
+                step = steps.send(reply)
+            except StopIteration:
+                self._release()
+                raise StopAsyncIteration from None
+            except WayGPTError as error:
+                reply = None  # (the last bytes read: kept out of tracebacks)
+                self._failed(error)
+                self._release()
+                raise
+            reply = None
+            if type(step) is list:
+                self._ready, self._next = step, 1
+                return step[0]
+            try:
+                if step is READ:
+                    reply = await state.answer.read()
+                elif step is DRAIN:
+                    if not self._closed:
+                        await state.answer.drain()  # so that the connection can be reused
+                elif step is RESTART:
+                    reply = await self._start_again()
                 else:
-                    parser.push(block)
-                    continue
-            await self._fail(error)
+                    reply = await self._pause(step)  # type: ignore[arg-type]
+            except (TransportFailure, WayGPTError) as outcome:
+                reply = outcome
+            except BaseException as stopped:  # a cancelled task, a hook's exception
+                try:
+                    steps.throw(stopped)  # the steps close the answer and end the span
+                finally:
+                    self._release()
+                raise
 
-    async def _read(self) -> Union[bytes, WayGPTError, None]:
-        """The next bytes of the answer, the error when its connection failed, or None when
-        the stream was closed meanwhile."""
-        if self._closed:
-            return None
-        self._wait.reading()
-        try:
-            block: bytes = await self._state.answer.read()
-        except TransportFailure as failure:
-            return None if self._closed else stream_failure_error(failure)
-        except BaseException as cancelled:  # release the connection, let it propagate as is
-            self._state.end_span(cancelled)
-            self._release()
-            raise
-        return block
-
-    async def _end(self, *, drain: bool) -> ChatCompletionChunk:
-        """The stream ended cleanly: what it held back, then the end of the iteration."""
-        held = self._delivery.flush()
-        if held:
-            self._ready, self._next = held, 1
-            return held[0]
-        try:
-            if drain and not self._closed:
-                await self._state.answer.drain()  # so that the connection can be reused
-        finally:  # cancelled while draining: released all the same
-            self._state.end_span()
-            self._release()
-        raise StopAsyncIteration
-
-    async def _fail(self, error: WayGPTError) -> None:
-        """Raise ``error``, or start the stream again when nothing was handed out yet."""
+    async def _start_again(self) -> Any:
         restart = self._restart
-        delivery = self._delivery
-        if delivery.content:
-            self._release()
-            raise delivery.failed(error)
-        delay = restart.delay(error) if restart is not None else None
-        if restart is None or delay is None:
-            self._release()
-            raise error
-        self._state.answer.close()
+        answer, parser = await restart.transport.run(restart.steps(), restart.deadline)
+        answer.bound_each_read(self._read_timeout)
+        return answer, parser
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` before the stream starts again; False, at once, when another
+        task closes the stream meanwhile (a "stop" button)."""
+        import asyncio  # (imported already by the async client: this module does not need it)
+
+        sleeping = asyncio.ensure_future(self._restart.transport.sleep(seconds))
+        self._sleeping = sleeping
         try:
-            await restart.transport.sleep(delay)
-            self._state.answer, self._parser = await restart.transport.run(
-                restart.steps(), restart.deadline
-            )
-        except BaseException as stopped:  # the new attempt failed too, or the task was cancelled
-            self._state.end_span(stopped)
-            self._release()
-            raise
-        delivery.drop_held()
-        self._wait.reset()
+            await asyncio.wait((sleeping,))  # cancelled by close(), or this task cancelled
+        finally:
+            self._sleeping = None
+            sleeping.cancel()
+        return not self._closed
 
     def _release(self) -> None:
         if not self._closed:
             self._closed = True
             self._ready, self._next = [], 0
+            self._steps.close()  # the steps close the answer and end the span
+            self._state.end_span()
             self._state.answer.close()
 
     async def close(self) -> None:
-        """Release the connection; iterating afterwards ends at once. Safe to call twice."""
-        self._state.end_span()
+        """Release the connection; iterating afterwards ends at once. Safe to call twice.
+
+        It may be called from another task while one is iterating (a "stop" button): that
+        loop then ends quietly, and a stream waiting to start again sends nothing more.
+        """
+        self._stop_restarts()
         self._release()
+        if self._sleeping is not None:
+            self._sleeping.cancel()
 
     async def __aenter__(self) -> AsyncChatStream:
         return self

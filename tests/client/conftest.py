@@ -20,9 +20,11 @@ from waygpt.testing import WayGPTTestServer
 def sleeps(sdk: ModuleType, monkeypatch: pytest.MonkeyPatch) -> List[float]:
     """Every wait the client asks for between attempts, recorded instead of slept.
 
-    The sync client's ``time.sleep`` in the test's own thread (other threads, such as the
-    test server's slow answers, still really sleep); for the async client, the
-    ``asyncio.sleep`` of its transport (between attempts and in ``wait_for_media_job``).
+    The sync client's ``time.sleep`` in the test's own thread, and its waits on a
+    ``threading.Event`` there (before a stream starts again, a wait that ``close()`` ends):
+    other threads, such as the test server's slow answers, still really wait. For the async
+    client, the ``asyncio.sleep`` of its transport (between attempts, before a stream starts
+    again, and in ``wait_for_media_job``).
     """
     recorded: List[float] = []
     if getattr(sdk, "is_async_facade", False):
@@ -49,7 +51,16 @@ def sleeps(sdk: ModuleType, monkeypatch: pytest.MonkeyPatch) -> List[float]:
         else:
             real_sleep(seconds)
 
+    real_wait = threading.Event.wait
+
+    def record_wait(event: threading.Event, timeout: Any = None) -> bool:
+        if timeout is None or threading.current_thread() is not test_thread:
+            return real_wait(event, timeout)
+        recorded.append(timeout)
+        return event.is_set()
+
     monkeypatch.setattr(time, "sleep", record)
+    monkeypatch.setattr(threading.Event, "wait", record_wait)
     return recorded
 
 

@@ -80,6 +80,23 @@ def test_a_body_dribbled_byte_by_byte_ends_at_total_timeout(sdk):
     assert elapsed < BOUND, f"the body held the call for {elapsed:.1f} s"
 
 
+def test_a_close_delimited_body_dribbled_byte_by_byte_ends_at_total_timeout(sdk):
+    # No Content-Length: the body ends when the connection does, and the answer, not its
+    # connection, holds the socket while it is read.
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(head)
+        dribble(BODY, READ_TIMEOUT * 0.6, server)(conn, request)
+
+    server = RawServer(handler)
+    with server, slow_client(sdk, server.url) as client:
+        error, elapsed = timed(client.get_models)
+
+    assert isinstance(error, sdk.APITimeoutError), repr(error)
+    assert elapsed < BOUND, f"the body held the call for {elapsed:.1f} s"
+
+
 def test_a_status_line_and_headers_dribbled_byte_by_byte_end_at_total_timeout(sdk):
     server = dribbling_server(HEAD % len(BODY) + BODY)
     with server, slow_client(sdk, server.url) as client:
@@ -141,6 +158,24 @@ def test_total_timeout_covers_the_sleeps_between_retries(sdk, server: WayGPTTest
     assert isinstance(error, sdk.InternalServerError), repr(error)  # the last answer
     assert elapsed < BOUND
     assert 2 <= len(server.requests) <= 5
+
+
+def test_a_request_hook_that_outlasts_total_timeout_leaves_nothing_sent(
+    sdk, server: WayGPTTestServer
+):
+    def slow_hook(view: Any) -> None:
+        time.sleep(1.5)  # a hook that calls out over the network, slowly
+
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, total_timeout=1,
+        event_hooks={"request": [slow_hook]},
+    ) as client:
+        with pytest.raises(sdk.APITimeoutError) as caught:
+            client.video_generations(prompt="a cat on a sofa")
+
+    assert server.requests == []  # no video job whose id the caller would never learn
+    assert server.jobs == {}
+    assert caught.value.attempts == 0
 
 
 def test_the_default_total_timeout_is_ten_minutes(sdk):

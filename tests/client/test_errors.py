@@ -107,6 +107,18 @@ def test_rate_limit_error_carries_retry_after(sdk, no_retry_client, server):
     assert error.retry_after == pytest.approx(3.0)
 
 
+@pytest.mark.parametrize(
+    "value", ["Wed, 21 Oct 99999999999999999999 07:28:00 GMT", "inf", "nan", "1e999"]
+)
+def test_an_unreadable_retry_after_gives_no_retry_after(sdk, no_retry_client, server, value):
+    server.script(status=429, body={"detail": "Rate limit"}, headers={"Retry-After": value})
+
+    error = raised(sdk, no_retry_client.get_models)
+
+    assert isinstance(error, sdk.RateLimitError)
+    assert error.retry_after is None
+
+
 def test_real_server_401_for_a_bad_project_key(sdk, server):
     with sdk.WayGPTClient(api_url=server.url, project_key="sk_live_wrong", max_retries=0) as c:
         error = raised(sdk, c.get_models)

@@ -1,18 +1,22 @@
 """What every call shows of itself: raw responses, one client request id, attempts, hooks.
 
 Over real HTTP against ``waygpt.testing``, for the sync client, the async client and the
-one-file build. (OpenTelemetry spans: tests/test_otel.py.)
+one-file build. (OpenTelemetry spans: tests/observability/test_otel.py.)
 """
 
 from __future__ import annotations
 
+import functools
 import pickle
+import random
 import re
 from typing import Any, Iterator, List
 
 import pytest
 from urllib3.util.retry import Retry
 
+from raw_server import RawServer, fixed_answer
+from waygpt.retry import default_retry
 from waygpt.testing import WayGPTTestServer
 
 MODELS = "/api/v1/waygpt/models"
@@ -22,11 +26,7 @@ HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
 def quick_retry(total: int = 3) -> Retry:
-    return Retry(
-        total=total, connect=total, read=False, status=total, redirect=False, backoff_factor=0,
-        status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "POST", "PUT"),
-        raise_on_status=False,
-    )
+    return default_retry(total, backoff_factor=0)
 
 
 @pytest.fixture
@@ -116,6 +116,29 @@ def test_each_call_sends_its_own_client_request_id_on_every_attempt(client, serv
     assert len(ids) == 4 and all(HEX32.match(i) for i in ids), ids
     assert ids[0] == ids[1] == ids[2]  # the three attempts of the first call
     assert ids[3] != ids[0]
+
+
+def test_client_request_ids_do_not_follow_the_applications_seeded_random(client, server):
+    random.seed(1)
+    client.get_models()
+    random.seed(1)  # as every worker of a pool seeded alike
+    client.get_models()
+
+    first, second = client_request_ids(server)
+    assert first != second
+
+
+def test_a_call_leaves_the_applications_random_as_it_was(sdk, server, sleeps):
+    server.script(path=MODELS, status=503, times=1)  # a retry: its backoff's jitter too
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, max_retries=1, timeout=5
+    ) as client:
+        random.seed(1)
+        state = random.getstate()
+        client.get_models()
+
+        assert random.getstate() == state
+    assert len(sleeps) == 1
 
 
 def test_a_callers_own_client_request_id_is_kept(client, server):
@@ -288,6 +311,79 @@ def test_bad_event_hooks_are_refused(sdk, hooks):
         sdk.WayGPTClient(event_hooks=hooks)
 
 
+@pytest.mark.parametrize("where", ["request", "response", "stream restart"])
+def test_a_waygpt_error_a_hook_raises_keeps_the_attempts_and_id_of_its_own_call(
+    sdk, server, where
+):
+    server.script(path=MODELS, status=503, headers={"Retry-After": "0"}, times=2)
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, max_retries=quick_retry(1)
+    ) as other:
+        with pytest.raises(sdk.InternalServerError) as earlier:
+            other.get_models()  # another call's error: 2 attempts, its own id
+    error = earlier.value
+    assert error.attempts == 2 and error.client_request_id
+
+    def raise_it(view: Any) -> None:
+        if view.attempt == (2 if where == "stream restart" else 1):
+            raise error
+
+    hooks = {"response" if where == "response" else "request": [raise_it]}
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, max_retries=quick_retry(),
+        event_hooks=hooks,
+    ) as client:
+        with pytest.raises(sdk.InternalServerError) as caught:
+            if where == "stream restart":
+                server.script_stream_fault(after_events=0, cut="close")
+                list(client.chat_completions_stream(messages=MESSAGES))
+            else:
+                client.get_models()
+
+    assert caught.value is error
+    assert (error.attempts, error.client_request_id) == (2, client_request_ids(server)[0])
+
+
+class AsyncHook:
+    """A hook object whose ``__call__`` is a coroutine function."""
+
+    def __init__(self, seen: List[int]) -> None:
+        self.seen = seen
+
+    async def __call__(self, view: Any) -> None:
+        self.seen.append(view.attempt)
+
+
+async def async_hook(seen: List[int], view: Any) -> None:
+    seen.append(view.attempt)
+
+
+@pytest.mark.parametrize(
+    "make_hook",
+    [
+        lambda seen: functools.partial(async_hook, seen),
+        AsyncHook,
+        lambda seen: functools.partial(AsyncHook(seen)),
+    ],
+    ids=["partial-of-async-def", "object-with-async-call", "partial-of-that-object"],
+)
+def test_an_async_hook_is_refused_by_the_sync_client_and_awaited_by_the_async_one(
+    sdk, server, make_hook
+):
+    seen: List[int] = []
+    options = {
+        "api_url": server.url, "project_key": server.project_key,
+        "event_hooks": {"request": [make_hook(seen)]},
+    }
+    if getattr(sdk, "is_async_facade", False):
+        with sdk.WayGPTClient(**options) as client:
+            client.get_models()
+        assert seen == [1]
+    else:  # it would be called, and its coroutine never run
+        with pytest.raises(sdk.ConfigurationError, match="needs AsyncWayGPTClient"):
+            sdk.WayGPTClient(**options)
+
+
 def test_a_stream_started_again_keeps_its_client_request_id(sdk, client, server):
     server.script_stream_fault(after_events=0, cut="close")
 
@@ -305,3 +401,80 @@ def test_a_call_refused_before_the_network_claims_no_request_id(sdk):
 
     assert caught.value.attempts == 0
     assert caught.value.client_request_id is None
+
+
+def test_header_names_echoing_a_secret_are_redacted_in_views_and_raw_headers(sdk, server):
+    server.script(path=MODELS, body=["gpt-4o"], headers={f"X-{server.project_key}": "echo"},
+                  times=2)
+    seen: List[Any] = []
+    with sdk.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, event_hooks={"response": [seen.append]}
+    ) as client:
+        raw = client.with_raw_response.get_models()
+
+    for headers in (raw.headers, seen[0].headers):
+        assert headers["X-[REDACTED]"] == "echo"
+        for shown in (repr(headers), repr(list(headers)), repr(dict(headers))):
+            assert server.project_key not in shown
+        assert server.project_key.encode() not in pickle.dumps(headers)
+
+
+def test_request_views_mask_the_credentials_a_caller_adds(sdk, hmac_server):
+    added = {
+        "Proxy-Authorization": "Basic dXNlcjpodW50ZXIy", "Cookie": "sessionid=c00k1e-value",
+        "X-Api-Key": "caller-api-key-1", "X-Auth-Token": "caller-token-2", "X-Shop": "42",
+    }
+    seen: List[Any] = []
+    with sdk.WayGPTClient(
+        api_url=hmac_server.url, project_key=hmac_server.project_key,
+        project_id=hmac_server.project_id, hmac_secret=hmac_server.hmac_secret, use_hmac=True,
+    ) as client:
+        hooked = client.with_options(
+            extra_headers=added, event_hooks={"request": [seen.append], "response": [seen.append]}
+        )
+        hooked.get_models()
+
+    sent = hmac_server.requests[0].headers
+    assert all(sent.get(name.lower()) == value for name, value in added.items())  # as they are
+    request, response = seen
+    for headers in (request.headers, response.request_headers):
+        for name in ("Proxy-Authorization", "Cookie", "X-Api-Key", "X-Auth-Token"):
+            assert headers[name] == "[REDACTED]"
+        assert headers["X-Shop"] == "42"
+        assert headers["X-MB-Nonce"] == sent["x-mb-nonce"]  # the signature stays visible
+        assert headers["X-MB-Signature"] == sent["x-mb-signature"]
+        for shown in (repr(headers), repr(pickle.loads(pickle.dumps(headers)))):
+            for value in (*added.values(), hmac_server.project_key):
+                assert value == "42" or value not in shown
+
+
+# -- a header sent twice: its first value, everywhere -------------------------------------
+
+TWO_REQUEST_IDS = [
+    ("X-Request-ID", "first"), ("X-Request-ID", "second"), ("Content-Type", "application/json")
+]
+
+
+def test_a_repeated_request_id_is_its_first_in_an_error_and_its_headers(sdk):
+    answer = fixed_answer("500 Internal Server Error", TWO_REQUEST_IDS, b'{"detail": "boom"}')
+    with RawServer(answer) as raw, sdk.WayGPTClient(
+        api_url=raw.url, project_key="sk_live_x", max_retries=0, timeout=5
+    ) as client:
+        with pytest.raises(sdk.InternalServerError) as caught:
+            client.get_models()
+
+    assert caught.value.request_id == "first"
+    assert caught.value.headers["X-Request-ID"] == "first"
+
+
+def test_a_repeated_request_id_is_its_first_in_a_raw_response_and_a_hook_view(sdk):
+    views: List[Any] = []
+    answer = fixed_answer("200 OK", TWO_REQUEST_IDS, b'["gpt-4o"]')
+    with RawServer(answer) as raw, sdk.WayGPTClient(
+        api_url=raw.url, project_key="sk_live_x", max_retries=0, timeout=5,
+        event_hooks={"response": [views.append]},
+    ) as client:
+        shown = client.with_raw_response.get_models()
+
+    assert shown.request_id == shown.headers["x-request-id"] == "first"
+    assert views[0].headers["X-Request-ID"] == "first"

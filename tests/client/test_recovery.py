@@ -24,6 +24,7 @@ import pytest
 from urllib3.util.retry import Retry
 
 from raw_server import RawServer
+from waygpt.retry import default_retry
 from waygpt.testing import WayGPTTestServer
 
 MODELS = "/api/v1/waygpt/models"
@@ -35,11 +36,7 @@ SKEW = 900.0  # seconds: three times the server's window
 
 def fast_retry(total: int = 3) -> Retry:
     """The default retry policy without its backoff sleeps."""
-    return Retry(
-        total=total, connect=total, read=False, status=total, redirect=False, backoff_factor=0,
-        status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "POST", "PUT"),
-        raise_on_status=False,
-    )
+    return default_retry(total, backoff_factor=0)
 
 
 def signed(sdk: Any, server: WayGPTTestServer, **options: Any) -> Any:
@@ -289,6 +286,24 @@ def test_the_retry_budget_is_shared_with_the_request_before_the_stream(sdk, serv
     assert len(server.requests) == 3  # the 503, one cut stream, then no budget for more
 
 
+
+def test_a_restarted_stream_may_last_longer_than_total_timeout(sdk, server):
+    # total_timeout bounds what comes before a stream's events, on the first attempt and on
+    # the one that starts it again; the events themselves may go on for longer.
+    server.script(
+        method="POST", path=CHAT, chunks=[b'data: {"error": {"message": "busy", '
+                                          b'"code": 503, "retry_after": 0}}\n\n'],
+        content_type="text/event-stream",
+    )
+    pieces = [b'data: {"choices": [{"index": 0, "delta": {"content": "w"}}]}\n\n'] * 6
+    server.script(method="POST", path=CHAT, chunks=[*pieces, b"data: [DONE]\n\n"],
+                  chunk_delay=0.4, content_type="text/event-stream")
+    with stream_client(sdk, server, total_timeout=1.0) as client:
+        result = client.chat_completions_stream(messages=MESSAGES).collect()
+
+    assert result.text == "w" * 6  # 2.4 s of events after a 1 s total_timeout
+    assert len(server.requests) == 2
+
 def test_a_stream_restart_waits_as_a_retry_does(sdk, server, sleeps):
     server.script(
         method="POST", path=CHAT, chunks=[b'data: {"error": {"message": "slow down", '
@@ -302,6 +317,23 @@ def test_a_stream_restart_waits_as_a_retry_does(sdk, server, sleeps):
     assert sleeps == [2.0]  # the error's retry_after, as a Retry-After
 
 
+@pytest.mark.parametrize(
+    "retry_after", [b'"Wed, 21 Oct 99999999999999999999 07:28:00 GMT"', b"1e999", b"NaN"]
+)
+def test_a_stream_restart_ignores_an_unreadable_retry_after(sdk, server, sleeps, retry_after):
+    server.script(
+        method="POST", path=CHAT, chunks=[b'data: {"error": {"message": "slow down", '
+                                          b'"code": 429, "retry_after": %s}}\n\n' % retry_after],
+        content_type="text/event-stream",
+    )
+    with stream_client(sdk, server, max_retries=3) as client:
+        result = client.chat_completions_stream(messages=MESSAGES).collect()
+
+    assert result.text == ANSWER
+    # Started again as after an error without retry_after: after the first backoff.
+    assert len(sleeps) == 1 and 0.5 <= sleeps[0] <= 1.0, sleeps
+
+
 def test_stream_restarts_end_with_total_timeout(sdk, server):
     server.script_stream_fault(after_events=0, cut="close", times=None)
     with stream_client(sdk, server, max_retries=100, total_timeout=2) as client:
@@ -312,6 +344,139 @@ def test_stream_restarts_end_with_total_timeout(sdk, server):
 
     assert elapsed < 8, f"the restarts went on for {elapsed:.1f} s"
     assert len(server.requests) >= 2
+
+
+def test_close_while_a_stream_waits_to_start_again_sends_nothing_more(sdk, server):
+    # A "stop" button pressed while the stream waits out a Retry-After before starting again.
+    server.script(
+        method="POST", path=CHAT, chunks=[b'data: {"error": {"message": "slow down", '
+                                          b'"code": 429, "retry_after": 6}}\n\n'],
+        content_type="text/event-stream",
+    )
+    waiting = threading.Event()
+
+    class NoteTheWait(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "starting it again" in record.getMessage():
+                waiting.set()
+
+    note = NoteTheWait()
+    logging.getLogger("waygpt").addHandler(note)
+    received: List[Any] = []
+    failures: List[BaseException] = []
+    try:
+        with stream_client(sdk, server) as client:
+            stream = client.chat_completions_stream(messages=MESSAGES)
+
+            def consume() -> None:
+                try:
+                    received.extend(stream)
+                except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+                    failures.append(exc)
+
+            reader = threading.Thread(target=consume)
+            reader.start()
+            assert waiting.wait(10), "the stream never started to wait"
+            time.sleep(0.2)  # well inside the 6 s wait
+            started = time.monotonic()
+            stream.close()
+            reader.join(15)
+            elapsed = time.monotonic() - started
+    finally:
+        logging.getLogger("waygpt").removeHandler(note)
+
+    assert not reader.is_alive()
+    assert elapsed < 3, f"the iteration ended {elapsed:.1f} s after close()"
+    assert failures == [] and received == []
+    assert stream.closed
+    assert server.wait_for_open_connections(0) == 0
+    assert len(server.requests) == 1  # the first attempt only
+
+
+
+def test_close_while_a_restarted_stream_waits_to_retry_its_new_attempt_sends_nothing_more(
+    sdk, server
+):
+    # The stream starts again; its new attempt is refused with a 503 whose Retry-After the
+    # pipeline waits out, and the stream is closed during that wait.
+    server.script(
+        method="POST", path=CHAT, chunks=[b'data: {"error": {"message": "slow down", '
+                                          b'"code": 429, "retry_after": 0}}\n\n'],
+        content_type="text/event-stream",
+    )
+    server.script(method="POST", path=CHAT, status=503, headers={"Retry-After": "2"},
+                  body={"detail": "busy"})
+    received: List[Any] = []
+    failures: List[BaseException] = []
+    with stream_client(sdk, server) as client:
+        stream = client.chat_completions_stream(messages=MESSAGES)
+
+        def consume() -> None:
+            try:
+                received.extend(stream)
+            except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+                failures.append(exc)
+
+        reader = threading.Thread(target=consume)
+        reader.start()
+        give_up = time.monotonic() + 10
+        while len(server.requests) < 2 and time.monotonic() < give_up:
+            time.sleep(0.01)
+        time.sleep(0.3)  # the 503 arrived: the pipeline waits 2 s before its next request
+        stream.close()
+        reader.join(15)
+        time.sleep(2.5)  # past the Retry-After: a request sent after it would be here by now
+
+    assert not reader.is_alive()
+    assert failures == [] and received == []
+    assert server.wait_for_open_connections(0) == 0
+    assert len(server.requests) == 2
+
+LATE_ANSWERS = {
+    "a stream": {
+        "content_type": "text/event-stream",
+        "chunks": [b'data: {"choices": [{"index": 0, "delta": {"content": "late"}}]}\n\n',
+                   b"data: [DONE]\n\n"],
+    },
+    "an error": {"status": 401, "body": {"detail": "Invalid project key"}},
+}
+
+
+@pytest.mark.parametrize("late", LATE_ANSWERS, ids=["stream", "error"])
+def test_close_while_a_restarted_stream_waits_for_its_headers_hands_out_nothing(
+    sdk, server, late
+):
+    server.script(
+        method="POST", path=CHAT, chunks=[b'data: {"error": {"message": "slow down", '
+                                          b'"code": 429, "retry_after": 0}}\n\n'],
+        content_type="text/event-stream",
+    )
+    # The new attempt's answer comes 2 s late.
+    server.script(method="POST", path=CHAT, delay=2.0, **LATE_ANSWERS[late])
+    received: List[Any] = []
+    failures: List[BaseException] = []
+    with stream_client(sdk, server) as client:
+        stream = client.chat_completions_stream(messages=MESSAGES)
+
+        def consume() -> None:
+            try:
+                received.extend(stream)
+            except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+                failures.append(exc)
+
+        reader = threading.Thread(target=consume)
+        reader.start()
+        give_up = time.monotonic() + 10
+        while len(server.requests) < 2 and time.monotonic() < give_up:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the new attempt is sent; its answer is 2 s away
+        stream.close()
+        reader.join(15)
+
+    assert not reader.is_alive()
+    assert failures == [] and received == []
+    assert server.wait_for_open_connections(0) == 0
+    assert len(server.requests) == 2
 
 
 def test_chunks_without_content_before_a_cut_are_not_repeated(sdk, server):

@@ -7,6 +7,7 @@ can be checked exactly and quickly.
 from __future__ import annotations
 
 import email.utils
+import random
 import re
 import time
 from typing import Any, Dict, Iterator
@@ -14,9 +15,14 @@ from typing import Any, Dict, Iterator
 import pytest
 from urllib3.util.retry import Retry
 
+from raw_server import RawServer, fixed_answer
+from waygpt.retry import DEFAULT_STATUS_FORCELIST
+
 MODELS = "/api/v1/waygpt/models"
 WIDGET = "/api/v1/widget/token"
 PID = "00000000-0000-4000-8000-000000000001"  # the test server's default project
+# Retry-After values that cannot be read: a date past any calendar, numbers not finite.
+UNREADABLE_RETRY_AFTER = ["Wed, 21 Oct 99999999999999999999 07:28:00 GMT", "inf", "nan", "1e999"]
 
 # method -> (path to script, the call); all three are retried by default.
 RETRIED_CALLS: Dict[str, Any] = {
@@ -39,7 +45,7 @@ def no_backoff_client(sdk: Any, server: Any, retries: Any, **options: Any) -> An
     )
 
 
-@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", DEFAULT_STATUS_FORCELIST)
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
 def test_default_retry_statuses_are_retried_for_get_post_put(
     default_client, server, token, sleeps, method, status
@@ -157,6 +163,42 @@ def test_retry_after_really_waits(client, server):
 
     assert time.monotonic() - started >= 0.9
     assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("value", UNREADABLE_RETRY_AFTER)
+def test_an_unreadable_retry_after_is_ignored(default_client, server, sleeps, value):
+    server.script(status=429, headers={"Retry-After": value}, path=MODELS)
+
+    assert "gpt-4o" in default_client.get_models()
+
+    # Retried as an answer without Retry-After is: after the first backoff, 0.5 to 1 s.
+    assert len(sleeps) == 1 and 0.5 <= sleeps[0] <= 1.0, sleeps
+
+
+def test_a_repeated_retry_after_counts_by_its_first_value(sdk, sleeps):
+    answer = fixed_answer(
+        "429 Too Many Requests",
+        [("Retry-After", "2"), ("Retry-After", "7"), ("Content-Type", "application/json")],
+        b'{"detail": "slow down"}',
+    )
+    with RawServer(answer) as raw, sdk.WayGPTClient(
+        api_url=raw.url, project_key="sk_live_x", max_retries=1, timeout=5
+    ) as client:
+        with pytest.raises(sdk.RateLimitError) as caught:
+            client.get_models()
+
+    assert sleeps == [2.0]
+    assert caught.value.retry_after == 2.0
+
+
+def test_backoff_jitter_does_not_follow_the_applications_seeded_random(sdk, server, sleeps):
+    with no_backoff_client(sdk, server, 3) as client:
+        for _ in range(2):  # as two workers of a pool, seeded alike: their retries must differ
+            server.script(status=503, path=MODELS)
+            random.seed(1)
+            client.get_models()
+
+    assert len(sleeps) == 2 and sleeps[0] != sleeps[1], sleeps
 
 
 def test_retry_after_above_the_cap_raises_at_once_without_sleeping(sdk, client, server, sleeps):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import pickle
 import re
+import threading
+import time
 from typing import Any, List
 from urllib.parse import quote, quote_plus
 
 import pytest
 
+from waygpt.errors import ERROR_BODY_LIMIT
 from waygpt.testing import WayGPTTestServer, sse_event
 
 MODELS = "/api/v1/waygpt/models"
@@ -188,6 +190,20 @@ def test_error_event_in_a_stream_echoing_the_key_hides_it(sdk, no_retry_client, 
         assert_clean(text, [server.project_key])
 
 
+
+def test_a_partial_answer_echoing_the_key_is_hidden_in_the_error(sdk, no_retry_client, server):
+    echoed = {"choices": [{"index": 0, "delta": {"content": f"your key: {server.project_key}"}}]}
+    server.script(chunks=[sse_event(echoed)], content_type="text/event-stream", cut="reset")
+    handed_out = []
+
+    with pytest.raises(sdk.StreamInterruptedError) as caught:
+        for chunk in no_retry_client.chat_completions_stream(messages=MESSAGES):
+            handed_out.append(chunk)
+
+    assert server.project_key in str(handed_out)  # the caller saw the answer as it came
+    assert caught.value.partial.text == "your key: [REDACTED]"
+    assert server.project_key.encode() not in pickle.dumps(caught.value)
+
 def test_bad_stream_data_echoing_the_key_hides_it(sdk, no_retry_client, server):
     line = f"data: not json {server.project_key}\n\n".encode()
     server.script(chunks=[line], content_type="text/event-stream")
@@ -348,13 +364,13 @@ def test_a_key_across_the_message_limit_leaves_no_part_of_itself(sdk, no_retry_c
 def test_a_key_across_the_error_body_limit_leaves_no_part_of_itself(
     sdk, no_retry_client, server
 ):
-    server.script(status=500, body="y" * (64 * 1024 - 6) + server.project_key + "z" * 100)
+    server.script(status=500, body="y" * (ERROR_BODY_LIMIT - 6) + server.project_key + "z" * 100)
 
     with pytest.raises(sdk.InternalServerError) as caught:
         no_retry_client.get_models()
 
-    assert len(caught.value.body.encode()) <= 64 * 1024
-    assert caught.value.body.startswith("y" * (64 * 1024 - 6))
+    assert len(caught.value.body.encode()) <= ERROR_BODY_LIMIT
+    assert caught.value.body.startswith("y" * (ERROR_BODY_LIMIT - 6))
     assert_no_prefix([caught.value.body], server.project_key)
 
 
@@ -373,12 +389,12 @@ def test_a_key_across_the_snippet_of_a_non_json_answer_leaves_no_part_of_itself(
 def test_a_key_across_the_body_limit_of_a_non_json_answer_leaves_no_part_of_itself(
     sdk, no_retry_client, server
 ):
-    server.script(status=200, body="v" * (64 * 1024 - 6) + server.project_key, path=MODELS)
+    server.script(status=200, body="v" * (ERROR_BODY_LIMIT - 6) + server.project_key, path=MODELS)
 
     with pytest.raises(sdk.APIResponseValidationError) as caught:
         no_retry_client.get_models()
 
-    assert len(caught.value.body.encode()) <= 64 * 1024
+    assert len(caught.value.body.encode()) <= ERROR_BODY_LIMIT
     assert_no_prefix([caught.value.body], server.project_key)
 
 
@@ -448,28 +464,14 @@ ENCODINGS = {
     "php-json": (lambda s: json_escaped(s).replace("/", "\\/"), json_list, "application/json"),
     # An encoder that escapes every character, ASCII ones too.
     "json-every-character": (lambda s: every_unit_escaped(s), json_list, "application/json"),
+    # Python's json.dumps: non-ASCII as \uxxxx (lowercase hex), "/" as it is.
+    "json-ascii": (json_escaped, json_list, "application/json"),
+    # A JSON string written as it is: only quotes and backslashes escaped.
+    "json-utf8": (lambda s: json.dumps(s, ensure_ascii=False)[1:-1], json_list,
+                  "application/json"),
+    "percent-uppercase": (lambda s: quote(s, safe=""), query, "text/plain"),
     "percent-lowercase": (lambda s: lower_hex(quote(s, safe="")), query, "text/plain"),
     "form-plus-lowercase": (lambda s: lower_hex(quote_plus(s)), query, "text/plain"),
-    # A form body quoted in .NET's JSON, which writes "+" as \u002B.
-    "form-in-json": (
-        lambda s: json_escaped(quote_plus(s)).replace("+", "\\u002B"),
-        json_list,
-        "application/json",
-    ),
-    # PHP's JSON inside a URL, percent-encoded with lowercase hex.
-    "json-in-url": (
-        lambda s: lower_hex(quote(json_escaped(s).replace("/", "\\/"), safe="")),
-        lambda parts: "denied, see https://status.example/e?ctx=" + "%2c".join(parts),
-        "text/plain",
-    ),
-    # An HTML error page: &amp; and friends, non-ASCII as &#NNNN;.
-    "html": (
-        lambda s: html.escape(s).encode("ascii", "xmlcharrefreplace").decode(),
-        lambda parts: "<html><body><h1>denied</h1>" + "".join(f"<p>{p}</p>" for p in parts),
-        "text/html",
-    ),
-    # A JSON document quoted as a string inside a JSON answer.
-    "json-in-json": (lambda s: json_escaped(json_escaped(s)), json_list, "application/json"),
 }
 
 
@@ -583,3 +585,61 @@ def test_a_secret_under_3_characters_is_not_replaced(sdk, api_client, server):
         api_client.client_login(server.user_email, "ab")
 
     assert caught.value.message == "Incorrect password ab"
+
+
+# -- the secrets a call sent, whatever the client holds by the time it fails -----------------
+
+
+def test_a_jwt_replaced_while_a_call_waits_is_hidden_in_that_calls_error(sdk, api_client, server):
+    old = api_client.client_login(server.user_email, server.user_password)["token"]
+    server.script(
+        status=401, body={"detail": f"token {old} has expired"}, delay=1.0,
+        path="/api/v1/client/projects",
+    )
+    caught: List[BaseException] = []
+
+    def list_projects() -> None:
+        try:
+            api_client.client_list_projects()  # sends the old token
+        except BaseException as error:  # noqa: BLE001 - handed to the test's thread
+            caught.append(error)
+
+    waiting = threading.Thread(target=list_projects)
+    waiting.start()
+    for _ in range(500):  # the request has reached the server, which waits 1 s to answer
+        if server.requests and server.requests[-1].path == "/api/v1/client/projects":
+            break
+        time.sleep(0.01)
+    new = api_client.client_login(server.user_email, server.user_password)["token"]
+    waiting.join(30)
+
+    assert new != old and api_client.jwt_token == new
+    assert len(caught) == 1 and isinstance(caught[0], sdk.AuthenticationError), caught
+    assert "has expired" in caught[0].message
+    assert_nothing_reachable(caught[0], [old])
+
+
+def test_an_in_stream_errors_request_id_echoing_the_key_is_hidden(sdk, no_retry_client, server):
+    echo = {"error": {"message": "no", "code": 400}}
+    server.script(
+        chunks=[sse_event(echo)], content_type="text/event-stream",
+        headers={"X-Request-ID": f"req-{server.project_key}"},
+    )
+
+    with pytest.raises(sdk.BadRequestError) as caught:
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
+
+    assert caught.value.request_id == "req-[REDACTED]"
+    assert_nothing_reachable(caught.value, [server.project_key])
+
+
+def test_a_short_password_echoed_in_ansi_colour_codes_is_hidden(sdk, api_client, server):
+    echo = {"detail": "Incorrect password \x1b[31mhunter2x\x1b[0m", "plain": "xhunter2x"}
+    server.script(status=400, body=echo, path=LOGIN)
+
+    with pytest.raises(sdk.BadRequestError) as caught:
+        api_client.client_login(server.user_email, "hunter2x")
+
+    assert caught.value.message == "Incorrect password \x1b[31m[REDACTED]\x1b[0m"
+    assert caught.value.response["plain"] == "xhunter2x"  # inside a word: still left alone
+    assert_nothing_reachable(caught.value, ["\x1b[31mhunter2x", "mhunter2x\x1b"])

@@ -13,6 +13,8 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
+from raw_server import RawServer, fixed_answer
+from waygpt.retry import DEFAULT_STATUS_FORCELIST
 from waygpt.testing import WayGPTTestServer, sse_event
 
 CHAT = "/api/v1/waygpt/chat/completions"
@@ -280,7 +282,7 @@ def test_an_error_status_before_the_stream_raises_what_a_plain_call_raises(
     assert streamed.value.message == plain.value.message == f"failure {status}"
 
 
-@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", DEFAULT_STATUS_FORCELIST)
 def test_retryable_statuses_before_the_stream_are_retried(client, server, status):
     server.script(status=status, body={"detail": "busy"}, headers={"Retry-After": "0"})
     script_stream(server, [data(chunk("ok")), DONE])
@@ -770,6 +772,59 @@ def test_collect_chat_stream_ignores_odd_shapes(sdk):
     assert (result.text, result.finish_reason, result.chunks) == ("ok", "length", 5)
 
 
+# Choice 0 listed after choice 1, with a null index, without one: all of it choice 0's.
+CHOICE_0_ANYWHERE = [
+    {"id": "c1", "model": "m", "choices": [
+        {"index": 1, "delta": {"content": "B1"}},
+        {"index": 0, "delta": {"role": "assistant", "content": "A1"}},
+    ]},
+    {"id": "c1", "model": "m", "choices": [{"index": None, "delta": {"content": "A2"}}]},
+    {"id": "c1", "model": "m", "choices": [{"delta": {"content": "A3"}}]},
+    {"id": "c1", "model": "m", "choices": [
+        {"index": 0, "delta": {"content": "A4"}, "finish_reason": "stop"},
+    ]},
+]
+
+
+def test_collect_gathers_choice_0_wherever_it_is_listed_and_without_an_index(client, server):
+    script_stream(server, [data(c) for c in CHOICE_0_ANYWHERE] + [DONE])
+
+    result = client.chat_completions_stream(messages=MESSAGES).collect()
+
+    assert (result.text, result.finish_reason, result.chunks) == ("A1A2A3A4", "stop", 4)
+
+
+def test_a_partial_answer_is_what_collect_makes_of_the_chunks_handed_out(sdk, client, server):
+    script_stream(server, [data(c) for c in CHOICE_0_ANYWHERE], cut="close")
+    received: List[Any] = []
+
+    with pytest.raises(sdk.StreamInterruptedError) as caught:
+        for piece in client.chat_completions_stream(messages=MESSAGES):
+            received.append(piece)
+
+    assert received == CHOICE_0_ANYWHERE
+    assert caught.value.partial == sdk.collect_chat_stream(received)
+    assert caught.value.partial.text == "A1A2A3A4"
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "is_stream"),
+    [("application/json", EVENT_STREAM, False), (EVENT_STREAM, "application/json", True)],
+)
+def test_a_repeated_content_type_counts_by_its_first_value(sdk, first, second, is_stream):
+    body = data(chunk("a")) + DONE
+    answer = fixed_answer("200 OK", [("Content-Type", first), ("Content-Type", second)], body)
+
+    with RawServer(answer) as raw, sdk.WayGPTClient(
+        api_url=raw.url, project_key="sk_live_x", max_retries=0, timeout=5
+    ) as client:
+        if is_stream:
+            assert contents(list(client.chat_completions_stream(messages=MESSAGES))) == ["a"]
+        else:
+            with pytest.raises(sdk.APIResponseValidationError):
+                list(client.chat_completions_stream(messages=MESSAGES))
+
+
 def test_collect_raises_the_in_stream_error_and_releases(sdk, client, server):
     script_stream(server, [data(chunk("a")), data({"error": {"message": "quota", "code": 429}})])
 
@@ -826,3 +881,13 @@ def test_close_from_another_thread_ends_a_blocked_loop_quietly(client, server, f
     assert failures == []
     assert contents(received) == ["a"]
     assert stream.closed
+
+
+def test_an_in_stream_429_carries_its_retry_after(sdk, no_retry_client, server):
+    limited = {"error": {"message": "slow down", "code": 429, "retry_after": 7}}
+    script_stream(server, [data(limited)])
+
+    with pytest.raises(sdk.RateLimitError) as caught:
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
+
+    assert caught.value.retry_after == 7.0

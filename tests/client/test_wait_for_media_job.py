@@ -54,6 +54,26 @@ def test_on_update_only_when_status_or_progress_changes(
     assert polls(server, job_id) == 3 + 2 + 3
 
 
+def test_a_raw_wait_describes_the_last_poll_even_when_on_update_calls_the_client(
+    client: Any, server: WayGPTTestServer, sdk: ModuleType
+) -> None:
+    job_id = client.video_generations("кот")["job_id"]
+
+    def on_update(job: Dict[str, Any]) -> Any:
+        if getattr(sdk, "is_async_facade", False):
+            return client.async_client.get_models()  # awaited by the async client
+        return client.get_models()
+
+    raw = client.with_raw_response.wait_for_media_job(
+        job_id, poll_interval=0.01, timeout=10, on_update=on_update
+    )
+
+    assert raw.parse()["status"] == "completed"
+    last_poll = [r for r in server.requests if r.path == job_path(job_id)][-1]
+    assert raw.client_request_id == last_poll.headers["x-client-request-id"]
+    assert server.requests[-1].path == "/api/v1/waygpt/models"  # the callback's, after it
+
+
 def test_without_on_update(client: Any) -> None:
     job_id = client.video_generations("кот")["job_id"]
     assert client.wait_for_media_job(job_id, poll_interval=0.01)["status"] == "completed"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import random
 from typing import Any, List
 
 import pytest
@@ -98,6 +99,32 @@ def test_a_callers_session_gets_new_pools_in_the_child(server: WayGPTTestServer)
         assert (parent_wrong, child_wrong) == (0, 0)
         assert server.connections_opened == 2
     session.close()
+
+
+def test_children_that_seed_random_alike_send_different_client_request_ids(
+    server: WayGPTTestServer,
+):
+    with waygpt.WayGPTClient(
+        api_url=server.url, project_key=server.project_key, max_retries=0, timeout=10
+    ) as client:
+        client.get_models()
+        children = []
+        for _ in range(2):
+            pid = os.fork()
+            if pid == 0:  # the child: report through the exit code, never return into pytest
+                code = 1
+                try:
+                    random.seed(1)  # as each worker of a pool may, from one initialiser
+                    client.get_models()
+                    code = 0
+                finally:
+                    os._exit(code)
+            children.append(pid)
+        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+
+    assert codes == [0, 0]
+    ids = [r.headers.get("x-client-request-id") for r in server.requests]
+    assert len(ids) == len(set(ids)) == 3, ids
 
 
 # -- a multiprocessing pool started with fork after a warm-up call ---------------------------

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List
 
 import pytest
 
+from waygpt.errors import ERROR_BODY_LIMIT
 from waygpt.testing import WayGPTTestServer, sse_event
 
 CHAT = "/api/v1/waygpt/chat/completions"
@@ -21,7 +22,7 @@ MODELS = "/api/v1/waygpt/models"
 MESSAGES = [{"role": "user", "content": "hello"}]
 EVENT_STREAM = "text/event-stream; charset=utf-8"
 MESSAGE_LIMIT = 500
-BODY_LIMIT = 64 * 1024
+BODY_LIMIT = ERROR_BODY_LIMIT
 MB = 1024 * 1024
 INVALID_UTF8 = b"\xff\xfe\xfa \xc3\x28 \xed\xa0\x80 \xf8\x88\x80\x80\x80 \x80"
 DEEP = 100_000  # far past json's recursion limit
