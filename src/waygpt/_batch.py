@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import functools
 import os
-import random
 import threading
 import time
 import uuid
@@ -56,7 +55,7 @@ from .errors import (
     WayGPTError,
     parse_retry_after,
 )
-from .retry import DEFAULT_STATUS_FORCELIST, MAX_RETRY_AFTER
+from .retry import MAX_RETRY_AFTER, RetryPolicy, default_retry
 
 if TYPE_CHECKING:
     from ._async_client import AsyncWayGPTClient
@@ -71,12 +70,11 @@ DEFAULT_GRACE = 10.0
 # counts its arrival, not its departure) cannot make it one too many.
 _RPM_WINDOW = 60.0
 _RPM_SLACK = 1.01
-# Backoff before retrying a 5xx or a failed connection: 0.5-1 s, then 1-2, 2-4, ... 15-30 s.
-_BACKOFF_FIRST = 1.0
-_BACKOFF_MAX = 30.0
+# The statuses retried and the backoff are the client's defaults; only the budget
+# (``max_retries``) is the batch's own.
+_POLICY = RetryPolicy(default_retry())
 # How often the driver looks at the stop event and redraws the progress.
 _TICK = 0.1
-_RETRIED_STATUSES = frozenset(DEFAULT_STATUS_FORCELIST)  # 429, 500, 502, 503, 504
 # What a request's call may raise as its outcome (a ValueError: the client's own checks of
 # the body); anything else (a hook's exception) stops the run.
 CALL_ERRORS = (WayGPTError, ValueError)
@@ -137,12 +135,6 @@ class BatchSummary:
 # -- the decisions ----------------------------------------------------------------------------
 
 
-def _backoff(attempt: int) -> float:
-    """Seconds before the next attempt after ``attempt`` failed: doubling, half of it random."""
-    base = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2.0 ** (attempt - 1))
-    return base / 2 + random.uniform(0, base / 2)
-
-
 def _header(error: WayGPTError, name: str) -> Optional[str]:
     for key, value in error.headers.items():
         if key.lower() == name:
@@ -153,18 +145,20 @@ def _header(error: WayGPTError, name: str) -> Optional[str]:
 def _retry_delay(error: BaseException, attempt: int) -> Optional[float]:
     """Seconds before attempt ``attempt + 1``, or None when ``error`` is final.
 
-    Retried: a 429 (the caller pauses every request for the delay), a 500, 502, 503 or 504
-    (after its ``Retry-After`` when it gives one of up to 60 s), and a failed connection or
-    a timeout (a chat completion or an image generation sent twice costs twice, nothing
-    worse). Everything else is final: another 4xx would fail the same way again.
+    Retried: a 429 (the caller pauses every request for the delay), the other statuses the
+    client retries (``waygpt.retry.DEFAULT_STATUS_FORCELIST``; after their ``Retry-After``
+    when it is at most ``MAX_RETRY_AFTER``), and a failed connection or a timeout (a chat
+    completion or an image generation sent twice costs twice, nothing worse). Without a
+    ``Retry-After``, the client's backoff. Everything else is final: another 4xx would fail
+    the same way again.
     """
     if isinstance(error, RateLimitError):
-        return error.retry_after if error.retry_after is not None else _backoff(attempt)
-    if isinstance(error, APIStatusError) and error.status_code in _RETRIED_STATUSES:
+        return error.retry_after if error.retry_after is not None else _POLICY.backoff(attempt)
+    if isinstance(error, APIStatusError) and error.status_code in _POLICY.status_forcelist:
         hint = parse_retry_after(_header(error, "retry-after"))
-        return hint if hint is not None and hint <= MAX_RETRY_AFTER else _backoff(attempt)
+        return hint if hint is not None and hint <= MAX_RETRY_AFTER else _POLICY.backoff(attempt)
     if isinstance(error, APIConnectionError):
-        return _backoff(attempt)
+        return _POLICY.backoff(attempt)
     return None
 
 
@@ -605,8 +599,9 @@ def batch(
     Args:
         concurrency: requests in flight at once (``WayGPTClient`` pools 32 connections).
         rpm: at most this many attempts (retries included) start in any 60 s.
-        max_retries: retries of a request after a 429, a 500/502/503/504, a failed
-            connection or a timeout; a 429 pauses every request for its ``Retry-After``.
+        max_retries: retries of a request after a status the client retries (429 and
+            5xx: ``waygpt.retry.DEFAULT_STATUS_FORCELIST``), a failed connection or a
+            timeout; a 429 pauses every request for its ``Retry-After``.
             Any other error is final at once.
         retry_failed: run again the requests whose line in ``output`` is an error line.
         progress: a stream to show progress on (a bar on a terminal, else a line every

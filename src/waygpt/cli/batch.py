@@ -63,8 +63,8 @@ def register(commands: Any) -> None:
     # SUPPRESS, like the global options: `waygpt --max-retries 2 batch ...` works too.
     parser.add_argument("--max-retries", type=int_at_least(0), metavar="N",
                         default=argparse.SUPPRESS,
-                        help="retries after a 429, a 500/502/503/504 or a failed connection; "
-                             "any other error is final (default: 5)")
+                        help="retries after a 429 or a 5xx the client retries, a failed connection "
+                             "or a timeout; any other error is final (default: 5)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="run again the requests whose line in OUT is an error")
 

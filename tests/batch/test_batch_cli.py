@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -162,6 +162,60 @@ def test_max_retries_goes_before_or_after_the_command(server: WayGPTTestServer,
         result = run_cli(server, *args, str(source), str(tmp_path / f"out{number}.jsonl"))
         assert result.returncode == EXIT_SOME_FAILED
         assert len(server.requests) == number + 2
+
+
+# `python -m waygpt ARGS` that prints, as it exits, its peak resident set (VmHWM, kB): the
+# high-water mark of its own memory. (A child's ru_maxrss starts at its parent's size on
+# Linux: the forked copy counts.)
+PEAK_RSS_LAUNCHER = """
+import runpy, sys
+sys.argv[0] = "waygpt"
+try:
+    runpy.run_module("waygpt", run_name="__main__", alter_sys=True)
+finally:
+    with open("/proc/self/status", encoding="ascii") as status:
+        peak = [line.split()[1] for line in status if line.startswith("VmHWM:")][0]
+    sys.stdout.write(f"VmHWM {peak}\\n")
+"""
+
+
+def peak_rss_of_a_run(server: WayGPTTestServer, *args: str) -> Tuple[int, float]:
+    """``waygpt ARGS`` in a child process: its exit code and its peak resident set (MB)."""
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS_LAUNCHER, *args],
+                            capture_output=True, text=True, encoding="utf-8",
+                            env=environment(server), timeout=120)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, int(result.stdout.split("VmHWM ")[-1]) / 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB: Linux")
+def test_memory_stays_flat_over_a_100000_line_input(server: WayGPTTestServer,
+                                                    tmp_path: Path) -> None:
+    # 100,000 requests of 1 KB (about 108 MB); an earlier run answered all but the last 300.
+    lines, left = 100_000, 300
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    filler = "x" * 1000
+    with open(source, "w", encoding="utf-8") as requests, open(out, "w", encoding="utf-8") as done:
+        for index in range(lines):
+            requests.write(json.dumps({
+                "custom_id": f"r{index}", "method": "POST", "url": "/v1/chat/completions",
+                "body": {"messages": [{"role": "user", "content": filler}]}}) + "\n")
+            if index < lines - left:
+                done.write(json.dumps({"id": f"batch_req_{index}", "custom_id": f"r{index}",
+                                       "response": {"status_code": 200, "request_id": "req_1",
+                                                    "body": {}}, "error": None}) + "\n")
+    small = write_requests(tmp_path / "small.jsonl", 1)
+    code, baseline = peak_rss_of_a_run(server, "batch", str(small),
+                                       str(tmp_path / "small-out.jsonl"))
+    assert code == EXIT_OK
+    code, peak = peak_rss_of_a_run(server, "batch", str(source), str(out))
+    assert code == EXIT_OK
+    assert len(output_lines(out)) == lines
+    assert len([r for r in server.requests if r.path_only == CHAT]) == left + 1
+    # The input is read line by line (twice) and the output's answers are not kept: what
+    # grows is the two sets of 100,000 custom_ids, about 20 MB, not the 108 MB of bodies.
+    assert source.stat().st_size > 100 * 2**20
+    assert peak - baseline < 45, (baseline, peak)
 
 
 @posix_signals

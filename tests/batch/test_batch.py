@@ -27,6 +27,7 @@ import waygpt
 from waygpt import BatchInputError, WayGPTClient, _batch
 from waygpt._batch_files import RequestSource, check_requests
 from waygpt._batch_progress import Snapshot, progress_line
+from waygpt.retry import DEFAULT_STATUS_FORCELIST, RetryPolicy, default_retry
 from waygpt.testing import WayGPTTestServer
 
 CHAT = "/api/v1/waygpt/chat/completions"
@@ -317,18 +318,35 @@ def test_an_output_file_that_is_not_batch_output_is_refused(
 def test_5xx_resets_and_timeouts_are_retried(
     driver: str, server: WayGPTTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_batch, "_BACKOFF_FIRST", 0.1)  # 50-100 ms before each retry
-    server.script(status=500, body={"detail": "boom"}, path=CHAT)
-    server.script(status=503, headers={"Retry-After": "0"}, path=CHAT)
-    server.script(status=502, body="<html>502 Bad Gateway</html>", path=CHAT)
+    # The client's backoff, with backoff_factor 0.1: 50-100 ms before each retry.
+    monkeypatch.setattr(_batch, "_POLICY", RetryPolicy(default_retry(backoff_factor=0.1)))
+    for status in DEFAULT_STATUS_FORCELIST:  # the statuses the client itself retries
+        server.script(status=status, body="<html>gateway trouble</html>", path=CHAT)
+    server.script(status=503, headers={"Retry-After": "0"}, body={"detail": "busy"}, path=CHAT)
     server.script(reset=True, path=CHAT)
     server.script(status=200, body=SLOW_ANSWER, delay=2.0, path=CHAT)  # past the timeout
-    source = write_jsonl(tmp_path / "in.jsonl", [chat(f"r{i}") for i in range(5)])
-    summary = run_batch(driver, server, source, tmp_path / "out.jsonl", concurrency=5,
+    faults = len(DEFAULT_STATUS_FORCELIST) + 3
+    source = write_jsonl(tmp_path / "in.jsonl", [chat(f"r{i}") for i in range(faults)])
+    summary = run_batch(driver, server, source, tmp_path / "out.jsonl", concurrency=faults,
                         client_options={"timeout": 0.3})
-    assert (summary.succeeded, summary.failed, summary.retries) == (5, 0, 5)
-    assert len(chat_requests_sent(server)) == 10
+    assert (summary.succeeded, summary.failed, summary.retries) == (faults, 0, faults)
+    assert len(chat_requests_sent(server)) == 2 * faults
     assert all(line["error"] is None for line in read_out(tmp_path / "out.jsonl"))
+
+
+def test_a_retry_without_retry_after_waits_the_clients_backoff(
+    server: WayGPTTestServer, tmp_path: Path
+) -> None:
+    # No Retry-After: the first retry waits what the client's own first retry would
+    # (waygpt.retry.default_retry: 0.5-1 s), not a delay of the batch's own.
+    server.script(status=DEFAULT_STATUS_FORCELIST[-1], body={"detail": "down"}, path=CHAT)
+    attempts = Attempts()
+    summary = run_batch("threads", server, [chat("a")], tmp_path / "out.jsonl",
+                        client_options=attempts.hooks())
+    assert summary.succeeded == 1 and summary.retries == 1
+    waited = attempts.sent[1] - attempts.answered[0][0]
+    factor = default_retry().backoff_factor  # the first retry waits factor/2 to factor
+    assert factor / 2 - 0.05 <= waited <= factor + 0.5, waited
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
