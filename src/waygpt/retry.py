@@ -85,6 +85,15 @@ class RetryPolicy:
         self.backoff_max = _FALLBACK_BACKOFF_MAX if ceiling is None else float(ceiling)
         self.respect_retry_after = bool(retry.respect_retry_after_header)
 
+    def backoff(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first) when the answer
+        gave no ``Retry-After``: exponential backoff with equal jitter, half fixed, half
+        random."""
+        if self.backoff_factor <= 0:
+            return 0.0
+        base: float = min(self.backoff_max, self.backoff_factor * 2.0 ** (retry - 1))
+        return base / 2 + _JITTER.uniform(0, base / 2)
+
 
 class RetryState:
     """The retry budget of one client call; ``attempt`` counts from 1."""
@@ -142,9 +151,4 @@ class RetryState:
         return True
 
     def _backoff(self) -> float:
-        """Exponential backoff with equal jitter: half fixed, half random."""
-        factor = self._policy.backoff_factor
-        if factor <= 0:
-            return 0.0
-        base: float = min(self._policy.backoff_max, factor * 2.0 ** (self.attempt - 2))
-        return base / 2 + _JITTER.uniform(0, base / 2)
+        return self._policy.backoff(self.attempt - 1)  # (attempt already counts this retry)
