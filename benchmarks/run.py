@@ -1,7 +1,7 @@
 """The SDK against bare ``requests``/``aiohttp`` code and the ``openai`` SDK, in one run.
 
-    python benchmarks/run.py                  # the full run (a few minutes)
-    python benchmarks/run.py --quick          # fewer rounds, about a minute
+    python benchmarks/run.py                  # the full run (about four minutes)
+    python benchmarks/run.py --quick          # fewer rounds, about two minutes
     python benchmarks/run.py --only sync      # or: --only async
     python benchmarks/run.py --json out.json  # default: benchmarks/results.json
     python benchmarks/run.py --markdown       # the table as Markdown too
@@ -574,7 +574,7 @@ def _environment() -> Dict[str, Any]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (about two minutes)")
     parser.add_argument("--only", choices=("sync", "async"),
                         help="run only the sync or the async client's rows")
     parser.add_argument("--json", metavar="FILE", help="where to write the figures (default: "
