@@ -146,9 +146,10 @@ def async_sdk_client(url: str) -> Any:
                                     max_retries=0)
 
 
-def bench(events: int, framing: str = "chunked", interval: float = 0.0) -> Dict[str, Any]:
+def bench(events: int, framing: str = "chunked", interval: float = 0.0,
+          pacing: str = "blocking") -> Dict[str, Any]:
     """The body's ``"bench"`` object: what stream ``server.py`` sends."""
-    return {"events": events, "framing": framing, "interval": interval}
+    return {"events": events, "framing": framing, "interval": interval, "pacing": pacing}
 
 
 def sdk_stream(client: Any, options: Dict[str, Any],

@@ -14,9 +14,12 @@ bare ``requests``/``aiohttp`` code and the ``openai`` SDK:
   in the body, an SSE stream shaped by the body's ``"bench"`` object: ``events`` chat chunk
   events (default 10), one HTTP chunk each, then ``data: [DONE]``; ``framing`` ``"chunked"``
   (default) or ``"close"`` (no Transfer-Encoding, the connection closed at the end); with
-  ``interval`` > 0 each event carries ``"t"``, the wall time of its write, and the server
-  sleeps ``interval`` seconds after it (blocking its loop: paced streams are read one at a
-  time, by a sync client; ``asyncio.sleep`` would round 0.2 ms up to a millisecond);
+  ``interval`` > 0 the stream is *paced*: one write per event, each event carrying ``"t"``,
+  the wall time of its write, and ``interval`` seconds between two events. ``pacing``
+  says how the server waits: ``"blocking"`` (default) by ``time.sleep``, which blocks its
+  loop (for one stream read by a sync client: ``asyncio.sleep`` would round 0.2 ms up to
+  a millisecond); ``"async"`` by ``asyncio.sleep``, so that concurrent streams are paced
+  side by side (at least about a millisecond apart);
 - ``GET /__stats``: ``{"cpu": <process CPU s>, "requests": n, "connections": n}``, the
   connections being those that carried a request other than ``/__stats``.
 
@@ -184,19 +187,23 @@ class _Connection(asyncio.Protocol):
             bench = options.get("bench") or {}
             self.streaming = asyncio.ensure_future(self._stream(
                 int(bench.get("events", 10)), bench.get("framing", "chunked") != "close",
-                float(bench.get("interval", 0.0)),
+                float(bench.get("interval", 0.0)), bench.get("pacing", "blocking") == "async",
             ))
         else:
             self.transport.write(_NOT_FOUND)
 
-    async def _stream(self, events: int, chunked: bool, interval: float) -> None:
+    async def _stream(self, events: int, chunked: bool, interval: float,
+                      concurrent: bool) -> None:
         try:
             if interval > 0:  # one write per event, stamped when written
                 self.transport.write(_stream_head(chunked))
                 for index in range(events):
                     event = b"data: " + chunk_json(index, time.time()) + b"\n\n"
                     self.transport.write(_frame(event, chunked))
-                    time.sleep(interval)
+                    if concurrent:
+                        await asyncio.sleep(interval)
+                    else:
+                        time.sleep(interval)
                 self.transport.write(_stream_end(chunked))
             else:  # as fast as the client reads, in slices, waiting whenever it is behind
                 body = memoryview(_stream_body(events, chunked))
