@@ -40,7 +40,7 @@ from .streaming import AsyncChatStream, ChatStream
 
 if TYPE_CHECKING:
     from ._async_client import AsyncWayGPTClient
-    from ._chat_result import ChatStreamResult, collect_chat_stream
+    from ._chat_result import ChatChoiceResult, ChatStreamResult, collect_chat_stream
     from .sse import ServerSentEvent, SSEDecoder
 
 # Imported on first use, so that `import waygpt` costs little more than `import requests`:
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 # dataclasses. The one-file build bundles the sync client only.
 _LAZY = {
     "AsyncWayGPTClient": "_async_client",
+    "ChatChoiceResult": "_chat_result",
     "ChatStreamResult": "_chat_result",
     "collect_chat_stream": "_chat_result",
     "ServerSentEvent": "sse",
@@ -74,6 +75,7 @@ __all__ = [
     "AsyncWayGPTClient",
     "AuthenticationError",
     "BadRequestError",
+    "ChatChoiceResult",
     "ChatStream",
     "ChatStreamResult",
     "ConfigurationError",

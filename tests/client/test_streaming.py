@@ -891,3 +891,64 @@ def test_an_in_stream_429_carries_its_retry_after(sdk, no_retry_client, server):
         list(no_retry_client.chat_completions_stream(messages=MESSAGES))
 
     assert caught.value.retry_after == 7.0
+
+
+# -- what collect() gathers: text, tool calls, every choice -----------------------------------
+
+TOOL_CALL_DELTAS = [
+    {"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
+        {"index": 0, "id": "call_1", "type": "function",
+         "function": {"name": "get_weather", "arguments": ""}}]}}]},
+    {"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "function": {"arguments": '{"city": "Мос'}}]}}]},
+    {"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 1, "id": "call_2", "type": "function",
+         "function": {"name": "get_time", "arguments": "{}"}}]}}]},
+    {"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "id": "call_ignored", "function": {"name": "x", "arguments": 'ква"}'}}]}}]},
+    {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+]
+GATHERED_CALLS = [
+    {"id": "call_1", "type": "function",
+     "function": {"name": "get_weather", "arguments": '{"city": "Москва"}'}},
+    {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+]
+
+
+def test_collect_gathers_tool_calls_streamed_as_deltas(client, server):
+    script_stream(server, [data(c) for c in TOOL_CALL_DELTAS] + [DONE])
+
+    result = client.chat_completions_stream(messages=MESSAGES).collect()
+
+    assert result.tool_calls == GATHERED_CALLS  # id and name once, arguments joined
+    assert (result.text, result.finish_reason) == ("", "tool_calls")
+    assert result.choices[0].tool_calls == GATHERED_CALLS
+
+
+def test_collect_gathers_every_choice_with_choice_0_first(client, server):
+    pieces = [
+        {"choices": [{"index": 1, "delta": {"role": "assistant", "content": "B"}},
+                     {"index": 0, "delta": {"role": "assistant", "content": "A"}}]},
+        {"choices": [{"index": 1, "delta": {"content": "b"}, "finish_reason": "length"},
+                     {"index": 0, "delta": {"content": "a"}, "finish_reason": "stop"}]},
+    ]
+    script_stream(server, [data(c) for c in pieces] + [DONE])
+
+    result = client.chat_completions_stream(messages=MESSAGES).collect()
+
+    assert [(c.index, c.text, c.finish_reason) for c in result.choices] == [
+        (0, "Aa", "stop"), (1, "Bb", "length")
+    ]
+    assert (result.text, result.finish_reason) == ("Aa", "stop")
+
+
+def test_a_partial_answer_gathers_tool_calls_by_the_same_rule(sdk, client, server):
+    script_stream(server, [data(c) for c in TOOL_CALL_DELTAS[:4]], cut="close")
+    received: List[Any] = []
+
+    with pytest.raises(sdk.StreamInterruptedError) as caught:
+        for piece in client.chat_completions_stream(messages=MESSAGES):
+            received.append(piece)
+
+    assert caught.value.partial == sdk.collect_chat_stream(received)
+    assert caught.value.partial.tool_calls == GATHERED_CALLS
