@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence
 
+from ._stream_forms import choice_index
+
 if TYPE_CHECKING:
     from .types import ChatCompletionChunk
 
@@ -50,17 +52,6 @@ class ChatStreamResult:
 # Text is joined this many pieces at a time: a long answer's millions of small strings would
 # take several times the memory of their text.
 _PARTS_PER_BLOCK = 4096
-
-
-def _choice_index(choice: Any) -> Optional[int]:
-    """The choice a streamed choice object belongs to: its ``index`` when that is an int,
-    choice 0 when it has none (missing or null), None for anything else."""
-    if not isinstance(choice, dict):
-        return None
-    index = choice.get("index")
-    if index is None:
-        return 0
-    return index if type(index) is int else None
 
 
 class _Text:
@@ -176,7 +167,7 @@ class ChatStreamCollector:
 
     The one place that knows how chunks add up: ``collect_chat_stream``, both streams'
     ``collect()`` and the ``partial`` answer of a stream's error all feed one. Each choice
-    (``_choice_index``) gathers its text, role, finish reason and tool calls; ``id`` and
+    (``choice_index``) gathers its text, role, finish reason and tool calls; ``id`` and
     ``model`` are the first a chunk names, ``usage`` the last. ``text_limit`` bounds the text
     kept, the tool calls' arguments included (characters; None: all of it).
     """
@@ -213,7 +204,7 @@ class ChatStreamCollector:
                 result.usage = dict(chunk["usage"])
             choices = chunk.get("choices")
             for choice in choices if isinstance(choices, list) else ():
-                index = _choice_index(choice)
+                index = choice_index(choice)
                 if index == 0:
                     self._first.add(choice, budget)
                 elif index is not None:

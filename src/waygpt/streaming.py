@@ -15,9 +15,28 @@ stream reads the *answer* its transport built, through the same ``read`` the pip
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, List, Mapping, Optional, Type
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Type,
+)
 
 from ._chat_events import ChatEventParser
+from ._stream_forms import (
+    snapshots,
+    snapshots_async,
+    sse_events,
+    sse_events_async,
+    text_pieces,
+    text_pieces_async,
+)
 from ._stream_loop import (
     DRAIN,
     READ,
@@ -264,6 +283,23 @@ class ChatStream(_StreamBase):
         with self:
             return collect_chat_stream(self)
 
+    def text(self) -> Iterator[str]:
+        """The answer's text (choice 0) as it arrives, chunks without text skipped; leaving
+        the loop closes the stream. Raises as iterating the stream does."""
+        return text_pieces(self)
+
+    def text_snapshots(self, min_interval: float = 1.0) -> Iterator[str]:
+        """The whole answer so far, at most once per ``min_interval`` seconds while it grows
+        and once more at its end (a chat window editing one message). Raises ValueError
+        for a bad ``min_interval``; while iterating, as iterating the stream does."""
+        return snapshots(text_pieces(self), min_interval)
+
+    def sse(self) -> Iterator[bytes]:
+        """The stream relayed to a browser as Server-Sent Events: ``data: <json>`` per chunk,
+        ``data: [DONE]`` at the end, a failure as one ``event: error`` fit for an end user.
+        Closing the relay closes the stream."""
+        return sse_events(self)
+
 
 class AsyncChatStream(_StreamBase):
     """An async iterator of chat chunk dicts over one streamed HTTP response.
@@ -409,3 +445,15 @@ class AsyncChatStream(_StreamBase):
         finally:
             self._release()
         return collector.result()
+
+    def text(self) -> AsyncIterator[str]:
+        """The answer's text as it arrives (``async for``), as :meth:`ChatStream.text`."""
+        return text_pieces_async(self)
+
+    def text_snapshots(self, min_interval: float = 1.0) -> AsyncIterator[str]:
+        """The whole answer so far, throttled, as :meth:`ChatStream.text_snapshots`."""
+        return snapshots_async(text_pieces_async(self), min_interval)
+
+    def sse(self) -> AsyncIterator[bytes]:
+        """The stream relayed as Server-Sent Events, as :meth:`ChatStream.sse`."""
+        return sse_events_async(self)

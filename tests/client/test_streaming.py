@@ -952,3 +952,101 @@ def test_a_partial_answer_gathers_tool_calls_by_the_same_rule(sdk, client, serve
 
     assert caught.value.partial == sdk.collect_chat_stream(received)
     assert caught.value.partial.tool_calls == GATHERED_CALLS
+
+
+# -- text(), text_snapshots(), sse() --------------------------------------------------------
+
+ROLE_ONLY = {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+USAGE_ONLY = {"id": "chatcmpl-1", "choices": [],
+              "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+
+
+def test_text_yields_the_pieces_of_choice_0_and_skips_chunks_without_text(client, server):
+    pieces = [ROLE_ONLY, chunk("При"), chunk(""),
+              chunk("вет", finish="stop"), USAGE_ONLY]
+    script_stream(server, [data(c) for c in pieces] + [DONE])
+
+    assert list(client.chat_completions_stream(messages=MESSAGES).text()) == ["При", "вет"]
+
+
+def test_leaving_a_text_loop_releases_the_connection(client, server):
+    script_stream(server, [data(chunk("a")), data(chunk("b"))],
+                  chunk_delay=5)
+    stream = client.chat_completions_stream(messages=MESSAGES)
+    for piece in stream.text():
+        assert piece == "a"
+        break
+
+    assert stream.closed
+    assert server.wait_for_open_connections(0) == 0
+
+
+def test_text_restarts_before_content_and_keeps_the_partial_after_it(sdk, client, server):
+    server.script_stream_fault(after_events=0, cut="reset")  # restarted: not seen
+    server.script_stream_fault(after_events=2, cut="reset")
+    got: List[str] = []
+
+    with pytest.raises(sdk.StreamInterruptedError) as caught:
+        for piece in client.chat_completions_stream(messages=MESSAGES).text():
+            got.append(piece)
+
+    assert caught.value.partial.text == "".join(got) != ""
+
+
+def test_text_snapshots_show_the_answer_so_far_and_always_the_final_text(client, server):
+    words = [chunk(w) for w in ("one ", "two ", "three")]
+    script_stream(server, [data(c) for c in words] + [data(USAGE_ONLY), DONE])
+
+    snapshots = list(
+        client.chat_completions_stream(messages=MESSAGES).text_snapshots(min_interval=3600)
+    )
+
+    assert snapshots == ["one ", "one two three"]  # the first at once, the final at the end
+
+
+def test_text_snapshots_without_throttling_never_repeat_a_text(client, server):
+    pieces = [chunk("a"), ROLE_ONLY, chunk("b")]
+    script_stream(server, [data(c) for c in pieces] + [DONE])
+
+    snapshots = list(client.chat_completions_stream(messages=MESSAGES).text_snapshots(0))
+
+    assert snapshots == ["a", "ab"]
+
+
+def test_text_snapshots_refuse_a_negative_interval_before_reading(client, server):
+    stream = client.chat_completions_stream(messages=MESSAGES)
+    with pytest.raises(ValueError, match="min_interval"):
+        stream.text_snapshots(min_interval=-1)
+    assert stream.collect().text  # nothing was read
+
+
+def test_sse_relays_each_chunk_then_done(client, server):
+    pieces = [chunk("Привет,\nмир"), USAGE_ONLY]
+    script_stream(server, [data(c) for c in pieces] + [DONE])
+
+    relayed = b"".join(client.chat_completions_stream(messages=MESSAGES).sse())
+
+    events = relayed.decode().split("\n\n")
+    assert [json.loads(e[len("data: "):]) for e in events[:2]] == pieces
+    assert events[2:] == ["data: [DONE]", ""]
+
+
+def test_sse_turns_a_failure_into_one_error_event_for_the_end_user(client, server):
+    script_stream(
+        server,
+        [data(chunk("Hel"))],
+        cut="reset",
+        headers={"X-Request-ID": f"req-{server.project_key}"},
+    )
+
+    relayed = b"".join(client.chat_completions_stream(messages=MESSAGES).sse())
+
+    last = relayed.decode().split("\n\n")[-2]
+    assert last.startswith("event: error\ndata: ")
+    payload = json.loads(last.split("data: ", 1)[1])
+    assert payload == {
+        "type": "StreamInterruptedError",
+        "message": "The connection to the answering service was lost. Please try again.",
+        "request_id": "req-[REDACTED]",
+    }
+    assert b"[DONE]" not in relayed
