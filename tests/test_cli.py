@@ -548,11 +548,10 @@ def test_wait_timeout_exits_3() -> None:
         ["job", "x", "--wait", "--cancel"],
         ["image", "кот", "-n", "0"],
         ["chat", "кот", "--temperature", "2.5"],
-        ["nonsense"],
         [],
     ],
     ids=["unknown-option", "missing-prompt", "wait-and-cancel", "n-zero", "temperature-3",
-         "bad-command", "none"],
+         "none"],
 )
 def test_usage_errors_exit_2(args: List[str]) -> None:
     result = run_cli(*args, env={"WAYGPT_PROJECT_KEY": "sk_live_x"})
@@ -661,3 +660,20 @@ def test_ctrl_c_exits_130(server: WayGPTTestServer) -> None:
             process.communicate()
     assert process.returncode == EXIT_INTERRUPTED, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("chta", "chat"), ("modles", "models")])
+def test_a_mistyped_command_gets_one_line_with_a_suggestion(typed, meant):
+    result = run_cli(typed)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == f"waygpt: unknown command '{typed}' (did you mean '{meant}'?)\n"
+
+
+def test_an_unknown_command_far_from_any_points_to_help():
+    result = run_cli("zzzzzz")
+
+    assert (result.returncode, result.stderr) == (
+        2, "waygpt: unknown command 'zzzzzz' (see waygpt --help)\n"
+    )

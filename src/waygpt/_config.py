@@ -54,9 +54,27 @@ def read_setting(name: str, value: Optional[str]) -> Optional[str]:
     return value or None
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
 def env_use_hmac() -> bool:
-    """``WAYGPT_USE_HMAC``: the string ``true``, in any case, turns signing on."""
-    return os.environ.get("WAYGPT_USE_HMAC", "").strip().lower() == "true"
+    """``WAYGPT_USE_HMAC``: ``1``, ``true``, ``yes`` or ``on`` turn signing on, ``0``,
+    ``false``, ``no``, ``off`` or nothing leave it off (any case).
+
+    Raises:
+        ConfigurationError: any other value, which would otherwise leave signing off without
+            a word.
+    """
+    value = os.environ.get("WAYGPT_USE_HMAC", "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(
+        f"WAYGPT_USE_HMAC={os.environ['WAYGPT_USE_HMAC']!r} is not a yes or no: use "
+        "1/true/yes/on or 0/false/no/off"
+    )
 
 
 def is_header_safe(value: str) -> bool:

@@ -129,6 +129,27 @@ def _positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def _extra(method: str, extra: Mapping[str, Any], named: Tuple[str, ...]) -> Mapping[str, Any]:
+    """The extra keywords of ``method``, sent in the body as they are; one that is a typo of
+    a named parameter (``temprature``, ``max_token``) is refused before the network."""
+    if extra:
+        import difflib  # only for a call with extra keywords
+
+        for key in extra:
+            meant = difflib.get_close_matches(key, named, n=1, cutoff=0.8)
+            if meant:
+                raise TypeError(
+                    f"{method}() got an unexpected keyword argument {key!r}: did you mean "
+                    f"{meant[0]!r}? (other keywords are sent in the body as they are)"
+                )
+    return extra
+
+
+_CHAT_PARAMETERS = (
+    "model", "messages", "use_case_id", "use_case", "temperature", "max_tokens", "stream",
+)
+
+
 def _only_given(**fields: Any) -> Dict[str, Any]:
     """The fields that were given (not None), in the order of the method's parameters."""
     return {name: value for name, value in fields.items() if value is not None}
@@ -248,7 +269,7 @@ class Endpoints:
             body["max_tokens"] = max_tokens
         if stream:
             body["stream"] = True
-        body.update(extra)
+        body.update(_extra("chat_completions", extra, _CHAT_PARAMETERS))
         return Call(
             "POST",
             f"{_WAYGPT}/chat/completions",
@@ -268,7 +289,7 @@ class Endpoints:
         body: Dict[str, Any] = {"prompt": prompt, "size": size, "n": n}
         if model is not None:
             body["model"] = model
-        body.update(extra)
+        body.update(_extra("image_generations", extra, ("prompt", "model", "size", "n")))
         return Call(
             "POST",
             f"{_WAYGPT}/images/generations",
@@ -287,7 +308,7 @@ class Endpoints:
             body["model"] = model
         if duration is not None:
             body["duration"] = duration
-        body.update(extra)
+        body.update(_extra("video_generations", extra, ("prompt", "model", "duration")))
         return Call(
             "POST",
             f"{_WAYGPT}/videos/generations",

@@ -6,8 +6,9 @@ import argparse
 import io
 import logging
 import os
+import re
 import sys
-from typing import Optional, Sequence, TextIO
+from typing import NoReturn, Optional, Sequence, TextIO, Tuple
 from urllib.parse import urlsplit
 
 from .. import APIConnectionError, ConfigurationError, WayGPTError, __version__
@@ -42,9 +43,26 @@ try it without an account:  waygpt demo
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser: a mistyped command gets one line, with the command it is
+    closest to, instead of the usage and the list of every command."""
+
+    command_names: Tuple[str, ...] = ()
+
+    def error(self, message: str) -> NoReturn:
+        typed = re.match(r"argument COMMAND: invalid choice: '([^']*)'", message)
+        if typed is not None:
+            import difflib
+
+            meant = difflib.get_close_matches(typed.group(1), self.command_names, n=1)
+            hint = f" (did you mean '{meant[0]}'?)" if meant else " (see waygpt --help)"
+            self.exit(EXIT_USAGE, f"waygpt: unknown command '{typed.group(1)}'{hint}\n")
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``waygpt`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="waygpt",
         description="Command line for the WayGPT AI Server.",
         epilog=_EPILOG,
@@ -59,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The order of `waygpt --help`: try it, talk, look around, make media, then the account.
     for module in (demo, chat, catalog, media, account):
         module.register(commands)
+    parser.command_names = tuple(commands.choices)
     return parser
 
 
