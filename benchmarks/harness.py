@@ -1,13 +1,9 @@
-"""What ``run.py`` and ``audit.py`` share: the server process, the SDK's loops, timing, tables.
-
-Neither of them is imported here, so there is no import circle: ``run.py`` imports this
-module (and ``audit.py`` for ``--audit``), ``audit.py`` imports only this one.
-"""
+"""What ``run.py`` uses beside its measurements: the server process, the SDK's loops, timing,
+tables."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import http.client
 import json
@@ -16,7 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Awaitable, Callable, ContextManager, Dict, List, Optional, Sequence
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT_KEY = "sk_live_bench_0000000000000000"
@@ -69,40 +65,31 @@ class Server:
 
 
 def rotate(
-    works: Dict[str, Work],
-    rounds: int,
-    server: Optional[Server] = None,
-    around: Callable[[str], ContextManager[Any]] = lambda name: contextlib.nullcontext(),
-    settle: Optional[Callable[[], Any]] = None,
+    works: Dict[str, Work], rounds: int, server: Optional[Server] = None
 ) -> Dict[str, List[float]]:
     """Client CPU seconds (``time.process_time``) per unit of each work, each round.
 
     One untimed round warms every work up (connections opened, caches filled); then each
     work runs once a round, in an order that rotates, so that a disturbance of the machine
-    hits all of them alike. Each runs inside ``around(name)``, after ``settle()`` (untimed),
-    so that none pays for what the one before it left. With ``server``, its CPU per wall
-    second over each measurement goes to ``server.cores``.
+    hits all of them alike. With ``server``, its CPU per wall second over each measurement
+    goes to ``server.cores``.
     """
     names = list(works)
     for name in names:
-        with around(name):
-            works[name]()
+        works[name]()
     samples: Dict[str, List[float]] = {name: [] for name in names}
     for index in range(rounds):
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
-            with around(name):
-                if settle is not None:
-                    settle()
-                gc.collect()
-                before = server.stats()["cpu"] if server is not None else 0.0
-                wall = time.perf_counter()
-                started = time.process_time()
-                units = works[name]()
-                cpu = time.process_time() - started
-                wall = time.perf_counter() - wall
-                if server is not None:
-                    server.cores.append((server.stats()["cpu"] - before) / wall)
+            gc.collect()
+            before = server.stats()["cpu"] if server is not None else 0.0
+            wall = time.perf_counter()
+            started = time.process_time()
+            units = works[name]()
+            cpu = time.process_time() - started
+            wall = time.perf_counter() - wall
+            if server is not None:
+                server.cores.append((server.stats()["cpu"] - before) / wall)
             samples[name].append(cpu / units)
     return samples
 

@@ -3,7 +3,6 @@
     python benchmarks/run.py                  # the full run (a few minutes)
     python benchmarks/run.py --quick          # fewer rounds, about a minute
     python benchmarks/run.py --only sync      # or: --only async
-    python benchmarks/run.py --audit          # what each optimisation buys (audit.py)
     python benchmarks/run.py --json out.json  # default: benchmarks/results.json
     python benchmarks/run.py --markdown       # the table as Markdown too
 
@@ -551,18 +550,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds (about a minute)")
     parser.add_argument("--only", choices=("sync", "async"),
                         help="run only the sync or the async client's rows")
-    parser.add_argument("--audit", action="store_true",
-                        help="measure what each optimisation buys instead (audit.py)")
     parser.add_argument("--json", metavar="FILE", help="where to write the figures (default: "
-                        "benchmarks/results.json, or results-audit.json with --audit)")
+                        "benchmarks/results.json)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown too")
     args = parser.parse_args(argv)
-    if args.audit:
-        import audit
-
-        return audit.main(args.quick, args.json or os.path.join(harness.HERE,
-                                                                "results-audit.json"),
-                          args.markdown)
     profile = PROFILES["quick" if args.quick else "full"]
     env = _environment()
     groups: Dict[str, Any] = {}

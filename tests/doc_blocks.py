@@ -1,8 +1,8 @@
 """Fenced code blocks of the Markdown documentation: find them, run them, compare twins.
 
-Used by ``tests/test_docs_run.py`` (every Python block runs against a local test server),
-``tests/test_docs_twins.py`` (each English page in ``docs/`` has a Russian twin in
-``docs/ru/`` with the same code) and ``tests/test_doc_blocks.py`` (this module's own tests).
+Used by ``tests/docs/test_docs_run.py`` (every Python block runs against a local test server),
+``tests/docs/test_docs_twins.py`` (each English page in ``docs/`` has a Russian twin in
+``docs/ru/`` with the same code) and ``tests/docs/test_doc_blocks.py`` (this module's own tests).
 
 A block is a fenced block (three or more backticks or tildes, possibly indented inside a list
 item). Its *language* is the first word of the info string. A Python block (``python`` or

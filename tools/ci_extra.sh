@@ -7,7 +7,7 @@
 # 1. Build waygpt_client.py into a temporary directory, lint and type-check it, and run the
 #    client test suite against it (tests/conftest.py loads the SDK from WAYGPT_SDK_FILE).
 # 2. Build the wheel and sdist, run twine check --strict and inspect them (tools/check_dist.py).
-# (The examples run with --demo inside the main pytest run: tests/test_examples.py.)
+# (The examples run with --demo inside the main pytest run: tests/docs/test_examples.py.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

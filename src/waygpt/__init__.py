@@ -47,12 +47,9 @@ if TYPE_CHECKING:
 # the async client needs asyncio (and aiohttp), the SSE parser and the stream result
 # dataclasses. The one-file build bundles the sync client only.
 _LAZY = {
-    "AsyncWayGPTClient": "_async_client",
-    "ChatChoiceResult": "_chat_result",
+    "AsyncWayGPTClient": "_async_client", "ChatChoiceResult": "_chat_result",
     "ChatStreamResult": "_chat_result",
-    "collect_chat_stream": "_chat_result",
-    "ServerSentEvent": "sse",
-    "SSEDecoder": "sse",
+    "collect_chat_stream": "_chat_result", "ServerSentEvent": "sse", "SSEDecoder": "sse",
 }
 
 
@@ -65,38 +62,14 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
-    "DEFAULT_API_URL",
-    "APIConnectionError",
-    "APIResponseValidationError",
-    "APIStatusError",
-    "APITimeoutError",
-    "AsyncChatStream",
-    "AsyncWayGPTClient",
-    "AuthenticationError",
-    "BadRequestError",
-    "ChatChoiceResult",
-    "ChatStream",
-    "ChatStreamResult",
-    "ConfigurationError",
-    "ConflictError",
-    "HMACSigner",
-    "InternalServerError",
-    "MediaJobError",
-    "MediaJobFailedError",
-    "MediaJobTimeoutError",
-    "NotFoundError",
-    "PermissionDeniedError",
-    "RateLimitError",
-    "RawResponse",
-    "RequestView",
-    "ResponseView",
-    "SSEDecoder",
-    "ServerSentEvent",
-    "StreamInterruptedError",
-    "UnprocessableEntityError",
-    "WayGPTClient",
-    "WayGPTError",
-    "__version__",
-    "collect_chat_stream",
+    "DEFAULT_API_URL", "APIConnectionError", "APIResponseValidationError", "APIStatusError",
+    "APITimeoutError", "AsyncChatStream", "AsyncWayGPTClient", "AuthenticationError",
+    "BadRequestError", "ChatChoiceResult", "ChatStream", "ChatStreamResult",
+    "ConfigurationError", "ConflictError", "HMACSigner", "InternalServerError", "MediaJobError",
+    "MediaJobFailedError", "MediaJobTimeoutError", "NotFoundError", "PermissionDeniedError",
+    "RateLimitError", "RawResponse", "RequestView", "ResponseView", "SSEDecoder",
+    "ServerSentEvent", "StreamInterruptedError", "UnprocessableEntityError", "WayGPTClient",
+    "WayGPTError", "__version__", "collect_chat_stream",
 ]

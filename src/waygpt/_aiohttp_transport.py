@@ -1,35 +1,30 @@
-"""The aiohttp transport: how the async client's bytes go out and come in.
+"""The aiohttp transport: runs the pipeline's steps with ``await`` on one
+``aiohttp.ClientSession``. aiohttp is an optional extra: this module imports without it.
 
-It runs the core's pipeline steps with ``await`` on one ``aiohttp.ClientSession``. aiohttp is
-an optional extra: this module imports without it, and the transport says how to install it
-when it is made.
-
-* The client's own session is made on first use, inside the running event loop (aiohttp
-  wants that), with no cookie jar, no decompression (the core decodes bodies itself, within
-  its caps) and no ``trust_env`` (which makes aiohttp read ``~/.netrc`` on a thread for
-  every request). Like the sync client, it reads proxies and a CA bundle
-  (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) from the environment when the base URL is set.
-* A non-streamed call is bounded by aiohttp's ``total`` timeout set to what is left of the
-  call's deadline; a stream's headers by ``asyncio.wait_for``; each read by ``sock_read``,
-  and each read of a stream by a timer of ours as well (see ``bound_each_read``).
-* After ``os.fork()`` the parent's session is set aside and never closed. A client is used
-  from one event loop at a time: a call (or ``close()``) from another loop while the
-  session's own loop still runs is refused with ``ConfigurationError``; once that loop has
-  ended, its session is set aside (left to its sockets' finalisers) and a new one is made.
-* aiohttp's own replay of a failed idempotent request is turned off (``_retry_connection``):
-  it would re-send the same signature and nonce. On the client's own session for good; on a
-  caller's session only for the SDK's signed requests, as is the session's ``auth`` and
-  netrc lookup for the Client API's (whose Bearer token wins), see ``_first_step_with``.
+* The client's own session is made on first use, in the running event loop, with no cookie
+  jar, no decompression (the core decodes bodies within its caps) and no ``trust_env`` (a
+  ``~/.netrc`` read per request); like the sync client, it reads proxies and a CA bundle
+  from the environment when the base URL is set.
+* A call is bounded by aiohttp's ``total`` timeout, set to what is left of its deadline; a
+  stream's headers by ``asyncio.wait_for``, the body before its events by ``end_reads_at``,
+  each read by ``sock_read`` and, for a stream's, a timer of ours (``bound_each_read``).
+* After a fork the parent's session is set aside, never closed. A client is used from one
+  event loop at a time: a call from another loop while the session's own loop runs is
+  refused; once that loop has ended, its session is set aside and a new one is made.
+* aiohttp's replay of a failed idempotent request is turned off (it would re-send the same
+  nonce); on a caller's session, the Client API's Bearer token wins over its ``auth`` and
+  netrc (``_first_step_with``). The private attributes this takes: ``_internals.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import threading
 import types
-from typing import Any, Callable, Dict, Generator, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Generator, Optional, Tuple
 
 from requests.utils import get_environ_proxies, prepend_scheme_if_needed
 
@@ -37,6 +32,14 @@ from ._chat_events import ChatEventParser
 from ._config import ca_bundle_from_environment
 from ._core import Deadline, Notify, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
+from ._internals import (
+    TRUST_ENV,
+    environment_proxy,
+    leave_connections_open,
+    never_replay,
+    received_before_failure,
+    request_overrides,
+)
 from ._observe import AnswerHeaders
 from ._stream_loop import Restart
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
@@ -49,9 +52,9 @@ try:
 except ImportError:  # the optional extra is not installed: AiohttpTransport says so
     aiohttp = None  # type: ignore[assignment]
 
-_STREAM_READ_SIZE = 16 * 1024  # see AiohttpAnswer.read; 64 KiB gave 1.65x bare, 16 KiB 2.0x
+_STREAM_READ_SIZE = 16 * 1024  # see AiohttpAnswer.read
 # After [DONE], how long and how much the stream waits for the end of the body so that the
-# connection can be reused (as the sync client's stream reader does).
+# connection can be reused (as the sync client's stream does).
 _DRAIN_SECONDS = 0.1
 _DRAIN_BYTES = 64 * 1024
 
@@ -79,16 +82,13 @@ if hasattr(os, "register_at_fork"):
 
 def transport_failure(exc: BaseException) -> TransportFailure:
     """What an aiohttp/asyncio exception means for the call, without the exception."""
-    connect_timeout = getattr(aiohttp, "ConnectionTimeoutError", None)
     if isinstance(exc, aiohttp.ClientConnectorError):  # refused, unresolved, TLS handshake
         reason = getattr(exc.os_error, "strerror", None) or type(exc.os_error).__name__
         return TransportFailure(CONNECT_FAILURE, f"connection failed: {reason}")
-    if connect_timeout is not None and isinstance(exc, connect_timeout):
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # (an asyncio.TimeoutError too)
         return TransportFailure(CONNECT_FAILURE, "request timed out", timed_out=True)
-    if isinstance(exc, asyncio.TimeoutError):  # sock_read, total, wait_for; aiohttp < 3.10
-        connecting = str(exc).startswith("Connection timeout")
-        kind = CONNECT_FAILURE if connecting else OTHER_FAILURE
-        return TransportFailure(kind, "request timed out", timed_out=True)
+    if isinstance(exc, asyncio.TimeoutError):  # sock_read, total, wait_for, our timers
+        return TransportFailure(OTHER_FAILURE, "request timed out", timed_out=True)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return TransportFailure(STALE_CONNECTION, "connection failed: the server disconnected")
     if isinstance(exc, aiohttp.ClientPayloadError):
@@ -96,23 +96,6 @@ def transport_failure(exc: BaseException) -> TransportFailure:
     if isinstance(exc, OSError) and exc.strerror:
         return TransportFailure(OTHER_FAILURE, f"connection failed: {exc.strerror}")
     return TransportFailure(OTHER_FAILURE, f"connection failed: {type(exc).__name__}")
-
-
-def _received_before_failure(content: Any) -> bytes:
-    """Bytes that arrived before the connection failed, not read yet.
-
-    aiohttp's reads raise a body's failure before handing out what was received ahead of
-    it: a stream cut short would lose its last complete events. Its private ``_read_nowait``
-    (aiohttp 3.11 to 3.14 at least) reads the buffer regardless; without it, nothing is saved.
-    """
-    read = getattr(content, "_read_nowait", None)
-    if read is None or not getattr(content, "_buffer", None):
-        return b""
-    try:
-        data: bytes = read(-1)
-    except Exception:  # noqa: BLE001 - nothing to save after all
-        return b""
-    return data
 
 
 async def _read_to_end(content: Any) -> None:
@@ -124,73 +107,6 @@ async def _read_to_end(content: Any) -> None:
         total += len(data)
 
 
-def _ssl_from_environment(api_url: str) -> Any:
-    """The CA bundle requests would use from the environment, as an SSL context; else True.
-
-    Raises:
-        ConfigurationError: the variable names no file, or one without a PEM certificate.
-    """
-    bundle = ca_bundle_from_environment(api_url)
-    return True if bundle is None else bundle[1]
-
-
-def _proxy_from_environment(api_url: str) -> Optional[str]:
-    """The proxy requests would use for ``api_url`` (``HTTP_PROXY``, ``NO_PROXY``, ...).
-
-    A proxy written without a scheme (``HTTP_PROXY=127.0.0.1:3128``) is an ``http://`` one,
-    as requests takes it; aiohttp would refuse it as an invalid URL at every call.
-    """
-    proxies = get_environ_proxies(api_url)
-    proxy = proxies.get(api_url.split(":", 1)[0].lower()) or proxies.get("all")
-    if not proxy:
-        return None
-    with_scheme: str = prepend_scheme_if_needed(proxy, "http")  # type: ignore[no-untyped-call]
-    return with_scheme
-
-
-# What aiohttp's ClientSession._request reads of its session at the start of each request,
-# before it first waits (aiohttp 3.11 to 3.14): whether to replay a request that failed on
-# a kept-alive connection, its default auth, and trust_env (netrc, environment proxies).
-# tests/test_async_sessions.py checks that aiohttp still has them.
-REPLAY_FLAG = "_retry_connection"
-DEFAULT_AUTH = "_default_auth"
-TRUST_ENV = "_trust_env"
-
-
-def _callers_session_overrides(session: Any, headers: Mapping[str, str]) -> Dict[str, Any]:
-    """What a caller's session must not do to this request, as session attributes to set.
-
-    A signed request must not be replayed by aiohttp with its nonce (the server refuses a
-    nonce it saw; the pipeline retries, freshly signed). A Client API request carries its
-    Bearer token, which the session's ``auth`` or a netrc entry would collide with (aiohttp
-    refuses an Authorization header next to an auth: a ``ValueError``) or replace.
-    """
-    overrides: Dict[str, Any] = {}
-    if "Authorization" in headers:
-        if session.auth is not None:
-            overrides[DEFAULT_AUTH] = None
-        if session.trust_env:
-            overrides[TRUST_ENV] = False
-    if overrides or "X-MB-Nonce" in headers:
-        # (A replay would read the auth settings again, restored by then: no replay either;
-        # the pipeline retries a stale connection itself.)
-        overrides[REPLAY_FLAG] = False
-    # An aiohttp without one of them: its public behaviour, as before (a test says so).
-    return {name: value for name, value in overrides.items() if hasattr(session, name)}
-
-
-def _environment_proxy(url: Any) -> Tuple[Any, Any]:
-    """The proxy and proxy auth aiohttp takes from the environment for ``url`` (trust_env)."""
-    lookup = getattr(aiohttp.helpers, "get_env_proxy_for_url", None)
-    if lookup is None:
-        return None, None
-    try:
-        proxy, proxy_auth = lookup(url)
-    except LookupError:
-        return None, None
-    return proxy, proxy_auth
-
-
 async def _send_on_callers_session(
     session: Any, method: str, url: Any, options: Dict[str, Any], overrides: Dict[str, Any]
 ) -> Any:
@@ -200,7 +116,7 @@ async def _send_on_callers_session(
         # environment's proxy, which it also governs, is looked up here, as aiohttp would
         # (on a thread: it reads the netrc file for the proxy's credentials).
         loop = asyncio.get_running_loop()
-        proxy, proxy_auth = await loop.run_in_executor(None, _environment_proxy, url)
+        proxy, proxy_auth = await loop.run_in_executor(None, environment_proxy, aiohttp, url)
         if proxy is not None:
             if proxy_auth is not None:  # in the URL: aiohttp 3.14 deprecates proxy_auth=
                 proxy = proxy.with_user(proxy_auth.login).with_password(proxy_auth.password)
@@ -232,28 +148,17 @@ def _first_step_with(
             setattr(session, name, value)
     while True:  # the rest, as `await` would run it
         try:
-            sent = yield signal
-        except GeneratorExit:
-            steps.close()
-            raise
-        except BaseException as exc:  # noqa: BLE001 - a cancellation, passed on as await does
             try:
+                sent = yield signal
+            except GeneratorExit:
+                steps.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a cancellation, passed on as await does
                 signal = steps.throw(exc)
-            except StopIteration as done:
-                return done.value
-        else:
-            try:
+            else:
                 signal = steps.send(sent)
-            except StopIteration as done:
-                return done.value
-
-
-class _StreamIdle(asyncio.TimeoutError):
-    """No byte of a stream arrived within the read timeout."""
-
-
-class _DeadlinePassed(asyncio.TimeoutError):
-    """The call's deadline passed while the body before a stream's events was read."""
+        except StopIteration as done:
+            return done.value
 
 
 class AiohttpAnswer:
@@ -267,35 +172,29 @@ class AiohttpAnswer:
         self.status = int(response.status)
         headers = response.headers
         self.headers = AnswerHeaders(headers, lambda name: headers.getall(name, ()))
+        self._loop: Optional[asyncio.AbstractEventLoop] = None  # set once a stream's events come
         self._idle_timeout: Optional[float] = None
         self._idle_timer: Optional[asyncio.TimerHandle] = None
         self._read_since: Optional[float] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._deadline_timer: Optional[asyncio.TimerHandle] = None
 
     def end_reads_at(self, deadline: Deadline) -> None:
-        """Make every read fail once ``deadline`` passes (a stream's answer, until its events).
-
-        A stream request has no aiohttp ``total`` timeout, since its events may go on for
-        longer; but an error body, or a JSON answer refusing the stream, dribbled a byte per
-        read timeout must still end with the call's deadline.
-        """
-        loop = asyncio.get_running_loop()
-        self._deadline_timer = loop.call_later(max(deadline.remaining(), 0.0), self._expire)
-
-    def _expire(self) -> None:
-        self._deadline_timer = None
-        self.response.content.set_exception(_DeadlinePassed())
+        """Make every read fail once ``deadline`` passes (a stream's answer, until its events):
+        a stream has no aiohttp ``total`` timeout, but an error body dribbled a byte per read
+        timeout must still end with the call's deadline."""
+        self._deadline_timer = asyncio.get_running_loop().call_later(
+            max(deadline.remaining(), 0.0),
+            self.response.content.set_exception, asyncio.TimeoutError(),
+        )
 
     def bound_each_read(self, timeout: float) -> None:
-        """Make every later read of a stream end within ``timeout`` seconds.
+        """Make every later read of a stream end within ``timeout`` seconds; the call's
+        deadline no longer applies (a stream's events may last longer).
 
         aiohttp's ``sock_read`` should do it, but a stream whose chunked framing breaks and
         whose connection then closes leaves aiohttp's read waiting for ever (aiohttp 3.14),
-        timer and all. So a timer of ours checks: armed at most once per ``timeout``, and
-        only while a read waits, it costs a clock reading per read. The call's deadline no
-        longer applies: the events of a stream may last longer.
-        """
+        timer and all. A timer of ours, armed at most once per ``timeout`` and only while a
+        read waits, costs a clock reading per read."""
         self._cancel_deadline()
         self._idle_timeout = timeout
         self._loop = asyncio.get_running_loop()
@@ -314,7 +213,7 @@ class AiohttpAnswer:
             # the garbage collector busy (45 % of the CPU in the benchmark, 16 streams).
             data: bytes = await (content.read(_STREAM_READ_SIZE) if loop else content.readany())
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
-            leftover = _received_before_failure(content)
+            leftover = received_before_failure(content)
             if leftover:
                 return leftover  # the failure is raised again by the next read
             failure = transport_failure(exc)
@@ -328,12 +227,9 @@ class AiohttpAnswer:
         """After ``[DONE]``: wait a little for the end of the body, so that the connection
         goes back to the pool (the last chunk of the framing often comes a moment later)."""
         content = self.response.content
-        if content.at_eof():
-            return
-        try:
-            await asyncio.wait_for(_read_to_end(content), _DRAIN_SECONDS)
-        except Exception:  # noqa: BLE001, S110 - a body that does not end: closed instead
-            pass
+        if not content.at_eof():
+            with contextlib.suppress(Exception):  # a body that does not end: closed instead
+                await asyncio.wait_for(_read_to_end(content), _DRAIN_SECONDS)
 
     def _arm(self, since: float) -> None:
         assert self._loop is not None and self._idle_timeout is not None
@@ -345,7 +241,7 @@ class AiohttpAnswer:
         if since is None or self._idle_timeout is None or self._loop is None:
             return  # no read is waiting: the next one arms the timer again
         if self._loop.time() - since >= self._idle_timeout:
-            self.response.content.set_exception(_StreamIdle())
+            self.response.content.set_exception(asyncio.TimeoutError())
         else:
             self._arm(since)
 
@@ -368,8 +264,7 @@ class AiohttpAnswer:
 class AiohttpTransport:
     """Sends the pipeline's requests on one ``aiohttp.ClientSession``."""
 
-    # Whether it awaits what an event hook returns (``async def`` hooks).
-    awaits_hooks = True
+    awaits_hooks = True  # it awaits what an event hook returns (``async def`` hooks)
 
     def __init__(self, session: Any = None) -> None:
         if aiohttp is None:
@@ -394,8 +289,14 @@ class AiohttpTransport:
             reason = type(exc).__name__
         else:
             if self.owns_session:  # a caller's session has its own (trust_env, connector)
-                self._proxy = _proxy_from_environment(api_url)
-                self._ssl = _ssl_from_environment(api_url)
+                # The proxy requests would use (HTTP_PROXY, NO_PROXY, ...); one without a
+                # scheme is an http:// one, as requests takes it (aiohttp would refuse it).
+                proxies = get_environ_proxies(api_url)
+                proxy = proxies.get(api_url.split(":", 1)[0].lower()) or proxies.get("all")
+                if proxy:
+                    self._proxy = prepend_scheme_if_needed(proxy, "http")  # type: ignore[no-untyped-call]
+                bundle = ca_bundle_from_environment(api_url)  # a bad one is refused now
+                self._ssl = True if bundle is None else bundle[1]
             return base
         raise ConfigurationError(f"api_url is not a valid URL ({reason}): {api_url!r}")
 
@@ -407,27 +308,17 @@ class AiohttpTransport:
         """
         loop = asyncio.get_running_loop()
         with _binding:
-            return self._session_for(loop)
-
-    def _session_for(self, loop: asyncio.AbstractEventLoop) -> Any:
-        self._leave_parent()
-        if self.owns_session and self._session is not None and self._loop is not loop:
-            self._leave_loop()  # made in another event loop: refused, or set aside if it ended
-        if self._session is None:
-            session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=100, ssl=self._ssl),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-                trust_env=False,
-            )
-            # aiohttp re-sends a GET, PUT or DELETE that failed on a connection, once, with
-            # the same bytes: the same HMAC nonce, which the server refuses if the first copy
-            # reached it. The pipeline makes that replay itself, freshly signed. (A private
-            # flag, there since aiohttp 3.11; without it aiohttp replays as before.)
-            if hasattr(session, "_retry_connection"):
-                session._retry_connection = False
-            self._session, self._loop = session, loop
-        return self._session
+            self._leave_parent()
+            if self.owns_session and self._session is not None and self._loop is not loop:
+                self._leave_loop()  # made in another event loop: refused, or set aside
+            if self._session is None:
+                session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=100, ssl=self._ssl),
+                    cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False,
+                )
+                never_replay(session)
+                self._session, self._loop = session, loop
+            return self._session
 
     def _leave_parent(self) -> None:
         """In a forked child: never the parent's session (nor its loop, which may look as if
@@ -438,33 +329,20 @@ class AiohttpTransport:
             self._generation = fork_generation()
 
     def _leave_loop(self) -> None:
-        """Set aside the session of an event loop that has ended; refuse to touch one whose
-        loop still runs (in another thread).
-
-        Closing a running loop's session from here would cut the calls under way there
-        (some of them then wait for ever), and sharing it would run one loop's connections
-        from another: the one-loop rule is enforced, never worked around.
-        """
+        """Set aside the session of an event loop that has ended; refuse one whose loop still
+        runs in another thread: closing it from here would cut the calls under way there,
+        sharing it would run one loop's connections from another."""
         loop = self._loop
         if loop is not None and loop.is_running():
             raise ConfigurationError(_OTHER_LOOP)
         self._set_aside()
 
     def _set_aside(self) -> None:
-        """Stop using the session made in an event loop that has ended, or in the parent
-        process. It cannot be closed from here: a forked child must not close its parent's
-        connections, and a loop that has ended can no longer close anything."""
+        """Stop using the session of an ended loop, or of the parent process, without closing
+        it: a child must not close its parent's connections, an ended loop cannot."""
         session, self._session = self._session, None
-        forked = self._generation != fork_generation()
-        # aiohttp's connector closes its connections when it is garbage-collected, through
-        # its event loop: in a forked child that would send a TLS close_notify on the
-        # parent's connections (ending them), and with a closed loop it fails noisily. Marked
-        # closed (a private flag its __del__ checks), it leaves them to their sockets' own
-        # finalisers, which only close this process's descriptors.
-        connector = getattr(session, "connector", None)
-        if connector is not None and hasattr(connector, "_closed"):
-            connector._closed = True
-        if forked:
+        leave_connections_open(getattr(session, "connector", None))
+        if self._generation != fork_generation():
             keep_inherited(session)  # not even that while the child lives
 
     async def close(self) -> None:
@@ -480,15 +358,10 @@ class AiohttpTransport:
             session, self._session = self._session, None
         await session.close()
 
-    # -- what the client does besides running pipelines ---------------------------------------
-
     @staticmethod
     def open_stream(
-        answer: AiohttpAnswer,
-        parser: ChatEventParser,
-        redact: Callable[[str], str],
-        read_timeout: float,
-        restart: Restart,
+        answer: AiohttpAnswer, parser: ChatEventParser, redact: Callable[[str], str],
+        read_timeout: float, restart: Restart,
     ) -> AsyncChatStream:
         """The stream of chat chunks over an answer whose headers the pipeline read."""
         answer.bound_each_read(read_timeout)
@@ -506,8 +379,6 @@ class AiohttpTransport:
         outcome = callback(value)
         if inspect.isawaitable(outcome):
             await outcome
-
-    # -- the driver ---------------------------------------------------------------------------
 
     async def run(self, steps: Steps, deadline: Deadline) -> Any:
         """Run a pipeline to its end; every step's I/O ends by the call's deadline."""
@@ -563,22 +434,18 @@ class AiohttpTransport:
         request = step.request
         remaining = max(deadline.remaining(), 0.001)
         timeout = aiohttp.ClientTimeout(
-            total=None if step.stream else remaining,
-            sock_connect=step.connect_timeout,
+            total=None if step.stream else remaining, sock_connect=step.connect_timeout,
             sock_read=step.read_timeout,
         )
         url = URL(request.url, encoded=True)  # sent as it was signed, never re-quoted
         options: Dict[str, Any] = {
-            "headers": request.headers,
-            "data": request.body,
-            "allow_redirects": False,
-            "timeout": timeout,
-            "auto_decompress": False,
+            "headers": request.headers, "data": request.body, "allow_redirects": False,
+            "timeout": timeout, "auto_decompress": False,
             "raise_for_status": False,  # a caller's session may say otherwise: errors are ours
         }
         if self.owns_session:
             return session.request(request.method, url, proxy=self._proxy, **options), remaining
-        overrides = _callers_session_overrides(session, request.headers)
+        overrides = request_overrides(session, request.headers)
         if not overrides:
             return session.request(request.method, url, **options), remaining
         sending = _send_on_callers_session(session, request.method, url, options, overrides)

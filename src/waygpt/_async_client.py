@@ -1,14 +1,12 @@
 """``AsyncWayGPTClient``: the asyncio client, one short method per endpoint, on aiohttp.
 
-This is the one hand-written client: ``client.py`` (``WayGPTClient``, on requests) is
-generated from it by ``tools/unasync.py``, and CI checks that it is up to date. What each
-method sends is defined once in ``_endpoints.py``, the pipeline that sends it in ``_core.py``,
-the library specifics in ``_aiohttp_transport.py``.
+The one hand-written client: ``client.py`` is generated from it by ``tools/unasync.py``.
+What each method sends is in ``_endpoints.py``, the pipeline that sends it in ``_core.py``.
 """
 
 from __future__ import annotations
 
-from types import TracebackType
+import time
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -18,7 +16,6 @@ from typing import (
     Literal,
     Mapping,
     Optional,
-    Type,
     Union,
     overload,
 )
@@ -27,17 +24,10 @@ from urllib3.util.retry import Retry
 
 from ._aiohttp_transport import AiohttpTransport
 from ._config import DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Timeout, split_timeout
-from ._core import (
-    ClientCore,
-    Deadline,
-    MediaJobWaiter,
-    StreamRestart,
-    pause_recording,
-    start_recording,
-    stop_recording,
-)
-from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, pick_use_case
+from ._core import RECORDING, ClientCore, Deadline, StreamRestart
+from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, login_result
 from ._observe import RawResponse, RawResponses
+from .errors import MediaJobFailedError, MediaJobTimeoutError, NotFoundError
 from .streaming import AsyncChatStream
 
 if TYPE_CHECKING:
@@ -93,18 +83,11 @@ class AsyncWayGPTClient(ClientCore):
     """
 
     def __init__(
-        self,
-        api_url: Optional[str] = None,
-        project_key: Optional[str] = None,
-        project_id: Optional[str] = None,
-        hmac_secret: Optional[str] = None,
-        use_hmac: bool = False,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        max_retries: Union[int, Retry] = 3,
-        *,
-        total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
-        session: Optional[ClientSession] = None,
-        event_hooks: Optional[Mapping[str, Any]] = None,
+        self, api_url: Optional[str] = None, project_key: Optional[str] = None,
+        project_id: Optional[str] = None, hmac_secret: Optional[str] = None,
+        use_hmac: bool = False, timeout: Timeout = DEFAULT_TIMEOUT,
+        max_retries: Union[int, Retry] = 3, *, total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
+        session: Optional[ClientSession] = None, event_hooks: Optional[Mapping[str, Any]] = None,
     ) -> None:
         super().__init__(
             AiohttpTransport(session), api_url, project_key, project_id, hmac_secret,
@@ -116,12 +99,7 @@ class AsyncWayGPTClient(ClientCore):
     async def __aenter__(self) -> AsyncWayGPTClient:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def close(self) -> None:
@@ -133,12 +111,8 @@ class AsyncWayGPTClient(ClientCore):
             await self._transport.close()
 
     def with_options(
-        self,
-        *,
-        timeout: Optional[Timeout] = None,
-        max_retries: Union[int, Retry, None] = None,
-        total_timeout: Optional[float] = None,
-        event_hooks: Optional[Mapping[str, Any]] = None,
+        self, *, timeout: Optional[Timeout] = None, max_retries: Union[int, Retry, None] = None,
+        total_timeout: Optional[float] = None, event_hooks: Optional[Mapping[str, Any]] = None,
         extra_headers: Optional[Mapping[str, str]] = None,
     ) -> AsyncWayGPTClient:
         """A copy with other settings that shares this client's connections (closing the
@@ -161,13 +135,13 @@ class AsyncWayGPTClient(ClientCore):
         return RawResponses(self)
 
     async def _raw_call(self, name: str, *args: Any, **kwargs: Any) -> RawResponse[Any]:
-        recording, token = start_recording()
+        recording: List[Any] = []  # the calls the method makes; the last one is described
+        token = RECORDING.set(recording)
         try:
             value = await getattr(self, name)(*args, **kwargs)
         finally:
-            stop_recording(token)
-        raw: RawResponse[Any] = self._recorded(value, recording)
-        return raw
+            RECORDING.reset(token)
+        return self._raw_response(value, *recording[-1])
 
     # -- the pipeline ------------------------------------------------------------------------
 
@@ -184,10 +158,7 @@ class AsyncWayGPTClient(ClientCore):
         answer, parser = await self._transport.run(self._steps(call, deadline, state), deadline)
         self._record(state, call)
         stream: AsyncChatStream = self._transport.open_stream(
-            answer,
-            parser,
-            self._redactor(call, state),
-            split_timeout(self.timeout)[1],
+            answer, parser, self._redactor(call, state), split_timeout(self.timeout)[1],
             StreamRestart(self, call, deadline, state),
         )
         return stream
@@ -196,54 +167,33 @@ class AsyncWayGPTClient(ClientCore):
 
     @overload
     async def chat_completions(
-        self,
-        model: str = ...,
-        messages: Optional[Messages] = ...,
-        use_case_id: Optional[str] = ...,
-        use_case: Optional[str] = ...,
-        temperature: Optional[float] = ...,
-        max_tokens: Optional[int] = ...,
-        stream: Literal[False] = ...,
-        **kwargs: Any,
+        self, model: str = ..., messages: Optional[Messages] = ...,
+        use_case_id: Optional[str] = ..., use_case: Optional[str] = ...,
+        temperature: Optional[float] = ..., max_tokens: Optional[int] = ...,
+        stream: Literal[False] = ..., **kwargs: Any,
     ) -> ChatCompletion: ...
 
     @overload
     async def chat_completions(
-        self,
-        model: str = ...,
-        messages: Optional[Messages] = ...,
-        use_case_id: Optional[str] = ...,
-        use_case: Optional[str] = ...,
-        temperature: Optional[float] = ...,
-        max_tokens: Optional[int] = ...,
-        *,
-        stream: Literal[True],
-        **kwargs: Any,
+        self, model: str = ..., messages: Optional[Messages] = ...,
+        use_case_id: Optional[str] = ..., use_case: Optional[str] = ...,
+        temperature: Optional[float] = ..., max_tokens: Optional[int] = ...,
+        *, stream: Literal[True], **kwargs: Any,
     ) -> AsyncChatStream: ...
 
     @overload
     async def chat_completions(
-        self,
-        model: str = ...,
-        messages: Optional[Messages] = ...,
-        use_case_id: Optional[str] = ...,
-        use_case: Optional[str] = ...,
-        temperature: Optional[float] = ...,
-        max_tokens: Optional[int] = ...,
-        stream: bool = ...,
-        **kwargs: Any,
+        self, model: str = ..., messages: Optional[Messages] = ...,
+        use_case_id: Optional[str] = ..., use_case: Optional[str] = ...,
+        temperature: Optional[float] = ..., max_tokens: Optional[int] = ...,
+        stream: bool = ..., **kwargs: Any,
     ) -> Union[ChatCompletion, AsyncChatStream]: ...
 
     async def chat_completions(
-        self,
-        model: str = "auto",
-        messages: Optional[Messages] = None,
-        use_case_id: Optional[str] = None,
-        use_case: Optional[str] = None,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-        stream: bool = False,
-        **kwargs: Any,
+        self, model: str = "auto", messages: Optional[Messages] = None,
+        use_case_id: Optional[str] = None, use_case: Optional[str] = None,
+        temperature: Optional[float] = None, max_tokens: Optional[int] = None,
+        stream: bool = False, **kwargs: Any,
     ) -> Union[ChatCompletion, AsyncChatStream]:
         """Create a chat completion (OpenAI shape).
 
@@ -271,43 +221,30 @@ class AsyncWayGPTClient(ClientCore):
         return await self._call(call)
 
     async def chat_completions_stream(
-        self,
-        model: str = "auto",
-        messages: Optional[Messages] = None,
-        use_case_id: Optional[str] = None,
-        use_case: Optional[str] = None,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-        **kwargs: Any,
+        self, model: str = "auto", messages: Optional[Messages] = None,
+        use_case_id: Optional[str] = None, use_case: Optional[str] = None,
+        temperature: Optional[float] = None, max_tokens: Optional[int] = None, **kwargs: Any,
     ) -> AsyncChatStream:
         """Stream a chat completion; iterate the result for chunk dicts (see chat_completions).
 
         An HTTP error before the stream starts raises here; errors during it, while iterating.
         """
-        return await self._stream(
-            Endpoints.chat_completions(
-                model, messages, use_case_id, use_case, temperature, max_tokens, True, kwargs
-            )
+        call = Endpoints.chat_completions(
+            model, messages, use_case_id, use_case, temperature, max_tokens, True, kwargs
         )
+        return await self._stream(call)
 
     # -- media --------------------------------------------------------------------------------
 
     async def image_generations(
-        self,
-        prompt: str,
-        model: Optional[str] = None,
-        size: str = "1024x1024",
-        n: int = 1,
+        self, prompt: str, model: Optional[str] = None, size: str = "1024x1024", n: int = 1,
         **kwargs: Any,
     ) -> ImageGeneration:
         """Generate images; the answer's ``data`` holds ``[{"url": ...}]``."""
         return await self._call(Endpoints.image_generations(prompt, model, size, n, kwargs))
 
     async def video_generations(
-        self,
-        prompt: str,
-        model: Optional[str] = None,
-        duration: Optional[int] = None,
+        self, prompt: str, model: Optional[str] = None, duration: Optional[int] = None,
         **kwargs: Any,
     ) -> MediaJob:
         """Start a video job; returns ``{"job_id": ..., "status": "pending"}``.
@@ -326,10 +263,7 @@ class AsyncWayGPTClient(ClientCore):
         return await self._call(Endpoints.cancel_media_job(job_id))
 
     async def wait_for_media_job(
-        self,
-        job_id: str,
-        poll_interval: float = 2.0,
-        timeout: float = 600.0,
+        self, job_id: str, poll_interval: float = 2.0, timeout: float = 600.0,
         on_update: Optional[Callable[[MediaJob], Any]] = None,
     ) -> MediaJob:
         """Poll a media job until it is completed, and return the final job dict.
@@ -341,19 +275,34 @@ class AsyncWayGPTClient(ClientCore):
             MediaJobFailedError: the job ended ``failed`` or ``cancelled`` (``.job`` holds it).
             MediaJobTimeoutError: still not finished after ``timeout`` seconds.
         """
-        waiter = MediaJobWaiter(job_id, poll_interval, timeout)
+        for value in (poll_interval, timeout):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError("poll_interval and timeout must be positive numbers")
+        deadline = time.monotonic() + timeout
+        seen: Any = None  # the status and progress on_update was last called for
         while True:
             job = await self.get_media_job(job_id)
-            if on_update is not None and waiter.is_news(job):
-                paused = pause_recording()  # with_raw_response describes the last poll
+            status = str(job.get("status", "")).lower()
+            if on_update is not None and (status, job.get("progress")) != seen:
+                seen = (status, job.get("progress"))
+                paused = RECORDING.set(None)  # with_raw_response describes the last poll
                 try:
                     await self._transport.notify(on_update, job)
                 finally:
-                    stop_recording(paused)
-            delay = waiter.delay_after(job)
-            if delay is None:
+                    RECORDING.reset(paused)
+            if status == "completed":
                 return job
-            await self._transport.sleep(delay)
+            if status in ("failed", "cancelled", "canceled", "error"):
+                reason: Any = job.get("error") or job.get("message")
+                if isinstance(reason, dict):  # {"message": ..., "code": ...}
+                    reason = reason.get("message") or reason.get("detail") or reason
+                detail = f": {reason}" if reason else ""
+                raise MediaJobFailedError(f"media job {job_id} {status}{detail}", dict(job))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                message = f"media job {job_id} not finished after {timeout:g} s (status {status})"
+                raise MediaJobTimeoutError(message, dict(job))
+            await self._transport.sleep(min(poll_interval, remaining))
 
     # -- catalogue ----------------------------------------------------------------------------
 
@@ -383,7 +332,9 @@ class AsyncWayGPTClient(ClientCore):
         Returns the server's answer plus ``token`` (= ``access_token``), ``expires_in`` (the
         server's, else 3600) and ``token_type`` (default ``bearer``).
         """
-        return self._remember_login(await self._call(Endpoints.client_login(email, password)))
+        result = login_result(await self._call(Endpoints.client_login(email, password)))
+        self._jwt_token = result["token"]
+        return result
 
     async def client_list_projects(self, jwt_token: Optional[str] = None) -> List[Project]:
         """The projects of the logged-in account."""
@@ -400,31 +351,18 @@ class AsyncWayGPTClient(ClientCore):
         return await self._call(Endpoints.client_create_project(name, jwt_token))
 
     async def client_update_project(
-        self,
-        project_id: str,
-        jwt_token: Optional[str] = None,
-        name: Optional[str] = None,
-        is_active: Optional[bool] = None,
-        allowed_models: Optional[List[str]] = None,
-        allowed_domains: Optional[List[str]] = None,
-        hmac_required: Optional[bool] = None,
-        rate_limit_rpm: Optional[int] = None,
-        rate_limit_rpd: Optional[int] = None,
+        self, project_id: str, jwt_token: Optional[str] = None, name: Optional[str] = None,
+        is_active: Optional[bool] = None, allowed_models: Optional[List[str]] = None,
+        allowed_domains: Optional[List[str]] = None, hmac_required: Optional[bool] = None,
+        rate_limit_rpm: Optional[int] = None, rate_limit_rpd: Optional[int] = None,
     ) -> Project:
         """Update a project; only the fields given are sent."""
-        return await self._call(
-            Endpoints.client_update_project(
-                project_id,
-                jwt_token,
-                name=name,
-                is_active=is_active,
-                allowed_models=allowed_models,
-                allowed_domains=allowed_domains,
-                hmac_required=hmac_required,
-                rate_limit_rpm=rate_limit_rpm,
-                rate_limit_rpd=rate_limit_rpd,
-            )
+        call = Endpoints.client_update_project(
+            project_id, jwt_token, name=name, is_active=is_active, allowed_models=allowed_models,
+            allowed_domains=allowed_domains, hmac_required=hmac_required,
+            rate_limit_rpm=rate_limit_rpm, rate_limit_rpd=rate_limit_rpd,
         )
+        return await self._call(call)
 
     async def client_delete_project(self, project_id: str, jwt_token: Optional[str] = None) -> Any:
         """Delete a project."""
@@ -445,54 +383,37 @@ class AsyncWayGPTClient(ClientCore):
             NotFoundError: no use case with that id in the project.
         """
         wanted = check_use_case_id(use_case_id)
-        return pick_use_case(await self.client_list_use_cases(project_id, jwt_token), wanted)
+        for item in await self.client_list_use_cases(project_id, jwt_token):
+            if isinstance(item, dict) and wanted in (item.get("id"), item.get("key")):
+                return item
+        raise NotFoundError(f"use case {wanted!r} not found", 404)
 
     async def client_create_use_case(
-        self,
-        project_id: str,
-        jwt_token: Optional[str] = None,
-        key: Optional[str] = None,
-        name: Optional[str] = None,
-        kind: str = "chat",
-        config: Optional[Dict[str, Any]] = None,
+        self, project_id: str, jwt_token: Optional[str] = None, key: Optional[str] = None,
+        name: Optional[str] = None, kind: str = "chat", config: Optional[Dict[str, Any]] = None,
         is_active: bool = True,
     ) -> UseCase:
         """Create a use case in a project (``key`` and ``name`` are required)."""
-        return await self._call(
-            Endpoints.client_create_use_case(
-                project_id, jwt_token, key, name, kind, config, is_active
-            )
+        call = Endpoints.client_create_use_case(
+            project_id, jwt_token, key, name, kind, config, is_active
         )
+        return await self._call(call)
 
     async def client_update_use_case(
-        self,
-        project_id: str,
-        use_case_id: str,
-        jwt_token: Optional[str] = None,
-        key: Optional[str] = None,
-        name: Optional[str] = None,
-        kind: Optional[str] = None,
-        config: Optional[Dict[str, Any]] = None,
-        is_active: Optional[bool] = None,
+        self, project_id: str, use_case_id: str, jwt_token: Optional[str] = None,
+        key: Optional[str] = None, name: Optional[str] = None, kind: Optional[str] = None,
+        config: Optional[Dict[str, Any]] = None, is_active: Optional[bool] = None,
     ) -> UseCase:
         """Update a use case; only the fields given are sent."""
-        return await self._call(
-            Endpoints.client_update_use_case(
-                project_id,
-                use_case_id,
-                jwt_token,
-                key=key,
-                name=name,
-                kind=kind,
-                config=config,
-                is_active=is_active,
-            )
+        call = Endpoints.client_update_use_case(
+            project_id, use_case_id, jwt_token, key=key, name=name, kind=kind, config=config,
+            is_active=is_active,
         )
+        return await self._call(call)
 
     async def client_delete_use_case(
         self, project_id: str, use_case_id: str, jwt_token: Optional[str] = None
     ) -> Any:
         """Delete a use case."""
-        return await self._call(
-            Endpoints.client_delete_use_case(project_id, use_case_id, jwt_token)
-        )
+        call = Endpoints.client_delete_use_case(project_id, use_case_id, jwt_token)
+        return await self._call(call)

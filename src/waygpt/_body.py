@@ -1,21 +1,19 @@
 """Response bodies: content decoding with bounded output, and the size caps.
 
-The SDK decodes ``Content-Encoding`` itself instead of letting urllib3 or aiohttp do it, for
-two reasons: the output of every decompression step is bounded (a 1 MB gzip body can expand
-to 1 GB, and the libraries' own decoders, depending on their version, expand a whole read at
-once), and both clients then accept and refuse exactly the same bodies.
+The SDK decodes ``Content-Encoding`` itself, not urllib3 or aiohttp: every decompression
+step is bounded (a 1 MB gzip body can expand to 1 GB, which the libraries' decoders, in some
+versions, expand at once), and both clients accept and refuse exactly the same bodies.
 """
 
 from __future__ import annotations
 
 import zlib
-from typing import List, Mapping, Optional
+from typing import Mapping, Optional
 
 from .errors import APIConnectionError, APIResponseValidationError
 
 # A decoded success body larger than this is refused: far above any real answer (a long
-# chat completion is a few hundred KiB), small enough that a hostile body cannot exhaust
-# memory.
+# chat completion is a few hundred KiB), far below what exhausts memory.
 SUCCESS_BODY_LIMIT = 64 * 1024 * 1024
 # Bytes asked of the transport per read, and the most one decoding step may produce.
 READ_SIZE = 64 * 1024
@@ -32,7 +30,7 @@ class _Inflater:
     def __init__(self, name: str) -> None:
         self.name = name
         self._gzip = name in ("gzip", "x-gzip")
-        # gzip: the gzip wrapper; deflate: the zlib wrapper, or raw deflate (see _step).
+        # gzip: the gzip wrapper; deflate: the zlib wrapper, or raw deflate (see pull).
         self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS)
         self._pending = b""  # input not yet decompressed (its output was over the step size)
         self._started = False
@@ -44,39 +42,30 @@ class _Inflater:
         """Up to ``size`` decoded bytes of what was pushed; b"" when it needs more input."""
         out = b""
         while self._pending and not out:
-            out = self._step(size)
-        return out
-
-    def _step(self, size: int) -> bytes:
-        data, self._pending = self._pending, b""
-        try:
-            out = self._obj.decompress(data, size)
-        except zlib.error:
-            if self._gzip or self._started:
-                raise
-            # Some servers send raw deflate data under "deflate": start again as raw.
-            self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
-            out = self._obj.decompress(data, size)
-        self._started = True
-        self._pending = self._obj.unconsumed_tail
-        if self._obj.eof and self._obj.unused_data:
-            if not self._gzip:
-                raise zlib.error("data after the end of the deflate stream")
-            # A gzip body may hold several members, one after the other.
-            rest = self._obj.unused_data
-            self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            self._pending = rest + self._pending
+            data, self._pending = self._pending, b""
+            try:
+                out = self._obj.decompress(data, size)
+            except zlib.error:
+                if self._gzip or self._started:
+                    raise
+                # Some servers send raw deflate data under "deflate": start again as raw.
+                self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
+                out = self._obj.decompress(data, size)
+            self._started = True
+            self._pending = self._obj.unconsumed_tail
+            if self._obj.eof and self._obj.unused_data:
+                if not self._gzip:
+                    raise zlib.error("data after the end of the deflate stream")
+                # A gzip body may hold several members, one after the other.
+                rest = self._obj.unused_data
+                self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._pending = rest + self._pending
         return out
 
     def finish(self) -> None:
         """The input ended: it must have ended with the compressed stream."""
         if self._started and not self._obj.eof:
             raise zlib.error("the compressed data ends before its end marker")
-
-
-def _encodings(header: Optional[str]) -> List[str]:
-    names = [part.strip().lower() for part in (header or "").split(",")]
-    return [name for name in names if name and name != "identity"]
 
 
 class ContentDecoder:
@@ -90,7 +79,8 @@ class ContentDecoder:
 
     def __init__(self, header: Optional[str], status: int) -> None:
         self._status = status
-        names = _encodings(header)
+        names = [part.strip().lower() for part in (header or "").split(",")]
+        names = [name for name in names if name and name != "identity"]
         unknown = [name for name in names if name not in ("gzip", "x-gzip", "deflate")]
         if unknown or len(names) > _MAX_ENCODINGS:
             raise APIResponseValidationError(
@@ -144,11 +134,10 @@ class ContentDecoder:
 
 
 def expected_length(headers: Mapping[str, str]) -> Optional[int]:
-    """The body length a ``Content-Length`` promises, when it governs the framing."""
-    if headers.get("transfer-encoding"):
-        return None  # chunked framing wins over a Content-Length
+    """The body length a ``Content-Length`` promises, when it governs the framing (chunked
+    framing wins over it)."""
     value = headers.get("content-length")
-    if value is None:
+    if value is None or headers.get("transfer-encoding"):
         return None
     try:
         length = int(value.split(",")[0].strip())
@@ -163,10 +152,8 @@ class BodyCollector:
     ``feed`` each raw chunk, then ``finish()`` at the end of the body for the decoded bytes.
     """
 
-    __slots__ = (
-        "_buffer", "_decoder", "_discard", "_expected", "_limit", "_received", "_status",
-        "lenient",
-    )
+    __slots__ = ("_buffer", "_decoder", "_discard", "_expected", "_limit", "_received",
+                 "_status", "lenient")
 
     def __init__(
         self, status: int, headers: Mapping[str, str], limit: int, *, lenient: bool = False

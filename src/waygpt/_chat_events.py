@@ -1,11 +1,8 @@
-"""A chat stream's body in, chunk dicts out: the parser both streams share.
+"""A chat stream's body in, chunk dicts out: the parser both streams share (no I/O here).
 
-:class:`ChatEventParser` decodes the body (``Content-Encoding`` in bounded steps), reads its
-Server-Sent Events (``sse.py``) and turns each event's data into a chunk dict, an in-stream
-error into the typed error it stands for (``stream_error``), and anything else a chat stream
-must not hold into an ``APIResponseValidationError``. ``stream_kind`` and
-``not_a_stream_error`` judge an answer to a stream request before its body is read.
-Nothing here does I/O.
+Each event's data becomes a chunk dict; an in-stream error the typed error it stands for
+(``stream_error``); anything else a chat stream must not hold an ``APIResponseValidationError``.
+Every text an error keeps goes through the call's ``redact`` before it is cut.
 """
 
 from __future__ import annotations
@@ -29,18 +26,11 @@ if TYPE_CHECKING:
 
 _STREAM_DONE = "[DONE]"
 _STREAM_MESSAGE_LIMIT = 500
+Redact = Callable[[str], str]
 _STREAM_JSON_SCAN: Optional[Callable[[str, int], Tuple[Any, int]]] = getattr(
     json.JSONDecoder(), "scan_once", None
 )
 _NOT_JSON: Any = object()
-
-
-def _stream_short(text: str) -> str:
-    """``text`` stripped and cut to the message bound (its secrets replaced before)."""
-    text = text.strip()
-    if len(text) <= _STREAM_MESSAGE_LIMIT:
-        return text
-    return text[: _STREAM_MESSAGE_LIMIT - 3] + "..."
 
 
 def _stream_status(fields: Any) -> Optional[int]:
@@ -58,15 +48,11 @@ def _stream_status(fields: Any) -> Optional[int]:
     return None
 
 
-def stream_error(payload: Any, redact: Optional[Callable[[str], str]] = None) -> WayGPTError:
-    """The typed error for an ``error`` object sent inside the stream.
-
-    An HTTP-like ``code``/``status`` (429, 503, ...) picks the matching class; without one it
-    is a plain ``WayGPTError``. The payload is kept as the error's ``response``. ``redact``
-    replaces secrets in the payload before the message is taken from it and cut.
-    """
-    if redact is not None:
-        payload = scrub_value(payload, redact)
+def stream_error(payload: Any, redact: Redact) -> WayGPTError:
+    """The typed error for an ``error`` object sent inside the stream: an HTTP-like
+    ``code``/``status`` (429, 503, ...) picks its class, else a plain ``WayGPTError``; the
+    payload is kept as ``response``."""
+    payload = scrub_value(payload, redact)
     error = payload
     if isinstance(payload, dict) and payload.get("error") is not None:
         error = payload["error"]  # else an `event: error` whose data is the error itself
@@ -81,9 +67,10 @@ def stream_error(payload: Any, redact: Optional[Callable[[str], str]] = None) ->
         message = error
     elif error is not None and error is not True:
         message = json.dumps(error)
-    if redact is not None:  # the message may be new text (JSON of a field): redacted too
-        message = redact(message)
-    message = _stream_short(message) or "error in stream"
+    message = redact(message).strip()  # (JSON of a field is new text: redacted too)
+    if len(message) > _STREAM_MESSAGE_LIMIT:
+        message = message[: _STREAM_MESSAGE_LIMIT - 3] + "..."
+    message = message or "error in stream"
     # The status: in the error object, else beside it ({"error": "...", "status": 429}).
     code = _stream_status(error)
     if code is None and error is not payload:
@@ -107,13 +94,9 @@ def retry_after_in(payload: Any) -> Optional[str]:
 
 
 def _stream_json(text: str) -> Any:
-    """``json.loads(text)``, through the C scanner directly when the text is one bare value.
-
-    The event data of a chat stream is one compact JSON object, which the scanner reads in a
-    single call; ``json.loads`` adds three Python-level calls and two regex matches per event.
-    Anything else (surrounding whitespace, trailing garbage, errors) goes to ``json.loads``,
-    so the result and the errors are exactly those of ``json.loads``.
-    """
+    """``json.loads(text)``, through the C scanner directly when the text is one bare value
+    (``json.loads`` adds three Python calls and two regex matches per event: 12 % of a
+    model-speed stream's CPU, docs/performance.md); its results and errors are the same."""
     scan = _STREAM_JSON_SCAN
     if scan is not None:
         try:
@@ -137,22 +120,13 @@ def stream_kind(headers: Mapping[str, str]) -> str:
 
 
 def not_a_stream_error(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    redact: Optional[Callable[[str], str]] = None,
+    status: int, headers: Mapping[str, str], body: bytes, redact: Redact
 ) -> WayGPTError:
-    """The error for a successful answer that is not an event stream.
-
-    A JSON body holding an ``error`` object raises that error (a gateway that refuses the
-    stream before starting it); anything else (a proxy's HTML login page, a plain JSON
-    answer) is an ``APIResponseValidationError`` rather than an empty stream. ``redact``
-    replaces secrets in what the error keeps, before anything is cut.
-    """
-    content_type = str(headers.get("content-type", "")) or "no Content-Type"
+    """The error for a successful answer that is not an event stream: the error a JSON
+    ``error`` object says (a gateway refusing the stream), else an
+    ``APIResponseValidationError`` (a proxy's login page, a plain JSON answer)."""
+    content_type = redact(str(headers.get("content-type", "")) or "no Content-Type")
     if stream_kind(headers) != "json":
-        if redact is not None:
-            content_type = redact(content_type)
         return APIResponseValidationError(
             f"expected an event stream (text/event-stream), got {content_type[:100]!r}", status
         )
@@ -163,54 +137,39 @@ def not_a_stream_error(
         "expected an event stream, got a JSON answer "
         "(does the server support stream=true for this request?)",
         status,
-        payload if redact is None else scrub_value(payload, redact),
+        scrub_value(payload, redact),
     )
 
 
-def stream_data_error(
-    text: str, payload: Any, status: int, redact: Optional[Callable[[str], str]] = None
-) -> APIResponseValidationError:
-    """The error for a stream event whose data is not a JSON object.
-
-    ``payload`` is the data's JSON value, or ``_NOT_JSON``. The data is quoted in the
-    message, its secrets replaced before it is cut.
-    """
+def stream_data_error(text: str, payload: Any, status: int, redact: Redact) -> WayGPTError:
+    """The error for a stream event whose data is not a JSON object (``payload``: its JSON
+    value, or ``_NOT_JSON``), quoting the data."""
     what = "JSON" if payload is _NOT_JSON else "a JSON object"
-    value = None if payload is _NOT_JSON else payload
-    if redact is not None:
-        text = redact(text)
-        value = scrub_value(value, redact)
-    return APIResponseValidationError(f"stream event is not {what}: {text[:200]!r}", status, value)
+    value = None if payload is _NOT_JSON else scrub_value(payload, redact)
+    return APIResponseValidationError(
+        f"stream event is not {what}: {redact(text)[:200]!r}", status, value
+    )
 
 
 class ChatEventParser:
-    """The body of a chat stream in, chunk dicts out; shared by the sync and async streams.
+    """The body of a chat stream in, chunk dicts out.
 
     ``push`` raw body bytes (decoded here when the body has a ``Content-Encoding``), then
     ``pull`` the chunks they complete, a bounded batch at a time, until it returns ``[]``:
-    a few KiB of gzip can inflate to millions of tiny events, and holding all their dicts at
-    once would take hundreds of MB. ``done`` turns true at ``data: [DONE]``. When the bytes
-    also hold a failure (an in-stream error, data that is not a JSON object, a line or event
-    over the size cap), the chunks before it are returned first and ``take_error()``, called
-    after they have been handed out, gives it. ``line_ended()`` tells whether a complete line (an
-    event, a keep-alive comment) arrived since it was last asked.
+    a few KiB of gzip can inflate to millions of tiny events. ``done`` turns true at
+    ``data: [DONE]``. The chunks before a failure (an in-stream error, data that is not a JSON
+    object, a line over the size cap) come first; ``take_error()`` then gives the failure.
     """
 
     __slots__ = (
         "_decoder", "_error", "_line_ended", "_raw", "_redact", "_sse", "_status", "done",
     )
 
-    def __init__(
-        self,
-        status: int,
-        content_encoding: Optional[str],
-        redact: Optional[Callable[[str], str]] = None,
-    ) -> None:
-        # Imported here: the SSE module (and its dataclasses) is needed by streams only.
-        from .sse import SSEDecoder
+    def __init__(self, status: int, content_encoding: Optional[str], redact: Redact) -> None:
+        from .sse import SSEDecoder  # (its dataclasses: for streams only)
 
         self._status = status
-        self._redact = redact  # secrets out of an error's texts before they are cut
+        self._redact = redact
         self._sse = SSEDecoder().feed
         decoder = ContentDecoder(content_encoding, status)
         self._decoder: Optional[ContentDecoder] = None if decoder.identity else decoder
@@ -254,7 +213,8 @@ class ChatEventParser:
         return out
 
     def line_ended(self) -> bool:
-        """True when a complete line arrived since the last call."""
+        """True when a complete line (an event, a keep-alive comment) arrived since the last
+        call."""
         ended, self._line_ended = self._line_ended, False
         return ended
 

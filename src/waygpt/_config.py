@@ -15,19 +15,16 @@ from .errors import ConfigurationError
 
 DEFAULT_API_URL = "https://app.waygpt.ru"
 DEFAULT_TIMEOUT = 60.0
-# The wall-clock bound of one non-streamed call, retries and their sleeps included. Ten
-# minutes is far above any real answer (a long chat completion takes a minute or two, a
-# retried one a few more), so it only ever ends calls that a broken or hostile peer keeps
-# alive by dribbling bytes; a stream is bounded between events instead.
+# The wall-clock bound of one non-streamed call, retries and sleeps included: far above any
+# real answer (a long chat completion takes a minute or two), it only ends calls that a broken
+# or hostile peer keeps alive by dribbling bytes. A stream is bounded between events instead.
 DEFAULT_TOTAL_TIMEOUT = 600.0
 
 Timeout = Union[float, Tuple[float, float]]
 
 _ENV = {
-    "api_url": "WAYGPT_API_URL",
-    "project_key": "WAYGPT_PROJECT_KEY",
-    "project_id": "WAYGPT_PROJECT_ID",
-    "hmac_secret": "WAYGPT_HMAC_SECRET",
+    "api_url": "WAYGPT_API_URL", "project_key": "WAYGPT_PROJECT_KEY",
+    "project_id": "WAYGPT_PROJECT_ID", "hmac_secret": "WAYGPT_HMAC_SECRET",
 }
 
 
@@ -83,12 +80,9 @@ def is_header_safe(value: str) -> bool:
 
 
 def check_api_url(api_url: str) -> str:
-    """The base URL without its trailing ``/``; a URL no request could be sent to is refused.
-
-    Credentials in the URL (``https://user:pw@host``) are refused: HTTP libraries turn them
-    into a Basic ``Authorization`` header that replaces the Client API's Bearer token, and
-    they would show wherever the URL is printed. The message never repeats such a URL.
-    """
+    """The base URL without its trailing ``/``; a URL no request could be sent to is refused,
+    and so are credentials in it (``https://user:pw@host``): they would replace the Client
+    API's Bearer token, and show wherever the URL is printed (no message repeats them)."""
     if not isinstance(api_url, str):
         raise ConfigurationError(f"api_url must be a string, got {type(api_url).__name__}")
     url = api_url.strip().rstrip("/")
@@ -111,29 +105,29 @@ def check_api_url(api_url: str) -> str:
         raise ConfigurationError(f"api_url has no valid host and port: {shown}")
     if parts.query or parts.fragment or not url.isprintable() or any(c.isspace() for c in url):
         raise ConfigurationError(f"api_url is not a valid base URL: {shown}")
-    _check_base_path(url, parts.path, shown)
+    # Each endpoint adds the API's own path (/api/v1/waygpt/models): a URL that holds it
+    # already would get 404s naming no cause. A reverse proxy's own prefix is kept.
+    segments = parts.path.lower().split("/")
+    for index, segment in enumerate(segments):
+        if segment == "api" and segments[index + 1:index + 2] in ([], ["v1"]):
+            base = url[: len(url) - len(parts.path)] + "/".join(parts.path.split("/")[:index])
+            raise ConfigurationError(
+                "api_url should be the server's base URL, e.g. https://app.waygpt.ru, without "
+                f"/api/v1/waygpt: the SDK adds each endpoint's path itself (got {shown}; "
+                f"perhaps {base!r})"
+            )
     return url
 
 
-# The variables requests reads for a CA bundle, in the order it reads them.
-_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-
-
 def ca_bundle_from_environment(api_url: str) -> Optional[Tuple[str, Any]]:
-    """The CA bundle requests would use for ``api_url``: ``(path, ssl.SSLContext)``, or None.
-
-    Checked when the client is made, so that a missing file or a bad PEM is a
-    ``ConfigurationError`` naming the variable, not a failure of every call (the sync
-    client) or an ``OSError`` out of the constructor (the async one). Like requests, it is
-    only used for ``https://`` URLs.
-    """
-    if not api_url.lower().startswith("https://"):
-        return None
-    for variable in _CA_BUNDLE_VARIABLES:
-        path = os.environ.get(variable)
-        if path:
-            break
-    else:
+    """The CA bundle requests would use for an ``https://`` ``api_url``: ``(path,
+    ssl.SSLContext)``, or None. Checked when the client is made, so that a missing file or a
+    bad PEM is a ``ConfigurationError`` naming the variable, not a failure of every call (the
+    sync client) or an ``OSError`` out of the constructor (the async one)."""
+    # The variables requests reads, in its order.
+    variable = "REQUESTS_CA_BUNDLE" if os.environ.get("REQUESTS_CA_BUNDLE") else "CURL_CA_BUNDLE"
+    path = os.environ.get(variable)
+    if not path or not api_url.lower().startswith("https://"):
         return None
     import ssl  # only when a bundle is set: `import waygpt` need not pay for it
 
@@ -150,31 +144,9 @@ def ca_bundle_from_environment(api_url: str) -> Optional[Tuple[str, Any]]:
     raise ConfigurationError(f"{variable}={path!r} cannot be used as a CA bundle: {reason}")
 
 
-def _check_base_path(url: str, path: str, shown: str) -> None:
-    """Refuse an api_url that already holds the API's own path (``.../api/v1/waygpt``).
-
-    Each endpoint's path (``/api/v1/waygpt/models``) is added to the base URL, so such a URL
-    would send every request to ``/api/v1/waygpt/api/v1/waygpt/models`` and get 404s that
-    name no cause. A reverse proxy's own prefix (``https://host/waygpt-proxy``) is kept.
-    """
-    segments = path.lower().split("/")
-    for index, segment in enumerate(segments):
-        if segment == "api" and segments[index + 1:index + 2] in ([], ["v1"]):
-            base = url[: len(url) - len(path)] + "/".join(path.split("/")[:index])
-            raise ConfigurationError(
-                "api_url should be the server's base URL, e.g. https://app.waygpt.ru, without "
-                f"/api/v1/waygpt: the SDK adds each endpoint's path itself (got {shown}; "
-                f"perhaps {base!r})"
-            )
-
-
 def _positive(value: Any) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0
 
 
 def check_timeout(timeout: Any) -> Timeout:

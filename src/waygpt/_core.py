@@ -1,41 +1,29 @@
 """The transport-free core that the sync and the async client share.
 
 One request pipeline serves every method of both clients: build, sign, send, retry, map
-errors, decode. It is written once, as a generator that never does I/O itself: it yields
-*steps* (:class:`Send`, :class:`Read`, :class:`Sleep`) and is sent back their outcomes. The
-requests transport runs the steps with blocking calls, the aiohttp transport with ``await``;
-everything else (retry decisions, deadlines, error mapping, redaction, decoding) is here.
+errors, decode. It is a generator that never does I/O itself: it yields *steps* (:class:`Send`,
+:class:`Read`, :class:`Sleep`, :class:`Notify`) and is sent back their outcomes, which each
+transport gets in its own way (blocking calls, ``await``).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from functools import partial
 from secrets import token_hex
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Dict,
-    Generator,
-    List,
-    Mapping,
-    Optional,
-    Tuple,
-    Union,
-)
-from urllib.parse import urlencode
+from typing import Any, Dict, Generator, List, Mapping, Optional, Tuple, Union
+from urllib.parse import urlencode, urlsplit
 
 from urllib3.util.retry import Retry
 
 from ._body import ACCEPT_ENCODING, SUCCESS_BODY_LIMIT, BodyCollector
-from ._chat_events import ChatEventParser, not_a_stream_error, stream_kind
+from ._chat_events import ChatEventParser, not_a_stream_error, retry_after_in, stream_kind
 from ._config import (
     DEFAULT_API_URL,
-    DEFAULT_TIMEOUT,
-    DEFAULT_TOTAL_TIMEOUT,
     Timeout,
     check_api_url,
     check_timeout,
@@ -44,7 +32,7 @@ from ._config import (
     read_setting,
     split_timeout,
 )
-from ._endpoints import NO_BODY, Call, check_jwt, login_result
+from ._endpoints import NO_BODY, Call, check_jwt
 from ._logging import configure_logging_from_env, logger
 from ._observe import (
     CLIENT_REQUEST_ID,
@@ -58,7 +46,7 @@ from ._observe import (
     response_headers,
 )
 from ._redaction import LazyRedactor, Redactor
-from ._telemetry import CallSpan, capture_content, tracer, tracing
+from ._telemetry import NO_SPAN, CallSpan, NoSpan, capture_content, tracer, tracing
 from ._version import __version__
 from .errors import (
     ERROR_BODY_LIMIT,
@@ -67,8 +55,6 @@ from .errors import (
     APIResponseValidationError,
     APITimeoutError,
     ConfigurationError,
-    MediaJobFailedError,
-    MediaJobTimeoutError,
     TransportFailure,
     WayGPTError,
     error_body_text,
@@ -76,16 +62,9 @@ from .errors import (
     parse_json,
     redact_error,
     request_id_of,
-    scrub_value,
 )
 from .retry import RetryPolicy, RetryState, build_retry
 from .signing import HMACSigner
-
-if TYPE_CHECKING:
-    from .types import LoginResult, MediaJob
-
-_FINAL_JOB_FAILURES = ("failed", "cancelled", "canceled", "error")
-_LONE_SURROGATE = "a string holds a lone surrogate (such as '\\udce9'), which has no UTF-8 form"
 
 
 class Request:
@@ -126,38 +105,21 @@ class Deadline:
         return APITimeoutError(f"the call did not finish within total_timeout={self.seconds:g} s")
 
 
-# The calls made in this context (thread, task) while a with_raw_response method runs.
-_recording: ContextVar[Optional[List[Tuple[CallState, Call[Any]]]]] = ContextVar(
+# The calls made in this context (thread, task) while a with_raw_response method runs; None
+# when none does, and while wait_for_media_job's on_update runs (its calls are its own).
+RECORDING: ContextVar[Optional[List[Tuple[CallState, Call[Any]]]]] = ContextVar(
     "waygpt_recording", default=None
 )
 
 
-def start_recording() -> Tuple[List[Tuple[CallState, Call[Any]]], Token[Any]]:
-    """Record the calls made from here on in this context (``with_raw_response``)."""
-    recording: List[Tuple[CallState, Call[Any]]] = []
-    return recording, _recording.set(recording)
-
-
-def stop_recording(token: Token[Any]) -> None:
-    _recording.reset(token)
-
-
-def pause_recording() -> Token[Any]:
-    """Record none of the calls made from here until ``stop_recording``: a caller's callback
-    (``on_update``) calls the client for its own ends, not for the recorded method's."""
-    return _recording.set(None)
-
-
 class CallState:
-    """What one logical call has done so far: its attempts, its retry budget, its id.
+    """What one logical call has done so far, shared by its attempts and carried on when a
+    stream starts again before its first content (the restart spends the same budget).
 
-    Shared by every attempt of the call, and carried on when a stream starts again before
-    its first content, so that the restart spends the same budget. ``answer`` is the last
-    successful answer (its headers read), for ``with_raw_response``; ``span`` the call's
-    OpenTelemetry span, when tracing is on; ``secrets`` what its requests carried, to redact.
-    ``hook_error_id`` is the ``id()`` of what a hook raised into the call, which goes on to
-    the caller as it is (not stamped with this call's attempts); an id, since the error's
-    traceback holds this state.
+    ``answer`` is the last 2xx answer (for ``with_raw_response``), ``span`` the call's span
+    (``NO_SPAN`` when not traced), ``secrets`` what its requests carried, to redact.
+    ``hook_error_id`` is the ``id()`` (the error's traceback holds this state) of what a hook
+    raised: it reaches the caller as it is, not stamped with this call's attempts.
     """
 
     __slots__ = (
@@ -165,7 +127,7 @@ class CallState:
         "secrets", "span", "started", "stopped",
     )
 
-    def __init__(self, retry: RetryState, span: Optional[CallSpan] = None) -> None:
+    def __init__(self, retry: RetryState) -> None:
         self.retry = retry
         self.attempts = 0  # HTTP requests sent, a clock correction's included
         self.started = time.monotonic()
@@ -175,7 +137,7 @@ class CallState:
         # thread while this call waits must not unmask the token this call sent.
         self.secrets: Tuple[Optional[str], ...] = ()
         self.answer: Any = None
-        self.span = span
+        self.span: Union[CallSpan, NoSpan] = NO_SPAN
         self.hook_error_id = 0
         self.stopped = False  # the stream this call started was closed: send nothing more
 
@@ -227,13 +189,6 @@ Step = Union[Send, Read, Sleep, Notify]
 Steps = Generator[Step, Any, Any]
 
 
-def _user_agent(library: str) -> str:
-    import platform  # imported here: it costs a millisecond that `import waygpt` need not pay
-
-    python = ".".join(platform.python_version_tuple()[:2])
-    return f"waygpt-python/{__version__} python/{python} {library}"
-
-
 class ClientCore:
     """Configuration, state and the request pipeline shared by both clients.
 
@@ -242,17 +197,10 @@ class ClientCore:
     """
 
     def __init__(
-        self,
-        transport: Any,
-        api_url: Optional[str] = None,
-        project_key: Optional[str] = None,
-        project_id: Optional[str] = None,
-        hmac_secret: Optional[str] = None,
-        use_hmac: bool = False,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        max_retries: Union[int, Retry] = 3,
-        total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
-        event_hooks: Optional[Mapping[str, Any]] = None,
+        self, transport: Any, api_url: Optional[str], project_key: Optional[str],
+        project_id: Optional[str], hmac_secret: Optional[str], use_hmac: bool, timeout: Timeout,
+        max_retries: Union[int, Retry], total_timeout: float,
+        event_hooks: Optional[Mapping[str, Any]],
     ) -> None:
         self._transport = transport
         configure_logging_from_env()
@@ -262,14 +210,12 @@ class ClientCore:
         self.use_hmac = bool(use_hmac) or env_use_hmac()
         self._signer: Optional[HMACSigner] = None
         if self.use_hmac:
-            given = {"project_id": self.project_id, "hmac_secret": self._hmac_secret}
-            missing = [name for name, value in given.items() if not value]
-            if missing:
+            if not self.project_id or not self._hmac_secret:
+                given = {"project_id": self.project_id, "hmac_secret": self._hmac_secret}
+                missing = " and ".join(name for name, value in given.items() if not value)
                 raise ConfigurationError(
-                    "use_hmac=True requires " + " and ".join(missing)
-                    + " (or WAYGPT_PROJECT_ID / WAYGPT_HMAC_SECRET)"
+                    f"use_hmac=True requires {missing} (or WAYGPT_PROJECT_ID / WAYGPT_HMAC_SECRET)"
                 )
-            assert self.project_id is not None and self._hmac_secret is not None
             self._signer = HMACSigner(self.project_id, self._hmac_secret)
         self.timeout = check_timeout(timeout)
         self.total_timeout = check_total_timeout(total_timeout)
@@ -278,23 +224,19 @@ class ClientCore:
         # The last Redactor made and the secrets it was made for: a call with event hooks
         # redacts every answer's headers, and making one costs more than using it.
         self._redaction: Optional[Tuple[Tuple[Optional[str], ...], Redactor]] = None
-        self._closes_transport = True  # see _copy_with
+        self._closes_transport = True  # a copy (with_options) only borrows the connections
         self._event_hooks: Optional[EventHooks] = check_event_hooks(
-            event_hooks, self._transport.awaits_hooks
+            event_hooks, transport.awaits_hooks
         )
         self._extra_headers: Dict[str, str] = {}
-        # OpenTelemetry's tracer when it is installed (looked up once per process).
-        self._tracer = tracer()
+        self._tracer = tracer()  # OpenTelemetry's, when installed (looked up once per process)
         self._capture_content = capture_content() if self._tracer is not None else False
-        self._server: Tuple[str, Optional[int]] = ("", None)
+        python = ".".join(map(str, sys.version_info[:2]))
         self._base_headers = {
-            "User-Agent": _user_agent(transport.library()),
+            "User-Agent": f"waygpt-python/{__version__} python/{python} {transport.library()}",
             "Accept": "application/json",
             "Accept-Encoding": ACCEPT_ENCODING,
         }
-        self._api_url = ""
-        self._base_url = ""
-        self._base_path = ""
         self.api_url = read_setting("api_url", api_url) or DEFAULT_API_URL
 
     # -- settings ---------------------------------------------------------------------------
@@ -309,8 +251,10 @@ class ClientCore:
         url = check_api_url(value)
         # The base URL exactly as the transport will send it (IDNA host, quoted path).
         self._base_url = self._transport.bind(url)
-        self._base_path = _path_of(self._base_url)
-        self._server = _server_of(url)
+        self._base_path = urlsplit(self._base_url).path  # sent (and signed) before each path
+        parts = urlsplit(url)  # its host and port, for traces
+        default_port = 443 if parts.scheme.lower() == "https" else 80
+        self._server = (parts.hostname or "", parts.port or default_port)
         self._api_url = url
 
     @property
@@ -346,15 +290,12 @@ class ClientCore:
         )
 
     def _copy_with(
-        self,
-        timeout: Optional[Timeout] = None,
-        max_retries: Union[int, Retry, None] = None,
-        total_timeout: Optional[float] = None,
-        event_hooks: Optional[Mapping[str, Any]] = None,
-        extra_headers: Optional[Mapping[str, str]] = None,
+        self, timeout: Optional[Timeout], max_retries: Union[int, Retry, None],
+        total_timeout: Optional[float], event_hooks: Optional[Mapping[str, Any]],
+        extra_headers: Optional[Mapping[str, str]],
     ) -> Any:
         clone = copy.copy(self)
-        clone._closes_transport = False  # the copy only borrows the original's connections
+        clone._closes_transport = False
         if timeout is not None:
             clone.timeout = check_timeout(timeout)
         if max_retries is not None:
@@ -370,16 +311,21 @@ class ClientCore:
     @staticmethod
     def _record(state: CallState, call: Call[Any]) -> None:
         """Note a finished call for ``with_raw_response``, when it is recording."""
-        recording = _recording.get()
+        recording = RECORDING.get()
         if recording is not None:
             recording.append((state, call))
 
-    def _recorded(self, value: Any, recording: List[Tuple[CallState, Call[Any]]]) -> Any:
-        """``value``, what a method returned while ``recording``, as a raw response of the
-        last call it made."""
-        assert recording, "the method made no call"
-        state, call = recording[-1]
-        return self._raw_response(value, state, call)
+    def _raw_response(self, value: Any, state: CallState, call: Call[Any]) -> RawResponse[Any]:
+        """``value`` with what came with it, for ``with_raw_response``."""
+        answer = state.answer
+        return RawResponse(
+            value,
+            status_code=answer.status,
+            headers=response_headers(answer.headers, self._redactor(call, state)),
+            attempts=state.attempts,
+            elapsed=time.monotonic() - state.started,
+            client_request_id=state.client_request_id,
+        )
 
     # -- the pipeline ------------------------------------------------------------------------
 
@@ -387,7 +333,7 @@ class ClientCore:
         """The request of ``call``; a missing credential is refused here, before the network.
 
         Its ``X-Client-Request-ID`` is the caller's (``with_options(extra_headers=)``), else
-        a new one: the same on every attempt of the call.
+        a new one: the same on every attempt of the call, and of a stream started again.
         """
         headers = dict(self._base_headers)
         remembered = self._jwt_token  # read once: the token sent is the token redacted
@@ -395,13 +341,8 @@ class ClientCore:
         if extra:
             headers.update(extra)
         # (From the OS, not from `random`: workers that seed `random` alike must still send
-        # different ids, and a call must not move the application's own sequence. A stream
-        # started again keeps its call's id.)
-        client_request_id = (
-            state.client_request_id
-            or extra.get(CLIENT_REQUEST_ID)
-            or token_hex(16)
-        )
+        # different ids, and a call must not move the application's own sequence.)
+        client_request_id = state.client_request_id or extra.get(CLIENT_REQUEST_ID) or token_hex(16)
         headers[CLIENT_REQUEST_ID] = client_request_id
         if call.auth == "project":
             if not self._project_key:
@@ -418,12 +359,8 @@ class ClientCore:
                 )
             headers["Authorization"] = f"Bearer {check_jwt(token)}"
         body: Optional[bytes] = None
-        if call.json is not NO_BODY:
-            body = _encode_json(call.json)
-            headers["Content-Type"] = "application/json"
-        elif call.form is not None:
-            body = _encode_form(call.form)
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if call.json is not NO_BODY or call.form is not None:
+            body, headers["Content-Type"] = _encode_body(call)
         if call.stream:
             headers["Accept"] = "text/event-stream"
         state.client_request_id = client_request_id  # (once nothing refused the call)
@@ -454,6 +391,9 @@ class ClientCore:
         self._redaction = (secrets, redactor)  # one assignment: safe between threads
         return redactor
 
+    def _call_state(self, call: Call[Any]) -> CallState:
+        return CallState(RetryState(self._retry_policy, call.method))
+
     def _steps(
         self, call: Call[Any], deadline: Deadline, state: Optional[CallState] = None
     ) -> Steps:
@@ -465,152 +405,169 @@ class ClientCore:
         """
         if state is None:
             state = self._call_state(call)
-        if state.span is None and self._tracer is not None and tracing(self._tracer):
-            # Started with the pipeline, not before: a call refused before its first step
-            # (another event loop's client) leaves no span open.
+        if not state.attempts and self._tracer is not None and tracing(self._tracer):
+            # Started with the call's first pipeline (a restart carries it on), not before: a
+            # call refused before its first step (another event loop's) leaves no span open.
             state.span = CallSpan(
                 self._tracer, call.name, call.json, self._server[0], self._server[1],
                 self._capture_content, self._redactor(call, state),
             )
-        span = state.span
         try:
             answer = yield from self._attempts(call, deadline, state)
             if call.stream:
                 return (yield from self._stream_start(call, answer, deadline, state))
             body = yield from self._read_body(answer, deadline, SUCCESS_BODY_LIMIT, lenient=False)
             value = self._decode(call, answer, body, state)
-        except WayGPTError as error:
+        except BaseException as error:  # a hook's exception, a cancelled task too
             # Every error of this call says which call it was, and how many requests it took;
             # a hook's own (perhaps another call's, with its own) is left as it is.
-            if id(error) != state.hook_error_id:
+            if isinstance(error, WayGPTError) and id(error) != state.hook_error_id:
                 error.attempts = state.attempts
                 error.client_request_id = state.client_request_id or None
-            if span is not None:
-                span.fail(error)
+            state.span.fail(error)
             raise
-        except BaseException as error:  # a hook's exception, a cancelled task
-            if span is not None:
-                span.fail(error)
-            raise
-        if span is not None:
-            span.succeed(value)
+        state.span.succeed(value)
         return value
 
-    def _call_state(self, call: Call[Any]) -> CallState:
-        return CallState(RetryState(self._retry_policy, call.method))
-
-    def _raw_response(self, value: Any, state: CallState, call: Call[Any]) -> RawResponse[Any]:
-        """``value`` with what came with it, for ``with_raw_response``."""
-        answer = state.answer
-        return RawResponse(
-            value,
-            status_code=answer.status,
-            headers=response_headers(answer.headers, self._redactor(call, state)),
-            attempts=state.attempts,
-            elapsed=time.monotonic() - state.started,
-            client_request_id=state.client_request_id,
-        )
-
-    def _attempts(
-        self, call: Call[Any], deadline: Deadline, state: CallState
-    ) -> Generator[Step, Any, Any]:
+    def _attempts(self, call: Call[Any], deadline: Deadline, state: CallState) -> Steps:
         """Send until a 2xx answer arrives (returned with its body unread), or raise."""
         request = self._build(call, state)
         signer = self._signer if call.auth == "project" else None
         redact = self._redactor(call, state)
-        retry = state.retry
         hooks = self._event_hooks
-        connect_timeout, read_timeout = split_timeout(self.timeout)
         while True:
             if signer is not None:
                 # A fresh timestamp, nonce and signature, written over the previous attempt's.
-                signature = signer.sign(request.method, request.path, request.body or b"")
-                request.headers.update(signature)
+                body = request.body or b""
+                request.headers.update(signer.sign(request.method, request.path, body))
             if deadline.expired():
                 raise deadline.error()
-            attempt = state.attempts + 1
-            view = None
+            view = None  # (and no generator made for the hooks of a call that has none)
             if hooks is not None:
-                view = RequestView(
-                    request.method, request.url, attempt, state.client_request_id,
-                    request_headers(request.headers, redact),
-                )
-                if hooks.request:
-                    try:
-                        yield Notify(hooks.request, view)
-                    except BaseException as raised:
-                        state.hook_error_id = id(raised)
-                        raise
-            # Checked again after the request hooks, which may take their time (a network
-            # call of their own): past the deadline, nothing is sent.
-            remaining = deadline.remaining()
-            if remaining <= 0:
-                raise deadline.error()
-            if state.stopped:  # a stream closed while its new attempt waited to be sent
-                raise APIConnectionError("the stream was closed before it started again")
-            state.attempts = attempt
+                view = yield from self._notify_request(hooks, request, state, redact)
+            send = self._send(call, request, deadline, state)
             started = time.monotonic()  # (after the request hooks: the attempt's own time)
-            # A stream's read timeout also bounds each wait between events later on, so it is
-            # not shortened; the wait for its headers is bounded by the deadline all the same.
-            read = read_timeout if call.stream else min(read_timeout, remaining)
-            outcome = yield Send(request, min(connect_timeout, remaining), read, call.stream)
-            if isinstance(outcome, TransportFailure):
-                _log_attempt(request, None, started, attempt, state)
-                if deadline.expired():
-                    raise deadline.error()
-                error: WayGPTError = redact_error(outcome.to_error(), redact)
-                delay = retry.delay_after_failure(outcome.kind)
-                if delay is None or not deadline.allows(delay):
-                    if attempt > 1:  # "... (3 attempts over 6.1 s)": the silence explained
-                        error.message += (
-                            f" ({attempt} attempts over {time.monotonic() - state.started:.1f} s)"
-                        )
-                        error.args = (error.message,)
-                    raise error
-                _log_retry(request, type(error).__name__, delay, attempt, state)
-                yield Sleep(delay)
+            answer = yield send
+            if isinstance(answer, TransportFailure):
+                _log_attempt(request, None, started, state)
+                yield Sleep(self._wait_after_failure(answer, request, deadline, state, redact))
                 continue
-            answer = outcome
-            status = answer.status
-            _log_attempt(request, status, started, attempt, state)
-            if state.span is not None:
-                state.span.status(status)
-            if view is not None and hooks is not None and hooks.response:
-                seen = ResponseView(
-                    view, status, response_headers(answer.headers, redact),
-                    time.monotonic() - started,
-                )
-                try:
-                    yield Notify(hooks.response, seen)
-                except BaseException as raised:  # the hook raised (or the call was cancelled)
-                    state.hook_error_id = id(raised)
-                    answer.close()
-                    raise
-            if 200 <= status < 300:
+            _log_attempt(request, answer.status, started, state)
+            state.span.status(answer.status)
+            if hooks is not None and view is not None:
+                yield from self._notify_response(hooks, answer, view, started, state, redact)
+            if 200 <= answer.status < 300:
                 state.answer = answer
                 return answer
-            if status < 200:
-                answer.close()
-                raise APIConnectionError(
-                    f"the server sent an informational answer ({status}) and no final answer"
+            delay = yield from self._wait_after_status(
+                answer, request, signer, deadline, state, redact
+            )
+            if delay is not None:  # (None: its clock corrected, it is sent again at once)
+                yield Sleep(delay)
+
+    def _notify_request(
+        self, hooks: EventHooks, request: Request, state: CallState, redact: LazyRedactor
+    ) -> Generator[Step, Any, RequestView]:
+        """The request hooks told of the attempt about to be sent; its view, for the response
+        hooks."""
+        view = RequestView(
+            request.method, request.url, state.attempts + 1, state.client_request_id,
+            request_headers(request.headers, redact),
+        )
+        if hooks.request:
+            try:
+                yield Notify(hooks.request, view)
+            except BaseException as raised:  # the hook raised (or the call was cancelled)
+                state.hook_error_id = id(raised)
+                raise
+        return view
+
+    def _send(
+        self, call: Call[Any], request: Request, deadline: Deadline, state: CallState
+    ) -> Send:
+        """The attempt's ``Send``, counted as sent. Nothing is sent past the deadline (checked
+        again after the request hooks, which may take their time), nor once the stream this
+        call started was closed."""
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise deadline.error()
+        if state.stopped:
+            raise APIConnectionError("the stream was closed before it started again")
+        state.attempts += 1
+        connect_timeout, read_timeout = split_timeout(self.timeout)
+        # A stream's read timeout also bounds each wait between events later on, so it is
+        # not shortened; the wait for its headers is bounded by the deadline all the same.
+        read = read_timeout if call.stream else min(read_timeout, remaining)
+        return Send(request, min(connect_timeout, remaining), read, call.stream)
+
+    def _wait_after_failure(
+        self, failure: TransportFailure, request: Request, deadline: Deadline, state: CallState,
+        redact: LazyRedactor,
+    ) -> float:
+        """Seconds to wait before sending again after a transport failure; else its error."""
+        if deadline.expired():
+            raise deadline.error()
+        error: WayGPTError = redact_error(failure.to_error(), redact)
+        delay = state.retry.delay_after_failure(failure.kind)
+        if delay is None or not deadline.allows(delay):
+            if state.attempts > 1:  # "... (3 attempts over 6.1 s)": the silence explained
+                elapsed = time.monotonic() - state.started
+                error.message += f" ({state.attempts} attempts over {elapsed:.1f} s)"
+                error.args = (error.message,)
+            raise error
+        _log_retry(request, type(error).__name__, delay, state)
+        return delay
+
+    def _notify_response(
+        self, hooks: EventHooks, answer: Any, view: RequestView, started: float,
+        state: CallState, redact: LazyRedactor,
+    ) -> Steps:
+        """The response hooks told of ``answer``; it is closed if one raises."""
+        if not hooks.response:
+            return
+        seen = ResponseView(
+            view, answer.status, response_headers(answer.headers, redact),
+            time.monotonic() - started,
+        )
+        try:
+            yield Notify(hooks.response, seen)
+        except BaseException as raised:  # the hook raised (or the call was cancelled)
+            state.hook_error_id = id(raised)
+            answer.close()
+            raise
+
+    def _wait_after_status(
+        self, answer: Any, request: Request, signer: Optional[HMACSigner], deadline: Deadline,
+        state: CallState, redact: LazyRedactor,
+    ) -> Generator[Step, Any, Optional[float]]:
+        """Seconds to wait before sending again after a non-2xx answer (None: at once, its
+        clock corrected); else the typed error of its status. The answer is closed."""
+        status = answer.status
+        if status < 200:
+            answer.close()
+            raise APIConnectionError(
+                f"the server sent an informational answer ({status}) and no final answer"
+            )
+        if status in (401, 403) and signer is not None and not state.clock_corrected:
+            # A signature refused by a server whose clock is minutes away from ours: sign
+            # again with its time, once per call, outside the retry budget.
+            offset = signer.correct_clock(answer.headers.get("date"), request.headers)
+            if offset is not None:
+                state.clock_corrected = True
+                yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
+                logger.info(
+                    "%s %s -> %d: the server's clock is %+.0f s from this machine's; "
+                    "signing with its time from now on",
+                    request.method, request.path.partition("?")[0], status, offset,
                 )
-            if status in (401, 403) and signer is not None and not state.clock_corrected:
-                # A signature refused by a server whose clock is minutes away from ours: sign
-                # again with its time, once per call, outside the retry budget.
-                offset = signer.correct_clock(answer.headers.get("date"), signature)
-                if offset is not None:
-                    state.clock_corrected = True
-                    yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
-                    _log_clock(request, status, offset)
-                    if state.span is not None:
-                        state.span.clock_corrected(offset)
-                    continue
-            delay = retry.delay_after_status(status, answer.headers)
-            body = yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
-            if delay is None or not deadline.allows(delay):
-                raise error_from_response(status, _plain(answer.headers), body, redact)
-            _log_retry(request, f"HTTP {status}", delay, attempt, state)
-            yield Sleep(delay)
+                state.span.clock_corrected(offset)
+                return None
+        delay = state.retry.delay_after_status(status, answer.headers)
+        body = yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
+        if delay is None or not deadline.allows(delay):
+            raise error_from_response(status, _plain(answer.headers), body, redact)
+        _log_retry(request, f"HTTP {status}", delay, state)
+        return delay
 
     def _stream_start(
         self, call: Call[Any], answer: Any, deadline: Deadline, state: CallState
@@ -619,11 +576,12 @@ class ClientCore:
         kind = stream_kind(answer.headers)
         redact = self._redactor(call, state)
         if kind == "sse":
-            parser = _stream_parser(answer, redact)
-            if isinstance(parser, ChatEventParser):
-                return answer, parser
-            answer.close()
-            raise parser
+            encoding = answer.headers.get("content-encoding")
+            try:  # (refused: a Content-Encoding it cannot decode)
+                return answer, ChatEventParser(answer.status, encoding, redact)
+            except APIResponseValidationError:
+                answer.close()
+                raise
         body = b""
         if kind == "json":  # perhaps a gateway's error object, refusing the stream
             body = yield from self._read_body(answer, deadline, ERROR_BODY_LIMIT, lenient=True)
@@ -655,47 +613,32 @@ class ClientCore:
 
     def _decode(self, call: Call[Any], answer: Any, body: bytes, state: CallState) -> Any:
         """The JSON answer of a successful call, checked against the type the method returns."""
-        data: Any = None
-        if body.strip():
-            parsed, data = parse_json(body)
-            if not parsed:
-                # A success body that is not JSON may echo what was sent (key, password, JWT):
-                # its secrets are replaced before the snippet and the body are cut from it.
-                redact = self._redactor(call, state)
-                text = error_body_text(body, redact)
-                context = _error_context(answer)
-                raise APIResponseValidationError(
-                    f"expected a JSON answer, got: {text[:200]!r}",
-                    answer.status,
-                    body=text,
-                    headers=scrub_value(context["headers"], redact),
-                    request_id=scrub_value(context["request_id"], redact),
-                )
-        if call.expect is not None and not isinstance(data, call.expect):
-            error = APIResponseValidationError(
-                f"expected a JSON {call.expect.__name__}, got {type(data).__name__}",
-                answer.status,
-                data,
-                **_error_context(answer),
-            )
-            raise redact_error(error, self._redactor(call, state))
-        return data
-
-    def _remember_login(self, data: Dict[str, Any]) -> LoginResult:
-        """The login answer completed as the reference does; its token is kept for later calls."""
-        result = login_result(data)
-        self._jwt_token = result["token"]
-        return result
+        parsed, data = parse_json(body) if body.strip() else (True, None)
+        if parsed and isinstance(data, call.expect):
+            return data
+        redact = self._redactor(call, state)
+        text = None
+        if parsed:
+            message = f"expected a JSON {call.expect.__name__}, got {type(data).__name__}"
+        else:
+            # A success body that is not JSON may echo what was sent (key, password, JWT):
+            # its secrets are replaced before the snippet and the body are cut from it.
+            text = error_body_text(body, redact)
+            message = f"expected a JSON answer, got: {text[:200]!r}"
+        error = APIResponseValidationError(
+            message, answer.status, data, body=text, headers=_plain(answer.headers),
+            request_id=request_id_of(answer.headers),
+        )
+        raise redact_error(error, redact)
 
 
 class StreamRestart:
     """How a stream that failed before its first content starts again: a new attempt of the
-    same call, freshly signed, spending the call's retry budget, within its deadline.
+    same call, freshly signed, within its deadline and retry budget.
 
     The failure is judged as an answer with its status would be: an in-stream error by its
-    code (429 and 5xx are retried, 400, 401, 403, 404, 422 are not), a connection cut after
-    the headers as a 503 (the gateway failed before answering anything). A timeout, or an
-    error with no code, is raised.
+    code, a connection cut after the headers as a 503 (the gateway failed before answering
+    anything). A timeout, or an error with no code, is raised.
     """
 
     __slots__ = ("_call", "_core", "deadline", "state", "transport")
@@ -716,18 +659,16 @@ class StreamRestart:
         status = 503 if isinstance(error, APIConnectionError) else error.status_code
         if status is None:
             return None
-        retry_after = _retry_after_in(error.response)
+        retry_after = retry_after_in(error.response)
         headers = {} if retry_after is None else {"Retry-After": retry_after}
         delay = self.state.retry.delay_after_status(status, headers)
         if delay is None or not self.deadline.allows(delay):
             return None
-        if self.state.span is not None:
-            self.state.span.retry(self.state.attempts, type(error).__name__, delay)
-        call = self._call
+        self.state.span.retry(self.state.attempts, type(error).__name__, delay)
         logger.warning(
             "%s %s: the stream failed before its first content (%s); starting it again in "
             "%.2f s (attempt %d)",
-            call.method, call.path.partition("?")[0], type(error).__name__, delay,
+            self._call.method, self._call.path.partition("?")[0], type(error).__name__, delay,
             self.state.attempts + 1,
         )
         return delay
@@ -737,99 +678,21 @@ class StreamRestart:
         return self._core._steps(self._call, self.deadline, self.state)
 
 
-def _retry_after_in(payload: Any) -> Optional[str]:
-    """A ``retry_after`` (seconds) in an in-stream error object, as text for the policy."""
-    for fields in (payload.get("error"), payload) if isinstance(payload, dict) else ():
-        value = fields.get("retry_after") if isinstance(fields, dict) else None
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            return str(value)
-    return None
-
-
-class MediaJobWaiter:
-    """The decisions of ``wait_for_media_job``, shared by the sync and the async client."""
-
-    def __init__(self, job_id: str, poll_interval: float, timeout: float) -> None:
-        if not _positive_number(poll_interval) or not _positive_number(timeout):
-            raise ValueError("poll_interval and timeout must be positive numbers")
-        self._job_id = job_id
-        self._poll_interval = poll_interval
-        self._timeout = timeout
-        self._deadline = time.monotonic() + timeout
-        self._last_seen: Any = None
-
-    def is_news(self, job: MediaJob) -> bool:
-        """True when the status or the progress changed since the last poll."""
-        seen = (str(job.get("status", "")).lower(), job.get("progress"))
-        news: bool = seen != self._last_seen
-        self._last_seen = seen
-        return news
-
-    def delay_after(self, job: MediaJob) -> Optional[float]:
-        """None when the job is completed, else the seconds until the next poll.
-
-        Raises:
-            MediaJobFailedError: the job ended ``failed`` or ``cancelled``.
-            MediaJobTimeoutError: the job did not finish within ``timeout``.
-        """
-        status = str(job.get("status", "")).lower()
-        if status == "completed":
-            return None
-        if status in _FINAL_JOB_FAILURES:
-            reason: Any = job.get("error") or job.get("message")
-            if isinstance(reason, dict):  # {"message": ..., "code": ...}
-                reason = reason.get("message") or reason.get("detail") or reason
-            detail = f": {reason}" if reason else ""
-            raise MediaJobFailedError(f"media job {self._job_id} {status}{detail}", dict(job))
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise MediaJobTimeoutError(
-                f"media job {self._job_id} not finished after {self._timeout:g} s "
-                f"(status {status})",
-                dict(job),
-            )
-        return min(self._poll_interval, remaining)
-
-
-def _positive_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
-def _stream_parser(
-    answer: Any, redact: LazyRedactor
-) -> Union[ChatEventParser, APIResponseValidationError]:
-    """The parser of a stream's body, or the error for a Content-Encoding it cannot decode."""
+def _encode_body(call: Call[Any]) -> Tuple[bytes, str]:
+    """``call``'s body (compact UTF-8 JSON, or the login's form), signed and sent as it is,
+    and its Content-Type. Raised outside the ``except``: no exception holding the text (a
+    password) is chained to the error."""
     try:
-        return ChatEventParser(answer.status, answer.headers.get("content-encoding"), redact)
-    except APIResponseValidationError as error:
-        return error
-
-
-def _encode_json(body: Any) -> bytes:
-    """Compact UTF-8 JSON: the one serialisation that is both signed and sent."""
-    try:
-        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        return text.encode("utf-8")
+        if call.form is not None:
+            return urlencode(call.form).encode("ascii"), "application/x-www-form-urlencoded"
+        text = json.dumps(call.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return text.encode("utf-8"), "application/json"
     except UnicodeEncodeError:  # its message would quote the text, which may hold anything
-        reason = _LONE_SURROGATE
+        reason = "a string holds a lone surrogate (such as '\\udce9'), which has no UTF-8 form"
     except (TypeError, ValueError, RecursionError) as exc:
         reason = str(exc)
-    raise TypeError(f"request body is not JSON-serialisable: {reason}")
-
-
-def _encode_form(form: Mapping[str, str]) -> bytes:
-    """A form body (the login's); raised outside the ``except`` so that no exception holding
-    the text (a password) is chained to the error."""
-    try:
-        return urlencode(form).encode("ascii")
-    except UnicodeEncodeError:
-        pass
-    raise TypeError(f"request body cannot be encoded: {_LONE_SURROGATE}")
-
-
-def _error_context(answer: Any) -> Dict[str, Any]:
-    """The headers and request id an error about ``answer`` carries."""
-    return {"headers": _plain(answer.headers), "request_id": request_id_of(answer.headers)}
+    what = "cannot be encoded" if call.form is not None else "is not JSON-serialisable"
+    raise TypeError(f"request body {what}: {reason}")
 
 
 def _plain(headers: Mapping[str, str]) -> Dict[str, str]:
@@ -837,68 +700,25 @@ def _plain(headers: Mapping[str, str]) -> Dict[str, str]:
     return {str(name): str(value) for name, value in headers.items()}
 
 
-def _server_of(url: str) -> Tuple[str, Optional[int]]:
-    """The host and port of a base URL, for traces (``server.address``, ``server.port``)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is None:
-        port = {"http": 80, "https": 443}.get(parts.scheme.lower())
-    return parts.hostname or "", port
-
-
-def _path_of(url: str) -> str:
-    """The path part of a base URL, as it is sent (and signed) before each endpoint's path."""
-    rest = url.split("://", 1)[-1]
-    slash = rest.find("/")
-    return rest[slash:] if slash >= 0 else ""
-
-
-def _log_attempt(
-    request: Request, status: Optional[int], started: float, attempt: int, state: CallState
-) -> None:
+def _log_attempt(request: Request, status: Optional[int], started: float, state: CallState) -> None:
     # The path as sent, base path included, so that a proxy's prefix or a wrong api_url
     # shows in the log (the query is left out); the call's id, to quote to support.
     logger.debug(
         "%s %s -> %s in %.1f ms (attempt %d, client request id %s)",
-        request.method,
-        request.path.partition("?")[0],
-        status if status is not None else "no answer",
-        (time.monotonic() - started) * 1000,
-        attempt,
-        state.client_request_id,
+        request.method, request.path.partition("?")[0],
+        status if status is not None else "no answer", (time.monotonic() - started) * 1000,
+        state.attempts, state.client_request_id,
     )
 
 
-def _log_clock(request: Request, status: int, offset: float) -> None:
-    logger.info(
-        "%s %s -> %d: the server's clock is %+.0f s from this machine's; "
-        "signing with its time from now on",
-        request.method,
-        request.path.partition("?")[0],
-        status,
-        offset,
-    )
-
-
-def _log_retry(
-    request: Request, reason: str, delay: float, attempt: int, state: CallState
-) -> None:
-    if state.span is not None:
-        state.span.retry(attempt, reason, delay)
+def _log_retry(request: Request, reason: str, delay: float, state: CallState) -> None:
+    """A retry, in the log and as an event of the call's span."""
+    attempt = state.attempts
+    state.span.retry(attempt, reason, delay)
     logger.warning(
         "%s %s failed (%s); retrying in %.2f s (attempt %d, client request id %s)",
-        request.method,
-        request.path.partition("?")[0],
-        reason,
-        delay,
-        attempt,
+        request.method, request.path.partition("?")[0], reason, delay, attempt,
         state.client_request_id,
-        # For a handler that tells a person what is going on (the CLI's "retrying in ..."),
-        # without parsing the message.
+        # For a handler that tells a person (the CLI's "retrying in ..."), without parsing.
         extra={"waygpt_retry_delay": delay, "waygpt_next_attempt": attempt + 1},
     )

@@ -1,8 +1,7 @@
 """The endpoints: for each method, its argument checks, its path and its body, written once.
 
-Each function returns a :class:`Call` describing one request; the sync and the async client
-both send it through the same pipeline (``_core.py``). Nothing here does any I/O, so a bad
-argument is refused before anything is sent.
+Each returns a :class:`Call`, which both clients send through the same pipeline
+(``_core.py``). Nothing here does I/O, so a bad argument is refused before anything is sent.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import (
 from urllib.parse import quote, urlencode
 
 from ._config import is_header_safe
-from .errors import APIResponseValidationError, NotFoundError
+from .errors import APIResponseValidationError
 
 if TYPE_CHECKING:
     from .types import (
@@ -51,7 +50,8 @@ class Call(Generic[T]):
     ``path`` is relative to ``api_url``, percent-encoded, with its query. ``auth`` is
     ``"project"`` (the project key, HMAC-signed when on), ``"jwt"`` (the Client API's Bearer
     token) or ``"none"``. ``expect`` is the JSON type the answer must have. ``secrets`` are
-    values sent with this call only (a password) that must never show in an error.
+    values sent with this call only (a password) that must never show in an error. ``name``
+    is the client method's, for traces.
     """
 
     __slots__ = (
@@ -60,22 +60,13 @@ class Call(Generic[T]):
     )
 
     def __init__(
-        self,
-        method: str,
-        path: str,
-        *,
-        auth: str = "project",
-        json: Any = NO_BODY,
-        form: Optional[Mapping[str, str]] = None,
-        expect: Optional[type] = None,
-        stream: bool = False,
-        jwt_token: Optional[str] = None,
-        secrets: Tuple[str, ...] = (),
-        name: str = "",
+        self, method: str, path: str, *, name: str, auth: str = "project", json: Any = NO_BODY,
+        form: Optional[Mapping[str, str]] = None, expect: type = object, stream: bool = False,
+        jwt_token: Optional[str] = None, secrets: Tuple[str, ...] = (),
     ) -> None:
-        self.name = name  # the client method's name, for traces
         self.method = method
         self.path = path
+        self.name = name
         self.auth = auth
         self.json = json
         self.form = form
@@ -83,13 +74,6 @@ class Call(Generic[T]):
         self.stream = stream
         self.jwt_token = jwt_token
         self.secrets = secrets
-
-
-def _is_uuid(value: Any) -> bool:
-    # A caller with a UUID has imported uuid; checking through sys.modules spares every
-    # other program the import (2 ms).
-    module = sys.modules.get("uuid")
-    return module is not None and isinstance(value, module.UUID)
 
 
 def _segment(name: str, value: Any) -> str:
@@ -100,8 +84,12 @@ def _segment(name: str, value: Any) -> str:
     endpoint. Every real id is a UUID or a short token, so anything a router could read as
     more than one segment is refused, before the network.
     """
-    if isinstance(value, bool) or not (isinstance(value, (str, int)) or _is_uuid(value)):
-        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        # A caller with a UUID has imported uuid: looking in sys.modules spares every other
+        # program the import (2 ms).
+        uuid = sys.modules.get("uuid")
+        if isinstance(value, bool) or uuid is None or not isinstance(value, uuid.UUID):
+            raise TypeError(f"{name} must be a string, got {type(value).__name__}")
     text = str(value)
     if not text.strip() or text in (".", ".."):
         raise ValueError(f"{name} must be a non-empty id, got {text[:80]!r}")
@@ -173,21 +161,17 @@ def check_jwt(token: Any) -> str:
 def _use_case_key(use_case: Any, use_case_id: Any) -> Optional[str]:
     """The use-case key to send: ``use_case``, else its alias; stripped; None when empty."""
     for value in (use_case, use_case_id):
-        if value is None:
-            continue
-        if not isinstance(value, str):
+        if value is not None and not isinstance(value, str):
             raise TypeError(f"use_case must be a string, got {type(value).__name__}")
-        if value.strip():
+        if value and value.strip():
             return value.strip()
     return None
 
 
 def _messages(messages: Any) -> List[Dict[str, Any]]:
     """The messages as a list of dicts; any iterable is read once, here, before sending."""
-    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
-        messages = None
-    else:
-        messages = list(messages)  # a generator is consumed once, and what it gave is sent
+    readable = isinstance(messages, Iterable) and not isinstance(messages, (str, bytes, Mapping))
+    messages = list(messages) if readable else None  # a generator is read once, here
     if not messages or not all(isinstance(m, Mapping) for m in messages):
         raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
     return [dict(m) for m in messages]
@@ -222,24 +206,10 @@ def login_result(data: Dict[str, Any]) -> LoginResult:
 
 
 def check_use_case_id(use_case_id: str) -> str:
-    """Refuse a bad id before the list is fetched (the server has no single-use-case GET).
-
-    The id as text: the list's ids are strings, and a UUID given must match its own.
-    """
+    """The id as text (a UUID given must match the list's strings), refused if bad before
+    the list is fetched (the server has no single-use-case GET)."""
     _segment("use_case_id", use_case_id)
     return str(use_case_id)
-
-
-def pick_use_case(items: List[UseCase], use_case_id: str) -> UseCase:
-    """The use case with that id (or key) among ``items``, as the reference picks it.
-
-    Raises:
-        NotFoundError: none has that id.
-    """
-    for item in items:
-        if isinstance(item, dict) and use_case_id in (item.get("id"), item.get("key")):
-            return item
-    raise NotFoundError(f"use case {use_case_id!r} not found", 404)
 
 
 class Endpoints:
@@ -249,13 +219,8 @@ class Endpoints:
 
     @staticmethod
     def chat_completions(
-        model: str,
-        messages: Any,
-        use_case_id: Optional[str],
-        use_case: Optional[str],
-        temperature: Optional[float],
-        max_tokens: Optional[int],
-        stream: bool,
+        model: str, messages: Any, use_case_id: Optional[str], use_case: Optional[str],
+        temperature: Optional[float], max_tokens: Optional[int], stream: bool,
         extra: Mapping[str, Any],
     ) -> Call[ChatCompletion]:
         body: Dict[str, Any] = {"model": model, "messages": _messages(messages)}
@@ -270,14 +235,8 @@ class Endpoints:
         if stream:
             body["stream"] = True
         body.update(_extra("chat_completions", extra, _CHAT_PARAMETERS))
-        return Call(
-            "POST",
-            f"{_WAYGPT}/chat/completions",
-            json=body,
-            expect=dict,
-            stream=stream,
-            name="chat_completions",
-        )
+        path = f"{_WAYGPT}/chat/completions"
+        return Call("POST", path, name="chat_completions", json=body, expect=dict, stream=stream)
 
     @staticmethod
     def image_generations(
@@ -290,61 +249,43 @@ class Endpoints:
         if model is not None:
             body["model"] = model
         body.update(_extra("image_generations", extra, ("prompt", "model", "size", "n")))
-        return Call(
-            "POST",
-            f"{_WAYGPT}/images/generations",
-            json=body,
-            expect=dict,
-            name="image_generations",
-        )
+        path = f"{_WAYGPT}/images/generations"
+        return Call("POST", path, name="image_generations", json=body, expect=dict)
 
     @staticmethod
     def video_generations(
         prompt: str, model: Optional[str], duration: Optional[int], extra: Mapping[str, Any]
     ) -> Call[MediaJob]:
         _require_text("prompt", prompt)
-        body: Dict[str, Any] = {"prompt": prompt}
-        if model is not None:
-            body["model"] = model
-        if duration is not None:
-            body["duration"] = duration
+        body: Dict[str, Any] = {"prompt": prompt, **_only_given(model=model, duration=duration)}
         body.update(_extra("video_generations", extra, ("prompt", "model", "duration")))
-        return Call(
-            "POST",
-            f"{_WAYGPT}/videos/generations",
-            json=body,
-            expect=dict,
-            name="video_generations",
-        )
+        path = f"{_WAYGPT}/videos/generations"
+        return Call("POST", path, name="video_generations", json=body, expect=dict)
 
     @staticmethod
     def get_media_job(job_id: str) -> Call[MediaJob]:
-        return Call(
-            "GET",
-            f"{_WAYGPT}/media/jobs/{_segment('job_id', job_id)}",
-            expect=dict,
-            name="get_media_job",
-        )
+        path = f"{_WAYGPT}/media/jobs/{_segment('job_id', job_id)}"
+        return Call("GET", path, name="get_media_job", expect=dict)
 
     @staticmethod
     def cancel_media_job(job_id: str) -> Call[Dict[str, Any]]:
         path = f"{_WAYGPT}/media/jobs/{_segment('job_id', job_id)}/cancel"
-        return Call("POST", path, expect=dict, name="cancel_media_job")
+        return Call("POST", path, name="cancel_media_job", expect=dict)
 
     # -- catalogue and widget ----------------------------------------------------------------------
 
     @staticmethod
     def get_models() -> Call[List[str]]:
-        return Call("GET", f"{_WAYGPT}/models", expect=list, name="get_models")
+        return Call("GET", f"{_WAYGPT}/models", name="get_models", expect=list)
 
     @staticmethod
     def get_models_full() -> Call[List[ModelInfo]]:
-        return Call("GET", f"{_WAYGPT}/models/full", expect=list, name="get_models_full")
+        return Call("GET", f"{_WAYGPT}/models/full", name="get_models_full", expect=list)
 
     @staticmethod
     def get_use_cases(detailed: bool) -> Call[List[UseCase]]:
         query = "?" + urlencode({"detailed": "true"}) if detailed else ""
-        return Call("GET", f"{_WAYGPT}/use-cases{query}", expect=list, name="get_use_cases")
+        return Call("GET", f"{_WAYGPT}/use-cases{query}", name="get_use_cases", expect=list)
 
     @staticmethod
     def create_widget_token(ttl_seconds: int, site_domain: Optional[str]) -> Call[WidgetToken]:
@@ -352,10 +293,8 @@ class Endpoints:
         body: Dict[str, Any] = {"ttl_seconds": ttl_seconds}
         if site_domain is not None:
             body["site_domain"] = site_domain
-        return Call(
-            "POST", "/api/v1/widget/token", json=body, expect=dict,
-            name="create_widget_token",
-        )
+        path = "/api/v1/widget/token"
+        return Call("POST", path, name="create_widget_token", json=body, expect=dict)
 
     # -- Client API (JWT) --------------------------------------------------------------------------
 
@@ -364,99 +303,60 @@ class Endpoints:
         _require_text("email", email)
         if not isinstance(password, str) or not password:
             raise ValueError("password must be a non-empty string")
+        form = {"username": email, "password": password}
         return Call(
-            "POST",
-            "/api/v1/auth/login/access-token",
-            auth="none",
-            form={"username": email, "password": password},
-            expect=dict,
-            secrets=(password,),
-            name="client_login",
+            "POST", "/api/v1/auth/login/access-token", name="client_login", auth="none",
+            form=form, expect=dict, secrets=(password,),
         )
 
     @staticmethod
     def client_list_projects(jwt_token: Optional[str]) -> Call[List[Project]]:
-        return _jwt_call("GET", "/projects", jwt_token, expect=list, name="client_list_projects")
+        return _jwt_call("GET", "/projects", jwt_token, name="client_list_projects", expect=list)
 
     @staticmethod
     def client_get_project(project_id: str, jwt_token: Optional[str]) -> Call[Project]:
-        return _jwt_call(
-            "GET",
-            _project_path(project_id, "/settings"),
-            jwt_token,
-            expect=dict,
-            name="client_get_project",
-        )
+        path = _project_path(project_id, "/settings")
+        return _jwt_call("GET", path, jwt_token, name="client_get_project", expect=dict)
 
     @staticmethod
     def client_create_project(name: str, jwt_token: Optional[str]) -> Call[Project]:
         _require_text("name", name)
+        body = {"name": name}
         return _jwt_call(
-            "POST",
-            "/projects",
-            jwt_token,
-            json={"name": name},
-            expect=dict,
-            name="client_create_project",
+            "POST", "/projects", jwt_token, name="client_create_project", json=body, expect=dict
         )
 
     @staticmethod
     def client_update_project(
-        project_id: str,
-        jwt_token: Optional[str],
-        *,
-        name: Optional[str],
-        is_active: Optional[bool],
-        allowed_models: Optional[List[str]],
-        allowed_domains: Optional[List[str]],
-        hmac_required: Optional[bool],
-        rate_limit_rpm: Optional[int],
-        rate_limit_rpd: Optional[int],
+        project_id: str, jwt_token: Optional[str], *, name: Optional[str],
+        is_active: Optional[bool], allowed_models: Optional[List[str]],
+        allowed_domains: Optional[List[str]], hmac_required: Optional[bool],
+        rate_limit_rpm: Optional[int], rate_limit_rpd: Optional[int],
     ) -> Call[Project]:
         body = _only_given(
-            name=name,
-            is_active=is_active,
-            allowed_models=allowed_models,
-            allowed_domains=allowed_domains,
-            hmac_required=hmac_required,
-            rate_limit_rpm=rate_limit_rpm,
-            rate_limit_rpd=rate_limit_rpd,
+            name=name, is_active=is_active, allowed_models=allowed_models,
+            allowed_domains=allowed_domains, hmac_required=hmac_required,
+            rate_limit_rpm=rate_limit_rpm, rate_limit_rpd=rate_limit_rpd,
         )
+        path = _project_path(project_id)
         return _jwt_call(
-            "PUT",
-            _project_path(project_id),
-            jwt_token,
-            json=body,
-            expect=dict,
-            name="client_update_project",
+            "PUT", path, jwt_token, name="client_update_project", json=body, expect=dict
         )
 
     @staticmethod
     def client_delete_project(project_id: str, jwt_token: Optional[str]) -> Call[Any]:
-        return _jwt_call(
-            "DELETE", _project_path(project_id), jwt_token,
-            name="client_delete_project",
-        )
+        path = _project_path(project_id)
+        return _jwt_call("DELETE", path, jwt_token, name="client_delete_project")
 
     @staticmethod
     def client_list_use_cases(project_id: str, jwt_token: Optional[str]) -> Call[List[UseCase]]:
-        return _jwt_call(
-            "GET",
-            _project_path(project_id, "/use-cases"),
-            jwt_token,
-            expect=list,
-            name="client_list_use_cases",
-        )
+        path = _project_path(project_id, "/use-cases")
+        return _jwt_call("GET", path, jwt_token, name="client_list_use_cases", expect=list)
 
     @staticmethod
     def client_create_use_case(
-        project_id: str,
-        jwt_token: Optional[str],
-        key: Optional[str],
-        name: Optional[str],
-        kind: str,
-        config: Optional[Dict[str, Any]],
-        is_active: bool,
+        project_id: str, jwt_token: Optional[str], key: Optional[str], name: Optional[str],
+        kind: str, config: Optional[Dict[str, Any]], is_active: bool,
     ) -> Call[UseCase]:
         _require_text("key", key)
         _require_text("name", name)
@@ -466,36 +366,24 @@ class Endpoints:
             body["config"] = config
         path = _project_path(project_id, "/use-cases")
         return _jwt_call(
-            "POST", path, jwt_token, json=body, expect=dict,
-            name="client_create_use_case",
+            "POST", path, jwt_token, name="client_create_use_case", json=body, expect=dict
         )
 
     @staticmethod
     def client_update_use_case(
-        project_id: str,
-        use_case_id: str,
-        jwt_token: Optional[str],
-        *,
-        key: Optional[str],
-        name: Optional[str],
-        kind: Optional[str],
-        config: Optional[Dict[str, Any]],
+        project_id: str, use_case_id: str, jwt_token: Optional[str], *, key: Optional[str],
+        name: Optional[str], kind: Optional[str], config: Optional[Dict[str, Any]],
         is_active: Optional[bool],
     ) -> Call[UseCase]:
         body = _only_given(key=key, name=name, kind=kind, config=config, is_active=is_active)
         path = _use_case_path(project_id, use_case_id)
         return _jwt_call(
-            "PUT", path, jwt_token, json=body, expect=dict,
-            name="client_update_use_case",
+            "PUT", path, jwt_token, name="client_update_use_case", json=body, expect=dict
         )
 
     @staticmethod
     def client_delete_use_case(
         project_id: str, use_case_id: str, jwt_token: Optional[str]
     ) -> Call[Any]:
-        return _jwt_call(
-            "DELETE",
-            _use_case_path(project_id, use_case_id),
-            jwt_token,
-            name="client_delete_use_case",
-        )
+        path = _use_case_path(project_id, use_case_id)
+        return _jwt_call("DELETE", path, jwt_token, name="client_delete_use_case")

@@ -1,11 +1,9 @@
 """Forks of the process, for the transports to notice that they now run in a child.
 
-A forked child inherits its parent's pooled connections; using one mixes the two
-processes' answers, and closing one properly (a TLS close_notify) ends the parent's. So
-each transport remembers the generation it made its connections in, compares it with
-``fork_generation()`` before a call (an integer compare: nothing measurable), and in a child
-sets the parent's connections aside with ``keep_inherited``: referenced until the child
-exits, so that no finaliser closes them while it runs.
+Each transport remembers the generation it made its connections in, compares it with
+``fork_generation()`` before a call (an integer compare), and in a child sets the parent's
+connections aside with ``keep_inherited``: referenced until the child exits, so that no
+finaliser closes them (why: docs/architecture.md, fork safety).
 """
 
 from __future__ import annotations

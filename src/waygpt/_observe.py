@@ -7,27 +7,10 @@ are set, a :class:`RawResponse` only through ``with_raw_response``.
 from __future__ import annotations
 
 import functools
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Generic,
-    Iterable,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Tuple,
-    TypeVar,
-)
+from typing import Any, Callable, Dict, Generic, Iterator, Mapping, Optional, Tuple, TypeVar
 
 from ._config import is_header_safe
 from .errors import ConfigurationError, request_id_of
-
-__all__ = [
-    "AnswerHeaders", "EventHooks", "Headers", "RawResponse", "RawResponses", "RequestView",
-    "ResponseView",
-]
 
 _V = TypeVar("_V")
 Hook = Callable[[Any], Any]
@@ -35,12 +18,10 @@ Hook = Callable[[Any], Any]
 CLIENT_REQUEST_ID = "X-Client-Request-ID"
 # Headers a caller's extra_headers may not replace: the SDK's credentials, signature and
 # framing (a wrong Content-Length, a second key, a forged signature would only fail).
-_OWN_HEADERS = frozenset(
-    {
-        "x-project-key", "authorization", "x-mb-timestamp", "x-mb-nonce", "x-mb-signature",
-        "content-type", "content-length", "transfer-encoding", "host",
-    }
-)
+_OWN_HEADERS = frozenset((
+    "x-project-key", "authorization", "x-mb-timestamp", "x-mb-nonce", "x-mb-signature",
+    "content-type", "content-length", "transfer-encoding", "host",
+))
 _MASKED = {"x-project-key": "[REDACTED]", "authorization": "Bearer [REDACTED]"}
 # A request header whose name holds one of these (any case) carries a credential: a caller's
 # extra_headers such as Proxy-Authorization, Cookie, X-Api-Key. Views mask its value. (The
@@ -63,10 +44,8 @@ class EventHooks:
 
 def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
     """``{"request": [...], "response": [...]}`` as :class:`EventHooks` (None for none).
-
     ``awaits``: whether the client awaits what a hook returns (the async client); the sync
-    client refuses a coroutine function, which it would call and never run.
-    """
+    client refuses a coroutine function, which it would call and never run."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
@@ -83,12 +62,11 @@ def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
             hooks = (hooks,)
         if not isinstance(hooks, (list, tuple)) or not all(callable(h) for h in hooks):
             raise ConfigurationError(f"event_hooks[{name!r}] must be a list of callables")
-        if not awaits and hooks:
-            if any(_is_async_hook(h) for h in hooks):
-                raise ConfigurationError(
-                    f"event_hooks[{name!r}]: an async def hook needs AsyncWayGPTClient; "
-                    "WayGPTClient calls plain functions"
-                )
+        if not awaits and any(_is_async_hook(h) for h in hooks):
+            raise ConfigurationError(
+                f"event_hooks[{name!r}]: an async def hook needs AsyncWayGPTClient; "
+                "WayGPTClient calls plain functions"
+            )
         lists[name] = tuple(hooks)
     if not lists["request"] and not lists["response"]:
         return None
@@ -133,39 +111,37 @@ def check_extra_headers(value: Any) -> Dict[str, str]:
 
 
 class Headers(Mapping[str, str]):
-    """Read-only headers whose names are looked up in any case.
+    """Read-only headers, as hook views and raw responses show them: names found in any case
+    (a name sent twice counts by its first value), credentials' values masked (with
+    ``credentials``, also those of every header whose name says it carries one), ``redact``
+    applied to the names when they are first looked at and to a value when it is read (a
+    hook that reads the request id pays for no other value)."""
 
-    The credentials' values are masked (with ``credentials``, also those of every header
-    whose name says it carries one), and ``redact`` is applied to the names when the headers
-    are first looked at, and to a value when it is first read: a hook that looks at the
-    status and the request id pays for no other header's value.
-    """
-
-    __slots__ = ("_credentials", "_items", "_lower", "_redact", "_seen", "_source")
+    __slots__ = ("_credentials", "_lower", "_redact", "_source")
 
     def __init__(
-        self,
-        source: Mapping[str, str],
-        redact: Optional[Callable[[str], str]] = None,
+        self, source: Mapping[str, str], redact: Optional[Callable[[str], str]] = None,
         credentials: bool = False,
     ) -> None:
-        # Read when first looked at: an answer's headers do not change once they arrived.
-        self._source = source
-        self._items: Optional[List[Tuple[str, str]]] = None
-        self._lower: Optional[Dict[str, str]] = None
+        self._source = source  # read when first looked at: an answer's headers do not change
         self._redact = redact
         self._credentials = credentials
-        self._seen: Dict[str, str] = {}
+        self._lower: Optional[Dict[str, Tuple[str, str]]] = None
+
+    def _by_name(self) -> Dict[str, Tuple[str, str]]:
+        """Each name, lowered, to its first spelling and value (a server may echo a secret
+        as a header's name, too: names are redacted)."""
+        lower = self._lower
+        if lower is None:
+            lower = self._lower = {}
+            for name, value in self._source.items():
+                name = str(name) if self._redact is None else self._redact(str(name))
+                lower.setdefault(name.lower(), (name, str(value)))
+        return lower
 
     def __getitem__(self, name: str) -> str:
         key = name.lower()
-        value = self._by_name()[key]
-        seen = self._seen.get(key)
-        if seen is None:
-            seen = self._seen[key] = self._shown(key, value)
-        return seen
-
-    def _shown(self, key: str, value: str) -> str:
+        value = self._by_name()[key][1]
         masked = _MASKED.get(key)
         if masked is None and self._credentials and any(word in key for word in _CREDENTIAL_NAMES):
             masked = "[REDACTED]"
@@ -177,10 +153,10 @@ class Headers(Mapping[str, str]):
         return isinstance(name, str) and name.lower() in self._by_name()
 
     def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._pairs())
+        return (name for name, _ in self._by_name().values())
 
     def __len__(self) -> int:
-        return len(self._pairs())
+        return len(self._by_name())
 
     def __repr__(self) -> str:
         return f"Headers({dict(self)!r})"
@@ -189,33 +165,12 @@ class Headers(Mapping[str, str]):
         # Pickled as they read: the raw values (a secret a server echoed) stay behind.
         return (Headers, (dict(self),))
 
-    def _pairs(self) -> List[Tuple[str, str]]:
-        items = self._items
-        if items is None:
-            items = [(str(name), str(value)) for name, value in self._source.items()]
-            redact = self._redact
-            if redact is not None:  # a server may echo a secret as a header's name, too
-                items = [(redact(name), value) for name, value in items]
-            self._items = items
-        return items
-
-    def _by_name(self) -> Dict[str, str]:
-        lower = self._lower
-        if lower is None:
-            # The first of a repeated name wins, as in requests' and aiohttp's mappings.
-            lower = self._lower = {name.lower(): value for name, value in reversed(self._pairs())}
-        return lower
-
 
 class AnswerHeaders(Mapping[str, str]):
-    """An answer's headers as the SDK reads them, whichever client: names in any case, and a
-    header sent more than once counts by its first value, for whatever reads it (the
-    Content-Type of a stream, a Retry-After, the request id, an error's ``headers``, a
-    hook's view). requests would join the values ("a, b"), aiohttp list each of them.
-
-    A view of the HTTP library's own headers, given with their function that lists one
-    name's values; nothing is copied, since most answers are read by a few names only.
-    """
+    """An answer's headers as the pipeline reads them, whichever client: names in any case,
+    and a header sent twice counts by its first value (requests would join the values,
+    aiohttp list them). A view of the library's own headers through their function that
+    lists one name's values: nothing is copied, as most answers are read by a few names."""
 
     __slots__ = ("_headers", "_values")
 
@@ -224,11 +179,10 @@ class AnswerHeaders(Mapping[str, str]):
         self._values = values  # a name's values, in the order they came; empty when none
 
     def __getitem__(self, name: str) -> str:
-        values = self._values(name) if isinstance(name, str) else ()
-        if not values:
+        value = self.get(name)
+        if value is None:
             raise KeyError(name)
-        first: str = values[0]
-        return first
+        return str(value)
 
     def get(self, name: str, default: Any = None) -> Any:  # (faster than Mapping's)
         values = self._values(name) if isinstance(name, str) else ()
@@ -250,24 +204,20 @@ class AnswerHeaders(Mapping[str, str]):
 
 
 def request_headers(headers: Mapping[str, str], redact: Callable[[str], str]) -> Headers:
-    """A request's headers as a hook sees them: the credentials masked, the SDK's and those
-    a caller's extra_headers add (by their names), and the call's secrets redacted anywhere
-    else."""
-    # A copy: the next attempt writes a new signature over it.
+    """A request's headers as a hook sees them: credentials masked (the SDK's, and those of
+    extra_headers by their names), the call's secrets redacted elsewhere. A copy: the next
+    attempt writes a new signature over them."""
     return Headers(dict(headers), redact, credentials=True)
 
 
-def response_headers(headers: Mapping[str, str], redact: Callable[[str], str]) -> Headers:
-    """An answer's headers as a hook or a raw response shows them: every secret redacted."""
-    return Headers(headers, redact)
+response_headers = Headers  # an answer's headers as a hook or a raw response shows them
 
 
 class RequestView:
     """What a ``request`` hook is given: one attempt about to be sent.
 
-    ``method``, ``url`` (as sent), ``attempt`` (1 for the first), ``client_request_id``
-    (the same on every attempt of a call) and ``headers`` (credentials and secrets
-    redacted).
+    ``method``, ``url`` (as sent), ``attempt`` (1 for the first), ``client_request_id`` (the
+    same on every attempt of a call) and ``headers`` (credentials and secrets redacted).
     """
 
     __slots__ = ("attempt", "client_request_id", "headers", "method", "url")
@@ -328,18 +278,11 @@ class RawResponse(Generic[_V]):
     """
 
     __slots__ = (
-        "_value", "attempts", "client_request_id", "elapsed", "headers", "request_id",
-        "status_code",
+        "_value", "attempts", "client_request_id", "elapsed", "headers", "request_id", "status_code"
     )
 
     def __init__(
-        self,
-        value: _V,
-        *,
-        status_code: int,
-        headers: Headers,
-        attempts: int,
-        elapsed: float,
+        self, value: _V, *, status_code: int, headers: Headers, attempts: int, elapsed: float,
         client_request_id: str,
     ) -> None:
         self._value = value
@@ -370,18 +313,17 @@ class RawResponses:
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
+    def _is_call(self, name: str) -> bool:
         method = getattr(type(self._client), name, None)
-        if name.startswith("_") or name in _NOT_CALLS or not callable(method):
+        return not name.startswith("_") and name not in _NOT_CALLS and callable(method)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if not self._is_call(name):
             raise AttributeError(f"with_raw_response has no method {name!r}")
         return functools.partial(self._client._raw_call, name)
 
-    def __dir__(self) -> Iterable[str]:
-        return [
-            name for name in dir(type(self._client))
-            if not name.startswith("_") and name not in _NOT_CALLS
-            and callable(getattr(type(self._client), name))
-        ]
+    def __dir__(self) -> Iterator[str]:
+        return (name for name in dir(type(self._client)) if self._is_call(name))
 
     def __repr__(self) -> str:
         return f"<with_raw_response of {self._client!r}>"

@@ -1,22 +1,15 @@
 """Secrets out of what a server sends back, in the forms a server echoes them.
 
-An answer may repeat what a call sent: the project key, the HMAC secret, a JWT, a login
-password. A server repeats a value as it is, inside a JSON string, or percent-encoded (a form
-body or a URL it quotes). So each character of a secret is looked for in each of those forms,
-in any mix: as itself; as a JSON encoder may write it (``\\uXXXX``, a surrogate pair beyond
-the BMP, ``\\/``, ``\\"``, ``\\\\``, ``\\n``...); percent-encoded as UTF-8 with hex digits in
-either case, and ``+`` for a space (a form body).
-
-Not looked for: escapes inside escapes (a form body quoted in JSON), HTML entities and
-base64. None of them is a form a server writes a credential in: a key, a JWT and a UUID read
-the same in HTML, and the SDK sends nothing base64-encoded.
+An answer may repeat what a call sent (the project key, the HMAC secret, a JWT, a login
+password) as it is, inside a JSON string, or percent-encoded (a form body or a URL it quotes):
+each character of a secret is looked for in each of those forms, in any mix. The rules, and
+the forms not looked for, are in docs/errors-and-retries.md ("How an echoed secret is found").
 """
 
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
-from typing import Callable, Iterable, List, Optional, Pattern, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 _REDACTED = "[REDACTED]"
 # Shorter values are too common in ordinary text to be replaced safely.
@@ -25,23 +18,19 @@ _MIN_SECRET = 3
 # word of a message is that long by chance. A shorter one only as a whole token.
 _ANYWHERE_SECRET = 12
 
-# A short secret that is one of these words (ignoring case) is taken, where it stands as a
-# word in a sentence, for the server's own word ("Invalid project key" when the key is
-# "key"): it is replaced only where it can only be a value (see _Secret.accepts). The words
-# are those servers write in errors about credentials; docs/errors-and-retries.md lists them.
-_MESSAGE_WORDS = frozenset(
-    (
-        "access", "already", "and", "api", "auth", "bad", "bearer", "cannot", "could",
-        "credential", "credentials", "denied", "email", "error", "expired", "failed",
-        "field", "for", "forbidden", "found", "header", "hmac", "incorrect", "invalid",
-        "jwt", "key", "login", "missing", "nonce", "not", "pass", "passwd", "password",
-        "project", "required", "secret", "signature", "the", "this", "token",
-        "unauthorized", "user", "username", "valid", "validate", "with", "wrong",
-        "для", "доступ", "запрещен", "запрещён", "или", "ключ", "логин", "найден",
-        "найдена", "неверная", "неверное", "неверный", "неправильный", "нет", "ошибка",
-        "пароль", "подпись", "пользователь", "почта", "проект", "секрет", "токен",
-    )
-)
+# A short secret that is one of these words (any case) is taken, where it stands in a sentence,
+# for the server's own word ("Invalid project key" when the key is "key"): it is replaced only
+# where it can only be a value (_Secret.accepts). docs/errors-and-retries.md lists them too.
+_MESSAGE_WORDS = frozenset((
+    "access", "already", "and", "api", "auth", "bad", "bearer", "cannot", "could", "credential",
+    "credentials", "denied", "email", "error", "expired", "failed", "field", "for", "forbidden",
+    "found", "header", "hmac", "incorrect", "invalid", "jwt", "key", "login", "missing", "nonce",
+    "not", "pass", "passwd", "password", "project", "required", "secret", "signature", "the",
+    "this", "token", "unauthorized", "user", "username", "valid", "validate", "with", "wrong",
+    "для", "доступ", "запрещен", "запрещён", "или", "ключ", "логин", "найден", "найдена",
+    "неверная", "неверное", "неверный", "неправильный", "нет", "ошибка", "пароль", "подпись",
+    "пользователь", "почта", "проект", "секрет", "токен",
+))
 # ASCII quotes and backticks, guillemets, and the typographic double and single quotes.
 _OPENING_QUOTES = frozenset("\"'`«\u201c\u201e\u2018")
 _CLOSING_QUOTES = frozenset("\"'`»\u201d\u201c\u2019")
@@ -52,8 +41,6 @@ _SHORT_DECODED = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 # One character written in a form that is not itself (or a terminal colour code, which a log
 # line wraps around a value): what stands next to a short secret is judged decoded.
 _ESCAPE = r"\\u[0-9a-fA-F]{4}|%[0-9a-fA-F]{2}|\\[\"\\/bfnrt]|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
-_escape_before: Optional[Pattern[str]] = None
-_escape_after: Optional[Pattern[str]] = None
 
 
 def _hex(value: int, digits: int) -> str:
@@ -89,13 +76,10 @@ def _decoded(escape: str) -> str:
 
 def _neighbours(text: str, start: int, end: int) -> Tuple[str, str]:
     """The characters before and after ``text[start:end]``, decoded ("" at an edge)."""
-    global _escape_before, _escape_after
-    if _escape_before is None or _escape_after is None:
-        _escape_before = re.compile(f"(?:{_ESCAPE})\\Z")
-        _escape_after = re.compile(_ESCAPE)
-    found = _escape_before.search(text, max(0, start - 16), start)
+    # (Compiled when first used, and then found in re's cache: `import waygpt` need not pay.)
+    found = re.compile(f"(?:{_ESCAPE})\\Z").search(text, max(0, start - 16), start)
     before = _decoded(found.group()) if found else text[start - 1 : start]
-    found = _escape_after.match(text, end)
+    found = re.compile(_ESCAPE).match(text, end)
     after = _decoded(found.group()) if found else text[end : end + 1]
     return before, after
 
@@ -132,12 +116,7 @@ class _Secret:
 
 class Redactor:
     """Replaces every secret in a text by ``[REDACTED]``, in every form a server echoes it.
-
-    A secret of 12 characters or more is replaced wherever it occurs; a shorter one only as
-    a whole token, and one that is a common word of error messages only where it stands as a
-    value (docs/errors-and-retries.md has the rules); one under 3 characters never. Its
-    patterns are compiled on first use: most calls never need them.
-    """
+    Its patterns are compiled on first use: most calls never need them."""
 
     __slots__ = ("_needles", "_secrets", "_unique")
 
@@ -145,9 +124,7 @@ class Redactor:
         unique = {secret for secret in secrets if secret and len(secret) >= _MIN_SECRET}
         self._unique = sorted(unique, key=len, reverse=True)
         # What a text must hold for any secret to be in it: an escape, or a secret as it is.
-        self._needles = (
-            "\\", "%", *unique, *(s.replace(" ", "+") for s in unique if " " in s)
-        )
+        self._needles = ("\\", "%", *unique, *(s.replace(" ", "+") for s in unique if " " in s))
         self._secrets: Optional[List[_Secret]] = None
 
     def __call__(self, text: str) -> str:
@@ -155,16 +132,18 @@ class Redactor:
             return text
         if self._secrets is None:
             self._secrets = [_Secret(secret) for secret in self._unique]
-        markers = _marker_starts(text)
-        spans: List[Tuple[int, int]] = []
+        # The markers of an earlier redaction (a text is often redacted twice: a field, then a
+        # message) count as spans: a secret such as "RED" found in one merges into it.
+        spans = [found.span() for found in re.finditer(re.escape(_REDACTED), text)]
+        marked = len(spans)
         for secret in self._secrets:
             found = secret.pattern.search(text)
             while found is not None:
                 start, end = found.span()
-                if not _in_marker(markers, start, end) and secret.accepts(text, start, end):
+                if secret.accepts(text, start, end):
                     spans.append((start, end))
                 found = secret.pattern.search(text, start + 1)
-        return _replace(text, spans) if spans else text
+        return _replace(text, spans) if len(spans) > marked else text
 
 
 class LazyRedactor:
@@ -183,29 +162,13 @@ class LazyRedactor:
         return self._redactor(text)
 
 
-def _marker_starts(text: str) -> List[int]:
-    """Where the markers of an earlier redaction start: a secret such as "RED" must not be
-    found again inside one (a text is often redacted twice: a field, then a message)."""
-    return [found.start() for found in re.finditer(re.escape(_REDACTED), text)]
-
-
-def _in_marker(starts: List[int], start: int, end: int) -> bool:
-    k = bisect_right(starts, start) - 1
-    return k >= 0 and end <= starts[k] + len(_REDACTED)
-
-
 def _replace(text: str, spans: List[Tuple[int, int]]) -> str:
     """``text`` with each span, overlapping ones merged, replaced by ``[REDACTED]``."""
     pieces: List[str] = []
-    copied = 0
-    merged_start, merged_end = -1, -1
+    copied = 0  # where the text not yet copied (nor replaced) starts
     for start, end in sorted(spans):
-        if start < merged_end:  # overlaps the span being merged
-            merged_end = max(merged_end, end)
-            continue
-        if merged_end >= 0:
-            pieces += (text[copied:merged_start], _REDACTED)
-            copied = merged_end
-        merged_start, merged_end = start, end
-    pieces += (text[copied:merged_start], _REDACTED, text[merged_end:])
+        if start >= copied:  # (else it overlaps the span replaced last: merged into it)
+            pieces += (text[copied:start], _REDACTED)
+        copied = max(copied, end)
+    pieces.append(text[copied:])
     return "".join(pieces)

@@ -1,30 +1,26 @@
-"""The requests transport: how the sync client's bytes go out and come in.
+"""The requests transport: runs the pipeline's steps with blocking calls on one
+``requests.Session``, and reads its answers' bodies.
 
-It runs the core's pipeline steps with blocking calls on one ``requests.Session``. Every use
-of what requests and urllib3 keep private lives here or in ``_stream_reader.py``, each one
-guarded so that a library version without it falls back to the public behaviour:
-
-* the hand-built ``PreparedRequest`` (and its ``_cookies``), for a session the client made;
-* urllib3 pool subclasses whose ``_get_conn``/``_put_conn`` tell the deadline watchdog which
-  connection a call is using, and whose connections skip informational (1xx) answers
-  (``http.client``'s ``_read_status``);
-* the socket under a response (``raw._connection.sock``, ``raw._fp``), to end a call at its
-  deadline and to read streams;
-* after ``os.fork()``, the pools the parent filled are set aside, unused and unclosed.
+The client's own session makes connections and answers of the SDK's classes (urllib3's
+``ConnectionCls``, ``http.client``'s ``response_class``): a connection knows the call that
+sent on it last, so that a call's deadline ends its socket and no other; an answer skips 1xx
+heads and refuses a head cut short. The why of each, fork safety and the deadline watchdog:
+docs/architecture.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.client
 import socket
 import threading
 import time
 from http.client import RemoteDisconnected
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.auth import AuthBase
 from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -34,68 +30,67 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from ._body import READ_SIZE
 from ._chat_events import ChatEventParser
 from ._config import ca_bundle_from_environment
-from ._core import Deadline, Notify, Read, Send, Step, Steps
+from ._core import Deadline, Notify, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
 from ._observe import AnswerHeaders
 from ._stream_loop import Restart
-from ._stream_reader import StreamBodyReader, raw_socket
-from ._watchdog import Watch, watchdog
+from ._watchdog import WATCHDOG
 from .errors import ConfigurationError, TransportFailure, WayGPTError, forget_internal_locals
 from .retry import CONNECT_FAILURE, OTHER_FAILURE, STALE_CONNECTION
 from .streaming import ChatStream
 
-_MAX_LINE = 65536  # as http.client's limit on a header line
-# The call each thread is making: the pools report their connection to it.
+# The call each thread is making: the SDK's connections and answers note themselves on it.
 _current = threading.local()
+# Held while a connection changes hands and while a call's socket is shut, so that a call
+# never ends a connection that went back to the pool and that another call has taken.
+_claims = threading.Lock()
+# After a stream's [DONE], how long and how much it waits for the end of the body so that
+# the connection can be reused; past either bound the connection is closed.
+_DRAIN_SECONDS = 0.1
+_DRAIN_BYTES = 64 * 1024
 
-# -- pools that tell the watchdog which connection a call uses -------------------------------
+# -- connections that know their call ---------------------------------------------------------
 
 
 class _CallWatch:
-    """What the watchdog ends when a call's deadline passes: its connection or response."""
+    """What ends a call's I/O at its deadline, or a stream's read blocked in another thread:
+    the socket of the connection the call last sent on, while no other call has taken it."""
 
-    __slots__ = ("conn", "lock", "response")
+    __slots__ = ("conn", "raw", "response", "shut_down", "sock")
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.conn: Any = None  # the pooled connection lent to the call
-        self.response: Any = None  # the urllib3 response being read
+        self.shut_down = False  # its socket was shut: the end of an answer is no real end
+        self.conn: Any = None  # the SDK's pooled connection the call last sent on
+        self.sock: Any = None  # the socket its answer came on (close-delimited: not conn's)
+        self.response: Any = None  # that answer's http.client response
+        self.raw: Any = None  # the urllib3 answer (a caller's session: the only way in)
 
-    def forget(self, conn: Any) -> None:
-        """The connection goes back to the pool: it is no longer this call's to end."""
-        with self.lock:
-            if self.conn is conn:
-                self.conn = None
-            self.response = None
+    def socket(self) -> Any:
+        """The call's socket, while it is the call's (read under ``_claims``)."""
+        conn = self.conn
+        if conn is None:  # a caller's session: its own pools; the answer's connection
+            return getattr(getattr(self.raw, "connection", None), "sock", None)
+        if conn.waygpt_call is not self:
+            return None  # handed back and taken by another call: not this call's to end
+        return self.sock or conn.sock
 
-    def expire(self) -> None:
-        with self.lock:
-            sock = getattr(self.conn, "sock", None)
-            if not isinstance(sock, socket.socket) and self.response is not None:
-                sock = raw_socket(self.response)
+    def shut(self) -> None:
+        """Shut the call's socket down: a read or write blocked on it returns at once."""
+        with _claims:
+            if self.conn is None and hasattr(self.raw, "shutdown"):  # a caller's, urllib3 2.3+
+                self.shut_down = True
+                with contextlib.suppress(Exception):  # released already: nothing to end
+                    self.raw.shutdown()
+                return
+            sock = self.socket()
+            if self.conn is not None and sock is not None:
+                self.conn.waygpt_shut = True  # whoever sends on it next connects again
             if isinstance(sock, socket.socket):
-                try:
-                    # socket.socket's own shutdown, not SSLSocket's (which also drops its
-                    # TLS object while another thread may be reading through it).
+                self.shut_down = True
+                # socket.socket's own shutdown, not SSLSocket's (which also drops its TLS
+                # object while another thread may be reading through it).
+                with contextlib.suppress(OSError):
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
-class _ReportingPoolMixin:
-    def _get_conn(self, timeout: Optional[float] = None) -> Any:
-        conn = super()._get_conn(timeout)  # type: ignore[misc]
-        watch = getattr(_current, "watch", None)
-        if watch is not None:
-            with watch.lock:
-                watch.conn = conn
-        return conn
-
-    def _put_conn(self, conn: Any) -> None:
-        watch = getattr(_current, "watch", None)
-        if watch is not None:
-            watch.forget(conn)
-        super()._put_conn(conn)  # type: ignore[misc]
 
 
 class _HeadCutOff(http.client.HTTPException):
@@ -121,14 +116,17 @@ class _HeadReader:
 
 
 class _FinalResponse(http.client.HTTPResponse):
-    """An ``http.client`` response that skips every informational (1xx) answer, and refuses
-    a head cut short.
-
-    ``http.client`` skips ``100 Continue`` only and would take a ``103 Early Hints`` for the
-    final answer, leaving the real one unread on the connection. It also takes the end of
-    the connection for the end of the headers: an answer cut in its head (by the server, or
-    by the deadline watchdog shutting the socket) would pass for a complete, empty answer.
+    """An ``http.client`` response that notes its socket on the thread's current call,
+    skips every informational (1xx) answer (``http.client`` would take a ``103 Early Hints``
+    for the final one) and refuses a head cut short (which ``http.client`` would take for a
+    complete answer without a body).
     """
+
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        watch = getattr(_current, "watch", None)
+        if watch is not None:  # (a close-delimited answer takes the socket from its connection)
+            watch.sock, watch.response = sock, self
 
     def begin(self) -> None:
         reader: Any = self.fp
@@ -136,6 +134,9 @@ class _FinalResponse(http.client.HTTPResponse):
         self.fp = watched
         try:
             super().begin()
+            while 100 < self.status < 200 and self.status != 101:  # the final answer follows
+                self.headers = None  # type: ignore[assignment] # begin() reads a head into none
+                super().begin()
         finally:
             if self.fp is watched:  # (None when begin closed an answer without a body)
                 self.fp = reader
@@ -143,56 +144,58 @@ class _FinalResponse(http.client.HTTPResponse):
             self.close()
             raise _HeadCutOff("the answer's head ended without its blank line")
 
-    def _read_status(self) -> Tuple[str, int, str]:
-        while True:
-            version, status, reason = super()._read_status()  # type: ignore[misc]
-            if not 100 < status < 200 or status == 101:
-                return version, status, reason
-            while True:  # the informational answer's header lines, up to a blank one
-                line = self.fp.readline(_MAX_LINE + 1)
-                if len(line) > _MAX_LINE:
-                    raise http.client.LineTooLong("header line")
-                if line in (b"\r\n", b"\n", b""):
-                    break
+
+class _Claimed:
+    """A connection that knows the call that sent on it last (see ``_CallWatch``)."""
+
+    waygpt_call: Any = None
+    waygpt_shut = False  # a call's deadline shut its socket
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        watch = getattr(_current, "watch", None)
+        with _claims:
+            self.waygpt_call = watch
+            shut, self.waygpt_shut = self.waygpt_shut, False
+            if watch is not None:
+                watch.conn, watch.sock, watch.response = self, None, None
+        if shut:  # shut by the deadline of the call that used it before: a new socket
+            self.close()  # type: ignore[attr-defined]
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _FinalHTTPConnection(HTTPConnection):
+class _Connection(_Claimed, HTTPConnection):
     response_class = _FinalResponse
 
 
-class _FinalHTTPSConnection(HTTPSConnection):
+class _HTTPSConnection(_Claimed, HTTPSConnection):
     response_class = _FinalResponse
 
 
-class _ReportingHTTPPool(_ReportingPoolMixin, HTTPConnectionPool):
-    ConnectionCls = _FinalHTTPConnection
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _Connection
 
 
-class _ReportingHTTPSPool(_ReportingPoolMixin, HTTPSConnectionPool):
-    ConnectionCls = _FinalHTTPSConnection
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
 
 
-_REPORTING_POOLS = {"http": _ReportingHTTPPool, "https": _ReportingHTTPSPool}
-
-
-def _use_reporting_pools(manager: Any) -> None:
+def _use_own_pools(manager: Any) -> Any:
     classes = getattr(manager, "pool_classes_by_scheme", None)
     # Only the standard pools are replaced (a SOCKS proxy manager has its own).
     if isinstance(classes, dict) and classes.get("http") is HTTPConnectionPool:
-        manager.pool_classes_by_scheme = _REPORTING_POOLS
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+    return manager
 
 
 class _SDKAdapter(HTTPAdapter):
-    """requests' adapter, with pools that report their connections to the watchdog."""
+    """requests' adapter, with the SDK's pools."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        _use_reporting_pools(self.poolmanager)
+        _use_own_pools(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        _use_reporting_pools(manager)
-        return manager
+        return _use_own_pools(super().proxy_manager_for(proxy, **proxy_kwargs))
 
 
 # -- failures -------------------------------------------------------------------------------
@@ -216,38 +219,29 @@ def exception_chain(exc: BaseException) -> List[BaseException]:
 
 
 def transport_failure(exc: BaseException) -> TransportFailure:
-    """What a requests/urllib3/socket exception means for the call, without the exception.
-
-    The message is built from the innermost OS error's text ("Connection refused") or an
-    exception's type name, never from library messages, which repeat the URL.
-    """
+    """What a requests/urllib3/socket exception means for the call, without the exception."""
     chain = exception_chain(exc)
-    connect = any(isinstance(e, (NewConnectionError, ConnectTimeoutError)) for e in chain)
-    timed_out = any(
-        isinstance(e, (TimeoutError, socket.timeout, requests.exceptions.Timeout))
-        or type(e).__name__ in ("ReadTimeoutError", "ConnectTimeoutError")
-        for e in chain
-    )
     if any(isinstance(e, _HeadCutOff) for e in chain):
         return TransportFailure(OTHER_FAILURE, "connection closed in the middle of the headers")
-    if connect:
+    if any(isinstance(e, (NewConnectionError, ConnectTimeoutError)) for e in chain):
         kind = CONNECT_FAILURE
     elif any(isinstance(e, RemoteDisconnected) for e in chain):
         kind = STALE_CONNECTION
     else:
         kind = OTHER_FAILURE
-    if timed_out:
+    if any(
+        isinstance(e, (TimeoutError, socket.timeout, requests.exceptions.Timeout))
+        # (by name: urllib3's NewConnectionError is a ConnectTimeoutError too)
+        or type(e).__name__ in ("ReadTimeoutError", "ConnectTimeoutError")
+        for e in chain
+    ):
         return TransportFailure(kind, "request timed out", timed_out=True)
     # The innermost OS error says it best: its strerror ("Connection refused"), else its text
-    # ("Tunnel connection failed: 407 Proxy Authentication Required"), cut short.
-    # (requests' own exceptions are OSErrors too, but their text repeats the URL.)
-    reasons = [
-        e.strerror or str(e)[:200]
-        for e in chain
-        if isinstance(e, OSError) and type(e).__module__ in _OS_ERROR_MODULES
-    ]
-    reasons = [reason for reason in reasons if reason]
-    reason = reasons[-1] if reasons else type(chain[-1]).__name__
+    # ("Tunnel connection failed: 407 Proxy Authentication Required"), cut short; never the
+    # text of requests' own exceptions (OSErrors too), which repeats the URL.
+    reasons = [e.strerror or str(e)[:200] for e in chain
+               if isinstance(e, OSError) and type(e).__module__ in _OS_ERROR_MODULES]
+    reason = next((text for text in reversed(reasons) if text), type(chain[-1]).__name__)
     return TransportFailure(kind, f"connection failed: {reason}")
 
 
@@ -261,8 +255,8 @@ def _prepare(
 
     The URL is already prepared (base URL once, path segments and query percent-encoded by
     the core), the headers were checked when configured, the body is bytes or None, and
-    there are no cookies, hooks or auth: only the method, URL, headers and Content-Length
-    are left to set. tests/reliability/test_fast_prepare.py checks the result is identical.
+    there are no cookies, hooks or auth. tests/reliability/test_fast_prepare.py checks that
+    the result is identical.
     """
     prepared = requests.PreparedRequest()
     prepared.method = method
@@ -275,127 +269,145 @@ def _prepare(
             headers["Content-Length"] = "0"
     prepared.headers = CaseInsensitiveDict(headers)
     prepared.body = body
-    # Session.send inspects a 3xx answer's redirect target through the request's cookie jar.
-    prepared._cookies = RequestsCookieJar()  # type: ignore[attr-defined]
+    # An empty jar (no Cookie header): Session.send reads it when an answer is a redirect.
+    prepared.prepare_cookies(RequestsCookieJar())
     return prepared
 
 
-class _KeepAuthorization(AuthBase):
-    """Keeps the Client API's Bearer header: no session auth or netrc entry may replace it."""
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        return r
-
-
-def prepared_base_url(api_url: str) -> str:
-    """The base URL as requests prepares it (IDNA host, quoted path), computed once."""
-    prepared = requests.PreparedRequest()
-    try:
-        prepared.prepare_url(api_url, None)
-    except requests.exceptions.RequestException as exc:
-        reason = type(exc).__name__
-    else:
-        url = prepared.url or api_url
-        # requests writes an empty path as "/"; the endpoint paths bring their own.
-        return url[:-1] if url.endswith("/") and not api_url.endswith("/") else url
-    raise ConfigurationError(f"api_url is not a valid URL ({reason}): {api_url!r}")
-
-
-def _answer_headers(response: requests.Response) -> Mapping[str, str]:
-    """The answer's headers, read as the async client reads them (``AnswerHeaders``): from
-    urllib3's, since requests' own mapping joins a repeated header's values into one."""
-    headers = getattr(response.raw, "headers", None)
-    values = getattr(headers, "getlist", None)
-    if values is None:  # a caller's session whose adapter is not urllib3's
-        return response.headers
-    return AnswerHeaders(headers, values)
+def _keep_authorization(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """An auth that keeps the Client API's Bearer header over a session's auth or netrc."""
+    return request
 
 
 class RequestsAnswer:
     """An answer whose headers have been read; its body is read by the pipeline or a stream.
 
-    Every read of a body goes through ``read``: a stream's answer reads through a
-    :class:`StreamBodyReader` (bytes as soon as they arrive), any other in blocks.
+    A stream's body is read as soon as bytes arrive, so that an event is handed out as soon
+    as its last byte is in: with ``http.client``'s ``read1`` on the client's own answer
+    (16 % more events per CPU second than urllib3's, docs/performance.md), with urllib3's on
+    a caller's session. Any other body is read in blocks.
     """
 
-    __slots__ = ("_ended", "_source", "headers", "raw", "response", "status")
+    __slots__ = ("_ended", "_left", "_plain", "_read", "_watch", "headers", "raw", "response",
+                 "status")
 
-    def __init__(self, response: requests.Response, stream: bool) -> None:
+    def __init__(self, response: requests.Response, stream: bool, watch: _CallWatch) -> None:
+        self._watch = watch
         self.response = response
-        self.raw = response.raw
+        self.raw = raw = response.raw
         self.status = int(response.status_code)
-        self.headers = _answer_headers(response)
-        self._ended = False
-        self._source = StreamBodyReader(response, transport_failure) if stream else None
+        # Read as the async client reads them (AnswerHeaders): from urllib3's headers, since
+        # requests' own mapping joins a repeated header's values into one.
+        values = getattr(getattr(raw, "headers", None), "getlist", None)
+        self.headers = response.headers if values is None else AnswerHeaders(raw.headers, values)
+        self._ended = False  # read() returned the end of the body
+        self._plain: Any = watch.response if stream else None  # the http.client answer
+        # A stream's body still to come, when a Content-Length says so: http.client ends a
+        # short body without a word.
+        self._left: Optional[int] = None
+        self._read: Optional[Callable[[], bytes]] = None  # None: not a stream, read in blocks
+        if not stream:
+            return
+        if self._plain is not None:
+            self._left = getattr(raw, "length_remaining", None)
+            self._read = functools.partial(self._plain.read1, READ_SIZE)
+        elif hasattr(raw, "read1"):  # a caller's session (urllib3 2.1+)
+            self._read = functools.partial(raw.read1, READ_SIZE, decode_content=False)
+        elif hasattr(raw, "stream"):  # a caller's session on urllib3 < 2.1: chunk by chunk
+            chunks: Iterator[bytes] = raw.stream(READ_SIZE, decode_content=False)
+            self._read = lambda: next(chunks, b"")
+        else:  # a caller's adapter that is not urllib3's
+            self._read = lambda: raw.read(READ_SIZE) or b""
 
     def read(self) -> bytes:
         """The next raw (still encoded) bytes of the body; b"" at its end."""
-        if self._source is not None:
-            return self._source.read()
         try:
-            data: bytes = self.raw.read(READ_SIZE, decode_content=False)
+            if self._read is None:
+                data: bytes = self.raw.read(READ_SIZE, decode_content=False)
+            else:
+                data = self._read()
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
             failure = transport_failure(exc)
         else:
-            if not data:
+            if data:
+                if self._left is not None:
+                    self._left -= len(data)
+                return data
+            if self._left:
+                failure = TransportFailure(
+                    OTHER_FAILURE,
+                    "connection closed mid-stream (the body is shorter than its Content-Length)",
+                )
+            elif self._read is None and self._watch.shut_down:
+                # The call's deadline shut the socket: a body without a Content-Length, which
+                # ends with its connection, would seem complete.
+                failure = TransportFailure(OTHER_FAILURE, "request timed out", timed_out=True)
+            else:
                 self._ended = True
-            return data
+                return data
         raise failure
 
-    def finished(self) -> None:
-        """A stream's body was read to its end: the connection may be reused."""
-        if self._source is not None:
-            self._source.finished()
-
     def drain(self) -> None:
-        """After a stream's ``[DONE]``: read the rest of the body within small bounds."""
-        if self._source is not None:
-            self._source.drain()
+        """After a stream's ``[DONE]``: read the (normally empty) rest of the body within small
+        bounds, so that ``close()`` gives the connection back to the pool."""
+        raw = self.raw
+        if not getattr(raw, "chunked", False) and getattr(raw, "length_remaining", None) is None:
+            return  # close-delimited: this connection cannot be reused anyway
+        with _claims:
+            sock = self._watch.socket()
+        if not isinstance(sock, socket.socket):
+            return
+        previous = sock.gettimeout()
+        try:
+            sock.settimeout(_DRAIN_SECONDS if previous is None else min(previous, _DRAIN_SECONDS))
+            total = 0
+            while not self._ended and total <= _DRAIN_BYTES:
+                total += len(self.read())
+        except Exception:  # noqa: BLE001, S110 - any trouble here: the connection is closed
+            pass
+        finally:
+            try:
+                sock.settimeout(previous)  # before the pool can hand the socket to anyone
+            except OSError:
+                self._ended = False
 
     def interrupt(self) -> None:
-        """Wake a read of a stream blocked in another thread."""
-        if self._source is not None:
-            self._source.interrupt()
+        """Wake a read of a stream blocked in another thread (see ``_CallWatch.shut``)."""
+        self._watch.shut()
 
     def close(self) -> None:
-        """Release the connection: to the pool when the body was read to its end."""
-        if self._source is not None:
-            self._source.close()
-            return
-        if not self._ended:
-            self.raw.close()  # a half-read body: the connection cannot be reused
+        """Release the connection: back to the pool when the body was read to its end, else
+        closed."""
         release = getattr(self.raw, "release_conn", None)
+        if self._ended:
+            if self._plain is not None:
+                self._plain.close()  # (its reader, not the socket; urllib3 knows nothing of it)
+            if release is not None:
+                release()
+        self.raw.close()  # (once released, it no longer holds the connection)
         if release is not None:
             release()
 
 
 class RequestsTransport:
-    """Sends the pipeline's requests on one ``requests.Session``.
+    """Sends the pipeline's requests on one ``requests.Session``: on the client's own,
+    prepared by hand (the fast path), with environment settings read once; on a caller's, as
+    requests would (its headers, auth, cookies, proxies, ``verify``, ``cert`` and hooks apply;
+    the SDK's own headers, and the Client API's Bearer token, win)."""
 
-    With a session the client made itself, requests are prepared by hand (the fast path)
-    and environment proxy settings are read once per base URL. A caller's session is used as
-    requests would use it: its headers, auth, cookies, proxies, ``verify``, ``cert`` and
-    hooks apply (the SDK's own headers, and the Client API's Bearer token, win).
-    """
-
-    # Whether it awaits what an event hook returns (``async def`` hooks).
-    awaits_hooks = False
+    awaits_hooks = False  # (the async transport awaits what an event hook returns)
 
     def __init__(self, session: Optional[requests.Session]) -> None:
         self.owns_session = session is None
-        self.session = session if session is not None else self._new_session()
+        if session is None:
+            session = requests.Session()
+            # Retries run in the pipeline (every attempt is signed afresh), never in urllib3.
+            adapter = _SDKAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self.session = session
         self._generation = fork_generation()
-        self._api_url = ""
-        self._send_settings: Dict[str, Any] = {}
-
-    @staticmethod
-    def _new_session() -> requests.Session:
-        session = requests.Session()
-        # Retries run in the pipeline (every attempt is signed afresh), never in urllib3.
-        adapter = _SDKAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return session
+        self._send_settings: Any = {}  # what requests takes from the environment (bind)
 
     @staticmethod
     def library() -> str:
@@ -403,62 +415,56 @@ class RequestsTransport:
         return f"requests/{requests.__version__}"
 
     def bind(self, api_url: str) -> str:
-        """The base URL as it goes on the wire; what depends on it is worked out now."""
-        base = prepared_base_url(api_url)
-        if self.owns_session:
-            ca_bundle_from_environment(api_url)  # refused now, as the async client does
-        self._api_url = api_url
-        self._send_settings = self._environment_settings(api_url)
-        return base
-
-    def _environment_settings(self, url: str) -> Dict[str, Any]:
-        settings: Dict[str, Any] = dict(
-            self.session.merge_environment_settings(url, {}, True, None, None)
-        )
-        settings["stream"] = True  # the pipeline reads every body itself, within its caps
-        return settings
-
-    # -- lifecycle ---------------------------------------------------------------------------
+        """The base URL as requests prepares it (IDNA host, quoted path), once; what depends
+        on it is worked out now."""
+        prepared = requests.PreparedRequest()
+        try:
+            prepared.prepare_url(api_url, None)
+        except requests.exceptions.RequestException as exc:
+            reason = type(exc).__name__
+        else:
+            if self.owns_session:
+                ca_bundle_from_environment(api_url)  # refused now, as the async client does
+            # (stream=True: the pipeline reads every body itself, within its caps)
+            settings = self.session.merge_environment_settings(api_url, {}, True, None, None)
+            self._send_settings = settings
+            url = prepared.url or api_url
+            # requests writes an empty path as "/"; the endpoint paths bring their own.
+            return url[:-1] if url.endswith("/") and not api_url.endswith("/") else url
+        raise ConfigurationError(f"api_url is not a valid URL ({reason}): {api_url!r}")
 
     def close(self) -> None:
         """Close the pooled connections (only those of a session the client made)."""
-        if self.owns_session:
-            _close_idle_connections(self.session)
-            self.session.close()
+        if not self.owns_session:
+            return
+        # Session.close() only drops urllib3 2's pools, whose sockets then wait for the garbage
+        # collector: closed now (one in use, when it is handed back to its closed pool).
+        for adapter in set(self.session.adapters.values()):
+            if isinstance(adapter, HTTPAdapter):
+                for manager in [adapter.poolmanager, *adapter.proxy_manager.values()]:
+                    for key in manager.pools.keys():
+                        pool = manager.pools.get(key)
+                        if pool is not None:
+                            pool.close()
+        self.session.close()
 
     def _after_fork(self) -> None:
-        """In a forked child: never touch the parent's connections again."""
+        """In a forked child: each adapter gets new, empty pools with the same settings
+        (requests' own pickling), the parent's are kept, never used nor closed (why:
+        docs/architecture.md)."""
         self._generation = fork_generation()
-        if self.owns_session:
-            keep_inherited(self.session)
-            self.session = self._new_session()
-            self._send_settings = self._environment_settings(self._api_url)
-            return
-        # A caller's session: keep it, with new, empty pools behind each of its adapters.
         for adapter in set(self.session.adapters.values()):
             if isinstance(adapter, HTTPAdapter):
                 keep_inherited((adapter.poolmanager, adapter.proxy_manager))
-                adapter.init_poolmanager(
-                    getattr(adapter, "_pool_connections", 10),
-                    getattr(adapter, "_pool_maxsize", 10),
-                    block=getattr(adapter, "_pool_block", False),
-                )
-                adapter.proxy_manager = {}
-
-    # -- what the client does besides running pipelines ---------------------------------------
+                adapter.__setstate__(adapter.__getstate__())  # type: ignore[attr-defined]
 
     @staticmethod
     def open_stream(
-        answer: RequestsAnswer,
-        parser: ChatEventParser,
-        redact: Callable[[str], str],
-        read_timeout: float,
-        restart: Restart,
+        answer: RequestsAnswer, parser: ChatEventParser, redact: Callable[[str], str],
+        read_timeout: float, restart: Restart,
     ) -> ChatStream:
         """The stream of chat chunks over an answer whose headers the pipeline read."""
-        return ChatStream(
-            answer, parser, redact=redact, read_timeout=read_timeout, restart=restart
-        )
+        return ChatStream(answer, parser, redact=redact, read_timeout=read_timeout, restart=restart)
 
     @staticmethod
     def sleep(seconds: float) -> None:
@@ -469,16 +475,13 @@ class RequestsTransport:
         """Call a caller's callback (``on_update``)."""
         callback(value)
 
-    # -- the driver ---------------------------------------------------------------------------
-
     def run(self, steps: Steps, deadline: Deadline) -> Any:
         """Run a pipeline to its end; every step's I/O ends by the call's deadline."""
         if self._generation != fork_generation():
             self._after_fork()
         call_watch = _CallWatch()
-        watch = Watch(deadline.at, call_watch.expire)
-        dog = watchdog()
-        dog.arm(watch)
+        expire = call_watch.shut
+        WATCHDOG.arm(expire, deadline.at)
         outer = getattr(_current, "watch", None)
         _current.watch = call_watch
         reply: Any = None
@@ -493,7 +496,19 @@ class RequestsTransport:
                     forget_internal_locals(error)
                     raise
                 try:
-                    reply = self._perform(step, call_watch)
+                    if isinstance(step, Read):
+                        reply = step.answer.read()
+                    elif isinstance(step, Send):
+                        reply = self._send(step, call_watch)
+                    elif isinstance(step, Notify):
+                        reply = None
+                        for hook in step.hooks:  # what a hook raises goes to the caller as it is
+                            hook(step.view)
+                    else:
+                        reply = None
+                        time.sleep(step.seconds)  # (a Sleep)
+                except TransportFailure as failure:
+                    reply = failure
                 except BaseException as stopped:  # a hook's exception, a KeyboardInterrupt
                     # Thrown into the pipeline, which closes what it holds and tells its
                     # trace span why, then raises it again, unchanged.
@@ -502,73 +517,30 @@ class RequestsTransport:
         finally:
             reply = None  # (the last body bytes read: kept out of tracebacks)
             _current.watch = outer
-            dog.disarm(watch)
+            WATCHDOG.disarm(expire)
             steps.close()
         return result
 
-    def _perform(self, step: Step, call_watch: _CallWatch) -> Any:
-        try:
-            if isinstance(step, Read):
-                return step.answer.read()
-            if isinstance(step, Send):
-                answer = self._send(step)
-                with call_watch.lock:
-                    call_watch.response = answer.raw
-                return answer
-        except TransportFailure as failure:
-            return failure
-        if isinstance(step, Notify):
-            for hook in step.hooks:  # what a hook raises goes to the caller as it is
-                hook(step.view)
-            return None
-        time.sleep(step.seconds)
-        return None
-
-    def _send(self, step: Send) -> RequestsAnswer:
+    def _send(self, step: Send, call_watch: _CallWatch) -> RequestsAnswer:
         request = step.request
         session = self.session
         if self.owns_session:
             prepared = _prepare(request.method, request.url, dict(request.headers), request.body)
             settings = self._send_settings
         else:
-            auth = _KeepAuthorization() if "Authorization" in request.headers else None
-            prepared = session.prepare_request(
-                requests.Request(
-                    request.method, request.url, headers=request.headers, data=request.body,
-                    auth=auth,
-                )
-            )
-            settings = self._environment_settings(request.url)
+            auth = _keep_authorization if "Authorization" in request.headers else None
+            prepared = session.prepare_request(requests.Request(
+                request.method, request.url, headers=request.headers, data=request.body, auth=auth
+            ))
+            settings = session.merge_environment_settings(request.url, {}, True, None, None)
         try:
             response = session.send(
-                prepared,
-                timeout=(step.connect_timeout, step.read_timeout),
-                allow_redirects=False,
-                **settings,
+                prepared, timeout=(step.connect_timeout, step.read_timeout),
+                allow_redirects=False, **settings,
             )
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes typed
             failure = transport_failure(exc)
         else:
-            return RequestsAnswer(response, step.stream)
+            call_watch.raw = response.raw
+            return RequestsAnswer(response, step.stream, call_watch)
         raise failure
-
-
-def _close_idle_connections(session: requests.Session) -> None:
-    """Close the session's pooled connections now.
-
-    ``Session.close()`` only drops urllib3 2's pools (they are no longer closed when dropped),
-    so their sockets stay open until the garbage collector frees the pools: much later when
-    an exception's traceback holds a pool in a reference cycle. Connections in use are not
-    in the pool; a closed pool closes them when they are handed back.
-    """
-    for adapter in set(session.adapters.values()):
-        managers: List[Any] = [getattr(adapter, "poolmanager", None)]
-        managers.extend(getattr(adapter, "proxy_manager", {}).values())
-        for manager in managers:
-            pools = getattr(manager, "pools", None)
-            if pools is None:
-                continue
-            for key in pools.keys():
-                pool = pools.get(key)
-                if pool is not None:
-                    pool.close()

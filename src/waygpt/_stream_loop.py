@@ -10,11 +10,7 @@ runs them with blocking calls, ``AsyncChatStream`` with ``await``:
     RESTART  send the call again                 -> (answer, parser), or the WayGPTError raised
     DRAIN    after [DONE]: let the body end, so the connection can be reused  -> None
 
-What is decided here: which chunks are held back before the first content
-(:class:`Delivery`), the read timeout between complete lines (:class:`LineWait`), which
-failure starts the stream again (the call's :class:`Restart`), and what an error carries once
-content was handed out (``partial``). The stream's answer is closed and its trace span ended
-when the steps end, however they end.
+The answer is closed and the trace span ended when the steps end, however they end.
 """
 
 from __future__ import annotations
@@ -33,7 +29,6 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from ._chat_result import ChatStreamResult
     from .types import ChatCompletionChunk
 
 READ = "read"
@@ -50,30 +45,30 @@ _PARTIAL_TEXT_LIMIT = 16 * 1024 * 1024
 
 
 class Restart(Protocol):
-    """How a stream that failed before its first content starts again (``_core.StreamRestart``)."""
+    """How a stream that failed before its first content starts again (``_core.StreamRestart``):
+    the wait after ``error`` (None: raise it), then the pipeline of the next attempt, run by
+    ``transport.run`` within ``deadline``; ``state`` is the call's."""
 
     transport: Any
     deadline: Any
-    state: Any  # the call's CallState: its attempts, id and span
+    state: Any
 
-    def delay(self, error: WayGPTError) -> Optional[float]:
-        """Seconds to wait before starting again after ``error``; None to raise it."""
+    def delay(self, error: WayGPTError) -> Optional[float]: ...
 
-    def steps(self) -> Any:
-        """The pipeline of the next attempt, for ``transport.run``."""
+    def steps(self) -> Any: ...
 
 
 class StreamState:
-    """What a stream shares with its steps (never the stream object itself, so that a stream
-    dropped half-read is freed at once): the answer being read (a new one when the stream
-    starts again), whether ``close()`` was called, and the call's trace span, if any."""
+    """What a stream shares with its steps (never the stream itself, so that a stream
+    dropped half-read is freed at once): the answer being read, whether ``close()`` was
+    called, the trace span."""
 
     __slots__ = ("answer", "closing", "span", "wake")
 
     def __init__(self, answer: Any, span: Any) -> None:
-        self.answer = answer
+        self.answer = answer  # a new one when the stream starts again
         self.closing = False  # close() was called: a failing read then ends the stream quietly
-        self.span = span  # ended once, however the stream ends
+        self.span = span
         self.wake: Optional[threading.Event] = None  # set by close(): a wait to restart ends
 
     def pause(self, seconds: float) -> bool:
@@ -94,7 +89,7 @@ class StreamState:
     def end_span(self, error: Optional[BaseException] = None) -> None:
         """The stream ended: by ``error``, or (None) read to its end, closed or dropped."""
         span = self.span
-        if span is not None and not span.ended:
+        if not span.ended:
             if error is None or isinstance(error, GeneratorExit):
                 span.end()
             else:
@@ -104,12 +99,11 @@ class StreamState:
 def stream_steps(
     state: StreamState, parser: ChatEventParser, read_timeout: float, restart: Optional[Restart]
 ) -> StreamSteps:
-    """The steps of a stream, from its first read to its end (see the module's docstring).
+    """The steps of a stream, from its first read to its end.
 
-    Raises the stream's failure as a ``WayGPTError``: before the first content, once the call
-    cannot start again; after it, with ``partial`` (a dropped connection as
-    :class:`StreamInterruptedError`). After ``close()``, a failing read or a failed new
-    attempt ends the steps quietly.
+    Raises the stream's failure: before the first content, once the call cannot start again;
+    after it, with ``partial`` (a dropped connection as :class:`StreamInterruptedError`).
+    After ``close()``, a failing read or a failed new attempt ends the steps quietly.
     """
     wait = LineWait(read_timeout)
     delivery = Delivery()
@@ -195,13 +189,11 @@ def _has_content(chunk: Any) -> bool:
 
 
 class Delivery:
-    """Which chunks a stream hands to its caller, and what they add up to.
+    """Which chunks a stream hands out, and what they add up to.
 
-    Before the first chunk with content, chunks are held back: a stream that fails then can
-    start again without repeating them. From the first content on, every chunk is handed
-    out once, and gathered as ``collect()`` gathers chunks (the text kept up to 16 M
-    characters) for the ``partial`` answer of an error, since the stream is then never
-    started again.
+    Chunks before the first content are held back, so that a stream that fails then starts
+    again without repeating them. From the first content on, every chunk is handed out once
+    and gathered as ``collect()`` gathers them, for the ``partial`` of an error.
     """
 
     __slots__ = ("_gathered", "_held", "content")
@@ -233,12 +225,9 @@ class Delivery:
         self._held = []
 
     def failed(self, error: WayGPTError) -> WayGPTError:
-        """The error to raise for ``error`` once content was handed out: with ``partial``.
-
-        A dropped connection becomes a :class:`StreamInterruptedError`; any other error
-        (a timeout, an in-stream error) keeps its type and gets ``partial`` as well.
-        """
-        partial = self.partial()
+        """``error``, once content was handed out, with ``partial``: a dropped connection as
+        a :class:`StreamInterruptedError`, any other error keeping its type."""
+        partial = self._gathered.result()
         if type(error) is APIConnectionError:
             error = StreamInterruptedError(
                 f"{error.message} (after {partial.chunks} chunks: the answer is incomplete, "
@@ -247,10 +236,6 @@ class Delivery:
             )
         error.partial = partial
         return error
-
-    def partial(self) -> ChatStreamResult:
-        """What was handed out, gathered as ``collect()`` would have gathered it."""
-        return self._gathered.result()
 
     def _gate(self, chunks: List[ChatCompletionChunk]) -> List[ChatCompletionChunk]:
         held = self._held
@@ -265,13 +250,9 @@ class Delivery:
 
 
 class LineWait:
-    """How long a stream has been waiting for its next complete line.
-
-    The read timeout bounds each wait for bytes; this bounds the wait for a *line*, so that a
-    server trickling a byte now and then into a line that never ends cannot hold a stream
-    for ever. Only time spent reading counts: the caller's own time between two chunks
-    never makes a stream time out.
-    """
+    """The wait for a stream's next complete line, bounded by the read timeout as each read
+    is: a server trickling a byte now and then into a line that never ends cannot hold a
+    stream for ever. Only time spent reading counts, not the caller's own between chunks."""
 
     __slots__ = ("_since", "_timeout")
 

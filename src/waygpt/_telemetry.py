@@ -1,38 +1,27 @@
-"""OpenTelemetry spans for calls, when ``opentelemetry-api`` is installed (``waygpt[otel]``).
+"""OpenTelemetry spans for calls, when ``opentelemetry-api`` is installed (``waygpt[otel]``):
+one ``CLIENT`` span per call, after the GenAI semantic conventions (docs/observability.md
+says what it records). ``import waygpt`` never imports the package: it is looked up once,
+when the first client is made.
 
-Each logical call is one ``CLIENT`` span following the GenAI semantic conventions: named
-``"{gen_ai.operation.name} {gen_ai.request.model}"``, with the provider, the models, the
-response id, finish reasons and token usage, the server's address and port, ``error.type``
-on failure, and one ``retry`` event per retry. A stream's span lasts until the stream ends,
-however it ends, and records the time to its first chunk.
-
-Without the package nothing here imports it (``import waygpt`` never does): whether it can
-be imported is looked up once, when the first client is made. Prompts and answers are
-recorded only when ``WAYGPT_OTEL_CAPTURE_CONTENT=true``.
-
-Tracing never changes what a call does: whatever the tracing code raises (a span processor's
-``on_start`` or ``on_end``, an exporter called in it) is logged once, the call's span is
-dropped, and the call goes on.
+Tracing never changes what a call does: what the tracing code raises where it calls out to
+a sampler, a span processor or an exporter (starting and ending a span) is logged once, the
+call's span is dropped, and the call goes on.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, TypeVar, cast
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from ._logging import logger
 from ._version import __version__
 
-__all__ = ["CallSpan", "tracer", "tracing"]
-
 _OPERATIONS = {
-    "chat_completions": "chat",
-    "image_generations": "generate_content",
+    "chat_completions": "chat", "image_generations": "generate_content",
     "video_generations": "generate_content",
 }
 _UNSET: Any = object()
@@ -40,10 +29,8 @@ _UNSET: Any = object()
 # characters of an answer it captures: a stream of any length keeps a span's size flat.
 _SPAN_CHOICES = 128
 _CAPTURED_TEXT_LIMIT = 1024 * 1024
-# Kept past the limit until the span ends, so that a secret across it is redacted whole
-# before the text is cut.
+# Kept past the limit until the span ends, so that a secret across it is redacted whole.
 _CAPTURED_TEXT_MARGIN = 32 * 1024
-_F = TypeVar("_F", bound=Callable[..., None])
 _tracer: Any = _UNSET
 _silent_providers: Any = ()  # the API's own providers, which record nothing
 _current_provider: Any = None  # opentelemetry.trace.get_tracer_provider
@@ -51,23 +38,16 @@ _current_provider: Any = None  # opentelemetry.trace.get_tracer_provider
 
 def tracer() -> Optional[Any]:
     """The SDK's tracer, or None when ``opentelemetry`` is not installed (looked up once)."""
-    global _tracer
+    global _tracer, _current_provider, _silent_providers
     if _tracer is _UNSET:
-        import importlib.util
-
         try:
-            found = importlib.util.find_spec("opentelemetry.trace") is not None
-        except (ImportError, ValueError):
-            found = False
-        if found:
-            global _current_provider, _silent_providers
             from opentelemetry import trace
-
-            _tracer = trace.get_tracer("waygpt", __version__)
-            _silent_providers = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
-            _current_provider = trace.get_tracer_provider
-        else:
+        except ImportError:
             _tracer = None
+            return None
+        _tracer = trace.get_tracer("waygpt", __version__)
+        _silent_providers = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        _current_provider = trace.get_tracer_provider
     return _tracer
 
 
@@ -85,28 +65,10 @@ def capture_content() -> bool:
     return os.environ.get("WAYGPT_OTEL_CAPTURE_CONTENT", "").strip().lower() == "true"
 
 
-def _guarded(method: _F) -> _F:
-    """``method`` of a :class:`CallSpan`, made unable to change the call's outcome: what it
-    raises is logged, and the span does nothing more."""
-
-    @functools.wraps(method)
-    def guarded(self: CallSpan, *args: Any) -> None:
-        if self.ended:
-            return
-        try:
-            method(self, *args)
-        except Exception as error:  # noqa: BLE001 - a tracer's fault is not the call's
-            self._drop(error)
-
-    return cast(_F, guarded)
-
-
 class CallSpan:
-    """One call's span: started with the call, ended once, whatever ends the call.
-
-    The server's texts it records (the response's id and model, finish reasons, a captured
-    answer) go through ``redact``, the call's redaction, when the span ends.
-    """
+    """One call's span: started with the call, ended once, whatever ends the call. The
+    server's texts it records (the response's id and model, finish reasons, a captured
+    answer) go through ``redact``, the call's redaction, when the span ends."""
 
     __slots__ = (
         "_answer", "_answer_size", "_capture", "_ending", "_finish", "_first_at", "_id",
@@ -114,16 +76,9 @@ class CallSpan:
     )
 
     def __init__(
-        self,
-        source: Any,
-        name: str,
-        body: Any,
-        server_address: str,
-        server_port: Optional[int],
-        capture: bool,
-        redact: Callable[[str], str],
+        self, source: Any, name: str, body: Any, server_address: str, server_port: Optional[int],
+        capture: bool, redact: Callable[[str], str],
     ) -> None:
-        self._span: Any = None
         self._capture = capture
         self._redact = redact
         self._started = time.monotonic()
@@ -138,19 +93,20 @@ class CallSpan:
         self._status = False  # http.response.status_code was set from an answer
         self._ending = threading.Lock()  # a stream may be closed from another thread
         self.ended = False
-        self._start(source, name, body, server_address, server_port)
+        try:
+            self._span = self._start(source, name, body, server_address, server_port)
+        except Exception as error:  # noqa: BLE001 - a tracer's fault is not the call's
+            self._drop(error)
 
-    @_guarded
     def _start(
         self, source: Any, name: str, body: Any, server_address: str, server_port: Optional[int]
-    ) -> None:
+    ) -> Any:
         from opentelemetry.trace import SpanKind
 
         operation = _OPERATIONS.get(name, name or "call")
         model = body.get("model") if isinstance(body, dict) else None
         attributes: Dict[str, Any] = {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": "waygpt",
+            "gen_ai.operation.name": operation, "gen_ai.provider.name": "waygpt",
             "server.address": server_address,
         }
         if server_port is not None:
@@ -158,12 +114,9 @@ class CallSpan:
         if isinstance(model, str):
             attributes["gen_ai.request.model"] = model
         if isinstance(body, dict):
-            for key, attribute in (
-                ("temperature", "gen_ai.request.temperature"),
-                ("max_tokens", "gen_ai.request.max_tokens"),
-            ):
+            for key in ("temperature", "max_tokens"):
                 if isinstance(body.get(key), (int, float)) and not isinstance(body[key], bool):
-                    attributes[attribute] = body[key]
+                    attributes["gen_ai.request." + key] = body[key]
             # (A body JSON cannot hold is refused by the call itself, with a TypeError.)
             messages: Optional[str] = None
             if self._capture and isinstance(body.get("messages"), list):
@@ -173,46 +126,38 @@ class CallSpan:
             if messages is not None:
                 attributes["gen_ai.input.messages"] = messages
         span_name = f"{operation} {model}" if isinstance(model, str) and model else operation
-        self._span = source.start_span(span_name, kind=SpanKind.CLIENT, attributes=attributes)
+        return source.start_span(span_name, kind=SpanKind.CLIENT, attributes=attributes)
 
     def _drop(self, error: Exception) -> None:
         """The tracing code raised ``error``: say so once, and record nothing more."""
-        self.ended = True
+        from opentelemetry.trace import INVALID_SPAN
+
+        self._span = INVALID_SPAN
         logger.warning(
             "OpenTelemetry raised %s while tracing a call; the call goes on without its span",
             type(error).__name__,
         )
 
-    @_guarded
     def retry(self, attempt: int, reason: str, delay: float) -> None:
         """One span event per retry: what failed, and how long the client waits."""
-        self._span.add_event(
-            "retry",
-            {"waygpt.retry.attempt": attempt, "waygpt.retry.reason": reason,
-             "waygpt.retry.delay": delay},
-        )
+        self._span.add_event("retry", {
+            "waygpt.retry.attempt": attempt, "waygpt.retry.reason": reason,
+            "waygpt.retry.delay": delay,
+        })
 
-    @_guarded
     def status(self, code: int) -> None:
         self._status = True
         self._span.set_attribute("http.response.status_code", code)
 
-    @_guarded
     def clock_corrected(self, offset: float) -> None:
         """A span event for the clock-skew correction that sent the call once more."""
         self._span.add_event("clock_corrected", {"waygpt.clock_offset": offset})
 
-    @_guarded
     def succeed(self, value: Any) -> None:
         """A plain call's answer: its model, id, finish reasons and usage, then the end."""
-        if isinstance(value, dict):
-            self._response(value)
-            for position, choice in enumerate(value.get("choices") or ()):
-                if isinstance(choice, dict):
-                    self._choice(choice, choice.get("message"), position)
+        self._read(value, "message")
         self.end()
 
-    @_guarded
     def chunk(self, chunk: Any) -> None:
         """A stream's chunk as it is handed to the caller (chunks parsed and never handed
         out add nothing: a stream closed early does not claim its usage)."""
@@ -221,21 +166,15 @@ class CallSpan:
             self._span.set_attribute(
                 "gen_ai.response.time_to_first_chunk", self._first_at - self._started
             )
-        if isinstance(chunk, dict):
-            self._response(chunk)
-            for position, choice in enumerate(chunk.get("choices") or ()):
-                if isinstance(choice, dict):
-                    self._choice(choice, choice.get("delta"), position)
+        self._read(chunk, "delta")
 
-    @_guarded
     def fail(self, error: BaseException) -> None:
         """The call failed: ``error.type`` (the error's class) and an error status."""
         from opentelemetry.trace import Status, StatusCode
 
-        # A cancelled task reaches a span two ways: as the GeneratorExit of a pipeline closed
-        # under it (a plain call), or as the CancelledError itself (a stream's read). Both are
-        # named alike, so that one query finds every cancelled call. asyncio is only looked
-        # up: a process that never imported it has no CancelledError to see.
+        # A cancelled task reaches a span as the GeneratorExit of a pipeline closed under it (a
+        # plain call) or as the CancelledError itself (a stream's read): both are "cancelled".
+        # (asyncio is only looked up: a process that never imported it has none to see.)
         asyncio = sys.modules.get("asyncio")
         cancelled = isinstance(error, GeneratorExit) or (
             asyncio is not None and isinstance(error, asyncio.CancelledError)
@@ -248,14 +187,16 @@ class CallSpan:
         self._span.set_status(Status(StatusCode.ERROR, kind))
         self.end()
 
-    @_guarded
     def end(self) -> None:
-        """End the span (once; later calls do nothing)."""
+        """End the span (once; later calls of any method record nothing)."""
         with self._ending:
             if self.ended:
                 return
             self.ended = True
+        from opentelemetry.trace import INVALID_SPAN
+
         span, redact = self._span, self._redact
+        self._span = INVALID_SPAN  # a span that records nothing and raises nothing
         if self._model is not None:
             span.set_attribute("gen_ai.response.model", redact(self._model))
         if self._id is not None:
@@ -264,14 +205,20 @@ class CallSpan:
             reasons = [redact(self._finish[index]) for index in sorted(self._finish)]
             span.set_attribute("gen_ai.response.finish_reasons", reasons)
         if self._answer is not None:
-            text = self._answer.decode("utf-8", "surrogatepass")
-            text = redact(text)[:_CAPTURED_TEXT_LIMIT]
+            text = redact(self._answer.decode("utf-8", "surrogatepass"))[:_CAPTURED_TEXT_LIMIT]
             span.set_attribute(
                 "gen_ai.output.messages", _json([{"role": "assistant", "content": text}])
             )
-        span.end()
+        try:
+            span.end()
+        except Exception as error:  # noqa: BLE001 - a span processor's on_end, an exporter
+            self._drop(error)
 
-    def _response(self, data: Mapping[str, Any]) -> None:
+    def _read(self, data: Any, part: str) -> None:
+        """An answer's or a chunk's model, id and usage, and its choices' finish reasons and
+        content (in their ``part``: ``message`` or ``delta``)."""
+        if not isinstance(data, dict):
+            return
         # The last model and id seen: set (and redacted) once, when the span ends.
         if isinstance(data.get("model"), str):
             self._model = data["model"]
@@ -286,6 +233,9 @@ class CallSpan:
             ):
                 if isinstance(usage.get(key), int):
                     span.set_attribute(attribute, usage[key])
+        for position, choice in enumerate(data.get("choices") or ()):
+            if isinstance(choice, dict):
+                self._choice(choice, choice.get(part), position)
 
     def _choice(self, choice: Mapping[str, Any], message: Any, position: int) -> None:
         reason = choice.get("finish_reason")
@@ -305,6 +255,22 @@ class CallSpan:
                 piece = content[:room]
                 self._answer += piece.encode("utf-8", "surrogatepass")
                 self._answer_size += len(piece)
+
+
+class NoSpan:
+    """The span of a call that is not traced: it records nothing, so that the pipeline
+    never asks whether a call is."""
+
+    __slots__ = ()
+    ended = True  # nothing is left to end
+
+    def _nothing(self, *args: Any) -> None:
+        pass
+
+    retry = status = clock_corrected = succeed = chunk = fail = end = _nothing
+
+
+NO_SPAN = NoSpan()
 
 
 def _json(value: Any) -> Optional[str]:

@@ -16,31 +16,17 @@ if TYPE_CHECKING:
     from ._chat_result import ChatStreamResult
 
 __all__ = [
-    "WayGPTError",
-    "ConfigurationError",
-    "APIStatusError",
-    "BadRequestError",
-    "AuthenticationError",
-    "PermissionDeniedError",
-    "NotFoundError",
-    "ConflictError",
-    "UnprocessableEntityError",
-    "RateLimitError",
-    "InternalServerError",
-    "APIConnectionError",
-    "APITimeoutError",
-    "StreamInterruptedError",
-    "APIResponseValidationError",
-    "MediaJobError",
-    "MediaJobFailedError",
-    "MediaJobTimeoutError",
+    "WayGPTError", "ConfigurationError", "APIStatusError", "BadRequestError",
+    "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError",
+    "UnprocessableEntityError", "RateLimitError", "InternalServerError", "APIConnectionError",
+    "APITimeoutError", "StreamInterruptedError", "APIResponseValidationError", "MediaJobError",
+    "MediaJobFailedError", "MediaJobTimeoutError",
 ]
 
 # Bounds keep a hostile or broken server (a 20 MB error page) from blowing up memory or logs.
 ERROR_BODY_LIMIT = 64 * 1024
-# An error body is read this far past the bound, so that a secret echoed across the bound is
-# still whole when secrets are replaced, before the text is cut: no part of it is left. The
-# margin holds any credential several times over, in its longest encoded form.
+# An error body is read this far past the bound, so that a secret echoed across it is whole
+# when it is replaced, before the cut (the margin holds any credential, in any encoding).
 ERROR_READ_LIMIT = ERROR_BODY_LIMIT + 32 * 1024
 _MESSAGE_LIMIT = 500
 
@@ -53,13 +39,8 @@ class WayGPTError(Exception):
     """
 
     def __init__(
-        self,
-        message: str,
-        status_code: Optional[int] = None,
-        response: Any = None,
-        *,
-        headers: Optional[Mapping[str, str]] = None,
-        body: Optional[str] = None,
+        self, message: str, status_code: Optional[int] = None, response: Any = None, *,
+        headers: Optional[Mapping[str, str]] = None, body: Optional[str] = None,
         request_id: Optional[str] = None,
     ) -> None:
         super().__init__(message)
@@ -86,14 +67,12 @@ class WayGPTError(Exception):
         return f"{type(self).__name__}(message={self.message!r}, status_code={self.status_code!r})"
 
     def __reduce__(self) -> Tuple[Any, ...]:
-        # Exception's own pickling calls ``cls(*args)``, which the subclasses' signatures do
-        # not accept; rebuilding from the attributes works for every class, present and
-        # future, so an error crosses a multiprocessing or concurrent.futures boundary.
+        # Exception's own pickling calls cls(*args), which the subclasses' signatures refuse:
+        # rebuilt from its attributes, any error crosses a multiprocessing boundary.
         return (_restore_error, (type(self), self.args, dict(self.__dict__)))
 
 
 def _restore_error(cls: Type[WayGPTError], args: Tuple[Any, ...], state: Dict[str, Any]) -> Any:
-    """Unpickle an error: a bare instance of ``cls`` with its arguments and attributes."""
     error = cls.__new__(cls)
     error.args = args
     error.__dict__.update(state)
@@ -141,13 +120,8 @@ class RateLimitError(APIStatusError):
     """HTTP 429: rate limited. ``retry_after`` holds the server's hint in seconds, if any."""
 
     def __init__(
-        self,
-        message: str,
-        status_code: int = 429,
-        response: Any = None,
-        *,
-        retry_after: Optional[float] = None,
-        **kwargs: Any,
+        self, message: str, status_code: int = 429, response: Any = None, *,
+        retry_after: Optional[float] = None, **kwargs: Any,
     ) -> None:
         super().__init__(message, status_code, response, **kwargs)
         self.retry_after = retry_after
@@ -174,13 +148,8 @@ class StreamInterruptedError(APIConnectionError):
     """
 
     def __init__(
-        self,
-        message: str,
-        status_code: Optional[int] = None,
-        response: Any = None,
-        *,
-        partial: Optional[ChatStreamResult] = None,
-        **kwargs: Any,
+        self, message: str, status_code: Optional[int] = None, response: Any = None, *,
+        partial: Optional[ChatStreamResult] = None, **kwargs: Any,
     ) -> None:
         super().__init__(message, status_code, response, **kwargs)
         self.partial = partial
@@ -191,12 +160,9 @@ class APIResponseValidationError(WayGPTError):
 
 
 class TransportFailure(Exception):
-    """A transport's report that no usable answer came: how, and whether a timeout ran out.
-
-    Internal: the transports raise it, the pipeline turns it into the SDK's typed error, so
-    that no exception of an HTTP library is ever chained to what a caller sees. ``kind`` is
-    one of ``retry.CONNECT_FAILURE``, ``STALE_CONNECTION``, ``OTHER_FAILURE``.
-    """
+    """Internal: a transport's report that no usable answer came (``kind``: one of
+    ``retry.CONNECT_FAILURE``, ``STALE_CONNECTION``, ``OTHER_FAILURE``), which the pipeline
+    turns into the SDK's error, so that no HTTP library's exception is chained to it."""
 
     def __init__(self, kind: str, message: str, *, timed_out: bool = False) -> None:
         super().__init__(message)
@@ -227,11 +193,8 @@ class MediaJobTimeoutError(MediaJobError, TimeoutError):
 
 
 def redact_error(error: WayGPTError, redact: Callable[[str], str]) -> WayGPTError:
-    """Scrub secrets from everything an error holds (an answer may echo what was sent).
-
-    Every attribute is walked, nested dicts and lists included (keys too), so the parsed
-    ``response``, the ``headers`` and any attribute a subclass adds are covered.
-    """
+    """Scrub secrets from everything an error holds (an answer may echo what was sent): every
+    attribute (a subclass's too) and argument, at any depth, dict keys included."""
     for name, value in list(error.__dict__.items()):
         error.__dict__[name] = scrub_value(value, redact)
     error.args = tuple(scrub_value(arg, redact) for arg in error.args)
@@ -239,76 +202,50 @@ def redact_error(error: WayGPTError, redact: Callable[[str], str]) -> WayGPTErro
 
 
 def scrub_value(value: Any, redact: Callable[[str], str]) -> Any:
-    """A copy of ``value`` with ``redact`` applied to every string in it, at any depth.
-
-    Iterative, because parsed JSON can be nested deeper than Python's recursion limit.
-    """
-    if isinstance(value, str):
-        return redact(value)
-    if not isinstance(value, (dict, list, tuple)):
-        return value
-    root: List[Any] = [None]
-    # (source container, the list or dict being filled, key in the parent, parent)
-    pending: List[Tuple[Any, Any]] = [(value, (root, 0))]
+    """A copy of ``value`` with ``redact`` applied to every string in it (dict keys too), at
+    any depth: iterative, since parsed JSON can nest deeper than Python's recursion limit."""
+    root: List[Any] = [value]
+    pending: List[Tuple[Any, Any]] = [(root, 0)]  # (container in the copy, key or index)
     while pending:
-        source, (parent, key) = pending.pop()
-        if isinstance(source, str):
-            parent[key] = redact(source)
-        elif isinstance(source, dict):
-            copy: Dict[Any, Any] = {}
-            parent[key] = copy
-            for item_key, item in source.items():
-                new_key = redact(item_key) if isinstance(item_key, str) else item_key
-                copy[new_key] = None
-                pending.append((item, (copy, new_key)))
-        elif isinstance(source, (list, tuple)):
-            items: List[Any] = [None] * len(source)
-            parent[key] = items
-            for index, item in enumerate(source):
-                pending.append((item, (items, index)))
-        else:
-            parent[key] = source
-    # Tuples were filled as lists; only the outermost one is turned back (JSON has none).
+        parent, key = pending.pop()
+        item = parent[key]
+        if isinstance(item, str):
+            parent[key] = redact(item)
+        elif isinstance(item, dict):
+            parent[key] = copy = {
+                redact(name) if isinstance(name, str) else name: each for name, each in item.items()
+            }
+            pending.extend((copy, name) for name in copy)
+        elif isinstance(item, (list, tuple)):
+            parent[key] = items = list(item)
+            pending.extend((items, index) for index in range(len(items)))
+    # Tuples were copied as lists; only the outermost one is turned back (JSON has none).
     return tuple(root[0]) if isinstance(value, tuple) else root[0]
 
 
 _STATUS_CLASSES: Dict[int, Type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
+    400: BadRequestError, 401: AuthenticationError, 403: PermissionDeniedError,
+    404: NotFoundError, 409: ConflictError, 422: UnprocessableEntityError, 429: RateLimitError,
 }
 
 
 def error_class_for_status(status: int) -> Type[APIStatusError]:
     """The error class for an HTTP status of 400 or more."""
-    if status in _STATUS_CLASSES:
-        return _STATUS_CLASSES[status]
-    if status >= 500:
-        return InternalServerError
-    return APIStatusError
+    return _STATUS_CLASSES.get(status) or (InternalServerError if status >= 500 else APIStatusError)
 
 
-def _truncate(text: str, limit: int = _MESSAGE_LIMIT) -> str:
-    """``text`` stripped and cut to ``limit`` characters (secrets must be replaced before)."""
+def _truncate(text: str) -> str:
+    """``text`` stripped and cut to 500 characters (secrets must be replaced before)."""
     text = text.strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 3] + "..."
 
 
 def error_body_text(body: bytes, redact: Optional[Callable[[str], str]] = None) -> str:
-    """An answer's body as an error keeps it: text, secrets replaced, then cut to the bound.
-
-    Replacing first and cutting after means that a secret across the bound leaves no part of
-    itself behind; ``body`` may run past the bound by up to ``ERROR_READ_LIMIT`` for that.
-    """
+    """An answer's body as an error keeps it: text, secrets replaced, then cut to the bound
+    (so a secret across the bound, read up to ``ERROR_READ_LIMIT``, leaves no part behind)."""
     text = body[:ERROR_READ_LIMIT].decode("utf-8", errors="replace")
     if redact is not None:
         text = redact(text)
-    if len(text) <= ERROR_BODY_LIMIT // 4:  # no need to encode: it fits in any case
-        return text
     encoded = text.encode("utf-8", errors="surrogatepass")
     if len(encoded) <= ERROR_BODY_LIMIT:
         return text
@@ -316,55 +253,47 @@ def error_body_text(body: bytes, redact: Optional[Callable[[str], str]] = None) 
 
 
 def _format_detail(detail: Any) -> str:
-    """Turn a ``detail`` value into one readable line (FastAPI sends a list for 422)."""
+    """A ``detail`` (or ``message``) as one readable line (FastAPI sends a list for 422)."""
     if isinstance(detail, str):
         return detail
-    if isinstance(detail, list):
-        parts = []
-        for item in detail:
-            if isinstance(item, dict) and "msg" in item:
-                where = item.get("loc")  # a list in FastAPI's answers; anything elsewhere
-                steps = where if isinstance(where, list) else [] if where is None else [where]
-                loc = ".".join(str(p) for p in steps if p != "body")
-                parts.append(f"{loc}: {item['msg']}" if loc else str(item["msg"]))
-            else:
-                parts.append(str(item))
-        return "; ".join(parts)
-    return json.dumps(detail, ensure_ascii=False)
+    if not isinstance(detail, list):
+        return json.dumps(detail, ensure_ascii=False)
+    parts = []
+    for item in detail:
+        if isinstance(item, dict) and "msg" in item:
+            where = item.get("loc")  # a list in FastAPI's answers; anything elsewhere
+            steps = where if isinstance(where, list) else [] if where is None else [where]
+            loc = ".".join(str(p) for p in steps if p != "body")
+            parts.append(f"{loc}: {item['msg']}" if loc else str(item["msg"]))
+        else:
+            parts.append(str(item))
+    return "; ".join(parts)
 
 
-def error_message(
-    status: int, parsed: Any, text: str, redact: Optional[Callable[[str], str]] = None
-) -> str:
-    """The message: ``detail``, else ``message``, else the body text, else ``HTTP <status>``.
-
-    Cut at 500 characters, after ``redact`` replaced the secrets of the field it is made of
-    (formatting a ``detail`` list writes new text: reprs, joins), so that no secret is cut in
-    two with a part left behind. ``text`` must come with its secrets already replaced.
-    """
-    candidates: List[Any] = []
+def _error_message(status: int, parsed: Any, text: str, redact: Callable[[str], str]) -> str:
+    """``detail``, else ``message``, else ``error.message``, else the body text (``text``, its
+    secrets replaced), else ``HTTP <status>``. A field is redacted after it is formatted (new
+    text: reprs, joins) and before it is cut, so no secret is cut in two with a part left."""
+    fields: List[Any] = []
     if isinstance(parsed, dict):
-        candidates += [parsed.get("detail"), parsed.get("message")]
         error = parsed.get("error")
+        fields = [parsed.get("detail"), parsed.get("message")]
         if isinstance(error, dict):
-            candidates.append(error.get("message"))
-    for value in candidates:
-        # A field that formats to nothing ("", [""], "  ") says nothing: try the next rule.
-        message = ""
-        if value:
-            message = _format_detail(value)
-            message = _truncate(redact(message) if redact is not None else message)
-        if message:
+            fields.append(error.get("message"))
+    for value in fields:
+        try:
+            message = _truncate(redact(_format_detail(value))) if value else ""
+        except RecursionError:  # nested too deep to be turned back into text: the body's text
+            break
+        if message:  # (a field that formats to nothing, "" or [""], says nothing: the next)
             return message
     return _truncate(text) or f"HTTP {status}"
 
 
 def parse_json(data: Union[str, bytes]) -> Tuple[bool, Any]:
-    """``(True, value)``, or ``(False, None)`` for data that is not JSON.
-
-    Never raises, so that no JSON error (which holds the whole document) is chained to an
-    error of the SDK's. RecursionError: nested deeper than json can read.
-    """
+    """``(True, value)``, or ``(False, None)`` for data that is not JSON (nested deeper than
+    json reads, too). Never raises: a JSON error, which holds the whole document, would be
+    chained to the SDK's error."""
     try:
         return True, json.loads(data)
     except (ValueError, RecursionError):
@@ -372,114 +301,76 @@ def parse_json(data: Union[str, bytes]) -> Tuple[bool, Any]:
 
 
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
-
-    None when there is none, or when it cannot be read: not a number nor a date, a number
-    that is not finite (``inf``, ``nan``, ``1e999``), a date out of any calendar's range.
-    """
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); None when
+    there is none or it cannot be read (a number not finite, a date past any calendar)."""
     if not value:
         return None
-    value = value.strip()
     try:
         seconds = float(value)
     except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    when = parse_http_date(value)
-    if when is None:
-        return None
-    return max(0.0, when - time.time())
+        when = parse_http_date(value.strip())
+        return None if when is None else max(0.0, when - time.time())
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def parse_http_date(value: Optional[str]) -> Optional[float]:
-    """The Unix time of an HTTP date (``Date``, ``Retry-After``); None when there is none
-    or it is unreadable, whatever it holds (a year of twenty digits overflows the calendar)."""
+    """The Unix time of an HTTP date (``Date``, ``Retry-After``); None when there is none or it
+    cannot be read, whatever it holds (a year of twenty digits overflows the calendar)."""
     if not value:
         return None
-    import email.utils  # only for an answer that has a date to read: `import waygpt` need not pay
+    import datetime  # only for an answer that has a date to read: `import waygpt` need not pay
+    import email.utils
 
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:  # HTTP dates are GMT, whether they say so or not
-        import datetime
-
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    try:
+        if when.tzinfo is None:  # HTTP dates are GMT, whether they say so or not
+            when = when.replace(tzinfo=datetime.timezone.utc)
         return when.timestamp()
-    except (OverflowError, OSError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
 
 
 def request_id_of(headers: Mapping[str, str]) -> Optional[str]:
-    """The server's request id among response headers (``X-Request-ID``, else ``Request-ID``),
-    whatever the case of their names."""
-    found: Dict[str, str] = {}
-    for name, value in headers.items():
-        lowered = str(name).lower()
-        if lowered in ("x-request-id", "request-id"):
-            found.setdefault(lowered, str(value))
-    return found.get("x-request-id") or found.get("request-id")
+    """The server's request id (``X-Request-ID``, else ``Request-ID``) among an answer's
+    headers, a mapping whose names are found in any case."""
+    return headers.get("x-request-id") or headers.get("request-id")
 
 
 def error_from_response(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
+    status: int, headers: Mapping[str, str], body: bytes,
     redact: Optional[Callable[[str], str]] = None,
 ) -> APIStatusError:
-    """Build the typed error for an HTTP error answer.
-
-    ``body`` should already be bounded by the caller (``ERROR_READ_LIMIT``); ``redact`` is
-    an optional callable that removes secrets from text. The error is built from redacted
-    parts (parsed body, headers, body text), each redacted whole before anything is cut.
-    """
+    """The typed error of an HTTP error answer, whose ``body`` the caller bounded (up to
+    ``ERROR_READ_LIMIT``). Its parts (parsed body, headers, body text, message) are built
+    from text whose secrets ``redact`` replaced whole, before anything is cut."""
     text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
     _, parsed = parse_json(text)  # a body cut at the bound is not JSON: its text is kept
     if redact is not None:
         parsed = scrub_value(parsed, redact)
         headers = scrub_value(dict(headers), redact)
     clean = error_body_text(body, redact)
-    try:
-        message = error_message(status, parsed, clean, redact)
-    except RecursionError:  # a "detail" nested too deep to be turned back into text
-        message = _truncate(clean) if clean.strip() else f"HTTP {status}"
-    lowered = {k.lower(): v for k, v in headers.items()}
+    lower: Dict[str, str] = {}
+    for name, value in headers.items():
+        lower.setdefault(name.lower(), value)  # a name sent twice counts by its first value
     if 300 <= status < 400:
         # The SDK follows no redirect: an API URL that redirects (http -> https, a moved
         # host) is a configuration problem, said plainly.
-        target = lowered.get("location") or "elsewhere"
+        target = lower.get("location") or "elsewhere"
         message = f"unexpected redirect ({status}) to {target}: check api_url"
-    kwargs: Dict[str, Any] = {
-        "headers": dict(headers), "body": clean, "request_id": request_id_of(headers)
-    }
-    cls = error_class_for_status(status)
-    error: APIStatusError
-    if cls is RateLimitError:
-        error = RateLimitError(
-            message,
-            status,
-            parsed,
-            retry_after=parse_retry_after(lowered.get("retry-after")),
-            **kwargs,
-        )
     else:
-        error = cls(message, status, parsed, **kwargs)
+        message = _error_message(status, parsed, clean, redact or str)
+    error = error_class_for_status(status)(
+        message, status, parsed, headers=dict(headers), body=clean, request_id=request_id_of(lower)
+    )
+    if isinstance(error, RateLimitError):
+        error.retry_after = parse_retry_after(lower.get("retry-after"))
     return error
 
 
 def forget_internal_locals(error: BaseException) -> None:
-    """Clear the local variables of the SDK's own frames in ``error``'s traceback.
-
-    Crash reporters (Sentry, rich tracebacks) record every frame's locals, and the SDK's
-    frames hold what the server sent before it was redacted: the body bytes of an answer, a
-    block of a stream. Only finished frames below the caller are cleared; a frame of another
-    module (a caller's callback) keeps its locals.
-    """
+    """Clear the locals of the SDK's own finished frames in ``error``'s traceback: crash
+    reporters (Sentry) record them, and they hold what the server sent before it was redacted
+    (an answer's body, a block of a stream). A caller's frame (a callback) keeps its locals."""
     package = __name__.partition(".")[0]  # "waygpt", or the one-file build's module
     tb = error.__traceback__
     tb = tb.tb_next if tb is not None else None  # the frame handling it is still running

@@ -1,20 +1,10 @@
 """The retry policy: which failures are retried, and how long to wait before the next attempt.
 
-Callers configure retries with a urllib3 ``Retry`` (or an int), as with the reference client.
-The loop itself runs in the SDK rather than inside urllib3, because every attempt must be
-signed afresh with a new timestamp and nonce, which urllib3 cannot do when it re-sends the
-same prepared bytes. So the ``Retry`` is read once into a :class:`RetryPolicy`, a plain frozen
-object that knows nothing of HTTP libraries and serves the sync and the async client alike.
-
-What the SDK honours of a ``Retry``: ``total``, ``connect`` and ``status`` (the budgets),
-``status_forcelist``, ``allowed_methods``, ``backoff_factor``, ``backoff_max`` and
-``respect_retry_after_header``. The rest is not read: the SDK follows no redirect
-(``redirect``), never re-sends a request whose answer broke off after it was sent (``read``,
-``other``: the server may have acted on it), and raises its own typed errors
-(``raise_on_status``); its backoff has its own jitter (``backoff_jitter``).
-
-Every default is defined here, once: :func:`default_retry` is the policy ``max_retries=3``
-stands for, and the tests, the pytest plugin, the examples and the benchmarks import it.
+Callers configure retries with a urllib3 ``Retry`` (or an int), as with the reference client,
+but the loop runs in the SDK: every attempt is signed afresh (a new timestamp and nonce),
+which urllib3, re-sending the same bytes, cannot do. The ``Retry`` is read once into a
+:class:`RetryPolicy`, for both clients; docs/errors-and-retries.md says which of its fields
+count. :func:`default_retry` is the policy ``max_retries=3`` stands for, defined here once.
 """
 
 from __future__ import annotations
@@ -27,23 +17,16 @@ from urllib3.util.retry import Retry
 from .errors import ConfigurationError, parse_retry_after
 
 __all__ = [
-    "DEFAULT_ALLOWED_METHODS",
-    "DEFAULT_STATUS_FORCELIST",
-    "MAX_RETRY_AFTER",
-    "RetryPolicy",
-    "RetryState",
-    "build_retry",
-    "default_retry",
+    "DEFAULT_ALLOWED_METHODS", "DEFAULT_STATUS_FORCELIST", "MAX_RETRY_AFTER", "RetryPolicy",
+    "RetryState", "build_retry", "default_retry",
 ]
 
 DEFAULT_STATUS_FORCELIST = (429, 500, 502, 503, 504)
 DEFAULT_ALLOWED_METHODS = ("GET", "POST", "PUT")
 DEFAULT_BACKOFF_FACTOR = 1.0
-# A server asking for a longer pause than this is better answered at once with the error,
-# so the caller decides, than with a thread that silently sleeps for minutes.
+# A longer Retry-After is raised at once: the caller decides, no thread sleeps for minutes.
 MAX_RETRY_AFTER = 60.0
-# The ceiling of the exponential backoff when the Retry has none of its own: urllib3 2's
-# Retry carries ``backoff_max`` (120 s by default), urllib3 1.26's has no such attribute.
+# The backoff's ceiling when the Retry has none: urllib3 1.26's (urllib3 2's has backoff_max).
 _FALLBACK_BACKOFF_MAX = 30.0
 # RFC 9110 idempotent methods: sending one twice has the effect of sending it once.
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -60,25 +43,16 @@ STALE_CONNECTION = "stale"  # a kept-alive connection was closed before any answ
 OTHER_FAILURE = "other"  # anything else: the server may have acted on the request
 
 
-def default_retry(
-    total: int = 3, *, backoff_factor: float = DEFAULT_BACKOFF_FACTOR
-) -> Retry:
+def default_retry(total: int = 3, *, backoff_factor: float = DEFAULT_BACKOFF_FACTOR) -> Retry:
     """The SDK's default retry policy, with ``total`` retries: what ``max_retries=total``
     stands for. 429 and 5xx answers (``DEFAULT_STATUS_FORCELIST``) of GET, POST and PUT
     (``DEFAULT_ALLOWED_METHODS``) and connect failures are retried, honouring
     ``Retry-After``, with exponential backoff (``backoff_factor=0``: no wait between
     attempts, as tests want). Adjust it with urllib3's ``Retry.new(...)``."""
     return Retry(
-        total=total,
-        connect=total,
-        read=False,
-        status=total,
-        redirect=False,
-        backoff_factor=backoff_factor,
-        status_forcelist=DEFAULT_STATUS_FORCELIST,
-        allowed_methods=DEFAULT_ALLOWED_METHODS,
-        raise_on_status=False,
-        respect_retry_after_header=True,
+        total=total, connect=total, read=False, status=total, redirect=False, raise_on_status=False,
+        backoff_factor=backoff_factor, status_forcelist=DEFAULT_STATUS_FORCELIST,
+        allowed_methods=DEFAULT_ALLOWED_METHODS, respect_retry_after_header=True,
     )
 
 
@@ -95,56 +69,28 @@ def build_retry(max_retries: Union[int, Retry]) -> Retry:
 
 def _budget(value: Any) -> Optional[int]:
     """A urllib3 counter as a number of retries: None is unlimited, False is none."""
-    if value is None:
-        return None
-    if value is False:
-        return 0
-    return int(value)
-
-
-def _backoff_max(retry: Retry) -> float:
-    ceiling = getattr(retry, "backoff_max", None)  # 0 is a valid ceiling: no backoff at all
-    return _FALLBACK_BACKOFF_MAX if ceiling is None else float(ceiling)
+    return None if value is None else int(value)  # (int(False) == 0)
 
 
 class RetryPolicy:
     """What a ``Retry`` says, read once: budgets, statuses, methods and backoff."""
 
     __slots__ = (
-        "allowed_methods",
-        "backoff_factor",
-        "backoff_max",
-        "connect",
-        "respect_retry_after",
-        "status",
-        "status_forcelist",
-        "total",
+        "allowed_methods", "backoff_factor", "backoff_max", "connect", "respect_retry_after",
+        "status", "status_forcelist", "total",
     )
 
     def __init__(self, retry: Retry) -> None:
-        methods = getattr(retry, "allowed_methods", None)
         self.total = _budget(retry.total)
         self.connect = _budget(retry.connect)
         self.status = _budget(retry.status)
         self.status_forcelist: FrozenSet[int] = frozenset(retry.status_forcelist or ())
-        # None: every method
-        self.allowed_methods = frozenset(m.upper() for m in methods) if methods else None
+        methods = getattr(retry, "allowed_methods", None)
+        self.allowed_methods = frozenset(m.upper() for m in methods) if methods else None  # all
         self.backoff_factor = float(retry.backoff_factor or 0.0)
-        self.backoff_max = _backoff_max(retry)
+        ceiling = getattr(retry, "backoff_max", None)  # 0 is a valid ceiling: no backoff at all
+        self.backoff_max = _FALLBACK_BACKOFF_MAX if ceiling is None else float(ceiling)
         self.respect_retry_after = bool(retry.respect_retry_after_header)
-
-    def retries_status(self, method: str, status: int, has_retry_after: bool) -> bool:
-        """Whether an answer with ``status`` is worth another attempt (budget aside)."""
-        if self.allowed_methods is not None and method not in self.allowed_methods:
-            return False
-        if status in self.status_forcelist:
-            return True
-        return bool(
-            self.total
-            and self.respect_retry_after
-            and has_retry_after
-            and status in _RETRY_AFTER_STATUSES
-        )
 
 
 class RetryState:
@@ -163,7 +109,12 @@ class RetryState:
         """Seconds to wait before retrying this answer, or None to give up and raise it."""
         policy = self._policy
         retry_after = parse_retry_after(headers.get("Retry-After"))
-        if not policy.retries_status(self._method, status, retry_after is not None):
+        if policy.allowed_methods is not None and self._method not in policy.allowed_methods:
+            return None
+        if status not in policy.status_forcelist and not (
+            policy.total and policy.respect_retry_after and retry_after is not None
+            and status in _RETRY_AFTER_STATUSES
+        ):
             return None
         if not self._spend(status=True):
             return None
@@ -172,13 +123,10 @@ class RetryState:
         return self._backoff()
 
     def delay_after_failure(self, kind: str) -> Optional[float]:
-        """Seconds to wait before retrying a transport failure of ``kind``, or None to give up.
-
-        A request that met a stale kept-alive connection is sent again at once on a fresh
-        one, once per call, outside the retry budget, and only for idempotent methods: a
-        server that closed without answering may still have acted. A connect failure (the
-        request never left) is retried within the budget; anything else is not retried.
-        """
+        """Seconds to wait before retrying a transport failure of ``kind``, or None to give up:
+        a connect failure within the budget; a stale kept-alive connection at once, once per
+        call, outside the budget, for an idempotent method only (a server that closed without
+        answering may still have acted); nothing else."""
         if kind == STALE_CONNECTION:
             if self._replayed_stale or self._method not in _IDEMPOTENT_METHODS:
                 return None

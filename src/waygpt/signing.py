@@ -1,8 +1,7 @@
 """HMAC-SHA256 request signing for project-key endpoints.
 
-The signature covers the exact bytes that go on the wire, so the signer runs on the
-*prepared* request (``requests.auth.AuthBase``), after the body has been serialised and the
-URL quoted. Each call makes a fresh timestamp and nonce: call it once per attempt.
+The signature covers the exact bytes that go on the wire (the body serialised, the URL
+quoted), with a fresh timestamp and nonce for each attempt.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from typing import Callable, Mapping, Optional, Union
+from typing import Callable, Mapping, Optional
 
 from requests import PreparedRequest
 from requests.auth import AuthBase
@@ -25,32 +24,15 @@ def canonical_string(
     method: str, path: str, body: bytes, timestamp: str, nonce: str, project_id: str
 ) -> str:
     """The string that is signed: method, path with query, body hash, timestamp, nonce, project."""
-    return "\n".join(
-        [
-            method.upper(),
-            path,
-            "sha256(body)=" + hashlib.sha256(body).hexdigest(),
-            "timestamp=" + timestamp,
-            "nonce=" + nonce,
-            "project=" + project_id,
-        ]
-    )
+    return "\n".join((
+        method.upper(), path, "sha256(body)=" + hashlib.sha256(body).hexdigest(),
+        "timestamp=" + timestamp, "nonce=" + nonce, "project=" + project_id,
+    ))
 
 
 def compute_signature(secret: str, canonical: str) -> str:
     """Lowercase hex HMAC-SHA256 of ``canonical`` keyed with ``secret`` (both UTF-8)."""
     return hmac.new(secret.encode("utf-8"), canonical.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def _body_bytes(body: Union[bytes, str, None]) -> bytes:
-    if body is None:
-        return b""
-    if isinstance(body, str):
-        return body.encode("utf-8")
-    if isinstance(body, (bytes, bytearray)):
-        return bytes(body)
-    # A generator or file body cannot be hashed without consuming it.
-    raise TypeError("HMAC signing needs the request body as bytes")
 
 
 # A refused signature whose server clock (its Date header) is further than this from the
@@ -68,11 +50,7 @@ class HMACSigner(AuthBase):
     """
 
     def __init__(
-        self,
-        project_id: str,
-        secret: str,
-        *,
-        clock: Callable[[], float] = time.time,
+        self, project_id: str, secret: str, *, clock: Callable[[], float] = time.time,
         nonce_factory: Optional[Callable[[], str]] = None,
     ) -> None:
         if not project_id or not secret:
@@ -92,22 +70,17 @@ class HMACSigner(AuthBase):
         timestamp = str(int(self._clock() + self.offset))
         nonce = self._nonce_factory()
         canonical = canonical_string(method, path, body, timestamp, nonce, self.project_id)
-        return {
-            "X-MB-Timestamp": timestamp,
-            "X-MB-Nonce": nonce,
-            "X-MB-Signature": compute_signature(self._secret, canonical),
-        }
+        signature = compute_signature(self._secret, canonical)
+        return {"X-MB-Timestamp": timestamp, "X-MB-Nonce": nonce, "X-MB-Signature": signature}
 
     def correct_clock(self, date: Optional[str], signed: Mapping[str, str]) -> Optional[float]:
         """Learn the server's clock from the ``Date`` header of a refused signed request.
 
-        ``signed`` is the refused request's signature headers (see :meth:`sign`). Returns the
-        offset (seconds) to sign with from now on when the server's clock was more than
-        ``CLOCK_SKEW_TOLERANCE`` from the timestamp signed; None when they agree (the
-        refusal has another cause: a wrong secret) or the header is missing or unreadable,
-        and then nothing changes. (Compared with the timestamp sent, not with the offset of
-        now: another thread may have learned it meanwhile, and this request still needs
-        signing again.)
+        ``signed``: the refused request's signature headers. Returns the offset (seconds) to
+        sign with from now on when the server's clock was more than ``CLOCK_SKEW_TOLERANCE``
+        from the timestamp signed (not from now: another thread may have learned the offset
+        meanwhile, and this request still needs signing again); None, and nothing changes,
+        when they agree (the refusal has another cause) or the date cannot be read.
         """
         server = parse_http_date(date)
         try:
@@ -120,7 +93,8 @@ class HMACSigner(AuthBase):
         return self.offset
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
-        r.headers.update(
-            self.sign(r.method or "GET", r.path_url, _body_bytes(r.body))
-        )
+        body = r.body.encode("utf-8") if isinstance(r.body, str) else r.body or b""
+        if not isinstance(body, (bytes, bytearray)):  # a generator or file: hashing consumes it
+            raise TypeError("HMAC signing needs the request body as bytes")
+        r.headers.update(self.sign(r.method or "GET", r.path_url, bytes(body)))
         return r

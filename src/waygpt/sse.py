@@ -5,12 +5,7 @@ mark at its very start is dropped, invalid bytes become U+FFFD); lines end with 
 CR and with nothing else (U+2028 or U+0085 in data is data); a blank line dispatches the
 event; ``:`` starts a comment; an event left unterminated at the end of input is dropped.
 ``data: [DONE]`` is an ordinary event here: the chat stream layer gives it its meaning.
-
-Speed: each chunk is decoded once; in a chunk of many events, those made of a single
-``data:`` line (nearly every chat chunk) are cut out of it with whole-string operations
-(``_read_blocks``, about 10 % of a fast stream's CPU); anything else is read line by line.
-Both ways give the same events: tests/test_sse_properties.py checks it. (A third way, for a
-chunk holding exactly one event, bought 2 % of a token-by-token stream's CPU and went.)
+Each chunk is decoded once, then read line by line.
 """
 
 from __future__ import annotations
@@ -26,10 +21,8 @@ __all__ = ["SSE_SIZE_LIMIT", "SSEDecoder", "ServerSentEvent", "iter_sse"]
 # The longest line, and the largest event, a decoder holds (in characters): far above any
 # chat chunk, and a bound on the memory an endless line or event can take.
 SSE_SIZE_LIMIT = 16 * 1024 * 1024
-# What one line counts toward the event cap at least. Every line of an event counts, empty
-# ones too: an empty "data" line adds a line end to the event and a reference (8 bytes) to
-# the list that holds its lines, so 16 M of them would hold 128 MB while adding up to no
-# characters at all. At 16 characters a line, an event under the cap has at most 1 M lines.
+# What one line counts toward the event cap at least: 16 M empty "data" lines add up to no
+# characters but hold 128 MB of references; at 16 a line, an event has at most 1 M lines.
 _SSE_LINE_COST = 16
 
 
@@ -43,49 +36,24 @@ class ServerSentEvent:
     retry: Optional[int] = None  # reconnection time in ms, when this event carried one
 
 
-_sse_new_instance = object.__new__
 _sse_utf8_decode = codecs.utf_8_decode
 _SSE_BOM = codecs.BOM_UTF8
-_SSE_SHORT = 1000  # characters
-
-
-def _sse_event(
-    data: str, event: str, last_id: Optional[str], retry: Optional[int]
-) -> ServerSentEvent:
-    # A frozen dataclass's __init__ fills each field through object.__setattr__; filling
-    # the instance __dict__ makes the same object at a third of the cost, which counts as
-    # it is done once per event (_read_blocks inlines it).
-    new = _sse_new_instance(ServerSentEvent)
-    fields = new.__dict__
-    fields["data"] = data
-    fields["event"] = event
-    fields["id"] = last_id
-    fields["retry"] = retry
-    return new
 
 
 class SSEDecoder:
     """Turn the bytes of an event stream, fed in chunks of any size, into events."""
 
-    __slots__ = (
-        "_data",
-        "_data_size",
-        "_event",
-        "_id",
-        "_idle",
-        "_last_id",
-        "_limit",
-        "_pending",
-        "_reconnect",
-        "_retry",
-        "_skip_lf",
-        "_started",
-        "_tail",
-        "_tail_size",
-    )
+    __slots__ = ("_data", "_data_size", "_event", "_id", "_last_id", "_limit", "_pending",
+                 "_reconnect", "_retry", "_skip_lf", "_started", "_tail", "_tail_size")
 
     def __init__(self, max_size: int = SSE_SIZE_LIMIT) -> None:
         self._limit = max_size  # see SSE_SIZE_LIMIT
+        self._last_id: Optional[str] = None  # the last event id, as of the latest dispatch
+        self._reconnect: Optional[int] = None  # the latest valid retry field in the stream
+        self._start()
+
+    def _start(self) -> None:
+        """The state of a stream read from its start."""
         self._pending = b""  # the bytes of a character split across chunks (or of the BOM)
         self._started = False  # whether the stream's first bytes were checked for a BOM
         self._skip_lf = False  # the text so far ends with CR: a LF coming next is its pair
@@ -95,10 +63,7 @@ class SSEDecoder:
         self._data_size = 0  # what the lines of the event being read count toward the cap
         self._event = ""  # the event type buffer
         self._retry: Optional[int] = None  # the retry field of the event being read
-        self._idle = True  # no line nor event is half read (all of the four above are empty)
-        self._id: Optional[str] = None  # the last event id buffer
-        self._last_id: Optional[str] = None  # the same, as of the latest dispatch
-        self._reconnect: Optional[int] = None  # the latest valid retry field in the stream
+        self._id = self._last_id  # the last event id buffer
 
     @property
     def last_event_id(self) -> Optional[str]:
@@ -126,13 +91,7 @@ class SSEDecoder:
             if text[0] == "\n":
                 text = text[1:]
         events: List[ServerSentEvent] = []
-        if len(text) < _SSE_SHORT:  # a few lines only: the setup of the ways below costs more
-            self._read_lines(text, events)
-            return events
-        if len(text) > self._limit:  # the ways below assume no event is larger than text
-            self._read_lines(text, events)
-            return events
-        self._read_blocks(text, events)
+        self._read_lines(text, events)
         return events
 
     def close(self) -> List[ServerSentEvent]:
@@ -141,18 +100,9 @@ class SSEDecoder:
         The decoder is then ready to read a new stream (a reconnection) from its start;
         ``last_event_id`` and ``retry`` are kept.
         """
-        # What is left holds no line end (at most a partial line, maybe a truncated
-        # character), so it cannot complete an event: it is all discarded.
-        self._pending = b""
-        self._started = False
-        self._skip_lf = False
-        self._tail = []
-        self._data = []
-        self._tail_size = self._data_size = 0
-        self._event = ""
-        self._retry = None
-        self._idle = True
-        self._id = self._last_id  # an id read in the discarded event goes with it
+        # What is left holds no line end, so it cannot complete an event: all discarded (an
+        # id read in it too).
+        self._start()
         return []
 
     def _join_pending(self, chunk: bytes) -> bytes:
@@ -167,54 +117,7 @@ class SSEDecoder:
                 chunk = chunk[3:]
         return chunk
 
-    def _read_blocks(self, text: str, events: List[ServerSentEvent]) -> None:
-        """Read ``text``, cut into its events with one ``str.split``.
-
-        Up to its last blank line, ``text`` is ``head + blank + "data: " + value + blank +
-        "data: " + value ...``: each value whose line is not followed by more lines (nearly
-        every chat chunk) is an event's data; the head and the other values are read, with
-        their ``"data: "`` and blank line, line by line. What follows is read line by line.
-        """
-        crlf = "\r" in text
-        blank = "\r\n\r\n" if crlf else "\n\n"
-        stop = text.rfind(blank)
-        if stop < 0:
-            self._read_lines(text, events)
-            return
-        # Streams write "data: " or "data:". With the former, a "data:" line is read as one
-        # of the lines of the value before it; with the latter, no value starts with " ".
-        spaced = text.startswith("data: ") or blank + "data: " in text
-        prefix = "data: " if spaced else "data:"
-        values = text[:stop].split(blank + prefix)
-        head = values[0]
-        if self._idle and head.startswith(prefix):
-            values[0] = head[len(prefix) :]  # the first event may be a simple one too
-        else:
-            self._read_lines(head + blank, events)
-            del values[0]
-        last_id = self._id
-        append = events.append
-        new = _sse_new_instance
-        for value in values:
-            if "\n" in value or (crlf and "\r" in value):
-                self._read_lines(prefix + value + blank, events)  # leaves the decoder idle
-                last_id = self._id
-                continue
-            event = new(ServerSentEvent)  # as in _sse_event()
-            fields = event.__dict__
-            fields["data"] = value
-            fields["event"] = "message"
-            fields["id"] = last_id
-            fields["retry"] = None
-            append(event)
-        self._last_id = last_id
-        self._data_size = 0  # everything up to here ended with a blank line
-        rest = text[stop + len(blank) :]
-        if rest:
-            self._read_lines(rest, events)
-
     def _read_lines(self, text: str, events: List[ServerSentEvent]) -> None:
-        """Read ``text`` line by line: the general case."""
         if "\r" in text:
             # A CR ending the text ends its line now; a LF starting the next chunk is its pair.
             self._skip_lf = text[-1] == "\r"
@@ -225,7 +128,6 @@ class SSEDecoder:
             if text:
                 tail.append(text)
                 self._tail_size += len(text)
-                self._idle = False
                 if self._tail_size > self._limit:
                     raise self._overflow()
             return
@@ -242,7 +144,7 @@ class SSEDecoder:
                 self._last_id = self._id
                 if data:
                     event = self._event or "message"
-                    events.append(_sse_event("\n".join(data), event, self._id, self._retry))
+                    events.append(ServerSentEvent("\n".join(data), event, self._id, self._retry))
                     data = self._data = []
                 self._data_size = 0
                 self._event = ""
@@ -257,7 +159,6 @@ class SSEDecoder:
                 data.append(line[6:] if line[5:6] == " " else line[5:])
             elif line[0] != ":":  # not a comment
                 self._read_field(line)
-        self._idle = not (last or data or self._event or self._retry is not None)
 
     def _read_field(self, line: str) -> None:
         name, colon, value = line.partition(":")

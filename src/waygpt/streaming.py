@@ -1,15 +1,9 @@
 """Streamed chat completions: chunk dicts out, the connection always released.
 
 A :class:`ChatStream` is what ``chat_completions(stream=True)`` returns (an
-:class:`AsyncChatStream` on the async client). Iterate it for chunk dicts, as with the
-reference client; use it as a context manager (or call ``close()``) to release the
-connection early. The read timeout bounds each wait for bytes and each wait for a complete
-line, so a server that keeps the stream open but sends nothing raises ``APITimeoutError``.
-
-Both streams run the same steps (``_stream_loop.stream_steps``: read, parse, hold back,
-start again, hand out), the sync one with blocking calls, the async one with ``await``; the
-body is parsed by ``_chat_events.ChatEventParser``. Nothing here knows an HTTP library: each
-stream reads the *answer* its transport built, through the same ``read`` the pipeline uses.
+:class:`AsyncChatStream` on the async client). Both run the same steps
+(``_stream_loop.stream_steps``), the sync one with blocking calls, the async one with
+``await``, on the *answer* their transport built; nothing here knows an HTTP library.
 """
 
 from __future__ import annotations
@@ -70,11 +64,11 @@ class _StreamBase:
         answer: Any,
         parser: ChatEventParser,
         read_timeout: float,
-        redact: Optional[Callable[[str], str]],
-        restart: Optional[Restart],
+        redact: Callable[[str], str],
+        restart: Restart,
     ) -> None:
-        self._call = restart.state if restart is not None else None  # the call's CallState
-        self._state = StreamState(answer, getattr(self._call, "span", None))
+        self._call = restart.state  # the call's CallState
+        self._state = StreamState(answer, self._call.span)
         self._steps = stream_steps(self._state, parser, read_timeout, restart)
         self._restart = restart
         self._redact = redact
@@ -106,30 +100,24 @@ class _StreamBase:
         return self._closed
 
     def _failed(self, error: WayGPTError) -> None:
-        """Make ``error`` fit to leave the stream: redacted, the stream's frames cleared.
-
-        An error a hook raised (when the stream started again) is left as it is.
-        """
+        """Make ``error`` fit to leave the stream, as a plain call's is: redacted (what the
+        server echoed, and the ``partial`` answer), the stream's frames cleared, the call's
+        attempts and id. An error a hook raised (on a restart) is left as it is."""
         call = self._call
-        if call is not None and id(error) == call.hook_error_id:
+        if id(error) == call.hook_error_id:
             return
         if error.request_id is None:  # (a header, which may echo a secret as well)
             error.request_id = request_id_of(self.headers)
-        # An error event or a bad line may echo what was sent (project key, JWT); so may the
-        # answer handed out so far, which the error keeps as its partial.
-        if self._redact is not None:
-            redact_error(error, self._redact)
-            if error.partial is not None:
-                error.partial.text = self._redact(error.partial.text)
+        redact_error(error, self._redact)
+        if error.partial is not None:
+            error.partial.text = self._redact(error.partial.text)
         forget_internal_locals(error)  # the raw blocks the stream's frames read
-        if call is not None:  # every error says which call it was, as a plain call's does
-            error.attempts = call.attempts
-            error.client_request_id = call.client_request_id or None
+        error.attempts = call.attempts
+        error.client_request_id = call.client_request_id or None
 
     def _stop_restarts(self) -> None:
         self._state.close()
-        if self._call is not None:
-            self._call.stopped = True  # a restart's own retries send nothing more either
+        self._call.stopped = True  # a restart's own retries send nothing more either
 
     def __del__(self) -> None:
         # A stream abandoned half-read (a `break` out of its loop) must not pin its connection.
@@ -144,7 +132,7 @@ class _StreamBase:
 
 
 def _chunks_of(
-    steps: StreamSteps, state: StreamState, restart: Optional[Restart]
+    steps: StreamSteps, state: StreamState, restart: Restart
 ) -> Generator[ChatCompletionChunk, None, None]:
     """The sync stream's chunks: its steps run with blocking calls.
 
@@ -163,8 +151,7 @@ def _chunks_of(
             if type(step) is list:
                 span = state.span
                 for chunk in step:
-                    if span is not None:  # as it is handed out
-                        span.chunk(chunk)
+                    span.chunk(chunk)  # as it is handed out
                     yield chunk
                 continue
             try:
@@ -173,7 +160,6 @@ def _chunks_of(
                 elif step is DRAIN:
                     state.answer.drain()
                 elif step is RESTART:
-                    assert restart is not None
                     reply = restart.transport.run(restart.steps(), restart.deadline)
                 else:
                     reply = state.pause(step)  # type: ignore[arg-type]
@@ -197,8 +183,8 @@ class ChatStream(_StreamBase):
             for chunk in stream:
                 ...
 
-    ``response`` is the HTTP library's response (status, headers); ``collect()`` reads the
-    rest into a :class:`ChatStreamResult`.
+    ``response`` is the HTTP library's response; ``collect()`` reads the rest into a
+    :class:`ChatStreamResult`.
 
     A stream that fails before its first content (the connection cut, an in-stream 429 or
     5xx) is started again, within ``max_retries`` and ``total_timeout``; chunks without
@@ -220,8 +206,8 @@ class ChatStream(_StreamBase):
         parser: ChatEventParser,
         *,
         read_timeout: float,
-        redact: Optional[Callable[[str], str]] = None,
-        restart: Optional[Restart] = None,
+        redact: Callable[[str], str],
+        restart: Restart,
     ) -> None:
         super().__init__(answer, parser, read_timeout, redact, restart)
         self._chunks = _chunks_of(self._steps, self._state, restart)
@@ -318,8 +304,8 @@ class AsyncChatStream(_StreamBase):
         parser: ChatEventParser,
         *,
         read_timeout: float,
-        redact: Optional[Callable[[str], str]] = None,
-        restart: Optional[Restart] = None,
+        redact: Callable[[str], str],
+        restart: Restart,
     ) -> None:
         super().__init__(answer, parser, read_timeout, redact, restart)
         self._read_timeout = read_timeout
@@ -337,9 +323,7 @@ class AsyncChatStream(_StreamBase):
             self._next += 1
         else:
             chunk = await self._advance()
-        span = self._state.span
-        if span is not None:  # as it is handed out
-            span.chunk(chunk)
+        self._state.span.chunk(chunk)  # as it is handed out
         return chunk
 
     async def _advance(self) -> ChatCompletionChunk:
@@ -383,7 +367,6 @@ class AsyncChatStream(_StreamBase):
 
     async def _start_again(self) -> Any:
         restart = self._restart
-        assert restart is not None
         answer, parser = await restart.transport.run(restart.steps(), restart.deadline)
         answer.bound_each_read(self._read_timeout)
         return answer, parser
@@ -393,9 +376,7 @@ class AsyncChatStream(_StreamBase):
         task closes the stream meanwhile (a "stop" button)."""
         import asyncio  # (imported already by the async client: this module does not need it)
 
-        restart = self._restart
-        assert restart is not None
-        sleeping = asyncio.ensure_future(restart.transport.sleep(seconds))
+        sleeping = asyncio.ensure_future(self._restart.transport.sleep(seconds))
         self._sleeping = sleeping
         try:
             await asyncio.wait((sleeping,))  # cancelled by close(), or this task cancelled

@@ -1,9 +1,6 @@
-"""Typed shapes of the server's answers, for editors and type checkers.
-
-The client methods return plain dicts, exactly as the server sent them (unknown fields pass
-through); these ``TypedDict`` s only describe them, so that ``mypy`` and editors know that
-``chat_completions(...)["choices"]`` is a list and ``get_media_job(id)["status"]`` a string.
-Fields the server does not always send are not required (``total=False``).
+"""Typed shapes of the server's answers, for editors and type checkers: the methods return
+plain dicts, as the server sent them (unknown fields pass through), which these ``TypedDict`` s
+only describe. Fields the server does not always send are not required (``total=False``).
 """
 
 from __future__ import annotations
@@ -11,21 +8,9 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, TypedDict
 
 __all__ = [
-    "ChatCompletion",
-    "ChatCompletionChoice",
-    "ChatCompletionChunk",
-    "ChatCompletionChunkChoice",
-    "ChatCompletionChunkDelta",
-    "ChatMessage",
-    "CompletionUsage",
-    "ImageData",
-    "ImageGeneration",
-    "LoginResult",
-    "MediaJob",
-    "ModelInfo",
-    "Project",
-    "UseCase",
-    "WidgetToken",
+    "ChatCompletion", "ChatCompletionChoice", "ChatCompletionChunk", "ChatCompletionChunkChoice",
+    "ChatCompletionChunkDelta", "ChatMessage", "CompletionUsage", "ImageData", "ImageGeneration",
+    "LoginResult", "MediaJob", "ModelInfo", "Project", "UseCase", "WidgetToken",
 ]
 
 
@@ -140,15 +125,13 @@ class ModelInfo(TypedDict, total=False):
     type: str
 
 
-class _LoginResultRequired(TypedDict):
+class LoginResult(TypedDict):
+    """The answer of ``client_login``: the server's, plus ``token`` and defaults."""
+
     access_token: str
     token: str
     token_type: str
     expires_in: int
-
-
-class LoginResult(_LoginResultRequired, total=False):
-    """The answer of ``client_login``: the server's, plus ``token`` and defaults."""
 
 
 class Project(TypedDict, total=False):

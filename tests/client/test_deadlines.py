@@ -80,6 +80,23 @@ def test_a_body_dribbled_byte_by_byte_ends_at_total_timeout(sdk):
     assert elapsed < BOUND, f"the body held the call for {elapsed:.1f} s"
 
 
+def test_a_close_delimited_body_dribbled_byte_by_byte_ends_at_total_timeout(sdk):
+    # No Content-Length: the body ends when the connection does, and the answer, not its
+    # connection, holds the socket while it is read.
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(head)
+        dribble(BODY, READ_TIMEOUT * 0.6, server)(conn, request)
+
+    server = RawServer(handler)
+    with server, slow_client(sdk, server.url) as client:
+        error, elapsed = timed(client.get_models)
+
+    assert isinstance(error, sdk.APITimeoutError), repr(error)
+    assert elapsed < BOUND, f"the body held the call for {elapsed:.1f} s"
+
+
 def test_a_status_line_and_headers_dribbled_byte_by_byte_end_at_total_timeout(sdk):
     server = dribbling_server(HEAD % len(BODY) + BODY)
     with server, slow_client(sdk, server.url) as client:

@@ -1,7 +1,7 @@
 """What every call shows of itself: raw responses, one client request id, attempts, hooks.
 
 Over real HTTP against ``waygpt.testing``, for the sync client, the async client and the
-one-file build. (OpenTelemetry spans: tests/test_otel.py.)
+one-file build. (OpenTelemetry spans: tests/observability/test_otel.py.)
 """
 
 from __future__ import annotations

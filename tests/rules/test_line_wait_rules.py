@@ -9,7 +9,7 @@ from waygpt._stream_loop import LineWait
 
 
 def parser_after(data: bytes) -> ChatEventParser:
-    parser = ChatEventParser(200, None)
+    parser = ChatEventParser(200, None, str)
     parser.push(data)
     parser.pull()
     return parser

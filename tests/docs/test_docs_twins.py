@@ -17,7 +17,7 @@ import pytest
 
 from doc_blocks import twin_differences
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 RUSSIAN = DOCS / "ru"
 ENGLISH_PAGES = sorted(DOCS.glob("*.md"))

@@ -5,12 +5,10 @@ gives each event as soon as the bytes fed so far complete it."""
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
-from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from waygpt import sse
 from waygpt.sse import ServerSentEvent, SSEDecoder
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -119,8 +117,8 @@ def event_stream(draw: st.DrawFn) -> Tuple[bytes, List[int]]:
     """An encoded stream of blocks, each ended by a blank line, and where its lines end.
 
     Each stream has its usual line end and data prefix, with exceptions at a rate of its
-    own. Blocks come in runs of one data line each, as in chat streams (what the decoder's
-    fast ways read), between blocks of several data lines or of other fields.
+    own. Blocks come in runs of one data line each, as in chat streams, between blocks of
+    several data lines or of other fields.
     """
     style = draw(st.sampled_from(LINE_ENDS))
     line_end = mostly(style, LINE_ENDS, draw(st.sampled_from([0, 2, 30])))
@@ -163,19 +161,15 @@ def cut_points(draw: st.DrawFn, body: bytes, ends: Sequence[int] = ()) -> List[i
     return cuts
 
 
-SHORTS = st.sampled_from([0, 40, 1000])  # sse._SSE_SHORT: the fast ways forced, or the default
-
-
 @SETTINGS
-@given(stream=event_stream(), data=st.data(), short=SHORTS)
+@given(stream=event_stream(), data=st.data())
 def test_any_split_of_a_valid_stream_gives_the_same_events(
-    stream: Tuple[bytes, List[int]], data: st.DataObject, short: int
+    stream: Tuple[bytes, List[int]], data: st.DataObject
 ) -> None:
     body, ends = stream
     expected, _ = reference_decode(body)
-    with mock.patch.object(sse, "_SSE_SHORT", short):
-        assert feed_checking_each_step(body, []) == expected
-        assert feed_checking_each_step(body, data.draw(cut_points(body, ends))) == expected
+    assert feed_checking_each_step(body, []) == expected
+    assert feed_checking_each_step(body, data.draw(cut_points(body, ends))) == expected
 
 
 @SETTINGS
@@ -183,16 +177,14 @@ def test_any_split_of_a_valid_stream_gives_the_same_events(
     values=st.lists(VALUE_TEXT, max_size=60),
     style=st.sampled_from(LINE_ENDS),
     data=st.data(),
-    short=SHORTS,
 )
 def test_simple_data_events_come_out_as_sent(
-    values: List[str], style: str, data: st.DataObject, short: int
+    values: List[str], style: str, data: st.DataObject
 ) -> None:
     events = [f"data: {value}{style}{style}".encode() for value in values]
     body = b"".join(events)
     ends = [sum(map(len, events[: i + 1])) for i in range(len(events))]  # flushes per event
-    with mock.patch.object(sse, "_SSE_SHORT", short):
-        decoded = feed_checking_each_step(body, data.draw(cut_points(body, ends)))
+    decoded = feed_checking_each_step(body, data.draw(cut_points(body, ends)))
     assert decoded == [ServerSentEvent(data=value) for value in values]
 
 
@@ -212,10 +204,7 @@ RANDOM_BYTES = st.one_of(
 
 
 @SETTINGS
-@given(body=RANDOM_BYTES, data=st.data(), short=SHORTS)
-def test_random_bytes_in_random_splits_never_raise(
-    body: bytes, data: st.DataObject, short: int
-) -> None:
+@given(body=RANDOM_BYTES, data=st.data())
+def test_random_bytes_in_random_splits_never_raise(body: bytes, data: st.DataObject) -> None:
     """Nor do they give other events than the reference reading."""
-    with mock.patch.object(sse, "_SSE_SHORT", short):
-        feed_checking_each_step(body, data.draw(cut_points(body)))
+    feed_checking_each_step(body, data.draw(cut_points(body)))

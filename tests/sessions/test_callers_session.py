@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from typing import Any, List
 
+import pytest
 import requests
+import urllib3
 from requests.auth import HTTPBasicAuth
 
 import waygpt
+from raw_server import RawServer
 from waygpt.testing import WayGPTTestServer
 
 
@@ -87,3 +93,51 @@ def test_the_sessions_proxies_are_used(server: WayGPTTestServer) -> None:
             else:
                 raise AssertionError("the session's proxy was not used")
     assert server.requests == []
+
+
+def test_a_body_dribbled_through_a_callers_session_ends_at_total_timeout() -> None:
+    # The session's pools are its own: the deadline reaches the socket through the answer.
+    body = b'["gpt-4o", "gpt-4o-mini", "yandexgpt-pro"]'
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(head % len(body))
+        for index in range(len(body)):  # a byte every 0.3 s: each read well within its timeout
+            if server.stopping():
+                return
+            conn.sendall(body[index : index + 1])
+            time.sleep(0.3)
+
+    server = RawServer(handler)
+    with server, requests.Session() as session:
+        client = waygpt.WayGPTClient(api_url=server.url, project_key="sk_live_x", timeout=2,
+                                     total_timeout=1.0, max_retries=0, session=session)
+        started = time.monotonic()
+        with pytest.raises(waygpt.APITimeoutError, match="total_timeout"):
+            client.get_models()
+        assert time.monotonic() - started < 4.0  # the whole body would take 13 s
+
+
+@pytest.mark.skipif(not hasattr(urllib3.HTTPResponse, "shutdown"),
+                    reason="urllib3 2.3+: before, the answer's socket is out of public reach")
+def test_close_from_another_thread_wakes_a_stream_read_through_a_callers_session(
+    server: WayGPTTestServer,
+) -> None:
+    # A close-delimited stream: the answer, not its connection, holds the socket.
+    event = b'data: {"choices": [{"index": 0, "delta": {"content": "a"}}]}\n\n'
+    server.script(method="POST", path="/api/v1/waygpt/chat/completions", framing="close",
+                  content_type="text/event-stream", chunks=[event, event], chunk_delay=3.0)
+    received: List[Any] = []
+    with requests.Session() as session:
+        stream = make(server, session).chat_completions_stream(
+            messages=[{"role": "user", "content": "hi"}])
+        reader = threading.Thread(target=lambda: received.extend(stream))
+        reader.start()
+        time.sleep(0.3)  # the reader is blocked, waiting for the second event
+        started = time.monotonic()
+        stream.close()
+        reader.join(5)
+
+    assert not reader.is_alive()
+    assert time.monotonic() - started < 2  # the second event would come 3 s after the first
+    assert len(received) == 1

@@ -8,7 +8,6 @@ from typing import Iterator, List
 
 import pytest
 
-from waygpt import sse
 from waygpt.sse import ServerSentEvent, SSEDecoder, iter_sse
 
 
@@ -23,16 +22,6 @@ def decode(*chunks: bytes) -> List[ServerSentEvent]:
 
 def datas(*chunks: bytes) -> List[str]:
     return [event.data for event in decode(*chunks)]
-
-
-@pytest.fixture(params=["default", "long-text ways"])
-def through_all_ways(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run a test a second time with the whole-text fast ways used even on short input."""
-    if request.param != "default":
-        monkeypatch.setattr(sse, "_SSE_SHORT", 0)
-
-
-pytestmark = pytest.mark.usefixtures("through_all_ways")
 
 
 # Line endings

@@ -1,6 +1,6 @@
 """A caller's ``aiohttp.ClientSession``: what it may and may not do to the SDK's requests.
 
-The sync client's side of this is tests/test_callers_session.py. Here: aiohttp's own replay
+The sync client's side of this is tests/sessions/test_callers_session.py. Here: aiohttp's own replay
 of a failed request must never re-send an HMAC nonce, and the Client API's Bearer token wins
 over the session's ``auth`` and over a netrc entry (``trust_env=True``), while both still
 apply to the project-key calls and to the caller's own requests, even concurrent ones.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, List
 
 import pytest
 
@@ -21,7 +21,6 @@ import aiohttp
 
 import waygpt
 from waygpt import AsyncWayGPTClient
-from waygpt import _aiohttp_transport as transport
 from waygpt.testing import WayGPTTestServer
 
 MODELS = "/api/v1/waygpt/models"
@@ -41,20 +40,6 @@ def basic_auth_session(**options: Any) -> Any:
     with warnings.catch_warnings():  # `auth=` is deprecated from aiohttp 3.14 on, not gone
         warnings.simplefilter("ignore", DeprecationWarning)
         return aiohttp.ClientSession(auth=aiohttp.BasicAuth("gw", "gw-secret"), **options)
-
-
-def test_aiohttp_still_has_the_session_attributes_the_transport_sets():
-    """The transport sets these private attributes; if aiohttp renamed one, this fails."""
-
-    async def main() -> Dict[str, Any]:
-        async with aiohttp.ClientSession() as session:
-            return {name: getattr(session, name, "missing") for name in
-                    (transport.REPLAY_FLAG, transport.DEFAULT_AUTH, transport.TRUST_ENV)}
-
-    assert asyncio.run(main()) == {
-        "_retry_connection": True, "_default_auth": None, "_trust_env": False,
-    }
-    assert callable(aiohttp.helpers.get_env_proxy_for_url)
 
 
 # -- signed requests are never replayed with their nonce --------------------------------------

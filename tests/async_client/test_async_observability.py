@@ -3,8 +3,8 @@ responses awaited, and ``with_raw_response`` from many tasks at once.
 
 Everything both clients share (raw responses, request ids, plain hooks) is pinned in
 ``tests/client/test_observability.py``, which also runs against the async client
-(``WAYGPT_SDK=async``); OpenTelemetry spans in ``tests/test_otel.py``. Over real HTTP against
-``waygpt.testing``, each test on a fresh event loop.
+(``WAYGPT_SDK=async``); OpenTelemetry spans in ``tests/observability/test_otel.py``. Over
+real HTTP against ``waygpt.testing``, each test on a fresh event loop.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("aiohttp")  # the recipe runs AsyncWayGPTClient
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "docs" / "async.md", ROOT / "docs" / "ru" / "async.md"]
 CHAT = "/api/v1/waygpt/chat/completions"
 LISTENING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")

@@ -11,7 +11,7 @@ from typing import List
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
 # Examples that need an optional extra: their --demo run is skipped where the extra is not
 # installed (CI's cell without aiohttp). Without --demo they still explain what to set.

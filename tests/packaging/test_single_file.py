@@ -17,7 +17,7 @@ import pytest
 import waygpt
 import waygpt.errors
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "build_single_file.py"
 
 

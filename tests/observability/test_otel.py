@@ -811,11 +811,14 @@ def test_a_provider_set_after_the_first_client_was_made_gets_the_spans(server):
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+        from waygpt._core import Deadline
         from waygpt._endpoints import Endpoints
 
         client = waygpt.WayGPTClient(api_url={server.url!r}, project_key={server.project_key!r})
         client.get_models()  # no provider yet: no span is built
-        print(client._call_state(Endpoints.get_models()).span)
+        state = client._call_state(Endpoints.get_models())
+        next(client._steps(Endpoints.get_models(), Deadline(30), state))
+        print(type(state.span).__name__)
         exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -828,7 +831,7 @@ def test_a_provider_set_after_the_first_client_was_made_gets_the_spans(server):
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["None", "['get_models', 'get_models']"]
+    assert result.stdout.splitlines() == ["NoSpan", "['get_models', 'get_models']"]
 
 
 # -- the server's texts in a span are redacted ----------------------------------------------------

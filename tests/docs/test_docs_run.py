@@ -68,7 +68,7 @@ from doc_blocks import BlockFailed, CodeBlock, PageRunner, parse_blocks, parse_m
 from waygpt import WayGPTClient
 from waygpt.testing import WayGPTTestServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 # The test server every page runs against; see the module docstring.

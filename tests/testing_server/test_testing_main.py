@@ -244,7 +244,7 @@ def test_values_that_a_shell_would_expand_are_quoted(shell: List[ShellServer]) -
 def test_the_documented_lines_are_what_the_server_prints(
     shell: List[ShellServer], page: str
 ) -> None:
-    text = (Path(__file__).resolve().parent.parent / "docs" / page).read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "docs" / page).read_text(encoding="utf-8")
     blocks = re.findall(r"^```bash\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
     documented = next(block for block in blocks if "listening on" in block).splitlines()
     server = ShellServer("--port", "0")

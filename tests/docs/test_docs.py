@@ -11,7 +11,7 @@ import pytest
 
 import waygpt
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = [*sorted(DOCS.rglob("*.md")), ROOT / "README.md"]
 LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)\s]*)?\)")
