@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 import time
 from contextvars import ContextVar
@@ -565,7 +566,8 @@ class ClientCore:
         delay = state.retry.delay_after_status(status, answer.headers)
         body = yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
         if delay is None or not deadline.allows(delay):
-            raise error_from_response(status, _plain(answer.headers), body, redact)
+            hint = _setting_to_check(status, request, signer, body)
+            raise error_from_response(status, _plain(answer.headers), body, redact, hint)
         _log_retry(request, f"HTTP {status}", delay, state)
         return delay
 
@@ -711,6 +713,20 @@ def _log_attempt(request: Request, status: Optional[int], started: float, state:
     )
 
 
+def _setting_to_check(
+    status: int, request: Request, signer: Optional[HMACSigner], body: bytes
+) -> str:
+    """For a refusal of the project key or of a missing signature, the setting behind it."""
+    if "x-project-key" not in request.headers:  # a Client API call (JWT)
+        return ""
+    if status == 401:
+        return " (check WAYGPT_PROJECT_KEY or the project_key argument)"
+    if status == 403 and signer is None and re.search(rb"(?i)hmac|signature", body):
+        return (" (this client does not sign its requests: use_hmac=True or WAYGPT_USE_HMAC=true,"
+                " with project_id and hmac_secret)")
+    return ""
+
+
 def _log_retry(request: Request, reason: str, delay: float, state: CallState) -> None:
     """A retry, in the log and as an event of the call's span."""
     attempt = state.attempts
@@ -719,6 +735,7 @@ def _log_retry(request: Request, reason: str, delay: float, state: CallState) ->
         "%s %s failed (%s); retrying in %.2f s (attempt %d, client request id %s)",
         request.method, request.path.partition("?")[0], reason, delay, attempt,
         state.client_request_id,
-        # For a handler that tells a person (the CLI's "retrying in ..."), without parsing.
-        extra={"waygpt_retry_delay": delay, "waygpt_next_attempt": attempt + 1},
+        # For a handler that tells a person (the CLI's line per retry), without parsing.
+        extra={"waygpt_retry_delay": delay, "waygpt_retry_reason": reason,
+               "waygpt_attempt": attempt, "waygpt_next_attempt": attempt + 1},
     )

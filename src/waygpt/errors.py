@@ -338,11 +338,12 @@ def request_id_of(headers: Mapping[str, str]) -> Optional[str]:
 
 def error_from_response(
     status: int, headers: Mapping[str, str], body: bytes,
-    redact: Optional[Callable[[str], str]] = None,
+    redact: Optional[Callable[[str], str]] = None, hint: str = "",
 ) -> APIStatusError:
     """The typed error of an HTTP error answer, whose ``body`` the caller bounded (up to
     ``ERROR_READ_LIMIT``). Its parts (parsed body, headers, body text, message) are built
-    from text whose secrets ``redact`` replaced whole, before anything is cut."""
+    from text whose secrets ``redact`` replaced whole, before anything is cut. ``hint``, the
+    setting to check, ends the message."""
     text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
     _, parsed = parse_json(text)  # a body cut at the bound is not JSON: its text is kept
     if redact is not None:
@@ -358,7 +359,7 @@ def error_from_response(
         target = lower.get("location") or "elsewhere"
         message = f"unexpected redirect ({status}) to {target}: check api_url"
     else:
-        message = _error_message(status, parsed, clean, redact or str)
+        message = _error_message(status, parsed, clean, redact or str) + hint
     error = error_class_for_status(status)(
         message, status, parsed, headers=dict(headers), body=clean, request_id=request_id_of(lower)
     )

@@ -46,6 +46,7 @@ from .errors import (
     forget_internal_locals,
     redact_error,
     request_id_of,
+    scrub_value,
 )
 
 __all__ = ["AsyncChatStream", "ChatStream"]
@@ -53,6 +54,18 @@ __all__ = ["AsyncChatStream", "ChatStream"]
 if TYPE_CHECKING:
     from ._chat_result import ChatStreamResult
     from .types import ChatCompletionChunk
+
+
+def _redacted(result: ChatStreamResult, redact: Callable[[str], str]) -> ChatStreamResult:
+    """``result`` with every string the server sent in it redacted (each choice's text and
+    tool calls, the model and id too)."""
+    import dataclasses  # (only for an error: `import waygpt` need not pay)
+
+    from ._chat_result import ChatChoiceResult, ChatStreamResult
+
+    fields = scrub_value(dataclasses.asdict(result), redact)
+    fields["choices"] = [ChatChoiceResult(**choice) for choice in fields["choices"]]
+    return ChatStreamResult(**fields)
 
 
 class _StreamBase:
@@ -110,7 +123,7 @@ class _StreamBase:
             error.request_id = request_id_of(self.headers)
         redact_error(error, self._redact)
         if error.partial is not None:
-            error.partial.text = self._redact(error.partial.text)
+            error.partial = _redacted(error.partial, self._redact)
         forget_internal_locals(error)  # the raw blocks the stream's frames read
         error.attempts = call.attempts
         error.client_request_id = call.client_request_id or None

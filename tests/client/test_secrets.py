@@ -20,6 +20,9 @@ MODELS = "/api/v1/waygpt/models"
 LOGIN = "/api/v1/auth/login/access-token"
 MESSAGES = [{"role": "user", "content": "x"}]
 
+# What a 401 to a project-key request adds to the server's message.
+KEY_HINT = " (check WAYGPT_PROJECT_KEY or the project_key argument)"
+
 
 def secrets_of(server: WayGPTTestServer, *more: str) -> List[str]:
     return [server.project_key, server.hmac_secret, server.user_password, *more]
@@ -357,7 +360,8 @@ def test_a_key_across_the_message_limit_leaves_no_part_of_itself(sdk, no_retry_c
     with pytest.raises(sdk.AuthenticationError) as caught:
         no_retry_client.get_models()
 
-    assert caught.value.message.startswith("x" * 490) and caught.value.message.endswith("...")
+    message = caught.value.message
+    assert message.startswith("x" * 490) and message.endswith("..." + KEY_HINT)
     assert_no_prefix(error_texts(caught.value), server.project_key)
 
 
@@ -517,7 +521,7 @@ def test_a_short_key_that_is_a_word_of_the_message_is_left_alone(sdk, server):
         with pytest.raises(sdk.AuthenticationError) as caught:
             client.get_models()
 
-    assert caught.value.message == "Invalid project key"
+    assert caught.value.message == "Invalid project key" + KEY_HINT
     assert json.loads(caught.value.body) == {"detail": "Invalid project key"}
 
 

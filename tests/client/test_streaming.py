@@ -279,7 +279,8 @@ def test_an_error_status_before_the_stream_raises_what_a_plain_call_raises(
     assert type(streamed.value) is type(plain.value)
     assert isinstance(streamed.value, sdk.APIStatusError)
     assert streamed.value.status_code == status
-    assert streamed.value.message == plain.value.message == f"failure {status}"
+    hint = " (check WAYGPT_PROJECT_KEY or the project_key argument)" if status == 401 else ""
+    assert streamed.value.message == plain.value.message == f"failure {status}{hint}"
 
 
 @pytest.mark.parametrize("status", DEFAULT_STATUS_FORCELIST)

@@ -119,11 +119,12 @@ def _tolerant_streams() -> None:
 
 
 class _RetryNotes(logging.Handler):
-    """``retrying in 2.0 s… (attempt 2)`` on stderr for each wait longer than a second.
+    """``attempt 1 failed (HTTP 503); retrying in 0.8 s…`` on stderr for each retry.
 
     Without it a refused connection is silent while the client waits between its attempts
     (about 6 s with the defaults). The SDK logs every retry at WARNING on the ``waygpt``
-    logger, with the delay in the record: this handler only reads those records.
+    logger, with the attempt, reason and delay in the record: this handler reads those, so
+    the CLI and the log number an attempt alike.
     """
 
     def __init__(self, err: TextIO) -> None:
@@ -132,9 +133,10 @@ class _RetryNotes(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         delay = getattr(record, "waygpt_retry_delay", None)
-        attempt = getattr(record, "waygpt_next_attempt", None)
-        if isinstance(delay, (int, float)) and delay > 1 and isinstance(attempt, int):
-            self._err.write(f"retrying in {delay:.1f} s… (attempt {attempt})\n")
+        attempt = getattr(record, "waygpt_attempt", None)
+        reason = getattr(record, "waygpt_retry_reason", "")
+        if isinstance(delay, (int, float)) and isinstance(attempt, int):
+            self._err.write(f"attempt {attempt} failed ({reason}); retrying in {delay:.1f} s…\n")
             self._err.flush()
 
 
