@@ -47,6 +47,13 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # LangChain's standard unit suite times the model's construction with pytest-benchmark
+    # (which langchain-tests brings): run once, as a test, not as a benchmark.
+    if hasattr(config.option, "benchmark_disable"):
+        config.option.benchmark_disable = True
+
+
 @pytest.fixture(autouse=True)
 def _clean_waygpt_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's own WAYGPT_* variables must not leak into the tests."""

@@ -32,6 +32,7 @@ from .errors import (
     PermissionDeniedError,
     RateLimitError,
     StreamInterruptedError,
+    StructuredOutputError,
     UnprocessableEntityError,
     WayGPTError,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "ConfigurationError", "ConflictError", "HMACSigner", "InternalServerError", "MediaJobError",
     "MediaJobFailedError", "MediaJobTimeoutError", "NotFoundError", "PermissionDeniedError",
     "RateLimitError", "RawResponse", "RequestView", "ResponseView", "SSEDecoder",
-    "ServerSentEvent", "StreamInterruptedError", "UnprocessableEntityError", "WayGPTClient",
-    "WayGPTError", "__version__", "collect_chat_stream",
+    "ServerSentEvent", "StreamInterruptedError", "StructuredOutputError",
+    "UnprocessableEntityError", "WayGPTClient", "WayGPTError", "__version__",
+    "collect_chat_stream",
 ]

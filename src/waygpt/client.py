@@ -30,6 +30,7 @@ from ._core import RECORDING, ClientCore, Deadline, StreamRestart
 from ._endpoints import Call, Endpoints, Messages, T, check_use_case_id, login_result
 from ._observe import RawResponse, RawResponses
 from ._requests_transport import RequestsTransport
+from ._structured import StructuredAnswer
 from .errors import MediaJobFailedError, MediaJobTimeoutError, NotFoundError
 from .streaming import ChatStream
 
@@ -231,6 +232,43 @@ class WayGPTClient(ClientCore):
             model, messages, use_case_id, use_case, temperature, max_tokens, True, kwargs
         )
         return self._stream(call)
+
+    def chat_completions_parse(
+        self,
+        model: str = "auto",
+        messages: Optional[Messages] = None,
+        use_case_id: Optional[str] = None,
+        use_case: Optional[str] = None,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        *,
+        response_format: Any,
+        **kwargs: Any,
+    ) -> ChatCompletion:
+        """A chat completion whose answer is JSON for a schema, read back into each choice's
+        ``message["parsed"]``.
+
+        Args:
+            response_format: a pydantic model class (``parsed`` is an instance of it), a
+                ``TypedDict`` or a JSON schema dict (``parsed`` is a dict checked against
+                it). Sent as OpenAI's ``response_format`` (``json_schema``), ``strict`` when
+                every object lists all its properties as required and allows no others.
+            model, messages, use_case, ...: as for :meth:`chat_completions` (no ``stream``).
+
+        Raises:
+            StructuredOutputError: the model refused, was cut at ``max_tokens``, wrote no
+            JSON or JSON that does not match (``reason``; ``raw_text`` holds the answer,
+            redacted). TypeError: a ``response_format`` that is none of these. The errors of
+            :meth:`chat_completions`.
+        """
+        answer = StructuredAnswer(response_format)
+        call = Endpoints.chat_completions(
+            model, messages, use_case_id, use_case, temperature, max_tokens, False,
+            answer.request_fields(kwargs),
+        )
+        redact = self._redactor(call, self._call_state(call))  # chat secrets do not change mid-call
+        parsed: ChatCompletion = answer.parse(self._call(call), redact)
+        return parsed
 
     # -- media --------------------------------------------------------------------------------
 

@@ -19,8 +19,8 @@ __all__ = [
     "WayGPTError", "ConfigurationError", "APIStatusError", "BadRequestError",
     "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError",
     "UnprocessableEntityError", "RateLimitError", "InternalServerError", "APIConnectionError",
-    "APITimeoutError", "StreamInterruptedError", "APIResponseValidationError", "MediaJobError",
-    "MediaJobFailedError", "MediaJobTimeoutError",
+    "APITimeoutError", "StreamInterruptedError", "APIResponseValidationError",
+    "StructuredOutputError", "MediaJobError", "MediaJobFailedError", "MediaJobTimeoutError",
 ]
 
 # Bounds keep a hostile or broken server (a 20 MB error page) from blowing up memory or logs.
@@ -157,6 +157,30 @@ class StreamInterruptedError(APIConnectionError):
 
 class APIResponseValidationError(WayGPTError):
     """The server answered success, but the body is not the JSON the method expects."""
+
+
+class StructuredOutputError(APIResponseValidationError):
+    """A structured answer (``chat_completions_parse``) that cannot be used.
+
+    ``reason`` says why: ``"refusal"`` (the model refused), ``"length"`` (cut at
+    ``max_tokens``), ``"not_json"`` or ``"mismatch"`` (JSON that does not match the schema;
+    the message says where). ``raw_text`` is what the model wrote (or its refusal), secrets
+    replaced, cut at 64 KiB.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status_code: Optional[int] = None,
+        response: Any = None,
+        *,
+        reason: str = "",
+        raw_text: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, status_code, response, **kwargs)
+        self.reason = reason
+        self.raw_text = raw_text
 
 
 class TransportFailure(Exception):

@@ -15,10 +15,14 @@ __all__ = [
 
 
 class ChatMessage(TypedDict, total=False):
-    """A message of a chat answer: ``role`` and ``content``."""
+    """A message of a chat answer: ``role`` and ``content``; ``tool_calls`` when the model
+    calls tools, ``refusal`` when it refuses, ``parsed`` from ``chat_completions_parse``."""
 
     role: str
     content: Optional[str]
+    tool_calls: List[Dict[str, Any]]
+    refusal: Optional[str]
+    parsed: Any
 
 
 class CompletionUsage(TypedDict, total=False):

@@ -29,8 +29,10 @@ Hidden set-up, the same for every page:
 * a page must finish within ``PAGE_TIMEOUT`` seconds.
 
 A page that uses the async client is skipped when aiohttp is not installed. A page whose
-blocks import ``opentelemetry`` modules that are not installed (the API alone, or nothing of
-it) runs up to the first such block, and the rest of it is skipped: put those blocks last.
+blocks import optional packages that are not installed (``opentelemetry`` modules, the API
+alone or nothing of it; ``waygpt.langchain`` and ``langchain_core``, ``openai``, ``pydantic``,
+``llama_index``: see ``OPTIONAL_IMPORT``) runs up to the first such block, and the rest of it
+is skipped: put those blocks last.
 
 A block that cannot run (real credentials, a bot token, a framework the test environment
 lacks) carries, on the line right above its fence, an HTML comment with the reason::
@@ -151,6 +153,24 @@ OTEL_IMPORT = re.compile(
     r"import[ \t]+(opentelemetry(?:\.\w+)*))\b",
     re.MULTILINE,
 )
+# Every optional package a block may import: OpenTelemetry, and the integrations of
+# docs/integrations.md. `waygpt.langchain` is always found; what it needs is langchain_core.
+_OPTIONAL = r"(?:opentelemetry|waygpt\.langchain|langchain_core|openai|pydantic|llama_index)"
+OPTIONAL_IMPORT = re.compile(
+    rf"^[ \t]*(?:from[ \t]+({_OPTIONAL}(?:\.\w+)*)[ \t]+import|"
+    rf"import[ \t]+({_OPTIONAL}(?:\.\w+)*))\b",
+    re.MULTILINE,
+)
+NEEDS = {"waygpt.langchain": "langchain_core"}
+INSTALL_HINTS = {
+    "opentelemetry.sdk": "pip install opentelemetry-sdk",
+    "opentelemetry": 'pip install "waygpt[otel]"',
+    "waygpt.langchain": 'pip install "waygpt[langchain]"',
+    "langchain_core": 'pip install "waygpt[langchain]"',
+    "openai": "pip install openai",
+    "pydantic": "pip install pydantic",
+    "llama_index": "pip install llama-index-llms-openai-like",
+}
 
 
 def _importable(module: str) -> bool:
@@ -161,14 +181,18 @@ def _importable(module: str) -> bool:
 
 
 def _missing_modules(block: CodeBlock) -> List[str]:
-    """The OpenTelemetry modules ``block`` imports that cannot be imported here."""
-    names = {a or b for a, b in OTEL_IMPORT.findall(block.code)}
-    return sorted(name for name in names if not _importable(name))
+    """The optional modules ``block`` imports that cannot be imported here."""
+    names = {a or b for a, b in OPTIONAL_IMPORT.findall(block.code)}
+    return sorted(name for name in names if not _importable(NEEDS.get(name, name)))
 
 
 def _install_hint(modules: List[str]) -> str:
-    sdk = any(name.startswith("opentelemetry.sdk") for name in modules)
-    return "pip install opentelemetry-sdk" if sdk else 'pip install "waygpt[otel]"'
+    hints = []
+    for name in modules:
+        hint = next(h for prefix, h in INSTALL_HINTS.items() if name.startswith(prefix))
+        if hint not in hints:
+            hints.append(hint)
+    return "; ".join(hints)
 
 
 @contextlib.contextmanager

@@ -122,3 +122,35 @@ def test_with_opentelemetry_import_waygpt_imports_none_of_it_until_a_client_is_m
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["[]", "True"]
+
+
+def test_structured_answers_import_none_of_pydantic_langchain_or_openai(server):
+    result = run(
+        f"""
+        import sys
+        import waygpt
+        client = waygpt.WayGPTClient(api_url={server.url!r}, project_key={server.project_key!r})
+        schema = {{"type": "object", "properties": {{"name": {{"type": "string"}}}}}}
+        client.chat_completions_parse(
+            messages=[{{"role": "user", "content": "'Kazan'"}}], response_format=schema
+        )
+        print(sorted(m for m in ("pydantic", "langchain_core", "openai") if m in sys.modules))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_waygpt_langchain_without_langchain_core_says_what_to_install():
+    result = run(
+        """
+        import sys
+        sys.modules["langchain_core"] = None  # waygpt[langchain] is not installed
+        try:
+            import waygpt.langchain
+        except ImportError as error:
+            print(error)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'pip install "waygpt[langchain]"' in result.stdout

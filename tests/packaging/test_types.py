@@ -33,6 +33,10 @@ def sync_usage(client: WayGPTClient) -> None:
     models: List[str] = client.get_models()
     job: MediaJob = client.video_generations("sunset")
     typed: ChatCompletion = reply
+    schema = {"type": "object"}
+    parsed = client.chat_completions_parse(messages=[{"role": "user", "content": "hi"}],
+                                           response_format=schema)
+    reveal_type(parsed["choices"][0]["message"]["parsed"])
 
 
 async def async_usage(client: AsyncWayGPTClient) -> None:
@@ -77,6 +81,7 @@ def test_mypy_strict_sees_the_answer_types(tmp_path: Path) -> None:
     assert "ChatCompletionChunkChoice" in type_at('reveal_type(chunk["choices"])')
     assert type_at('(await client.get_media_job("j1"))["status"]') == "str"
     assert "ChatCompletionChunk" in type_at("reveal_type(chunk)")
+    assert type_at('["message"]["parsed"]') == "Any"
     # The one deliberate mistake, and nothing else, is an error.
     errors = [line for line in notes.splitlines() if ": error:" in line]
     assert len(errors) == 1, notes

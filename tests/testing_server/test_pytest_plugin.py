@@ -16,7 +16,12 @@ from pathlib import Path
 TIMEOUT = 120
 
 
-def run_pytest(directory: Path, source: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_pytest(
+    directory: Path, source: str, *args: str, alone: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """pytest in ``directory`` on ``source``; ``alone``: with the waygpt plugin only, loaded as
+    its module, so that the other plugins installed beside it (langchain-core brings
+    langsmith's, langchain-tests pytest-asyncio's) add neither imports nor warnings."""
     (directory / "test_app.py").write_text(textwrap.dedent(source), encoding="utf-8")
     env = {
         k: v
@@ -24,6 +29,9 @@ def run_pytest(directory: Path, source: str, *args: str) -> subprocess.Completed
         if not k.startswith(("WAYGPT_", "PYTEST_")) and k != "PYTHONPATH"
     }
     env["PYTHONIOENCODING"] = "utf-8"
+    if alone:
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        args = ("-p", "waygpt_pytest", *args)
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-v", *args],
         cwd=directory,
@@ -48,10 +56,11 @@ def test_the_plugin_imports_nothing_heavy_when_its_fixtures_are_unused(tmp_path:
 
         def test_uses_no_waygpt_fixture(pytestconfig):
             plugins = sorted(name for name, _ in pytestconfig.pluginmanager.list_name_plugin())
-            assert pytestconfig.pluginmanager.has_plugin("waygpt"), plugins
+            assert pytestconfig.pluginmanager.has_plugin("waygpt_pytest"), plugins
             assert AT_COLLECTION == [], plugins
             assert [name for name in HEAVY if name in sys.modules] == [], plugins
         """,
+        alone=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
@@ -217,6 +226,7 @@ def test_async_waygpt_client_builds_and_closes_the_client(tmp_path: Path) -> Non
         """,
         "-W",
         "error::pytest.PytestWarning",
+        alone=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 passed" in result.stdout, result.stdout

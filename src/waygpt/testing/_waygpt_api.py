@@ -7,54 +7,14 @@ from typing import Any, Dict, List, Optional
 
 from . import _policy as policy
 from . import _validate as v
+from ._answers import Answer, Message, answer, read_messages
 from ._context import Context, reply
 from ._faults import ScriptedResponse, sse_event
+from ._schema import iter_pieces
 from ._state import Job, Project, UseCase
 
 _SIZE = re.compile(r"[1-9][0-9]{1,4}x[1-9][0-9]{1,4}")
 _WORD = re.compile(r"\s*\S+")
-
-
-def _message_text(content: Any, loc: List[Any]) -> str:
-    """The text of a message: a string, or the text parts of an OpenAI content list."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        ]
-        return " ".join(parts)
-    raise v.invalid([*loc, "content"], "Input should be a valid string", "string_type")
-
-
-def _messages(body: Dict[str, Any]) -> List[Dict[str, str]]:
-    messages = body.get("messages")
-    if messages is None:
-        raise v.invalid(["messages"], "Field required", "missing")
-    if not isinstance(messages, list):
-        raise v.invalid(["messages"], "Input should be a valid list", "list_type")
-    if not messages:
-        raise v.invalid(
-            ["messages"], "List should have at least 1 item after validation, not 0", "too_short"
-        )
-    out = []
-    for index, message in enumerate(messages):
-        loc: List[Any] = ["messages", index]
-        if not isinstance(message, dict):
-            raise v.invalid(loc, "Input should be a valid dictionary", "dict_type")
-        role = message.get("role")
-        if role is None:
-            raise v.invalid([*loc, "role"], "Field required", "missing")
-        if not isinstance(role, str):
-            raise v.invalid([*loc, "role"], "Input should be a valid string", "string_type")
-        if "content" not in message:
-            raise v.invalid([*loc, "content"], "Field required", "missing")
-        out.append({"role": role, "content": _message_text(message["content"], loc)})
-    return out
 
 
 def _resolve_chat_model(project: Project, model: str, use_case: Optional[UseCase]) -> str:
@@ -89,15 +49,53 @@ def _tokens(text: str) -> List[str]:
     return tokens
 
 
+def _usage(messages: List[Message], said: Answer) -> Dict[str, int]:
+    prompt_tokens = sum(len(m.text.split()) for m in messages)
+    completion_tokens = len((said.content or "").split()) + sum(
+        1 + len(call["function"]["arguments"].split()) for call in said.tool_calls
+    )
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _deltas(said: Answer) -> List[Dict[str, Any]]:
+    """The answer as a model streams it: the content word by word; a tool call's id and name
+    first, then its arguments in pieces."""
+    if not said.tool_calls:
+        tokens = _tokens(said.content or "")
+        return [{"role": "assistant", "content": tokens[0]}] + [
+            {"content": token} for token in tokens[1:]
+        ]
+    deltas: List[Dict[str, Any]] = []
+    for index, call in enumerate(said.tool_calls):
+        head = {
+            "index": index,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        deltas.append({"role": "assistant", "content": None, "tool_calls": [head]}
+                      if index == 0 else {"tool_calls": [head]})
+        deltas.extend(
+            {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+            for piece in iter_pieces(call["function"]["arguments"])
+        )
+    return deltas
+
+
 def chat_completions(ctx: Context) -> ScriptedResponse:
     project = ctx.require_project()
     body = v.json_object(ctx.request)
-    messages = _messages(body)
+    messages = read_messages(body)
     model = v.string(body, "model") or "auto"
     use_case_key = v.string(body, "use_case")
     v.number(body, "temperature", low=0, high=2)
     v.integer(body, "max_tokens", low=1)
     stream = v.boolean(body, "stream") or False
+    said = answer(body, messages)
     # The fields are valid (422 first, as FastAPI validates before the endpoint runs);
     # now what they name must exist: the use case, then the model.
     use_case: Optional[UseCase] = None
@@ -107,38 +105,28 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
             raise v.ApiError(404, f"Use case '{use_case_key}' not found")
     resolved_model = _resolve_chat_model(project, model, use_case)
 
-    user_texts = [m["content"] for m in messages if m["role"] == "user"]
-    content = "Echo: " + (user_texts[-1] if user_texts else messages[-1]["content"])
-    prompt_tokens = sum(len(m["content"].split()) for m in messages)
-    completion_tokens = len(content.split())
-    usage = {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
+    usage = _usage(messages, said)
     base = {
         "id": "chatcmpl-" + uuid.uuid4().hex[:24],
         "created": int(ctx.state.clock.now()),
         "model": resolved_model,
     }
     if not stream:
+        message: Dict[str, Any] = {"role": "assistant", "content": said.content}
+        if said.tool_calls:
+            message["tool_calls"] = said.tool_calls
         return reply(
             {
                 **base,
                 "object": "chat.completion",
                 "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
-                    }
+                    {"index": 0, "message": message, "finish_reason": said.finish_reason}
                 ],
                 "usage": usage,
             }
         )
     events = []
-    for index, token in enumerate(_tokens(content)):
-        delta = {"role": "assistant", "content": token} if index == 0 else {"content": token}
+    for delta in _deltas(said):
         chunk = {
             **base,
             "object": "chat.completion.chunk",
@@ -148,12 +136,12 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
     final = {
         **base,
         "object": "chat.completion.chunk",
-        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "delta": {}, "finish_reason": said.finish_reason}],
         "usage": usage,
     }
     events.append(sse_event(final))
     events.append(sse_event("[DONE]"))
-    answer = ScriptedResponse(
+    answer_stream = ScriptedResponse(
         chunks=events,
         content_type="text/event-stream; charset=utf-8",
         headers={"Cache-Control": "no-cache"},
@@ -161,7 +149,7 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
         times=None,
     )
     fault = ctx.stream_faults.take()
-    return answer if fault is None else fault.answer(answer)
+    return answer_stream if fault is None else fault.answer(answer_stream)
 
 
 def _media_model(project: Project, model: Optional[str], kind: str) -> str:
