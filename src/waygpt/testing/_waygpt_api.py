@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 from . import _policy as policy
 from . import _validate as v
 from ._context import Context, reply
-from ._faults import ScriptedResponse, sse_event
+from ._faults import ScriptedResponse, sse_event, usage_chunk
 from ._state import Job, Project, UseCase
 
 _SIZE = re.compile(r"[1-9][0-9]{1,4}x[1-9][0-9]{1,4}")
@@ -89,6 +89,16 @@ def _tokens(text: str) -> List[str]:
     return tokens
 
 
+def _include_usage(body: Dict[str, Any]) -> bool:
+    """``stream_options.include_usage``, checked (False when not given)."""
+    options = v.mapping(body, "stream_options") or {}
+    value = options.get("include_usage")
+    if value is not None and not isinstance(value, bool):
+        loc = ["stream_options", "include_usage"]
+        raise v.invalid(loc, "Input should be a valid boolean", "bool_type")
+    return bool(value)
+
+
 def chat_completions(ctx: Context) -> ScriptedResponse:
     project = ctx.require_project()
     body = v.json_object(ctx.request)
@@ -98,6 +108,7 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
     v.number(body, "temperature", low=0, high=2)
     v.integer(body, "max_tokens", low=1)
     stream = v.boolean(body, "stream") or False
+    include_usage = _include_usage(body) or ctx.always_include_usage
     # The fields are valid (422 first, as FastAPI validates before the endpoint runs);
     # now what they name must exist: the use case, then the model.
     use_case: Optional[UseCase] = None
@@ -116,11 +127,9 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
-    base = {
-        "id": "chatcmpl-" + uuid.uuid4().hex[:24],
-        "created": int(ctx.state.clock.now()),
-        "model": resolved_model,
-    }
+    answer_id = "chatcmpl-" + uuid.uuid4().hex[:24]
+    created = int(ctx.state.clock.now())
+    base = {"id": answer_id, "created": created, "model": resolved_model}
     if not stream:
         return reply(
             {
@@ -136,6 +145,9 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
                 "usage": usage,
             }
         )
+    # Asked for usage, the stream is OpenAI's: every chunk says "usage": null, and one more,
+    # without choices, carries the usage before [DONE]. Otherwise the final chunk carries it.
+    null_usage: Dict[str, Any] = {"usage": None} if include_usage else {}
     events = []
     for index, token in enumerate(_tokens(content)):
         delta = {"role": "assistant", "content": token} if index == 0 else {"content": token}
@@ -143,15 +155,21 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
             **base,
             "object": "chat.completion.chunk",
             "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            **null_usage,
         }
         events.append(sse_event(chunk))
     final = {
         **base,
         "object": "chat.completion.chunk",
         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-        "usage": usage,
+        "usage": None if include_usage else usage,
     }
     events.append(sse_event(final))
+    if include_usage:
+        last = usage_chunk(
+            prompt_tokens, completion_tokens, id=answer_id, model=resolved_model, created=created
+        )
+        events.append(sse_event(last))
     events.append(sse_event("[DONE]"))
     answer = ScriptedResponse(
         chunks=events,
