@@ -109,8 +109,14 @@ class _StreamBase:
         if error.request_id is None:  # (a header, which may echo a secret as well)
             error.request_id = request_id_of(self.headers)
         redact_error(error, self._redact)
-        if error.partial is not None:
-            error.partial.text = self._redact(error.partial.text)
+        partial = error.partial
+        if partial is not None:  # every text the server sent: each choice's, each call's
+            partial.text = self._redact(partial.text)
+            for choice in partial.choices:
+                choice.text = self._redact(choice.text)
+                for tool_call in choice.tool_calls:  # (choice 0's are the partial's own)
+                    function = tool_call["function"]
+                    function["arguments"] = self._redact(function["arguments"])
         forget_internal_locals(error)  # the raw blocks the stream's frames read
         error.attempts = call.attempts
         error.client_request_id = call.client_request_id or None
