@@ -207,6 +207,22 @@ def test_a_partial_answer_echoing_the_key_is_hidden_in_the_error(sdk, no_retry_c
     assert caught.value.partial.text == "your key: [REDACTED]"
     assert server.project_key.encode() not in pickle.dumps(caught.value)
 
+def test_a_partial_tool_call_echoing_the_key_is_hidden_in_the_error(
+    sdk, no_retry_client, server
+):
+    call = {"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "login", "arguments": f'{{"key": "{server.project_key}"}}'}}
+    echoed = {"choices": [{"index": 0, "delta": {"content": "a", "tool_calls": [call]}}]}
+    server.script(chunks=[sse_event(echoed)], content_type="text/event-stream", cut="reset")
+
+    with pytest.raises(sdk.StreamInterruptedError) as caught:
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
+
+    arguments = caught.value.partial.tool_calls[0]["function"]["arguments"]
+    assert arguments == '{"key": "[REDACTED]"}'
+    assert server.project_key.encode() not in pickle.dumps(caught.value)
+
+
 def test_bad_stream_data_echoing_the_key_hides_it(sdk, no_retry_client, server):
     line = f"data: not json {server.project_key}\n\n".encode()
     server.script(chunks=[line], content_type="text/event-stream")
