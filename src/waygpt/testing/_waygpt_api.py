@@ -117,11 +117,9 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
     resolved_model = _resolve_chat_model(project, model, use_case)
 
     usage = _usage(messages, said)
-    base = {
-        "id": "chatcmpl-" + uuid.uuid4().hex[:24],
-        "created": int(ctx.state.clock.now()),
-        "model": resolved_model,
-    }
+    answer_id = "chatcmpl-" + uuid.uuid4().hex[:24]
+    created = int(ctx.state.clock.now())
+    base = {"id": answer_id, "created": created, "model": resolved_model}
     if not stream:
         message: Dict[str, Any] = {"role": "assistant", "content": said.content}
         if said.tool_calls:
@@ -157,8 +155,8 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
     events.append(sse_event(final))
     if include_usage:
         last = usage_chunk(
-            usage["prompt_tokens"], usage["completion_tokens"], id=base["id"],
-            model=resolved_model, created=base["created"],
+            usage["prompt_tokens"], usage["completion_tokens"], id=answer_id,
+            model=resolved_model, created=created,
         )
         events.append(sse_event(last))
     events.append(sse_event("[DONE]"))
