@@ -65,14 +65,19 @@ class Server:
 
 
 def rotate(
-    works: Dict[str, Work], rounds: int, server: Optional[Server] = None
+    works: Dict[str, Work],
+    rounds: int,
+    server: Optional[Server] = None,
+    settle: Optional[Callable[[], Any]] = None,
+    clock: Callable[[], float] = time.process_time,
 ) -> Dict[str, List[float]]:
-    """Client CPU seconds (``time.process_time``) per unit of each work, each round.
+    """Client CPU seconds (``time.process_time``) per unit of each work, each round
+    (``clock=time.perf_counter``: wall seconds).
 
     One untimed round warms every work up (connections opened, caches filled); then each
     work runs once a round, in an order that rotates, so that a disturbance of the machine
-    hits all of them alike. With ``server``, its CPU per wall second over each measurement
-    goes to ``server.cores``.
+    hits all of them alike. ``settle`` runs untimed before each measurement. With ``server``,
+    its CPU per wall second over each measurement goes to ``server.cores``.
     """
     names = list(works)
     for name in names:
@@ -81,12 +86,14 @@ def rotate(
     for index in range(rounds):
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
+            if settle is not None:
+                settle()
             gc.collect()
             before = server.stats()["cpu"] if server is not None else 0.0
             wall = time.perf_counter()
-            started = time.process_time()
+            started = clock()
             units = works[name]()
-            cpu = time.process_time() - started
+            cpu = clock() - started
             wall = time.perf_counter() - wall
             if server is not None:
                 server.cores.append((server.stats()["cpu"] - before) / wall)

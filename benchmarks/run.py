@@ -2,7 +2,7 @@
 
     python benchmarks/run.py                  # the full run (a few minutes)
     python benchmarks/run.py --quick          # fewer rounds, about a minute
-    python benchmarks/run.py --only sync      # or: --only async
+    python benchmarks/run.py --only sync      # or: --only async, --only batch
     python benchmarks/run.py --json out.json  # default: benchmarks/results.json
     python benchmarks/run.py --markdown       # the table as Markdown too
 
@@ -37,12 +37,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import json
 import os
 import platform
 import sys
+import tempfile
+import threading
 import time
 import tracemalloc
 from functools import partial
@@ -76,10 +79,10 @@ except ImportError:
 PROFILES = {
     "full": {"calls": 1000, "rounds": 11, "stream_events": 30_000, "stream_rounds": 5,
              "async_sequential": 400, "async_concurrent": 1280, "async_rounds": 9,
-             "async_events": 4000, "async_stream_rounds": 7},
+             "async_events": 4000, "async_stream_rounds": 7, "batch_rounds": 5},
     "quick": {"calls": 300, "rounds": 7, "stream_events": 10_000, "stream_rounds": 3,
               "async_sequential": 200, "async_concurrent": 640, "async_rounds": 5,
-              "async_events": 2000, "async_stream_rounds": 3},
+              "async_events": 2000, "async_stream_rounds": 3, "batch_rounds": 3},
 }
 OPENAI_SHARE = 4  # openai makes a quarter of the calls and reads streams a quarter as long
 MEMORY_EVENTS = 200_000
@@ -88,6 +91,10 @@ LATENCY_EVENTS = 200
 LATENCY_INTERVAL = 0.005  # seconds between two timed events
 CONCURRENCY = 64
 STREAMS = 16
+BATCH_CHATS = 2000  # waygpt.batch against a ThreadPoolExecutor loop: chats per run ...
+BATCH_CONCURRENCY = 32  # ... and threads
+BATCH_MEMORY_LINES = 100_000  # the memory run: lines of input ...
+BATCH_MEMORY_TEXT = 1000  # ... each with a message of this many characters (about 110 MB)
 HEADERS = {"x-project-key": PROJECT_KEY, "Accept": "application/json"}
 STREAM_HEADERS = {"x-project-key": PROJECT_KEY, "Accept": "text/event-stream"}
 
@@ -417,6 +424,97 @@ def measure_async(server: harness.Server, profile: Dict[str, int],
         loop.close()
 
 
+# -- waygpt.batch ------------------------------------------------------------------------------
+
+
+def _batch_input(path: str, count: int, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for index in range(count):
+            handle.write(json.dumps({
+                "custom_id": f"request-{index}", "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": "auto", "messages": [{"role": "user", "content": text}]},
+            }) + "\n")
+
+
+def _bare_batch(client: Any, source: str, output: str) -> int:
+    """What a user writes by hand: the requests read, a ThreadPoolExecutor calling the same
+    client, a line written per answer."""
+    with open(source, encoding="utf-8") as handle:
+        lines = [json.loads(line) for line in handle]
+    with concurrent.futures.ThreadPoolExecutor(BATCH_CONCURRENCY) as pool, \
+            open(output, "w", encoding="utf-8") as out:
+        answers = pool.map(lambda line: client.chat_completions(**line["body"]), lines)
+        for line, answer in zip(lines, answers):
+            out.write(json.dumps({"custom_id": line["custom_id"], "body": answer}) + "\n")
+    return 1
+
+
+def _sdk_batch(client: Any, source: str, output: str, count: int) -> int:
+    summary = waygpt.batch(client, source, output, concurrency=BATCH_CONCURRENCY)
+    if summary.succeeded != count:
+        raise RuntimeError(f"the batch answered {summary.succeeded} of {count}: {summary}")
+    return 1
+
+
+def _peak_rss_growth(work: Callable[[], Any]) -> float:
+    """MB: the highest RSS (sampled every 50 ms) during ``work``, over the RSS before it."""
+    gc.collect()
+    start = highest = _rss()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal highest
+        while not done.wait(0.05):
+            highest = max(highest, _rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        work()
+    finally:
+        done.set()
+        sampler.join()
+    return (max(highest, _rss()) - start) / 2**20
+
+
+def measure_batch(server: harness.Server, profile: Dict[str, int],
+                  groups: Dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory() as tmp, sdk_client(server.url) as client:
+        source = os.path.join(tmp, "in.jsonl")
+        outputs = {"sdk": os.path.join(tmp, "sdk.jsonl"), "bare": os.path.join(tmp, "bare.jsonl")}
+        _batch_input(source, BATCH_CHATS, "benchmark")
+
+        def clean() -> None:  # untimed, before each run: a batch resumes an existing output
+            for path in outputs.values():
+                if os.path.exists(path):
+                    os.remove(path)
+
+        print(f"batch of {BATCH_CHATS} ...", file=sys.stderr, flush=True)
+        works: Dict[str, harness.Work] = {
+            "sdk": partial(_sdk_batch, client, source, outputs["sdk"], BATCH_CHATS),
+            "bare": partial(_bare_batch, client, source, outputs["bare"]),
+        }
+        samples = rotate(works, profile["batch_rounds"], server, settle=clean,
+                         clock=time.perf_counter)
+        _in(groups, "batch", "s", samples)
+
+        print(f"batch memory, {BATCH_MEMORY_LINES:,} lines ...", file=sys.stderr, flush=True)
+        big, out = os.path.join(tmp, "big.jsonl"), os.path.join(tmp, "big-out.jsonl")
+        _batch_input(big, BATCH_MEMORY_LINES, "x" * BATCH_MEMORY_TEXT)
+        rss = _peak_rss_growth(lambda: _sdk_batch(client, big, out, BATCH_MEMORY_LINES))
+        # A rerun reads both files whole (the check, the output's answers) and sends nothing.
+        gc.collect()
+        tracemalloc.start()
+        try:
+            waygpt.batch(client, big, out)
+            traced = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        _in(groups, "batch memory rss", "MB", {"sdk": [rss],
+                                               "input": [os.path.getsize(big) / 2**20]})
+        _in(groups, "batch memory traced", "MB", {"sdk": [traced / 2**20]})
+
+
 # -- the table ----------------------------------------------------------------------------------
 
 Goal = Tuple[Optional[str], str, float]  # (compared with: a sample or None, op, limit)
@@ -470,12 +568,18 @@ for _kind in ("get_models()", "chat_completions()"):
 ROWS += [
     Row(f"async stream events per CPU s, {STREAMS} streams", "async streams",
         goals=(("bare", ">=", 1.2),)),
+    Row(f"waygpt.batch, {BATCH_CHATS:,} chats, {BATCH_CONCURRENCY} threads: wall s "
+        "(bare: ThreadPoolExecutor)", "batch", openai=None, goals=(("bare", "<=", 1.20),)),
+    Row(f"waygpt.batch, {BATCH_MEMORY_LINES:,} lines of 1 KB: RSS growth (MB)",
+        "batch memory rss", bare=None, openai=None, goals=((None, "<", 40),)),
+    Row(f"waygpt.batch, rerun over {BATCH_MEMORY_LINES:,} answered lines: peak traced (MB)",
+        "batch memory traced", bare=None, openai=None, goals=((None, "<", 40),)),
     Row("server CPU while measuring (cores, max)", "server", "max", None, None,
         ((None, "<", 1),)),
 ]
 HEADER = ("metric", "SDK", "bare", "SDK / bare", "openai", "SDK / openai", "goal", "result")
-_DIGITS = {"us": 1, "events/s": 0, "ms": 2, "MB": 2, "count": 0, "core": 2}
-_RATIOS = ("us", "events/s")  # the CPU figures; the others are compared by their values
+_DIGITS = {"us": 1, "events/s": 0, "ms": 2, "MB": 2, "count": 0, "core": 2, "s": 3}
+_RATIOS = ("us", "events/s", "s")  # CPU and wall times; the others are compared by value
 _OPS: Dict[str, Callable[[float, float], bool]] = {
     "<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b,
     "==": lambda a, b: a == b,
@@ -548,8 +652,8 @@ def _environment() -> Dict[str, Any]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (about a minute)")
-    parser.add_argument("--only", choices=("sync", "async"),
-                        help="run only the sync or the async client's rows")
+    parser.add_argument("--only", choices=("sync", "async", "batch"),
+                        help="run only the sync or the async client's rows, or waygpt.batch's")
     parser.add_argument("--json", metavar="FILE", help="where to write the figures (default: "
                         "benchmarks/results.json)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown too")
@@ -559,10 +663,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     groups: Dict[str, Any] = {}
     started = time.monotonic()
     with harness.Server() as server:
-        if args.only != "async":
+        if args.only in (None, "sync"):
             measure_sync(server, profile, groups)
-        if args.only != "sync":
+        if args.only in (None, "async"):
             measure_async(server, profile, groups)
+        if args.only in (None, "batch"):
+            measure_batch(server, profile, groups)
         _in(groups, "server", "core", {"max": [max(server.cores)]})
     seconds = round(time.monotonic() - started, 1)
     rows = table(groups)

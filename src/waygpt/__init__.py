@@ -41,15 +41,16 @@ from .streaming import AsyncChatStream, ChatStream
 
 if TYPE_CHECKING:
     from ._async_client import AsyncWayGPTClient
+    from ._batch import BatchInputError, BatchSummary, batch
     from ._chat_result import ChatChoiceResult, ChatStreamResult, collect_chat_stream
     from .sse import ServerSentEvent, SSEDecoder
 
 # Imported on first use, so that `import waygpt` costs little more than `import requests`:
 # the async client needs asyncio (and aiohttp), the SSE parser and the stream result
-# dataclasses. The one-file build bundles the sync client only.
+# dataclasses, the batch runner threads. The one-file build bundles the sync client only.
 _LAZY = {
-    "AsyncWayGPTClient": "_async_client", "ChatChoiceResult": "_chat_result",
-    "ChatStreamResult": "_chat_result",
+    "AsyncWayGPTClient": "_async_client", "BatchInputError": "_batch", "BatchSummary": "_batch",
+    "batch": "_batch", "ChatChoiceResult": "_chat_result", "ChatStreamResult": "_chat_result",
     "collect_chat_stream": "_chat_result", "ServerSentEvent": "sse", "SSEDecoder": "sse",
 }
 
@@ -67,11 +68,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_API_URL", "APIConnectionError", "APIResponseValidationError", "APIStatusError",
     "APITimeoutError", "AsyncChatStream", "AsyncWayGPTClient", "AuthenticationError",
-    "BadRequestError", "ChatChoiceResult", "ChatStream", "ChatStreamResult",
-    "ConfigurationError", "ConflictError", "HMACSigner", "InternalServerError", "MediaJobError",
-    "MediaJobFailedError", "MediaJobTimeoutError", "NotFoundError", "PermissionDeniedError",
-    "RateLimitError", "RawResponse", "RequestView", "ResponseView", "SSEDecoder",
-    "ServerSentEvent", "StreamInterruptedError", "StructuredOutputError",
-    "UnprocessableEntityError", "WayGPTClient", "WayGPTError", "__version__",
-    "collect_chat_stream",
+    "BadRequestError", "BatchInputError", "BatchSummary", "ChatChoiceResult", "ChatStream",
+    "ChatStreamResult", "ConfigurationError", "ConflictError", "HMACSigner",
+    "InternalServerError", "MediaJobError", "MediaJobFailedError", "MediaJobTimeoutError",
+    "NotFoundError", "PermissionDeniedError", "RateLimitError", "RawResponse", "RequestView",
+    "ResponseView", "SSEDecoder", "ServerSentEvent", "StreamInterruptedError",
+    "StructuredOutputError", "UnprocessableEntityError", "WayGPTClient", "WayGPTError",
+    "__version__", "batch", "collect_chat_stream",
 ]

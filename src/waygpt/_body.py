@@ -17,8 +17,7 @@ from .errors import APIConnectionError, APIResponseValidationError
 SUCCESS_BODY_LIMIT = 64 * 1024 * 1024
 # Bytes asked of the transport per read, and the most one decoding step may produce.
 READ_SIZE = 64 * 1024
-# What the SDK asks for and can decode.
-ACCEPT_ENCODING = "gzip, deflate"
+ACCEPT_ENCODING = "gzip, deflate"  # what the SDK asks for: what it can decode
 _MAX_ENCODINGS = 3  # "gzip, gzip" is legal; a long chain is only a way to multiply work
 
 
@@ -81,8 +80,7 @@ class ContentDecoder:
         self._status = status
         names = [part.strip().lower() for part in (header or "").split(",")]
         names = [name for name in names if name and name != "identity"]
-        unknown = [name for name in names if name not in ("gzip", "x-gzip", "deflate")]
-        if unknown or len(names) > _MAX_ENCODINGS:
+        if len(names) > _MAX_ENCODINGS or not {"gzip", "x-gzip", "deflate"}.issuperset(names):
             raise APIResponseValidationError(
                 f"the response body could not be decoded: unsupported Content-Encoding {header!r}",
                 status,
@@ -92,11 +90,11 @@ class ContentDecoder:
 
     @property
     def identity(self) -> bool:
+        """No encoding to undo ("identity"): the body is read as it is, without a decoder."""
         return not self._layers
 
     def push(self, data: bytes) -> None:
-        if self._layers:
-            self._layers[0].push(data)
+        self._layers[0].push(data)
 
     def pull(self, size: int = READ_SIZE) -> bytes:
         try:
@@ -171,7 +169,8 @@ class BodyCollector:
         encoding = headers.get("content-encoding")
         if encoding:
             try:
-                self._decoder = ContentDecoder(encoding, status)
+                decoder = ContentDecoder(encoding, status)
+                self._decoder = None if decoder.identity else decoder
             except APIResponseValidationError:
                 if not lenient:
                     raise

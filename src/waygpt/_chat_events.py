@@ -8,7 +8,7 @@ Every text an error keeps goes through the call's ``redact`` before it is cut.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional
 
 from ._body import ContentDecoder
 from .errors import (
@@ -27,9 +27,7 @@ if TYPE_CHECKING:
 _STREAM_DONE = "[DONE]"
 _STREAM_MESSAGE_LIMIT = 500
 Redact = Callable[[str], str]
-_STREAM_JSON_SCAN: Optional[Callable[[str, int], Tuple[Any, int]]] = getattr(
-    json.JSONDecoder(), "scan_once", None
-)
+_STREAM_JSON_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined] # (untyped)
 _NOT_JSON: Any = object()
 
 
@@ -56,17 +54,11 @@ def stream_error(payload: Any, redact: Redact) -> WayGPTError:
     error = payload
     if isinstance(payload, dict) and payload.get("error") is not None:
         error = payload["error"]  # else an `event: error` whose data is the error itself
-    message = "error in stream"
+    text = "" if error is None or error is True else error
     if isinstance(error, dict):
-        for key in ("message", "detail", "msg", "type"):
-            if error.get(key):
-                value = error[key]
-                message = value if isinstance(value, str) else json.dumps(value)
-                break
-    elif isinstance(error, str) and error:
-        message = error
-    elif error is not None and error is not True:
-        message = json.dumps(error)
+        found = (error[key] for key in ("message", "detail", "msg", "type") if error.get(key))
+        text = next(found, "")
+    message = text if isinstance(text, str) else json.dumps(text)
     message = redact(message).strip()  # (JSON of a field is new text: redacted too)
     if len(message) > _STREAM_MESSAGE_LIMIT:
         message = message[: _STREAM_MESSAGE_LIMIT - 3] + "..."
@@ -97,36 +89,24 @@ def _stream_json(text: str) -> Any:
     """``json.loads(text)``, through the C scanner directly when the text is one bare value
     (``json.loads`` adds three Python calls and two regex matches per event: 12 % of a
     model-speed stream's CPU, docs/performance.md); its results and errors are the same."""
-    scan = _STREAM_JSON_SCAN
-    if scan is not None:
-        try:
-            value, end = scan(text, 0)
-        except (StopIteration, ValueError):
-            pass
-        else:
-            if end == len(text):
-                return value
+    try:
+        value, end = _STREAM_JSON_SCAN(text, 0)
+    except (StopIteration, ValueError):
+        pass
+    else:
+        if end == len(text):
+            return value
     return json.loads(text)
 
 
-def stream_kind(headers: Mapping[str, str]) -> str:
-    """What a successful answer to a stream request holds: "sse", "json" or "other"."""
-    content_type = str(headers.get("content-type", "")).lower()
-    if "event-stream" in content_type:
-        return "sse"
-    if "json" in content_type:
-        return "json"
-    return "other"
-
-
 def not_a_stream_error(
-    status: int, headers: Mapping[str, str], body: bytes, redact: Redact
+    status: int, headers: Mapping[str, str], body: Optional[bytes], redact: Redact
 ) -> WayGPTError:
-    """The error for a successful answer that is not an event stream: the error a JSON
-    ``error`` object says (a gateway refusing the stream), else an
-    ``APIResponseValidationError`` (a proxy's login page, a plain JSON answer)."""
-    content_type = redact(str(headers.get("content-type", "")) or "no Content-Type")
-    if stream_kind(headers) != "json":
+    """The error for a successful answer that is not an event stream (``body``: its JSON body,
+    None when it is not JSON): the error a JSON ``error`` object says (a gateway refusing the
+    stream), else an ``APIResponseValidationError`` (a proxy's login page, a plain answer)."""
+    if body is None:
+        content_type = redact(str(headers.get("content-type", "")) or "no Content-Type")
         return APIResponseValidationError(
             f"expected an event stream (text/event-stream), got {content_type[:100]!r}", status
         )
@@ -136,18 +116,7 @@ def not_a_stream_error(
     return APIResponseValidationError(
         "expected an event stream, got a JSON answer "
         "(does the server support stream=true for this request?)",
-        status,
-        scrub_value(payload, redact),
-    )
-
-
-def stream_data_error(text: str, payload: Any, status: int, redact: Redact) -> WayGPTError:
-    """The error for a stream event whose data is not a JSON object (``payload``: its JSON
-    value, or ``_NOT_JSON``), quoting the data."""
-    what = "JSON" if payload is _NOT_JSON else "a JSON object"
-    value = None if payload is _NOT_JSON else scrub_value(payload, redact)
-    return APIResponseValidationError(
-        f"stream event is not {what}: {redact(text)[:200]!r}", status, value
+        status, scrub_value(payload, redact),
     )
 
 
@@ -161,9 +130,7 @@ class ChatEventParser:
     object, a line over the size cap) come first; ``take_error()`` then gives the failure.
     """
 
-    __slots__ = (
-        "_decoder", "_error", "_line_ended", "_raw", "_redact", "_sse", "_status", "done",
-    )
+    __slots__ = ("_decoder", "_error", "_line_ended", "_raw", "_redact", "_sse", "_status", "done")
 
     def __init__(self, status: int, content_encoding: Optional[str], redact: Redact) -> None:
         from .sse import SSEDecoder  # (its dataclasses: for streams only)
@@ -186,11 +153,9 @@ class ChatEventParser:
             self._decoder.push(block)
 
     def pull(self) -> List[ChatCompletionChunk]:
-        """The chunks of the next bounded piece of what was pushed; ``[]`` once all is read.
-
-        An identity body is parsed as it was pushed (one transport read, at most 64 KiB); an
-        encoded one is inflated 64 KiB at a time, until a piece completes some chunks.
-        """
+        """The chunks of the next bounded piece of what was pushed; ``[]`` once all is read: an
+        identity body as pushed (one transport read, at most 64 KiB), an encoded one inflated
+        64 KiB at a time until a piece completes some chunks."""
         out: List[ChatCompletionChunk] = []
         if self.done or self._error is not None:
             return out
@@ -213,8 +178,7 @@ class ChatEventParser:
         return out
 
     def line_ended(self) -> bool:
-        """True when a complete line (an event, a keep-alive comment) arrived since the last
-        call."""
+        """Whether a complete line (an event, a keep-alive comment) arrived since the last call."""
         ended, self._line_ended = self._line_ended, False
         return ended
 
@@ -252,6 +216,10 @@ class ChatEventParser:
                 out.append(payload)  # type: ignore[arg-type] # a chunk is a JSON object
             elif kind == "error":
                 raise stream_error(text if payload is _NOT_JSON else payload, self._redact)
-            elif kind == "message":
-                raise stream_data_error(text, payload, self._status, self._redact)
+            elif kind == "message":  # data that is not a JSON object, quoted
+                what = "JSON" if payload is _NOT_JSON else "a JSON object"
+                value = None if payload is _NOT_JSON else scrub_value(payload, self._redact)
+                raise APIResponseValidationError(
+                    f"stream event is not {what}: {self._redact(text)[:200]!r}", self._status, value
+                )
             # else: an event of another type (a ping ...) is skipped

@@ -14,7 +14,6 @@ import re
 import sys
 import time
 from contextvars import ContextVar
-from functools import partial
 from secrets import token_hex
 from typing import Any, Dict, Generator, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlencode, urlsplit
@@ -22,7 +21,7 @@ from urllib.parse import urlencode, urlsplit
 from urllib3.util.retry import Retry
 
 from ._body import ACCEPT_ENCODING, SUCCESS_BODY_LIMIT, BodyCollector
-from ._chat_events import ChatEventParser, not_a_stream_error, retry_after_in, stream_kind
+from ._chat_events import ChatEventParser, not_a_stream_error, retry_after_in
 from ._config import (
     DEFAULT_API_URL,
     Timeout,
@@ -37,14 +36,12 @@ from ._endpoints import NO_BODY, Call, check_jwt
 from ._logging import configure_logging_from_env, logger
 from ._observe import (
     CLIENT_REQUEST_ID,
-    EventHooks,
+    Headers,
     RawResponse,
     RequestView,
     ResponseView,
     check_event_hooks,
     check_extra_headers,
-    request_headers,
-    response_headers,
 )
 from ._redaction import LazyRedactor, Redactor
 from ._telemetry import NO_SPAN, CallSpan, NoSpan, capture_content, tracer, tracing
@@ -114,14 +111,10 @@ RECORDING: ContextVar[Optional[List[Tuple[CallState, Call[Any]]]]] = ContextVar(
 
 
 class CallState:
-    """What one logical call has done so far, shared by its attempts and carried on when a
-    stream starts again before its first content (the restart spends the same budget).
-
-    ``answer`` is the last 2xx answer (for ``with_raw_response``), ``span`` the call's span
-    (``NO_SPAN`` when not traced), ``secrets`` what its requests carried, to redact.
-    ``hook_error_id`` is the ``id()`` (the error's traceback holds this state) of what a hook
-    raised: it reaches the caller as it is, not stamped with this call's attempts.
-    """
+    """What one logical call has done so far: shared by its attempts, and by a stream's restart
+    before its first content (which spends the same budget). ``hook_error_id`` is the ``id()``
+    (the error's traceback holds this state) of what a hook raised: it reaches the caller as
+    it is, not stamped with this call's attempts."""
 
     __slots__ = (
         "answer", "attempts", "client_request_id", "clock_corrected", "hook_error_id", "retry",
@@ -134,11 +127,11 @@ class CallState:
         self.started = time.monotonic()
         self.clock_corrected = False  # at most one correction per call
         self.client_request_id = ""  # set when the request is built
-        # Set when the request is built, not read when an error is: a login in another
-        # thread while this call waits must not unmask the token this call sent.
+        # What its requests carried, to redact: set when the request is built, not read when an
+        # error is (a login in another thread must not unmask the token this call sent).
         self.secrets: Tuple[Optional[str], ...] = ()
-        self.answer: Any = None
-        self.span: Union[CallSpan, NoSpan] = NO_SPAN
+        self.answer: Any = None  # the last 2xx answer (for with_raw_response)
+        self.span: Union[CallSpan, NoSpan] = NO_SPAN  # (NO_SPAN records nothing)
         self.hook_error_id = 0
         self.stopped = False  # the stream this call started was closed: send nothing more
 
@@ -167,8 +160,7 @@ class Read:
 
 
 class Notify:
-    """Call a caller's event hooks with ``view`` (each may be a coroutine function on the
-    async client); what a hook raises goes to the caller unchanged."""
+    """Call the caller's event hooks with ``view``; what a hook raises reaches the caller."""
 
     __slots__ = ("hooks", "view")
 
@@ -191,11 +183,8 @@ Steps = Generator[Step, Any, Any]
 
 
 class ClientCore:
-    """Configuration, state and the request pipeline shared by both clients.
-
-    ``transport`` sends the pipeline's requests: the client passes the one it runs on (the
-    requests or the aiohttp transport), and the core only ever calls into it.
-    """
+    """Configuration, state and the request pipeline shared by both clients. ``transport``
+    (the requests or the aiohttp one) sends its requests; the core only ever calls into it."""
 
     def __init__(
         self, transport: Any, api_url: Optional[str], project_key: Optional[str],
@@ -226,17 +215,14 @@ class ClientCore:
         # redacts every answer's headers, and making one costs more than using it.
         self._redaction: Optional[Tuple[Tuple[Optional[str], ...], Redactor]] = None
         self._closes_transport = True  # a copy (with_options) only borrows the connections
-        self._event_hooks: Optional[EventHooks] = check_event_hooks(
-            event_hooks, transport.awaits_hooks
-        )
+        self._event_hooks = check_event_hooks(event_hooks, transport.awaits_hooks)
         self._extra_headers: Dict[str, str] = {}
         self._tracer = tracer()  # OpenTelemetry's, when installed (looked up once per process)
         self._capture_content = capture_content() if self._tracer is not None else False
         python = ".".join(map(str, sys.version_info[:2]))
         self._base_headers = {
             "User-Agent": f"waygpt-python/{__version__} python/{python} {transport.library()}",
-            "Accept": "application/json",
-            "Accept-Encoding": ACCEPT_ENCODING,
+            "Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING,
         }
         self.api_url = read_setting("api_url", api_url) or DEFAULT_API_URL
 
@@ -250,8 +236,7 @@ class ClientCore:
     @api_url.setter
     def api_url(self, value: str) -> None:
         url = check_api_url(value)
-        # The base URL exactly as the transport will send it (IDNA host, quoted path).
-        self._base_url = self._transport.bind(url)
+        self._base_url = self._transport.bind(url)  # as it is sent (IDNA host, quoted path)
         self._base_path = urlsplit(self._base_url).path  # sent (and signed) before each path
         parts = urlsplit(url)  # its host and port, for traces
         default_port = 443 if parts.scheme.lower() == "https" else 80
@@ -318,13 +303,10 @@ class ClientCore:
 
     def _raw_response(self, value: Any, state: CallState, call: Call[Any]) -> RawResponse[Any]:
         """``value`` with what came with it, for ``with_raw_response``."""
-        answer = state.answer
+        answer, redact = state.answer, self._redactor(call, state)
         return RawResponse(
-            value,
-            status_code=answer.status,
-            headers=response_headers(answer.headers, self._redactor(call, state)),
-            attempts=state.attempts,
-            elapsed=time.monotonic() - state.started,
+            value, status_code=answer.status, headers=Headers(answer.headers, redact),
+            attempts=state.attempts, elapsed=time.monotonic() - state.started,
             client_request_id=state.client_request_id,
         )
 
@@ -332,10 +314,8 @@ class ClientCore:
 
     def _build(self, call: Call[Any], state: CallState) -> Request:
         """The request of ``call``; a missing credential is refused here, before the network.
-
-        Its ``X-Client-Request-ID`` is the caller's (``with_options(extra_headers=)``), else
-        a new one: the same on every attempt of the call, and of a stream started again.
-        """
+        Its ``X-Client-Request-ID`` is the caller's (``extra_headers``), else a new one, the
+        same on every attempt of the call and of a stream started again."""
         headers = dict(self._base_headers)
         remembered = self._jwt_token  # read once: the token sent is the token redacted
         extra = self._extra_headers
@@ -377,20 +357,18 @@ class ClientCore:
         return (*sent, *call.secrets)
 
     def _redactor(self, call: Call[Any], state: CallState) -> LazyRedactor:
-        """The redaction of the secrets ``call``'s requests carried (``state.secrets``),
-        looked up at its first use (an error, a hook, the end of a span)."""
-        return LazyRedactor(partial(self._redactor_of, call, state))
+        """The redaction of the secrets ``call``'s requests carried (``state.secrets``; what
+        they would carry before one is built), made at its first use (an error, a hook, the
+        end of a span)."""
 
-    def _redactor_of(self, call: Call[Any], state: CallState) -> Redactor:
-        # (Nothing was built yet only for an error raised before the request was: none
-        # that quotes an answer.)
-        secrets = state.secrets or self._secrets(call, self._jwt_token)
-        last = self._redaction
-        if last is not None and last[0] == secrets:
+        def make() -> Redactor:
+            secrets = state.secrets or self._secrets(call, self._jwt_token)
+            last = self._redaction
+            if last is None or last[0] != secrets:
+                last = self._redaction = (secrets, Redactor(secrets))  # safe between threads
             return last[1]
-        redactor = Redactor(secrets)
-        self._redaction = (secrets, redactor)  # one assignment: safe between threads
-        return redactor
+
+        return LazyRedactor(make)
 
     def _call_state(self, call: Call[Any]) -> CallState:
         return CallState(RetryState(self._retry_policy, call.method))
@@ -398,12 +376,9 @@ class ClientCore:
     def _steps(
         self, call: Call[Any], deadline: Deadline, state: Optional[CallState] = None
     ) -> Steps:
-        """The pipeline of one call: build, sign, send, retry, map errors, decode.
-
-        Returns the decoded answer; for a stream, the answer whose headers were read and the
-        parser of its body. ``state`` carries a call's attempts and retry budget on, when a
-        stream starts again (see :class:`StreamRestart`).
-        """
+        """The pipeline of one call: build, sign, send, retry, map errors, decode. Returns the
+        decoded answer; for a stream, its answer (headers read) and the parser of its body.
+        ``state`` carries a call's attempts and retry budget on when a stream starts again."""
         if state is None:
             state = self._call_state(call)
         if not state.attempts and self._tracer is not None and tracing(self._tracer):
@@ -443,9 +418,15 @@ class ClientCore:
                 request.headers.update(signer.sign(request.method, request.path, body))
             if deadline.expired():
                 raise deadline.error()
-            view = None  # (and no generator made for the hooks of a call that has none)
+            view = None  # (and no view made for a call that has no hooks)
             if hooks is not None:
-                view = yield from self._notify_request(hooks, request, state, redact)
+                # The request's headers copied: the next attempt signs over them.
+                view = RequestView(
+                    request.method, request.url, state.attempts + 1, state.client_request_id,
+                    Headers(dict(request.headers), redact, credentials=True),
+                )
+                if hooks["request"]:
+                    yield from _notify(hooks["request"], view, state)
             send = self._send(call, request, deadline, state)
             started = time.monotonic()  # (after the request hooks: the attempt's own time)
             answer = yield send
@@ -455,8 +436,10 @@ class ClientCore:
                 continue
             _log_attempt(request, answer.status, started, state)
             state.span.status(answer.status)
-            if hooks is not None and view is not None:
-                yield from self._notify_response(hooks, answer, view, started, state, redact)
+            if hooks is not None and hooks["response"] and view is not None:
+                elapsed = time.monotonic() - started
+                seen = ResponseView(view, answer.status, Headers(answer.headers, redact), elapsed)
+                yield from _notify(hooks["response"], seen, state, answer)
             if 200 <= answer.status < 300:
                 state.answer = answer
                 return answer
@@ -465,23 +448,6 @@ class ClientCore:
             )
             if delay is not None:  # (None: its clock corrected, it is sent again at once)
                 yield Sleep(delay)
-
-    def _notify_request(
-        self, hooks: EventHooks, request: Request, state: CallState, redact: LazyRedactor
-    ) -> Generator[Step, Any, RequestView]:
-        """The request hooks told of the attempt about to be sent; its view, for the response
-        hooks."""
-        view = RequestView(
-            request.method, request.url, state.attempts + 1, state.client_request_id,
-            request_headers(request.headers, redact),
-        )
-        if hooks.request:
-            try:
-                yield Notify(hooks.request, view)
-            except BaseException as raised:  # the hook raised (or the call was cancelled)
-                state.hook_error_id = id(raised)
-                raise
-        return view
 
     def _send(
         self, call: Call[Any], request: Request, deadline: Deadline, state: CallState
@@ -518,24 +484,6 @@ class ClientCore:
             raise error
         _log_retry(request, type(error).__name__, delay, state)
         return delay
-
-    def _notify_response(
-        self, hooks: EventHooks, answer: Any, view: RequestView, started: float,
-        state: CallState, redact: LazyRedactor,
-    ) -> Steps:
-        """The response hooks told of ``answer``; it is closed if one raises."""
-        if not hooks.response:
-            return
-        seen = ResponseView(
-            view, answer.status, response_headers(answer.headers, redact),
-            time.monotonic() - started,
-        )
-        try:
-            yield Notify(hooks.response, seen)
-        except BaseException as raised:  # the hook raised (or the call was cancelled)
-            state.hook_error_id = id(raised)
-            answer.close()
-            raise
 
     def _wait_after_status(
         self, answer: Any, request: Request, signer: Optional[HMACSigner], deadline: Deadline,
@@ -575,17 +523,17 @@ class ClientCore:
         self, call: Call[Any], answer: Any, deadline: Deadline, state: CallState
     ) -> Generator[Step, Any, Tuple[Any, ChatEventParser]]:
         """A 2xx answer to a stream request: an event stream and its parser, or an error."""
-        kind = stream_kind(answer.headers)
+        content_type = str(answer.headers.get("content-type", "")).lower()
         redact = self._redactor(call, state)
-        if kind == "sse":
+        if "event-stream" in content_type:
             encoding = answer.headers.get("content-encoding")
             try:  # (refused: a Content-Encoding it cannot decode)
                 return answer, ChatEventParser(answer.status, encoding, redact)
             except APIResponseValidationError:
                 answer.close()
                 raise
-        body = b""
-        if kind == "json":  # perhaps a gateway's error object, refusing the stream
+        body = None
+        if "json" in content_type:  # perhaps a gateway's error object, refusing the stream
             body = yield from self._read_body(answer, deadline, ERROR_BODY_LIMIT, lenient=True)
         answer.close()
         raise not_a_stream_error(answer.status, answer.headers, body, redact)
@@ -636,12 +584,10 @@ class ClientCore:
 
 class StreamRestart:
     """How a stream that failed before its first content starts again: a new attempt of the
-    same call, freshly signed, within its deadline and retry budget.
-
-    The failure is judged as an answer with its status would be: an in-stream error by its
-    code, a connection cut after the headers as a 503 (the gateway failed before answering
-    anything). A timeout, or an error with no code, is raised.
-    """
+    same call, freshly signed, within its deadline and retry budget. The failure is judged as
+    an answer with its status would be: an in-stream error by its code, a connection cut after
+    the headers as a 503 (the gateway failed before answering). A timeout, or an error with no
+    code, is raised."""
 
     __slots__ = ("_call", "_core", "deadline", "state", "transport")
 
@@ -656,10 +602,8 @@ class StreamRestart:
 
     def delay(self, error: WayGPTError) -> Optional[float]:
         """Seconds to wait before starting again after ``error``; None to raise it."""
-        if isinstance(error, APITimeoutError):
-            return None
         status = 503 if isinstance(error, APIConnectionError) else error.status_code
-        if status is None:
+        if status is None or isinstance(error, APITimeoutError):
             return None
         retry_after = retry_after_in(error.response)
         headers = {} if retry_after is None else {"Retry-After": retry_after}
@@ -695,6 +639,17 @@ def _encode_body(call: Call[Any]) -> Tuple[bytes, str]:
         reason = str(exc)
     what = "cannot be encoded" if call.form is not None else "is not JSON-serialisable"
     raise TypeError(f"request body {what}: {reason}")
+
+
+def _notify(hooks: Tuple[Any, ...], view: Any, state: CallState, answer: Any = None) -> Steps:
+    """The hooks told of ``view``; ``answer`` (when given) is closed if one raises."""
+    try:
+        yield Notify(hooks, view)
+    except BaseException as raised:  # the hook raised (or the call was cancelled)
+        state.hook_error_id = id(raised)
+        if answer is not None:
+            answer.close()
+        raise
 
 
 def _plain(headers: Mapping[str, str]) -> Dict[str, str]:

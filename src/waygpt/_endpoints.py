@@ -78,16 +78,11 @@ class Call(Generic[T]):
 
 def _segment(name: str, value: Any) -> str:
     """One path segment: an id that can only ever reach the endpoint it was meant for.
-
-    Escaping alone is not enough: servers on Starlette (FastAPI) and others decode ``%2F``
-    before routing, so ``"p/use-cases/u"`` sent as ``p%2Fuse-cases%2Fu`` would reach another
-    endpoint. Every real id is a UUID or a short token, so anything a router could read as
-    more than one segment is refused, before the network.
-    """
+    Escaping is not enough: Starlette (FastAPI) and others decode ``%2F`` before routing, so
+    ``"p/use-cases/u"`` would reach another endpoint. Every real id is a UUID or a short token,
+    so anything a router could read as more than one segment is refused, before the network."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        # A caller with a UUID has imported uuid: looking in sys.modules spares every other
-        # program the import (2 ms).
-        uuid = sys.modules.get("uuid")
+        uuid = sys.modules.get("uuid")  # (a caller with a UUID imported it; others save 2 ms)
         if isinstance(value, bool) or uuid is None or not isinstance(value, uuid.UUID):
             raise TypeError(f"{name} must be a string, got {type(value).__name__}")
     text = str(value)
@@ -191,12 +186,10 @@ def login_result(data: Dict[str, Any]) -> LoginResult:
     if not isinstance(token, str) or not token:
         raise APIResponseValidationError("login answer has no access_token", 200)
     if not token.strip() or not is_header_safe(token):  # what check_jwt would refuse later
-        # Refused now rather than kept to fail every later call; the token is a secret, so
-        # the error neither repeats it nor keeps the answer.
+        # (Not kept to fail every later call; a secret, so not repeated, nor the answer kept.)
         raise APIResponseValidationError(
             "login answer's access_token cannot go into an Authorization header (it holds "
-            "CR, LF or characters other than printable ASCII)",
-            200,
+            "CR, LF or characters other than printable ASCII)", 200,
         )
     data["token"] = token
     if data.get("expires_in") is None:
@@ -206,8 +199,8 @@ def login_result(data: Dict[str, Any]) -> LoginResult:
 
 
 def check_use_case_id(use_case_id: str) -> str:
-    """The id as text (a UUID given must match the list's strings), refused if bad before
-    the list is fetched (the server has no single-use-case GET)."""
+    """The id as text (a UUID must match the list's strings), refused before the list is
+    fetched (the server has no single-use-case GET)."""
     _segment("use_case_id", use_case_id)
     return str(use_case_id)
 
@@ -290,9 +283,7 @@ class Endpoints:
     @staticmethod
     def create_widget_token(ttl_seconds: int, site_domain: Optional[str]) -> Call[WidgetToken]:
         _positive_int("ttl_seconds", ttl_seconds)
-        body: Dict[str, Any] = {"ttl_seconds": ttl_seconds}
-        if site_domain is not None:
-            body["site_domain"] = site_domain
+        body = {"ttl_seconds": ttl_seconds, **_only_given(site_domain=site_domain)}
         path = "/api/v1/widget/token"
         return Call("POST", path, name="create_widget_token", json=body, expect=dict)
 

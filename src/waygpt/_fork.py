@@ -1,10 +1,7 @@
-"""Forks of the process, for the transports to notice that they now run in a child.
-
-Each transport remembers the generation it made its connections in, compares it with
-``fork_generation()`` before a call (an integer compare), and in a child sets the parent's
-connections aside with ``keep_inherited``: referenced until the child exits, so that no
-finaliser closes them (why: docs/architecture.md, fork safety).
-"""
+"""Forks of the process: each transport compares the generation it made its connections in
+with ``fork_generation()`` before a call, and in a child sets the parent's connections aside
+with ``keep_inherited``, referenced until the child exits so that no finaliser closes them
+(why: docs/architecture.md, fork safety)."""
 
 from __future__ import annotations
 

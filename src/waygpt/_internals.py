@@ -1,9 +1,6 @@
-"""Every private attribute of another library that the SDK uses, each behind one function.
-
-All of them are aiohttp's (checked on 3.11.18 and 3.14.5); each function falls back to
-aiohttp's public behaviour when its attribute is missing. docs/architecture.md lists them
-with the guarantee each keeps; tests/internals/test_aiohttp_internals.py fails when a
-release renames one. This module imports no aiohttp: each function is handed its object.
+"""Every private attribute of another library that the SDK uses (all aiohttp's), each behind one
+function that falls back to aiohttp's public behaviour when it is missing; each function is
+handed its object (no aiohttp import here). docs/architecture.md: the guarantee and test of each.
 """
 
 from __future__ import annotations
@@ -70,7 +67,6 @@ def received_before_failure(content: Any) -> bytes:
 def leave_connections_open(connector: Any) -> None:
     """Make a set-aside session's connector leave its connections to their sockets' own
     finalisers: marked closed (the flag its ``__del__`` checks), it closes nothing (no TLS
-    close_notify on a parent's connections in a forked child, no error from a closed loop).
-    """
+    close_notify on a parent's connections in a forked child, no error from a closed loop)."""
     if hasattr(connector, "_closed"):
         connector._closed = True

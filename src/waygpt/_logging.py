@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 logger = logging.getLogger("waygpt")
 # A library stays silent unless the application (or WAYGPT_LOG) configures logging.
@@ -20,7 +19,7 @@ def configure_logging_from_env() -> None:
     level = _LEVELS.get(os.environ.get("WAYGPT_LOG", "").strip().lower())
     if level is None or _handler_installed:
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)

@@ -31,19 +31,11 @@ _CREDENTIAL_NAMES = (
 )
 
 
-class EventHooks:
-    """The callables called at each attempt of a call: ``request`` before it is sent,
-    ``response`` when its headers arrive."""
-
-    __slots__ = ("request", "response")
-
-    def __init__(self, request: Tuple[Hook, ...], response: Tuple[Hook, ...]) -> None:
-        self.request = request
-        self.response = response
+EventHooks = Dict[str, Tuple[Hook, ...]]  # "request": before each attempt; "response": after
 
 
 def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
-    """``{"request": [...], "response": [...]}`` as :class:`EventHooks` (None for none).
+    """``{"request": [...], "response": [...]}`` with tuples of hooks (None for none).
     ``awaits``: whether the client awaits what a hook returns (the async client); the sync
     client refuses a coroutine function, which it would call and never run."""
     if value is None:
@@ -55,7 +47,7 @@ def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
     unknown = sorted(str(name) for name in value if name not in ("request", "response"))
     if unknown:
         raise ConfigurationError(f"event_hooks takes 'request' and 'response' only, not {unknown}")
-    lists: Dict[str, Tuple[Hook, ...]] = {}
+    lists: EventHooks = {}
     for name in ("request", "response"):
         hooks = value.get(name) or ()
         if callable(hooks):
@@ -68,9 +60,7 @@ def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
                 "WayGPTClient calls plain functions"
             )
         lists[name] = tuple(hooks)
-    if not lists["request"] and not lists["response"]:
-        return None
-    return EventHooks(lists["request"], lists["response"])
+    return lists if any(lists.values()) else None
 
 
 def _is_async_hook(hook: Any) -> bool:
@@ -129,8 +119,8 @@ class Headers(Mapping[str, str]):
         self._lower: Optional[Dict[str, Tuple[str, str]]] = None
 
     def _by_name(self) -> Dict[str, Tuple[str, str]]:
-        """Each name, lowered, to its first spelling and value (a server may echo a secret
-        as a header's name, too: names are redacted)."""
+        # Each name, lowered, to its first spelling and value (a server may echo a secret as a
+        # header's name, too: names are redacted).
         lower = self._lower
         if lower is None:
             lower = self._lower = {}
@@ -142,11 +132,10 @@ class Headers(Mapping[str, str]):
     def __getitem__(self, name: str) -> str:
         key = name.lower()
         value = self._by_name()[key][1]
-        masked = _MASKED.get(key)
-        if masked is None and self._credentials and any(word in key for word in _CREDENTIAL_NAMES):
-            masked = "[REDACTED]"
-        if masked is not None:
-            return masked
+        if key in _MASKED:
+            return _MASKED[key]
+        if self._credentials and any(word in key for word in _CREDENTIAL_NAMES):
+            return "[REDACTED]"
         return value if self._redact is None else self._redact(value)
 
     def __contains__(self, name: object) -> bool:
@@ -201,16 +190,6 @@ class AnswerHeaders(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"AnswerHeaders({dict(self)!r})"
-
-
-def request_headers(headers: Mapping[str, str], redact: Callable[[str], str]) -> Headers:
-    """A request's headers as a hook sees them: credentials masked (the SDK's, and those of
-    extra_headers by their names), the call's secrets redacted elsewhere. A copy: the next
-    attempt writes a new signature over them."""
-    return Headers(dict(headers), redact, credentials=True)
-
-
-response_headers = Headers  # an answer's headers as a hook or a raw response shows them
 
 
 class RequestView:
@@ -314,8 +293,9 @@ class RawResponses:
         self._client = client
 
     def _is_call(self, name: str) -> bool:
-        method = getattr(type(self._client), name, None)
-        return not name.startswith("_") and name not in _NOT_CALLS and callable(method)
+        if name.startswith("_") or name in ("close", "with_options"):  # (no call of the API)
+            return False
+        return callable(getattr(type(self._client), name, None))
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if not self._is_call(name):
@@ -327,7 +307,3 @@ class RawResponses:
 
     def __repr__(self) -> str:
         return f"<with_raw_response of {self._client!r}>"
-
-
-# Public callables of a client that make no call of the API.
-_NOT_CALLS = frozenset({"close", "with_options"})

@@ -1,9 +1,8 @@
 """Secrets out of what a server sends back, in the forms a server echoes them.
 
-An answer may repeat what a call sent (the project key, the HMAC secret, a JWT, a login
-password) as it is, inside a JSON string, or percent-encoded (a form body or a URL it quotes):
-each character of a secret is looked for in each of those forms, in any mix. The rules, and
-the forms not looked for, are in docs/errors-and-retries.md ("How an echoed secret is found").
+An answer may repeat what a call sent (the project key, the HMAC secret, a JWT, a password)
+as it is, JSON-escaped or percent-encoded, each character in any of those forms. The rules,
+and the forms not looked for: docs/errors-and-retries.md ("How an echoed secret is found").
 """
 
 from __future__ import annotations
@@ -12,15 +11,12 @@ import re
 from typing import Callable, Iterable, List, Optional, Tuple
 
 _REDACTED = "[REDACTED]"
-# Shorter values are too common in ordinary text to be replaced safely.
-_MIN_SECRET = 3
-# A secret at least this long is replaced wherever it occurs, even inside a longer word: no
-# word of a message is that long by chance. A shorter one only as a whole token.
+_MIN_SECRET = 3  # shorter values are too common in ordinary text to be replaced safely
+# A secret this long is replaced even inside a longer word (no word of a message is that long
+# by chance); a shorter one only as a whole token.
 _ANYWHERE_SECRET = 12
-
-# A short secret that is one of these words (any case) is taken, where it stands in a sentence,
-# for the server's own word ("Invalid project key" when the key is "key"): it is replaced only
-# where it can only be a value (_Secret.accepts). docs/errors-and-retries.md lists them too.
+# A short secret that is one of these words (any case) is the server's own word where it stands
+# in a sentence ("Invalid project key", the key "key"): replaced only as a value (accepts).
 _MESSAGE_WORDS = frozenset((
     "access", "already", "and", "api", "auth", "bad", "bearer", "cannot", "could", "credential",
     "credentials", "denied", "email", "error", "expired", "failed", "field", "for", "forbidden",
@@ -43,18 +39,13 @@ _SHORT_DECODED = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _ESCAPE = r"\\u[0-9a-fA-F]{4}|%[0-9a-fA-F]{2}|\\[\"\\/bfnrt]|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
 
 
-def _hex(value: int, digits: int) -> str:
-    """``value`` as a pattern of hex digits, each letter in either case."""
-    return "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in f"{value:0{digits}x}")
-
-
 def _character(char: str) -> str:
     """The pattern of one character of a secret, in each form a server may write it."""
     units = char.encode("utf-16-be", "surrogatepass")
-    forms = [
+    forms = [  # (hex digits in either case)
         re.escape(char),
-        "".join(r"\\u" + _hex(units[i] << 8 | units[i + 1], 4) for i in range(0, len(units), 2)),
-        "".join("%" + _hex(byte, 2) for byte in char.encode("utf-8", "surrogatepass")),
+        "".join(rf"\\u(?i:{units[i] << 8 | units[i + 1]:04x})" for i in range(0, len(units), 2)),
+        "".join(f"%(?i:{byte:02x})" for byte in char.encode("utf-8", "surrogatepass")),
     ]
     if char in _JSON_SHORT:
         forms.append(re.escape(_JSON_SHORT[char]))

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Generator, List, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Generator, List, Optional, Union
 
 from ._chat_events import ChatEventParser
+from ._core import StreamRestart
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -42,20 +43,7 @@ StreamSteps = Generator[StreamStep, Any, None]
 _HELD_LIMIT = 64
 # The partial answer kept for an error keeps at most this much text (characters).
 _PARTIAL_TEXT_LIMIT = 16 * 1024 * 1024
-
-
-class Restart(Protocol):
-    """How a stream that failed before its first content starts again (``_core.StreamRestart``):
-    the wait after ``error`` (None: raise it), then the pipeline of the next attempt, run by
-    ``transport.run`` within ``deadline``; ``state`` is the call's."""
-
-    transport: Any
-    deadline: Any
-    state: Any
-
-    def delay(self, error: WayGPTError) -> Optional[float]: ...
-
-    def steps(self) -> Any: ...
+Restart = StreamRestart  # (the name the streams and transports know it by)
 
 
 class StreamState:
@@ -97,14 +85,12 @@ class StreamState:
 
 
 def stream_steps(
-    state: StreamState, parser: ChatEventParser, read_timeout: float, restart: Optional[Restart]
+    state: StreamState, parser: ChatEventParser, read_timeout: float, restart: Restart
 ) -> StreamSteps:
-    """The steps of a stream, from its first read to its end.
-
-    Raises the stream's failure: before the first content, once the call cannot start again;
-    after it, with ``partial`` (a dropped connection as :class:`StreamInterruptedError`).
-    After ``close()``, a failing read or a failed new attempt ends the steps quietly.
-    """
+    """The steps of a stream, from its first read to its end. Raises the stream's failure:
+    before the first content, once the call cannot start again; after it, with ``partial`` (a
+    dropped connection as :class:`StreamInterruptedError`). After ``close()``, a failing read
+    or a failed new attempt ends the steps quietly."""
     wait = LineWait(read_timeout)
     delivery = Delivery()
     try:
@@ -116,13 +102,13 @@ def stream_steps(
             if isinstance(block, TransportFailure):
                 if state.closing:
                     return  # closed from another thread or task while this read waited
-                error: Optional[WayGPTError] = stream_failure_error(block)
+                error: Optional[WayGPTError] = (
+                    APITimeoutError("stream read timed out: no data within the read timeout")
+                    if block.timed_out else block.to_error("stream interrupted: ")
+                )
             elif not block:
                 parser.end()
-                held = delivery.flush()
-                if held:
-                    yield held
-                return  # a clean end without [DONE] simply ends the stream
+                break  # a clean end without [DONE] simply ends the stream
             else:
                 parser.push(block)
                 chunks = parser.pull()
@@ -134,19 +120,15 @@ def stream_steps(
                 error = parser.take_error()
                 if error is None:
                     if parser.done:
-                        held = delivery.flush()
-                        if held:
-                            yield held
-                        yield DRAIN
-                        return
+                        break
                     error = wait.overdue(parser)
                     if error is None:
                         continue
             assert error is not None
             if delivery.content:
                 raise delivery.failed(error)
-            delay = restart.delay(error) if restart is not None else None
-            if restart is None or delay is None:
+            delay = restart.delay(error)
+            if delay is None:
                 raise error  # outside the except block: no transport exception is chained
             state.answer.close()
             if not (yield delay):
@@ -161,19 +143,17 @@ def stream_steps(
                 return  # closed while it was sent: its answer is closed below
             delivery.drop_held()
             wait.reset()
+        held = delivery.flush()  # (the chunks held back: the stream had no content at all)
+        if held:
+            yield held
+        if parser.done:
+            yield DRAIN
     except BaseException as failure:  # an error, a cancelled task, or GeneratorExit (closed)
         state.end_span(failure)
         raise
     finally:
         state.end_span()
         state.answer.close()
-
-
-def stream_failure_error(failure: TransportFailure) -> WayGPTError:
-    """The typed error for a stream's connection failing after its headers."""
-    if failure.timed_out:
-        return APITimeoutError("stream read timed out: no data within the read timeout")
-    return failure.to_error("stream interrupted: ")
 
 
 def _has_content(chunk: Any) -> bool:
@@ -189,12 +169,10 @@ def _has_content(chunk: Any) -> bool:
 
 
 class Delivery:
-    """Which chunks a stream hands out, and what they add up to.
-
-    Chunks before the first content are held back, so that a stream that fails then starts
-    again without repeating them. From the first content on, every chunk is handed out once
-    and gathered as ``collect()`` gathers them, for the ``partial`` of an error.
-    """
+    """Which chunks a stream hands out, and what they add up to. Chunks before the first
+    content are held back, so that a stream that fails then starts again without repeating
+    them; from the first content on, every chunk is handed out once and gathered as
+    ``collect()`` gathers them, for the ``partial`` of an error."""
 
     __slots__ = ("_gathered", "_held", "content")
 
@@ -208,9 +186,15 @@ class Delivery:
     def release(self, chunks: List[ChatCompletionChunk]) -> List[ChatCompletionChunk]:
         """The chunks of a parsed batch to hand out now (none while all lack content)."""
         if not self.content:
-            chunks = self._gate(chunks)
-            if not chunks:
-                return chunks
+            held = self._held
+            for index, chunk in enumerate(chunks):
+                if _has_content(chunk) or len(held) >= _HELD_LIMIT:
+                    self.content = True
+                    chunks, self._held = held + chunks[index:], []
+                    break
+                held.append(chunk)
+            else:
+                return []
         self._gathered.extend(chunks)
         return chunks
 
@@ -236,17 +220,6 @@ class Delivery:
             )
         error.partial = partial
         return error
-
-    def _gate(self, chunks: List[ChatCompletionChunk]) -> List[ChatCompletionChunk]:
-        held = self._held
-        for index, chunk in enumerate(chunks):
-            if _has_content(chunk) or len(held) >= _HELD_LIMIT:
-                self.content = True
-                out = held + chunks[index:]
-                self._held = []
-                return out
-            held.append(chunk)
-        return []
 
 
 class LineWait:

@@ -1,11 +1,9 @@
 """OpenTelemetry spans for calls, when ``opentelemetry-api`` is installed (``waygpt[otel]``):
-one ``CLIENT`` span per call, after the GenAI semantic conventions (docs/observability.md
-says what it records). ``import waygpt`` never imports the package: it is looked up once,
-when the first client is made.
+one ``CLIENT`` span per call, after the GenAI semantic conventions (docs/observability.md).
+``import waygpt`` never imports the package: it is looked up when the first client is made.
 
-Tracing never changes what a call does: what the tracing code raises where it calls out to
-a sampler, a span processor or an exporter (starting and ending a span) is logged once, the
-call's span is dropped, and the call goes on.
+Tracing never changes what a call does: what a sampler, a span processor or an exporter
+raises (as a span starts or ends) is logged once, and the call goes on without its span.
 """
 
 from __future__ import annotations
@@ -71,18 +69,18 @@ class CallSpan:
     answer) go through ``redact``, the call's redaction, when the span ends."""
 
     __slots__ = (
-        "_answer", "_answer_size", "_capture", "_ending", "_finish", "_first_at", "_id",
+        "_answer", "_answer_size", "_capture", "_ending", "_finish", "_first_chunk", "_id",
         "_model", "_redact", "_span", "_started", "_status", "ended",
     )
 
     def __init__(
-        self, source: Any, name: str, body: Any, server_address: str, server_port: Optional[int],
+        self, source: Any, name: str, body: Any, server_address: str, server_port: int,
         capture: bool, redact: Callable[[str], str],
     ) -> None:
         self._capture = capture
         self._redact = redact
         self._started = time.monotonic()
-        self._first_at: Optional[float] = None
+        self._first_chunk: Optional[float] = None  # seconds from the start to the first chunk
         self._finish: Dict[int, str] = {}  # by choice index: the last reason seen
         self._id: Optional[str] = None
         self._model: Optional[str] = None
@@ -98,33 +96,28 @@ class CallSpan:
         except Exception as error:  # noqa: BLE001 - a tracer's fault is not the call's
             self._drop(error)
 
-    def _start(
-        self, source: Any, name: str, body: Any, server_address: str, server_port: Optional[int]
-    ) -> Any:
+    def _start(self, source: Any, name: str, body: Any, address: str, port: int) -> Any:
         from opentelemetry.trace import SpanKind
 
         operation = _OPERATIONS.get(name, name or "call")
         model = body.get("model") if isinstance(body, dict) else None
         attributes: Dict[str, Any] = {
             "gen_ai.operation.name": operation, "gen_ai.provider.name": "waygpt",
-            "server.address": server_address,
+            "server.address": address, "server.port": port,
         }
-        if server_port is not None:
-            attributes["server.port"] = server_port
         if isinstance(model, str):
             attributes["gen_ai.request.model"] = model
         if isinstance(body, dict):
             for key in ("temperature", "max_tokens"):
                 if isinstance(body.get(key), (int, float)) and not isinstance(body[key], bool):
                     attributes["gen_ai.request." + key] = body[key]
-            # (A body JSON cannot hold is refused by the call itself, with a TypeError.)
-            messages: Optional[str] = None
-            if self._capture and isinstance(body.get("messages"), list):
-                messages = _json(body["messages"])
-            if self._capture and isinstance(body.get("prompt"), str):
-                messages = _json([{"role": "user", "content": body["prompt"]}])
-            if messages is not None:
-                attributes["gen_ai.input.messages"] = messages
+            if self._capture:  # (a body JSON cannot hold is refused by the call, a TypeError)
+                messages = body.get("messages")
+                if isinstance(body.get("prompt"), str):
+                    messages = [{"role": "user", "content": body["prompt"]}]
+                text = _json(messages) if isinstance(messages, list) else None
+                if text is not None:
+                    attributes["gen_ai.input.messages"] = text
         span_name = f"{operation} {model}" if isinstance(model, str) and model else operation
         return source.start_span(span_name, kind=SpanKind.CLIENT, attributes=attributes)
 
@@ -161,11 +154,9 @@ class CallSpan:
     def chunk(self, chunk: Any) -> None:
         """A stream's chunk as it is handed to the caller (chunks parsed and never handed
         out add nothing: a stream closed early does not claim its usage)."""
-        if self._first_at is None:
-            self._first_at = time.monotonic()
-            self._span.set_attribute(
-                "gen_ai.response.time_to_first_chunk", self._first_at - self._started
-            )
+        if self._first_chunk is None:
+            self._first_chunk = time.monotonic() - self._started
+            self._span.set_attribute("gen_ai.response.time_to_first_chunk", self._first_chunk)
         self._read(chunk, "delta")
 
     def fail(self, error: BaseException) -> None:

@@ -1,11 +1,9 @@
 """Ends blocked socket reads at a call's deadline (``total_timeout``) in the sync client.
 
-Each call is registered with its deadline and an ``expire`` callback that shuts its socket;
-one daemon thread sleeps until the earliest deadline and calls it, so a call that ends in
-time costs a dictionary insert and delete. The thread ends when no call has been in
-progress for a while, and before a fork when none is (gunicorn ``--preload`` after a
-warm-up call finds no SDK thread); a forked child starts with a new, empty watchdog. Why a
-thread, and not a socket timeout or a timer per call: docs/architecture.md.
+One daemon thread sleeps until the earliest deadline of the calls in progress and calls that
+call's ``expire`` (which shuts its socket): a call that ends in time costs a dict insert and
+delete. The thread ends when idle, and before a fork when no call is in progress (gunicorn
+``--preload`` after a warm-up call finds no SDK thread). Why a thread: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -59,9 +57,8 @@ class Watchdog:
             self._deadlines.pop(expire, None)
 
     def stop_before_fork(self) -> None:
-        """End the thread, and wait for it, when no call is in progress; else the thread
-        keeps enforcing that call's deadline and the process forks with it (Python 3.12+
-        then warns, as for any thread)."""
+        """End the thread, and wait for it, when no call is in progress (else the process forks
+        with it, and Python 3.12+ warns, as for any thread)."""
         with self._lock:
             thread = self._thread
             if thread is None or self._deadlines:

@@ -1,9 +1,6 @@
-"""The typed error hierarchy of the SDK.
-
-Every failure a client method can meet surfaces as a :class:`WayGPTError`; callers can tell a
-rate limit from a bad key from a dropped connection by type, and still read ``.message``,
-``.status_code`` and ``.response`` as with the reference client.
-"""
+"""The typed error hierarchy: every failure of a client method is a :class:`WayGPTError`, a rate
+limit told from a bad key or a dropped connection by its type, and ``.message``,
+``.status_code`` and ``.response`` read as with the reference client."""
 
 from __future__ import annotations
 
@@ -169,14 +166,8 @@ class StructuredOutputError(APIResponseValidationError):
     """
 
     def __init__(
-        self,
-        message: str,
-        status_code: Optional[int] = None,
-        response: Any = None,
-        *,
-        reason: str = "",
-        raw_text: str = "",
-        **kwargs: Any,
+        self, message: str, status_code: Optional[int] = None, response: Any = None, *,
+        reason: str = "", raw_text: str = "", **kwargs: Any,
     ) -> None:
         super().__init__(message, status_code, response, **kwargs)
         self.reason = reason

@@ -1,10 +1,8 @@
 """The retry policy: which failures are retried, and how long to wait before the next attempt.
 
 Callers configure retries with a urllib3 ``Retry`` (or an int), as with the reference client,
-but the loop runs in the SDK: every attempt is signed afresh (a new timestamp and nonce),
-which urllib3, re-sending the same bytes, cannot do. The ``Retry`` is read once into a
-:class:`RetryPolicy`, for both clients; docs/errors-and-retries.md says which of its fields
-count. :func:`default_retry` is the policy ``max_retries=3`` stands for, defined here once.
+but the loop runs in the SDK, which signs every attempt afresh (urllib3 re-sends the same
+bytes). The rules, and which of the ``Retry``'s fields count: docs/errors-and-retries.md.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ __all__ = [
 
 DEFAULT_STATUS_FORCELIST = (429, 500, 502, 503, 504)
 DEFAULT_ALLOWED_METHODS = ("GET", "POST", "PUT")
-DEFAULT_BACKOFF_FACTOR = 1.0
 # A longer Retry-After is raised at once: the caller decides, no thread sleeps for minutes.
 MAX_RETRY_AFTER = 60.0
 # The backoff's ceiling when the Retry has none: urllib3 1.26's (urllib3 2's has backoff_max).
@@ -33,8 +30,7 @@ _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # Statuses whose Retry-After makes urllib3 retry even when they are not in the forcelist.
 _RETRY_AFTER_STATUSES = frozenset({413, 429, 503})
 
-# The jitter's source: the OS, not the `random` an application may seed alike in every
-# worker (whose retries would then fall in step) and whose sequence a retry must not move.
+# The jitter's source: the OS, not the `random` an application may seed alike in every worker.
 _JITTER = random.SystemRandom()
 
 # How a transport failure is classified; the transports decide, the policy only reads it.
@@ -43,12 +39,11 @@ STALE_CONNECTION = "stale"  # a kept-alive connection was closed before any answ
 OTHER_FAILURE = "other"  # anything else: the server may have acted on the request
 
 
-def default_retry(total: int = 3, *, backoff_factor: float = DEFAULT_BACKOFF_FACTOR) -> Retry:
-    """The SDK's default retry policy, with ``total`` retries: what ``max_retries=total``
-    stands for. 429 and 5xx answers (``DEFAULT_STATUS_FORCELIST``) of GET, POST and PUT
-    (``DEFAULT_ALLOWED_METHODS``) and connect failures are retried, honouring
-    ``Retry-After``, with exponential backoff (``backoff_factor=0``: no wait between
-    attempts, as tests want). Adjust it with urllib3's ``Retry.new(...)``."""
+def default_retry(total: int = 3, *, backoff_factor: float = 1.0) -> Retry:
+    """The SDK's default retry policy with ``total`` retries: what ``max_retries=total`` stands
+    for (``DEFAULT_STATUS_FORCELIST`` for ``DEFAULT_ALLOWED_METHODS``, connect failures,
+    ``Retry-After``). ``backoff_factor=0``: no wait between attempts, as tests want. Adjust
+    it with urllib3's ``Retry.new(...)``."""
     return Retry(
         total=total, connect=total, read=False, status=total, redirect=False, raise_on_status=False,
         backoff_factor=backoff_factor, status_forcelist=DEFAULT_STATUS_FORCELIST,
@@ -75,10 +70,8 @@ def _budget(value: Any) -> Optional[int]:
 class RetryPolicy:
     """What a ``Retry`` says, read once: budgets, statuses, methods and backoff."""
 
-    __slots__ = (
-        "allowed_methods", "backoff_factor", "backoff_max", "connect", "respect_retry_after",
-        "status", "status_forcelist", "total",
-    )
+    __slots__ = ("allowed_methods", "backoff_factor", "backoff_max", "connect",
+                 "respect_retry_after", "status", "status_forcelist", "total")
 
     def __init__(self, retry: Retry) -> None:
         self.total = _budget(retry.total)
@@ -92,6 +85,15 @@ class RetryPolicy:
         self.backoff_max = _FALLBACK_BACKOFF_MAX if ceiling is None else float(ceiling)
         self.respect_retry_after = bool(retry.respect_retry_after_header)
 
+    def backoff(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first) when the answer
+        gave no ``Retry-After``: exponential backoff with equal jitter, half fixed, half
+        random."""
+        if self.backoff_factor <= 0:
+            return 0.0
+        base: float = min(self.backoff_max, self.backoff_factor * 2.0 ** (retry - 1))
+        return base / 2 + _JITTER.uniform(0, base / 2)
+
 
 class RetryState:
     """The retry budget of one client call; ``attempt`` counts from 1."""
@@ -99,9 +101,7 @@ class RetryState:
     def __init__(self, policy: RetryPolicy, method: str) -> None:
         self._policy = policy
         self._method = method.upper()
-        self._total = policy.total
-        self._connect = policy.connect
-        self._status = policy.status
+        self._total, self._connect, self._status = policy.total, policy.connect, policy.status
         self.attempt = 1
         self._replayed_stale = False
 
@@ -124,9 +124,8 @@ class RetryState:
 
     def delay_after_failure(self, kind: str) -> Optional[float]:
         """Seconds to wait before retrying a transport failure of ``kind``, or None to give up:
-        a connect failure within the budget; a stale kept-alive connection at once, once per
-        call, outside the budget, for an idempotent method only (a server that closed without
-        answering may still have acted); nothing else."""
+        a connect failure within the budget; a stale connection at once, once per call,
+        outside the budget, for an idempotent method only."""
         if kind == STALE_CONNECTION:
             if self._replayed_stale or self._method not in _IDEMPOTENT_METHODS:
                 return None
@@ -152,9 +151,4 @@ class RetryState:
         return True
 
     def _backoff(self) -> float:
-        """Exponential backoff with equal jitter: half fixed, half random."""
-        factor = self._policy.backoff_factor
-        if factor <= 0:
-            return 0.0
-        base: float = min(self._policy.backoff_max, factor * 2.0 ** (self.attempt - 2))
-        return base / 2 + _JITTER.uniform(0, base / 2)
+        return self._policy.backoff(self.attempt - 1)  # (attempt already counts this retry)

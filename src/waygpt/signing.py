@@ -1,8 +1,5 @@
-"""HMAC-SHA256 request signing for project-key endpoints.
-
-The signature covers the exact bytes that go on the wire (the body serialised, the URL
-quoted), with a fresh timestamp and nonce for each attempt.
-"""
+"""HMAC-SHA256 request signing for project-key endpoints: the exact bytes that go on the wire
+(the body serialised, the URL quoted), with a fresh timestamp and nonce for each attempt."""
 
 from __future__ import annotations
 
@@ -74,13 +71,11 @@ class HMACSigner(AuthBase):
         return {"X-MB-Timestamp": timestamp, "X-MB-Nonce": nonce, "X-MB-Signature": signature}
 
     def correct_clock(self, date: Optional[str], signed: Mapping[str, str]) -> Optional[float]:
-        """Learn the server's clock from the ``Date`` header of a refused signed request.
+        """Learn the server's clock from the ``Date`` of a refused request signed with ``signed``.
 
-        ``signed``: the refused request's signature headers. Returns the offset (seconds) to
-        sign with from now on when the server's clock was more than ``CLOCK_SKEW_TOLERANCE``
-        from the timestamp signed (not from now: another thread may have learned the offset
-        meanwhile, and this request still needs signing again); None, and nothing changes,
-        when they agree (the refusal has another cause) or the date cannot be read.
+        Returns the new offset when the server's clock was more than ``CLOCK_SKEW_TOLERANCE``
+        from the timestamp signed (not from now: another thread may have learned it meanwhile);
+        None, changing nothing, when they agree or the date cannot be read.
         """
         server = parse_http_date(date)
         try:

@@ -5,7 +5,6 @@ mark at its very start is dropped, invalid bytes become U+FFFD); lines end with 
 CR and with nothing else (U+2028 or U+0085 in data is data); a blank line dispatches the
 event; ``:`` starts a comment; an event left unterminated at the end of input is dropped.
 ``data: [DONE]`` is an ordinary event here: the chat stream layer gives it its meaning.
-Each chunk is decoded once, then read line by line.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ class ServerSentEvent:
     retry: Optional[int] = None  # reconnection time in ms, when this event carried one
 
 
-_sse_utf8_decode = codecs.utf_8_decode
 _SSE_BOM = codecs.BOM_UTF8
 
 
@@ -83,7 +81,7 @@ class SSEDecoder:
         """
         if self._pending or not self._started:
             chunk = self._join_pending(chunk)
-        text, used = _sse_utf8_decode(chunk, "replace", False)
+        text, used = codecs.utf_8_decode(chunk, "replace", False)
         if used < len(chunk):  # the chunk ends inside a character
             self._pending = chunk[used:]
         if self._skip_lf and text:
@@ -95,13 +93,10 @@ class SSEDecoder:
         return events
 
     def close(self) -> List[ServerSentEvent]:
-        """Signal the end of input; an event without its closing blank line is discarded.
-
-        The decoder is then ready to read a new stream (a reconnection) from its start;
-        ``last_event_id`` and ``retry`` are kept.
+        """Signal the end of input; an event without its closing blank line is discarded (an id
+        read in it too). The decoder is then ready to read a new stream (a reconnection) from
+        its start; ``last_event_id`` and ``retry`` are kept.
         """
-        # What is left holds no line end, so it cannot complete an event: all discarded (an
-        # id read in it too).
         self._start()
         return []
 

@@ -88,6 +88,15 @@ def test_a_deflate_success_body_is_decoded_with_or_without_its_zlib_wrapper(
         assert no_retry_client.get_models() == expected
 
 
+def test_an_identity_content_encoding_is_read_as_is(sdk, no_retry_client, server):
+    server.script(
+        path=MODELS, body=b'["gpt-4o"]', headers={"Content-Encoding": "identity"},
+        content_type="application/json",
+    )
+
+    assert no_retry_client.get_models() == ["gpt-4o"]
+
+
 def test_a_corrupt_gzip_body_says_it_could_not_be_decoded(sdk, no_retry_client, server):
     corrupt = gzip.compress(b'["gpt-4o", "gpt-4o-mini"]')[:12] + b"\x00garbage\xff" * 4
     server.script(

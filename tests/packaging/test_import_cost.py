@@ -71,6 +71,24 @@ def test_the_sync_client_works_without_aiohttp(server):
     assert result.stdout.strip()
 
 
+def test_a_batch_with_the_sync_client_imports_neither_aiohttp_nor_asyncio(server, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"custom_id": "a", "url": "/v1/chat/completions", '
+                      '"body": {"messages": [{"role": "user", "content": "hi"}]}}\n')
+    result = run(
+        f"""
+        import sys
+        sys.modules["aiohttp"] = None  # not installed
+        import waygpt
+        client = waygpt.WayGPTClient(api_url={server.url!r}, project_key={server.project_key!r})
+        summary = waygpt.batch(client, {str(source)!r}, {str(tmp_path / "out.jsonl")!r})
+        print(summary.succeeded, [m for m in ("asyncio", "aiohttp") if sys.modules.get(m)])
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1 []"
+
+
 def test_lazily_imported_names_are_the_real_objects():
     import waygpt
     from waygpt import _chat_result, sse
@@ -79,6 +97,10 @@ def test_lazily_imported_names_are_the_real_objects():
     assert waygpt.ServerSentEvent is sse.ServerSentEvent
     assert waygpt.ChatStreamResult is _chat_result.ChatStreamResult
     assert waygpt.collect_chat_stream is _chat_result.collect_chat_stream
+    from waygpt import _batch
+
+    assert waygpt.batch is _batch.batch and waygpt.BatchSummary is _batch.BatchSummary
+    assert waygpt.BatchInputError is _batch.BatchInputError
 
 
 def test_without_opentelemetry_a_call_imports_none_of_it_and_makes_no_span(server):

@@ -57,8 +57,9 @@ def single(built: Path) -> ModuleType:
 
 
 # The one-file build is the sync client: no AsyncWayGPTClient (AsyncChatStream, which lives
-# beside ChatStream in streaming.py, comes along, inert without the async client).
-ASYNC_NAMES = ("AsyncWayGPTClient",)
+# beside ChatStream in streaming.py, comes along, inert without the async client), and no
+# batch runner (waygpt.batch: the package's, like the command line).
+ASYNC_NAMES = ("AsyncWayGPTClient", "BatchInputError", "BatchSummary", "batch")
 
 
 def test_public_names_match_the_package_but_the_async_client(single: ModuleType) -> None:

@@ -11,6 +11,7 @@ EXIT_IO = 1
 EXIT_USAGE = 2
 EXIT_API = 3
 EXIT_CONNECTION = 4
+EXIT_SOME_FAILED = 5  # waygpt batch: the run ended, some requests with an error line
 EXIT_INTERRUPTED = 130
 
 

@@ -12,7 +12,7 @@ from typing import NoReturn, Optional, Sequence, TextIO, Tuple
 from urllib.parse import urlsplit
 
 from .. import APIConnectionError, ConfigurationError, WayGPTError, __version__
-from . import account, catalog, chat, demo, media
+from . import account, batch, catalog, chat, demo, media
 from ._common import (
     EXIT_API,
     EXIT_CONNECTION,
@@ -37,7 +37,7 @@ environment:
 exit codes:
   0 success, 1 local I/O error, 2 bad usage or configuration,
   3 API error (HTTP error status, failed media job), 4 connection failure or timeout,
-  130 interrupted
+  5 batch: some requests failed (their error lines are in OUT), 130 interrupted
 
 try it without an account:  waygpt demo
 """
@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_global_options(parser, shown=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                      help="what to do (waygpt COMMAND --help for its options)")
-    # The order of `waygpt --help`: try it, talk, look around, make media, then the account.
-    for module in (demo, chat, catalog, media, account):
+    # The order of `waygpt --help`: try it, talk, look around, make media, run many
+    # requests, then the account.
+    for module in (demo, chat, catalog, media, batch, account):
         module.register(commands)
     parser.command_names = tuple(commands.choices)
     return parser
@@ -151,8 +152,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sdk_logger.addHandler(notes)
     code = EXIT_OK
     try:
-        args.handler(run)
+        returned = args.handler(run)
         run.out.flush()
+        if returned is not None:
+            code = returned
     except KeyboardInterrupt:
         run.err.write("\ninterrupted\n")
         code = EXIT_INTERRUPTED

@@ -15,7 +15,9 @@ from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 from .. import DEFAULT_API_URL, WayGPTClient
 from ._common import UsageError, int_at_least, positive_float
 
-__all__ = ["GLOBAL_OPTIONS", "Run", "add_command", "add_global_options"]
+__all__ = [
+    "COMMAND_EPILOG", "GLOBAL_OPTIONS", "Run", "add_command", "add_global_options",
+]
 
 # (flag, argparse keyword arguments). Each defaults to SUPPRESS so that a value given before
 # the command is not overwritten by the command's own (absent) copy of the option.
@@ -42,19 +44,26 @@ GLOBAL_OPTIONS: Tuple[Tuple[str, Dict[str, Any]], ...] = (
                             "the prompt)"}),
 )
 
-_COMMAND_EPILOG = "Global options (see waygpt --help) go before or after the command."
+COMMAND_EPILOG = "Global options (see waygpt --help) go before or after the command."
 
 
 def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
-def add_global_options(parser: argparse.ArgumentParser, *, shown: bool) -> None:
-    """Add the global options to ``parser``: listed in its help only when ``shown``."""
+def add_global_options(
+    parser: argparse.ArgumentParser, *, shown: bool, own: Tuple[str, ...] = ()
+) -> None:
+    """Add the global options to ``parser``: listed in its help only when ``shown``.
+
+    ``own``: flags left out, because the command adds them itself, with its own help.
+    """
     target: Any = parser
     if shown:
         target = parser.add_argument_group("global options (before or after the command)")
     for flag, settings in GLOBAL_OPTIONS:
+        if flag in own:
+            continue
         options = dict(settings, default=argparse.SUPPRESS)
         if not shown:
             options["help"] = argparse.SUPPRESS
@@ -65,21 +74,24 @@ def add_command(
     commands: Any,
     name: str,
     help_text: str,
-    handler: Optional[Callable[[Run], None]] = None,
+    handler: Optional[Callable[[Run], Optional[int]]] = None,
     *,
     global_options: bool = True,
+    own_options: Tuple[str, ...] = (),
 ) -> argparse.ArgumentParser:
     """Add the subcommand ``name`` to ``commands`` (an ``add_subparsers()`` result).
 
-    ``handler`` runs the command (an action of a command inherits its command's handler);
-    ``global_options=False`` leaves the global options out for a command that uses none.
+    ``handler`` runs the command (an action of a command inherits its command's handler)
+    and may return the exit code (None: success); ``global_options=False`` leaves the
+    global options out for a command that uses none; ``own_options``: global flags the
+    command adds itself, with a meaning or default of its own (``batch --max-retries``).
     """
     parser: argparse.ArgumentParser = commands.add_parser(
         name, help=help_text, description=help_text, allow_abbrev=False,
-        epilog=_COMMAND_EPILOG if global_options else None,
+        epilog=COMMAND_EPILOG if global_options else None,
     )
     if global_options:
-        add_global_options(parser, shown=False)
+        add_global_options(parser, shown=False, own=own_options)
     if handler is not None:
         parser.set_defaults(handler=handler)
     return parser
