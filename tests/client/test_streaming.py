@@ -1,6 +1,6 @@
 """Streamed chat against the local server: what is yielded, what is raised, what is released.
 
-The SSE parser itself is tested in ``tests/test_sse*.py``; these tests drive whole streams
+The SSE parser itself is tested in ``tests/sse/``; these tests drive whole streams
 over real HTTP (chunked, close-delimited and length-delimited bodies) through the client.
 """
 
