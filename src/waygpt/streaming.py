@@ -1,26 +1,12 @@
 """Streamed chat completions: chunk dicts out, the connection always released.
 
-A :class:`ChatStream` is what ``chat_completions(stream=True)`` returns (an
-:class:`AsyncChatStream` on the async client). Both run the same steps
-(``_stream_loop.stream_steps``), the sync one with blocking calls, the async one with
-``await``, on the *answer* their transport built; nothing here knows an HTTP library.
+:class:`ChatStream` and :class:`AsyncChatStream` run the same steps (``_stream_loop``), with
+blocking calls or with ``await``, on the *answer* their transport built.
 """
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    AsyncIterator,
-    Callable,
-    Generator,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Type,
-)
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, List, Optional
 
 from ._chat_events import ChatEventParser
 from ._stream_forms import (
@@ -31,15 +17,7 @@ from ._stream_forms import (
     text_pieces,
     text_pieces_async,
 )
-from ._stream_loop import (
-    DRAIN,
-    READ,
-    RESTART,
-    Restart,
-    StreamState,
-    StreamSteps,
-    stream_steps,
-)
+from ._stream_loop import DRAIN, READ, RESTART, Restart, StreamState, StreamSteps, stream_steps
 from .errors import (
     TransportFailure,
     WayGPTError,
@@ -52,20 +30,21 @@ from .errors import (
 __all__ = ["AsyncChatStream", "ChatStream"]
 
 if TYPE_CHECKING:
+    from typing import Generator, Mapping
+
     from ._chat_result import ChatStreamResult
     from .types import ChatCompletionChunk
 
 
 def _redacted(result: ChatStreamResult, redact: Callable[[str], str]) -> ChatStreamResult:
-    """``result`` with every string the server sent in it redacted (each choice's text and
-    tool calls, the model and id too)."""
+    """``result`` with every string the server sent in it redacted."""
     import dataclasses  # (only for an error: `import waygpt` need not pay)
 
-    from ._chat_result import ChatChoiceResult, ChatStreamResult
+    from ._chat_result import ChatChoiceResult
 
     fields = scrub_value(dataclasses.asdict(result), redact)
-    fields["choices"] = [ChatChoiceResult(**choice) for choice in fields["choices"]]
-    return ChatStreamResult(**fields)
+    choices = [ChatChoiceResult(**choice) for choice in fields.pop("choices")]
+    return type(result)(**fields, choices=choices)
 
 
 class _StreamBase:
@@ -73,12 +52,8 @@ class _StreamBase:
     what an error is given before it leaves a stream."""
 
     def __init__(
-        self,
-        answer: Any,
-        parser: ChatEventParser,
-        read_timeout: float,
-        redact: Callable[[str], str],
-        restart: Restart,
+        self, answer: Any, parser: ChatEventParser, *, read_timeout: float,
+        redact: Callable[[str], str], restart: Restart,
     ) -> None:
         self._call = restart.state  # the call's CallState
         self._state = StreamState(answer, self._call.span)
@@ -94,8 +69,7 @@ class _StreamBase:
 
     @property
     def status_code(self) -> int:
-        status: int = self._state.answer.status
-        return status
+        return int(self._state.answer.status)
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -113,9 +87,8 @@ class _StreamBase:
         return self._closed
 
     def _failed(self, error: WayGPTError) -> None:
-        """Make ``error`` fit to leave the stream, as a plain call's is: redacted (what the
-        server echoed, and the ``partial`` answer), the stream's frames cleared, the call's
-        attempts and id. An error a hook raised (on a restart) is left as it is."""
+        """Make ``error`` fit to leave the stream as a plain call's is (redacted, frames
+        cleared, the call's attempts and id); one a hook raised (on a restart) is left as is."""
         call = self._call
         if id(error) == call.hook_error_id:
             return
@@ -140,8 +113,7 @@ class _StreamBase:
             except Exception:  # noqa: BLE001, S110 - nothing can be raised from __del__
                 pass
 
-    def _release(self) -> None:
-        raise NotImplementedError
+    _release: Callable[[], None]
 
 
 def _chunks_of(
@@ -196,38 +168,24 @@ class ChatStream(_StreamBase):
             for chunk in stream:
                 ...
 
-    ``response`` is the HTTP library's response; ``collect()`` reads the rest into a
-    :class:`ChatStreamResult`.
-
     A stream that fails before its first content (the connection cut, an in-stream 429 or
-    5xx) is started again, within ``max_retries`` and ``total_timeout``; chunks without
-    content that came before are not repeated. After the first content nothing is retried.
+    5xx) is started again, within ``max_retries`` and ``total_timeout``; after the first
+    content nothing is retried.
 
     Raises (while iterating): a ``WayGPTError`` subclass for an ``error`` object in the
-    stream (``RateLimitError`` for code 429, ``InternalServerError`` for 5xx, ...),
-    ``APIConnectionError``/``APITimeoutError`` when the connection drops, or when the read
-    timeout runs out between two reads or since the last complete line (an event or a
-    keep-alive comment), ``APIResponseValidationError`` for data that is not JSON, or a
-    line or event over 16 MiB. After content, a dropped connection raises
-    :class:`StreamInterruptedError`, and every error carries ``partial``, the
-    :class:`ChatStreamResult` of what was handed out.
+    stream (``RateLimitError`` for code 429, ...), ``APIConnectionError``/``APITimeoutError``
+    when the connection drops or the read timeout runs out between two complete lines,
+    ``APIResponseValidationError`` for data that is not JSON, or a line or event over 16 MiB.
+    After content, a dropped connection raises :class:`StreamInterruptedError`, and every
+    error carries ``partial``, the :class:`ChatStreamResult` of what was handed out.
     """
 
-    def __init__(
-        self,
-        answer: Any,
-        parser: ChatEventParser,
-        *,
-        read_timeout: float,
-        redact: Callable[[str], str],
-        restart: Restart,
-    ) -> None:
-        super().__init__(answer, parser, read_timeout, redact, restart)
-        self._chunks = _chunks_of(self._steps, self._state, restart)
+    def __init__(self, answer: Any, parser: ChatEventParser, **options: Any) -> None:
+        super().__init__(answer, parser, **options)
+        self._chunks = _chunks_of(self._steps, self._state, self._restart)
 
     @property
     def closed(self) -> bool:
-        """True once the stream was closed, ended, or failed."""
         return self._closed or getattr(self._chunks, "gi_frame", None) is None
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
@@ -243,15 +201,7 @@ class ChatStream(_StreamBase):
     def __enter__(self) -> ChatStream:
         return self
 
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
-
-    def _release(self) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -275,6 +225,8 @@ class ChatStream(_StreamBase):
         state.end_span()
         state.answer.close()
 
+    _release = close
+
     def collect(self) -> ChatStreamResult:
         """Read the rest of the stream into a :class:`ChatStreamResult`, then close it."""
         from ._chat_result import collect_chat_stream
@@ -288,9 +240,8 @@ class ChatStream(_StreamBase):
         return text_pieces(self)
 
     def text_snapshots(self, min_interval: float = 1.0) -> Iterator[str]:
-        """The whole answer so far, at most once per ``min_interval`` seconds while it grows
-        and once more at its end (a chat window editing one message). Raises ValueError
-        for a bad ``min_interval``; while iterating, as iterating the stream does."""
+        """The whole answer so far, at most once per ``min_interval`` seconds while it grows and
+        once more at its end (a chat window). Raises ValueError for a bad ``min_interval``."""
         return snapshots(text_pieces(self), min_interval)
 
     def sse(self) -> Iterator[bytes]:
@@ -311,17 +262,9 @@ class AsyncChatStream(_StreamBase):
     Starts again, and raises (while iterating), as :class:`ChatStream`.
     """
 
-    def __init__(
-        self,
-        answer: Any,
-        parser: ChatEventParser,
-        *,
-        read_timeout: float,
-        redact: Callable[[str], str],
-        restart: Restart,
-    ) -> None:
-        super().__init__(answer, parser, read_timeout, redact, restart)
-        self._read_timeout = read_timeout
+    def __init__(self, answer: Any, parser: ChatEventParser, **options: Any) -> None:
+        super().__init__(answer, parser, **options)
+        self._read_timeout: float = options["read_timeout"]
         self._ready: List[ChatCompletionChunk] = []  # chunks read but not yet handed out
         self._next = 0
         self._sleeping: Any = None  # the wait before a restart, which close() ends
@@ -407,11 +350,7 @@ class AsyncChatStream(_StreamBase):
             self._state.answer.close()
 
     async def close(self) -> None:
-        """Release the connection; iterating afterwards ends at once. Safe to call twice.
-
-        It may be called from another task while one is iterating (a "stop" button): that
-        loop then ends quietly, and a stream waiting to start again sends nothing more.
-        """
+        """Release the connection, as :meth:`ChatStream.close` (from another task too)."""
         self._stop_restarts()
         self._release()
         if self._sleeping is not None:
@@ -420,12 +359,7 @@ class AsyncChatStream(_StreamBase):
     async def __aenter__(self) -> AsyncChatStream:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def collect(self) -> ChatStreamResult:
@@ -433,11 +367,9 @@ class AsyncChatStream(_StreamBase):
         from ._chat_result import ChatStreamCollector
 
         collector = ChatStreamCollector()
-        try:
+        async with self:
             async for chunk in self:
                 collector.add(chunk)
-        finally:
-            self._release()
         return collector.result()
 
     def text(self) -> AsyncIterator[str]:
