@@ -15,7 +15,7 @@ import sys
 import time
 from contextvars import ContextVar
 from secrets import token_hex
-from typing import Any, Dict, Generator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Generator, List, Mapping, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlencode, urlsplit
 
 from urllib3.util.retry import Retry
@@ -65,19 +65,15 @@ from .retry import RetryPolicy, RetryState, build_retry
 from .signing import HMACSigner
 
 
-class Request:
-    """One HTTP request as it goes on the wire; the signer rewrites its headers per attempt."""
+class Request(NamedTuple):
+    """One HTTP request as it goes on the wire; the signer rewrites its headers per attempt.
+    ``url`` is the full URL, percent-encoded; ``path`` its path and query, as signed."""
 
-    __slots__ = ("body", "headers", "method", "path", "url")
-
-    def __init__(
-        self, method: str, url: str, path: str, headers: Dict[str, str], body: Optional[bytes]
-    ) -> None:
-        self.method = method
-        self.url = url  # the full URL, already percent-encoded
-        self.path = path  # the path with its query, as sent and signed
-        self.headers = headers
-        self.body = body
+    method: str
+    url: str
+    path: str
+    headers: Dict[str, str]
+    body: Optional[bytes]
 
 
 class Deadline:
@@ -136,46 +132,32 @@ class CallState:
         self.stopped = False  # the stream this call started was closed: send nothing more
 
 
-class Send:
+class Send(NamedTuple):
     """Send ``request``; the outcome is an answer (headers read) or a TransportFailure."""
 
-    __slots__ = ("connect_timeout", "read_timeout", "request", "stream")
-
-    def __init__(
-        self, request: Request, connect_timeout: float, read_timeout: float, stream: bool
-    ) -> None:
-        self.request = request
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.stream = stream
+    request: Request
+    connect_timeout: float
+    read_timeout: float
+    stream: bool
 
 
-class Read:
+class Read(NamedTuple):
     """Read the next raw bytes of ``answer``'s body (b"" at its end), or a TransportFailure."""
 
-    __slots__ = ("answer",)
-
-    def __init__(self, answer: Any) -> None:
-        self.answer = answer
+    answer: Any
 
 
-class Notify:
+class Notify(NamedTuple):
     """Call the caller's event hooks with ``view``; what a hook raises reaches the caller."""
 
-    __slots__ = ("hooks", "view")
-
-    def __init__(self, hooks: Tuple[Any, ...], view: Any) -> None:
-        self.hooks = hooks
-        self.view = view
+    hooks: Tuple[Any, ...]
+    view: Any
 
 
-class Sleep:
+class Sleep(NamedTuple):
     """Wait before the next attempt."""
 
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    seconds: float
 
 
 Step = Union[Send, Read, Sleep, Notify]
