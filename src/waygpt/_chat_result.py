@@ -1,8 +1,5 @@
 """A streamed chat gathered into its final form: text, tool calls, finish reason and usage.
-
-Imported on first use (``collect()``, ``collect_chat_stream``): it needs ``dataclasses``,
-which ``import waygpt`` does not pay for.
-"""
+Imported on first use: ``import waygpt`` does not pay for ``dataclasses``."""
 
 from __future__ import annotations
 
@@ -19,9 +16,8 @@ __all__ = ["ChatChoiceResult", "ChatStreamCollector", "ChatStreamResult", "colle
 
 @dataclass
 class ChatChoiceResult:
-    """One choice of a streamed chat, gathered: its text, role, finish reason and the tool
-    calls it streamed (OpenAI's shape: ``{"id", "type", "function": {"name",
-    "arguments"}}``, in the order of their ``index``)."""
+    """One choice of a streamed chat, gathered. ``tool_calls`` have OpenAI's shape (``{"id",
+    "type", "function": {"name", "arguments"}}``), in the order of their ``index``."""
 
     index: int = 0
     text: str = ""
@@ -138,8 +134,7 @@ class _Choice:
                 gathered = self.calls[index] = [None, None, None, _Text()]
             function = call.get("function")
             function = function if isinstance(function, dict) else {}
-            # The id, type and name come once, with the call's first delta; the arguments
-            # come in pieces.
+            # The id, type and name come with the call's first delta; arguments in pieces.
             for slot, value in ((0, call.get("id")), (1, call.get("type")),
                                 (2, function.get("name"))):
                 if gathered[slot] is None and isinstance(value, str):
@@ -163,14 +158,10 @@ class _Choice:
 
 
 class ChatStreamCollector:
-    """Gathers chat chunk dicts, one ``add`` at a time, into a :class:`ChatStreamResult`.
-
-    The one place that knows how chunks add up: ``collect_chat_stream``, both streams'
-    ``collect()`` and the ``partial`` answer of a stream's error all feed one. Each choice
-    (``choice_index``) gathers its text, role, finish reason and tool calls; ``id`` and
-    ``model`` are the first a chunk names, ``usage`` the last. ``text_limit`` bounds the text
-    kept, the tool calls' arguments included (characters; None: all of it).
-    """
+    """Gathers chat chunk dicts into a :class:`ChatStreamResult`: the one place that knows
+    how chunks add up (``collect()``, an error's ``partial``). ``id`` and ``model`` are the
+    first a chunk names, ``usage`` the last. ``text_limit`` bounds the text kept, tool calls'
+    arguments included (characters; None: all of it)."""
 
     def __init__(self, text_limit: Optional[int] = None) -> None:
         self._result = ChatStreamResult()
@@ -183,11 +174,8 @@ class ChatStreamCollector:
         self.extend((chunk,))
 
     def extend(self, chunks: Sequence[Any]) -> None:
-        """``add`` each of ``chunks``: a stream's batch, in one call.
-
-        Run for every chunk a stream hands out, so written for speed: a field is read only
-        where a chunk may still change what it adds up to.
-        """
+        """``add`` each of ``chunks`` (a stream's batch). Run for every chunk a stream hands
+        out, so a field is read only where a chunk may still change what it adds up to."""
         result = self._result
         result.chunks += len(chunks)
         budget = self._budget
@@ -226,11 +214,8 @@ class ChatStreamCollector:
 
 
 def collect_chat_stream(chunks: Iterable[ChatCompletionChunk]) -> ChatStreamResult:
-    """Gather chat chunk dicts into the final text, tool calls, finish reason and usage of
-    each choice (choice 0's at the top: ``index`` 0, or none).
-
-    ``chunks`` is usually a :class:`ChatStream`; it is read to its end.
-    """
+    """Gather chat chunk dicts (a :class:`ChatStream`, read to its end) into each choice's
+    final text, tool calls and finish reason, and the usage (choice 0's at the top)."""
     collector = ChatStreamCollector()
     for chunk in chunks:
         collector.add(chunk)

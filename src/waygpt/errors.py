@@ -286,9 +286,8 @@ def _format_detail(detail: Any) -> str:
 
 
 def _error_message(status: int, parsed: Any, text: str, redact: Callable[[str], str]) -> str:
-    """``detail``, else ``message``, else ``error.message``, else the body text (``text``, its
-    secrets replaced), else ``HTTP <status>``. A field is redacted after it is formatted (new
-    text: reprs, joins) and before it is cut, so no secret is cut in two with a part left."""
+    """``detail``, else ``message``, else ``error.message``, else ``text``, else ``HTTP
+    <status>``; redacted after formatting, before the cut (no half of a secret is left)."""
     fields: List[Any] = []
     if isinstance(parsed, dict):
         error = parsed.get("error")
@@ -330,7 +329,7 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
 
 def parse_http_date(value: Optional[str]) -> Optional[float]:
     """The Unix time of an HTTP date (``Date``, ``Retry-After``); None when there is none or it
-    cannot be read, whatever it holds (a year of twenty digits overflows the calendar)."""
+    cannot be read, whatever it holds."""
     if not value:
         return None
     import datetime  # only for an answer that has a date to read: `import waygpt` need not pay
@@ -355,10 +354,9 @@ def error_from_response(
     status: int, headers: Mapping[str, str], body: bytes,
     redact: Optional[Callable[[str], str]] = None, hint: str = "",
 ) -> APIStatusError:
-    """The typed error of an HTTP error answer, whose ``body`` the caller bounded (up to
-    ``ERROR_READ_LIMIT``). Its parts (parsed body, headers, body text, message) are built
-    from text whose secrets ``redact`` replaced whole, before anything is cut. ``hint``, the
-    setting to check, ends the message."""
+    """The typed error of an HTTP error answer (``body`` bounded by the caller to
+    ``ERROR_READ_LIMIT``), every part built from text whose secrets were replaced whole,
+    before any cut. ``hint``, the setting to check, ends the message."""
     text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
     _, parsed = parse_json(text)  # a body cut at the bound is not JSON: its text is kept
     if redact is not None:
