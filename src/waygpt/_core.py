@@ -107,10 +107,8 @@ RECORDING: ContextVar[Optional[List[Tuple[CallState, Call[Any]]]]] = ContextVar(
 
 
 class CallState:
-    """What one logical call has done so far: shared by its attempts, and by a stream's restart
-    before its first content (which spends the same budget). ``hook_error_id`` is the ``id()``
-    (the error's traceback holds this state) of what a hook raised: it reaches the caller as
-    it is, not stamped with this call's attempts."""
+    """What one call has done so far, shared by its attempts and a stream's restart before its
+    first content (which spends the same budget)."""
 
     __slots__ = (
         "answer", "attempts", "client_request_id", "clock_corrected", "hook_error_id", "retry",
@@ -127,7 +125,9 @@ class CallState:
         # error is (a login in another thread must not unmask the token this call sent).
         self.secrets: Tuple[Optional[str], ...] = ()
         self.answer: Any = None  # the last 2xx answer (for with_raw_response)
-        self.span: Union[CallSpan, NoSpan] = NO_SPAN  # (NO_SPAN records nothing)
+        self.span: Union[CallSpan, NoSpan] = NO_SPAN
+        # The id() of what a hook raised (its traceback holds this state): it reaches the
+        # caller as it is, not stamped with this call's attempts.
         self.hook_error_id = 0
         self.stopped = False  # the stream this call started was closed: send nothing more
 
@@ -486,18 +486,15 @@ class ClientCore:
             if offset is not None:
                 state.clock_corrected = True
                 yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
-                logger.info(
-                    "%s %s -> %d: the server's clock is %+.0f s from this machine's; "
-                    "signing with its time from now on",
-                    request.method, request.path.partition("?")[0], status, offset,
-                )
+                logger.info("%s %s -> %d: the server's clock is %+.0f s from this machine's; "
+                            "signing with its time from now on", *_said(request), status, offset)
                 state.span.clock_corrected(offset)
                 return None
         delay = state.retry.delay_after_status(status, answer.headers)
         body = yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
         if delay is None or not deadline.allows(delay):
             hint = _setting_to_check(status, request, signer, body)
-            raise error_from_response(status, _plain(answer.headers), body, redact, hint)
+            raise error_from_response(status, answer.headers, body, redact, hint)
         _log_retry(request, f"HTTP {status}", delay, state)
         return delay
 
@@ -558,7 +555,7 @@ class ClientCore:
             text = error_body_text(body, redact)
             message = f"expected a JSON answer, got: {text[:200]!r}"
         error = APIResponseValidationError(
-            message, answer.status, data, body=text, headers=_plain(answer.headers),
+            message, answer.status, data, body=text, headers=answer.headers,
             request_id=request_id_of(answer.headers),
         )
         raise redact_error(error, redact)
@@ -595,9 +592,8 @@ class StreamRestart:
         self.state.span.retry(self.state.attempts, type(error).__name__, delay)
         logger.warning(
             "%s %s: the stream failed before its first content (%s); starting it again in "
-            "%.2f s (attempt %d)",
-            self._call.method, self._call.path.partition("?")[0], type(error).__name__, delay,
-            self.state.attempts + 1,
+            "%.2f s (attempt %d)", self._call.method, self._call.path.partition("?")[0],
+            type(error).__name__, delay, self.state.attempts + 1,
         )
         return delay
 
@@ -634,18 +630,16 @@ def _notify(hooks: Tuple[Any, ...], view: Any, state: CallState, answer: Any = N
         raise
 
 
-def _plain(headers: Mapping[str, str]) -> Dict[str, str]:
-    """Response headers as a plain dict of strings (what errors keep)."""
-    return {str(name): str(value) for name, value in headers.items()}
+def _said(request: Request) -> Tuple[str, str]:
+    """The method and path a log line names: the path as sent, base path included (a proxy's
+    prefix or a wrong api_url shows), its query left out."""
+    return request.method, request.path.partition("?")[0]
 
 
 def _log_attempt(request: Request, status: Optional[int], started: float, state: CallState) -> None:
-    # The path as sent, base path included, so that a proxy's prefix or a wrong api_url
-    # shows in the log (the query is left out); the call's id, to quote to support.
     logger.debug(
-        "%s %s -> %s in %.1f ms (attempt %d, client request id %s)",
-        request.method, request.path.partition("?")[0],
-        status if status is not None else "no answer", (time.monotonic() - started) * 1000,
+        "%s %s -> %s in %.1f ms (attempt %d, client request id %s)", *_said(request),
+        "no answer" if status is None else status, (time.monotonic() - started) * 1000,
         state.attempts, state.client_request_id,
     )
 
@@ -668,11 +662,10 @@ def _log_retry(request: Request, reason: str, delay: float, state: CallState) ->
     """A retry, in the log and as an event of the call's span."""
     attempt = state.attempts
     state.span.retry(attempt, reason, delay)
+    # `extra`: for a handler that tells a person (the CLI's line per retry), without parsing.
     logger.warning(
         "%s %s failed (%s); retrying in %.2f s (attempt %d, client request id %s)",
-        request.method, request.path.partition("?")[0], reason, delay, attempt,
-        state.client_request_id,
-        # For a handler that tells a person (the CLI's line per retry), without parsing.
+        *_said(request), reason, delay, attempt, state.client_request_id,
         extra={"waygpt_retry_delay": delay, "waygpt_retry_reason": reason,
                "waygpt_attempt": attempt, "waygpt_next_attempt": attempt + 1},
     )

@@ -44,7 +44,8 @@ class WayGPTError(Exception):
         self.message = message
         self.status_code = status_code
         self.response = response
-        self.headers: Dict[str, str] = dict(headers or {})
+        # Plain strings (an aiohttp answer's names are `istr`s): what pickles anywhere.
+        self.headers = {str(name): str(value) for name, value in (headers or {}).items()}
         self.body = body
         self.request_id = request_id
 
