@@ -51,7 +51,7 @@ _PARTS_PER_BLOCK = 4096
 
 
 class _Text:
-    """Pieces of text, joined in blocks; ``budget`` is shared by a result's texts."""
+    """Pieces of text, joined in blocks; ``budget``, the collector, bounds all its texts."""
 
     __slots__ = ("_blocks", "_parts")
 
@@ -59,39 +59,23 @@ class _Text:
         self._parts: List[str] = []
         self._blocks: List[str] = []
 
-    def add(self, piece: str, budget: _Budget) -> None:
+    def add(self, piece: str, budget: ChatStreamCollector) -> None:
         self._parts.append(piece)
         if len(self._parts) >= _PARTS_PER_BLOCK:
             self._join(budget)
 
-    def text(self, budget: _Budget) -> str:
+    def text(self, budget: ChatStreamCollector) -> str:
         self._join(budget)
         if len(self._blocks) > 1:
             self._blocks = ["".join(self._blocks)]
         return self._blocks[0] if self._blocks else ""
 
-    def _join(self, budget: _Budget) -> None:
+    def _join(self, budget: ChatStreamCollector) -> None:
         if self._parts:
-            block = budget.take("".join(self._parts))
+            block = budget._keep("".join(self._parts))
             self._parts.clear()
             if block:
                 self._blocks.append(block)
-
-
-class _Budget:
-    """The characters a collector may still keep (None: no bound)."""
-
-    __slots__ = ("left",)
-
-    def __init__(self, limit: Optional[int]) -> None:
-        self.left = limit
-
-    def take(self, block: str) -> str:
-        if self.left is None:
-            return block
-        block = block[: max(self.left, 0)]
-        self.left -= len(block)
-        return block
 
 
 class _Choice:
@@ -106,7 +90,7 @@ class _Choice:
         self.finish_reason: Optional[str] = None
         self.calls: Dict[int, Any] = {}  # by index: [id, type, name, arguments (_Text)]
 
-    def add(self, choice: Dict[str, Any], budget: _Budget) -> None:
+    def add(self, choice: Dict[str, Any], budget: ChatStreamCollector) -> None:
         delta = choice.get("delta")
         if isinstance(delta, dict):
             role = delta.get("role")
@@ -122,7 +106,7 @@ class _Choice:
         if reason:
             self.finish_reason = str(reason)
 
-    def _add_calls(self, calls: Any, budget: _Budget) -> None:
+    def _add_calls(self, calls: Any, budget: ChatStreamCollector) -> None:
         for position, call in enumerate(calls if isinstance(calls, list) else ()):
             if not isinstance(call, dict):
                 continue
@@ -143,7 +127,7 @@ class _Choice:
             if isinstance(arguments, str):
                 gathered[3].add(arguments, budget)
 
-    def result(self, budget: _Budget) -> ChatChoiceResult:
+    def result(self, budget: ChatStreamCollector) -> ChatChoiceResult:
         calls = [
             {
                 "id": call_id,
@@ -165,7 +149,7 @@ class ChatStreamCollector:
 
     def __init__(self, text_limit: Optional[int] = None) -> None:
         self._result = ChatStreamResult()
-        self._budget = _Budget(text_limit)
+        self._left = text_limit  # the characters it may still keep (None: no bound)
         self._first = _Choice(0)
         self._choices: Dict[int, _Choice] = {0: self._first}
         self._unnamed = True  # no chunk named both the id and the model yet
@@ -178,7 +162,6 @@ class ChatStreamCollector:
         out, so a field is read only where a chunk may still change what it adds up to."""
         result = self._result
         result.chunks += len(chunks)
-        budget = self._budget
         for chunk in chunks:
             if not isinstance(chunk, dict):
                 continue
@@ -194,23 +177,29 @@ class ChatStreamCollector:
             for choice in choices if isinstance(choices, list) else ():
                 index = choice_index(choice)
                 if index == 0:
-                    self._first.add(choice, budget)
+                    self._first.add(choice, self)
                 elif index is not None:
                     gathered = self._choices.get(index)
                     if gathered is None:
                         gathered = self._choices[index] = _Choice(index)
-                    gathered.add(choice, budget)
+                    gathered.add(choice, self)
 
     def result(self) -> ChatStreamResult:
         """What the chunks added so far add up to."""
         result = self._result
-        budget = self._budget
         ordered = sorted(self._choices, key=lambda index: (index != 0, index))  # choice 0 first
-        result.choices = [self._choices[index].result(budget) for index in ordered]
+        result.choices = [self._choices[index].result(self) for index in ordered]
         first = result.choices[0]
         result.text, result.role = first.text, first.role
         result.finish_reason, result.tool_calls = first.finish_reason, first.tool_calls
         return result
+
+    def _keep(self, block: str) -> str:
+        if self._left is None:
+            return block
+        block = block[: max(self._left, 0)]
+        self._left -= len(block)
+        return block
 
 
 def collect_chat_stream(chunks: Iterable[ChatCompletionChunk]) -> ChatStreamResult:
