@@ -323,24 +323,21 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
     try:
         seconds = float(value)
     except ValueError:
-        when = parse_http_date(value.strip())
+        when = parse_http_date(value)
         return None if when is None else max(0.0, when - time.time())
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def parse_http_date(value: Optional[str]) -> Optional[float]:
-    """The Unix time of an HTTP date (``Date``, ``Retry-After``); None when there is none or it
-    cannot be read, whatever it holds."""
+    """The Unix time of an HTTP date (``Date``, ``Retry-After``); None when it cannot be read."""
     if not value:
         return None
     import datetime  # only for an answer that has a date to read: `import waygpt` need not pay
     import email.utils
 
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-        if when.tzinfo is None:  # HTTP dates are GMT, whether they say so or not
-            when = when.replace(tzinfo=datetime.timezone.utc)
-        return when.timestamp()
+    try:  # (HTTP dates are GMT, whether they say so or not)
+        when = email.utils.parsedate_to_datetime(value.strip())
+        return when.replace(tzinfo=when.tzinfo or datetime.timezone.utc).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
 
