@@ -32,9 +32,8 @@ EventHooks = Dict[str, Tuple[Hook, ...]]  # "request": before each attempt; "res
 
 
 def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
-    """``{"request": [...], "response": [...]}`` with tuples of hooks (None for none).
-    ``awaits``: whether the client awaits what a hook returns (the async client); the sync
-    client refuses a coroutine function, which it would call and never run."""
+    """``{"request": (...), "response": (...)}`` (None for no hooks). Unless ``awaits`` (the
+    async client), a coroutine function is refused: it would be called and never run."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
@@ -61,8 +60,7 @@ def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
 
 
 def _is_async_hook(hook: Any) -> bool:
-    """Whether calling ``hook`` makes a coroutine (an ``async def``, an object whose
-    ``__call__`` is one, a ``functools.partial`` of either)."""
+    """Whether calling ``hook`` (a function, a callable object, a partial) makes a coroutine."""
     import inspect  # only when hooks are given: `import waygpt` need not pay for it
 
     while isinstance(hook, functools.partial):
