@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, Generator, Optional, Tuple
 from requests.utils import get_environ_proxies, prepend_scheme_if_needed
 
 from ._chat_events import ChatEventParser
-from ._config import ca_bundle_from_environment
+from ._config import ca_bundle_from_environment, check_max_connections
 from ._core import Deadline, Notify, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
 from ._internals import (
@@ -266,9 +266,11 @@ class AiohttpTransport:
 
     awaits_hooks = True  # it awaits what an event hook returns (``async def`` hooks)
 
-    def __init__(self, session: Any = None) -> None:
+    def __init__(self, session: Any = None, max_connections: Optional[int] = None) -> None:
         if aiohttp is None:
             raise ImportError(INSTALL_HINT)
+        # aiohttp's own default, 100, would queue a bot's 101st stream until one ends.
+        self._limit = check_max_connections(max_connections, session) or 0  # 0: no limit
         self.owns_session = session is None
         self._session: Any = session
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -313,7 +315,7 @@ class AiohttpTransport:
                 self._leave_loop()  # made in another event loop: refused, or set aside
             if self._session is None:
                 session = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=100, ssl=self._ssl),
+                    connector=aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl),
                     cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False,
                 )
                 never_replay(session)
