@@ -48,6 +48,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
@@ -192,11 +193,19 @@ async def _serve(streams: int) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(_Connection, "127.0.0.1", 0, backlog=max(streams, 128))
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
-    # The parent closes our stdin (or dies): stop. A run takes minutes; an hour ends it anyway.
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    try:
-        await asyncio.wait_for(reader.read(), 3600)
+    stopping = loop.create_future()
+
+    def watch_stdin() -> None:  # the parent closes our stdin (or dies): stop
+        try:
+            while sys.stdin.buffer.read(1):
+                pass
+        except (OSError, ValueError):
+            pass
+        loop.call_soon_threadsafe(lambda: stopping.done() or stopping.set_result(None))
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    try:  # a run takes minutes; an hour ends it whatever happens
+        await asyncio.wait_for(stopping, 3600)
     except asyncio.TimeoutError:
         pass
     server.close()

@@ -7,7 +7,8 @@
   from the environment when the base URL is set.
 * A call is bounded by aiohttp's ``total`` timeout, set to what is left of its deadline; a
   stream's headers by ``asyncio.wait_for``, the body before its events by ``end_reads_at``,
-  each read by ``sock_read`` and, for a stream's, a timer of ours (``bound_each_read``).
+  each read by ``sock_read``, and a stream's, once its events begin, by a timer of ours
+  instead (``bound_each_read``).
 * After a fork the parent's session is set aside, never closed. A client is used from one
   event loop at a time: a call from another loop while the session's own loop runs is
   refused; once that loop has ended, its session is set aside and a new one is made.
@@ -39,6 +40,7 @@ from ._internals import (
     never_replay,
     received_before_failure,
     request_overrides,
+    stop_socket_read_timer,
 )
 from ._observe import AnswerHeaders
 from ._stream_loop import Restart
@@ -194,10 +196,12 @@ class AiohttpAnswer:
         aiohttp's ``sock_read`` should do it, but a stream whose chunked framing breaks and
         whose connection then closes leaves aiohttp's read waiting for ever (aiohttp 3.14),
         timer and all. A timer of ours, armed at most once per ``timeout`` and only while a
-        read waits, costs a clock reading per read."""
+        read waits, costs a clock reading per read; aiohttp's, made again at every piece of
+        data, is stopped for the body (it still bounded the wait for the headers)."""
         self._cancel_deadline()
         self._idle_timeout = timeout
         self._loop = asyncio.get_running_loop()
+        stop_socket_read_timer(self.response)
 
     async def read(self) -> bytes:
         """The next raw (still encoded) bytes of the body as soon as some arrive; b"" at its end."""

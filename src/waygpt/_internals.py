@@ -1,9 +1,11 @@
 """Every private attribute of another library that the SDK uses, each behind one function.
 
 All of them are aiohttp's (checked on 3.11.18 and 3.14.5); each function falls back to
-aiohttp's public behaviour when its attribute is missing. docs/architecture.md lists them
-with the guarantee each keeps; tests/internals/test_aiohttp_internals.py fails when a
-release renames one. This module imports no aiohttp: each function is handed its object.
+aiohttp's public behaviour when its attribute is missing, and so does the one undocumented
+attribute used here, the ``read_timeout`` of aiohttp's connection protocol.
+docs/architecture.md lists them with the guarantee each keeps;
+tests/internals/test_aiohttp_internals.py fails when a release renames one. This module
+imports no aiohttp: each function is handed its object.
 """
 
 from __future__ import annotations
@@ -74,3 +76,15 @@ def leave_connections_open(connector: Any) -> None:
     """
     if hasattr(connector, "_closed"):
         connector._closed = True
+
+
+def stop_socket_read_timer(response: Any) -> None:
+    """Stop aiohttp's ``sock_read`` timer for the rest of a stream's body, which the
+    stream's own timer bounds (``AiohttpAnswer.bound_each_read``): aiohttp cancels and makes
+    an asyncio timer again at every piece of data that arrives. ``read_timeout`` of the
+    connection's protocol (``ResponseHandler``, a class aiohttp does not document; it sets
+    the attribute itself for websockets); the next request on the connection sets it
+    again. Without it, the timer goes on as it did."""
+    protocol = getattr(getattr(response, "connection", None), "protocol", None)
+    if protocol is not None and hasattr(protocol, "read_timeout"):
+        protocol.read_timeout = None

@@ -230,8 +230,8 @@ def test_a_stream_waiting_for_its_next_event_holds_none_of_the_chunks_it_handed_
     # Thousands of streams at once wait most of their time: a batch of parsed chunks kept
     # by each while it waits would outweigh the rest of it.
     marker = "chatcmpl-held-4f1c"
-    event = (b'data: {"id": "%s", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n'
-             % marker.encode())
+    event = (b'data: {"id": "%s", "held": 1, "choices": [{"index": 0, "delta": {"content": '
+             b'"Hi"}}]}\n\n' % marker.encode())
     release = threading.Event()
 
     def handler(conn: socket.socket, request: bytes) -> None:
@@ -242,7 +242,7 @@ def test_a_stream_waiting_for_its_next_event_holds_none_of_the_chunks_it_handed_
 
     def held() -> int:
         gc.collect()
-        return sum(1 for o in gc.get_objects() if type(o) is dict and o.get("id") == marker)
+        return sum(1 for o in gc.get_objects() if type(o) is dict and o.get("held") == 1)
 
     with RawServer(handler) as raw, sdk.WayGPTClient(api_url=raw.url, project_key="sk_live_x",
                                                     max_retries=0) as client:
