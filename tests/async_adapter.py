@@ -37,12 +37,14 @@ class _LoopThread:
 
 
 _loop_thread: Optional[_LoopThread] = None
+_loop_thread_lock = threading.Lock()  # threads making their first calls at once share one
 
 
 def loop_thread() -> _LoopThread:
     global _loop_thread
-    if _loop_thread is None:
-        _loop_thread = _LoopThread()
+    with _loop_thread_lock:
+        if _loop_thread is None:
+            _loop_thread = _LoopThread()
     return _loop_thread
 
 

@@ -169,6 +169,26 @@ def check_total_timeout(total_timeout: Any) -> float:
     return float(total_timeout)
 
 
+def check_max_connections(max_connections: Any, session: Any) -> Optional[int]:
+    """The most connections the client's own session opens to the server at once (None: no
+    limit); a caller's session brings its own pool, so a limit given with one is refused."""
+    if max_connections is None:
+        return None
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int) or (
+        max_connections < 1
+    ):
+        raise ConfigurationError(
+            "max_connections must be a positive int, or None for no limit, got "
+            f"{max_connections!r}"
+        )
+    if session is not None:
+        raise ConfigurationError(
+            "max_connections applies to the client's own connections: a session passed in "
+            "keeps its own pool (set its limit there)"
+        )
+    return max_connections
+
+
 def split_timeout(timeout: Timeout) -> Tuple[float, float]:
     """``(connect, read)`` seconds of a timeout setting."""
     return timeout if isinstance(timeout, tuple) else (timeout, timeout)

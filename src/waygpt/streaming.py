@@ -138,6 +138,7 @@ def _chunks_of(
                 for chunk in step:
                     span.chunk(chunk)  # as it is handed out
                     yield chunk
+                chunk = None  # type: ignore[assignment] # (not held while the next read waits)
                 continue
             try:
                 if step is READ:
@@ -273,10 +274,10 @@ class AsyncChatStream(_StreamBase):
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
-        ready = self._ready
-        if self._next < len(ready):
-            chunk = ready[self._next]
-            self._next += 1
+        index = self._next
+        if index < len(self._ready):
+            chunk = self._ready[index]
+            self._next = index + 1
         else:
             chunk = await self._advance()
         self._state.span.chunk(chunk)  # as it is handed out
@@ -286,6 +287,7 @@ class AsyncChatStream(_StreamBase):
         """Run the steps with ``await`` until they hand out chunks: the first of them."""
         steps = self._steps
         state = self._state
+        self._ready = []  # (the chunks handed out are not held while the next read waits)
         reply: Any = None
         while True:
             try:
