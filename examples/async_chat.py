@@ -40,9 +40,8 @@ async def streamed(client: AsyncWayGPTClient, prompt: str) -> None:
     # async with block releases the connection however the loop is left.
     print("stream: ", end="")
     async with await client.chat_completions_stream(messages=ask(prompt)) as stream:
-        async for chunk in stream:
-            for choice in chunk.get("choices") or []:
-                print(choice.get("delta", {}).get("content") or "", end="", flush=True)
+        async for text in stream.text():
+            print(text, end="", flush=True)
     print()
 
 
@@ -83,9 +82,8 @@ async def cancelled_task(client: AsyncWayGPTClient, prompt: str, after: float) -
 
     async def read() -> None:
         async with await client.chat_completions_stream(messages=ask(prompt)) as stream:
-            async for chunk in stream:
-                for choice in chunk.get("choices") or []:
-                    parts.append(choice.get("delta", {}).get("content") or "")
+            async for text in stream.text():
+                parts.append(text)
 
     task = asyncio.create_task(read())
     await asyncio.sleep(after)
@@ -109,7 +107,8 @@ async def run(client: AsyncWayGPTClient, prompt: str) -> None:
 async def run_demo(prompt: str) -> None:
     from waygpt.testing import WayGPTTestServer, sse_event
 
-    with WayGPTTestServer() as server:
+    # Every stream ends with a usage-only chunk, as a real server's may.
+    with WayGPTTestServer(always_include_usage=True) as server:
         async with AsyncWayGPTClient(api_url=server.url, project_key=server.project_key) as client:
             await plain_call(client, prompt)
             await streamed(client, prompt)

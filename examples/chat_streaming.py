@@ -5,9 +5,11 @@
 
     python examples/chat_streaming.py --demo   # local test server, no network
 
-Three ways to read a stream are shown: iterating chunk dicts in a ``with`` block (the block
-releases the connection even if you stop early), ``collect()`` for the whole text plus the
-finish reason and usage, and what happens when the server reports an error mid-stream.
+Three ways to read a stream are shown: ``stream.text()`` in a ``with`` block for the text as
+it arrives (the block releases the connection even if you stop early), ``collect()`` for the
+whole text plus the finish reason and usage, and what happens when the server reports an
+error mid-stream. The demo's server ends every stream with a usage-only chunk (no choices),
+as a real one may; ``text()`` and ``collect()`` read it like any other.
 """
 
 from __future__ import annotations
@@ -23,11 +25,10 @@ from waygpt import APIConnectionError, WayGPTClient, WayGPTError
 def stream_answer(client: WayGPTClient, prompt: str) -> None:
     messages = [{"role": "user", "content": prompt}]
 
-    # 1. Chunk by chunk. Each chunk is a dict in the OpenAI "chat.completion.chunk" shape.
+    # 1. The text as it arrives: each piece of the answer, chunks without text skipped.
     with client.chat_completions_stream(messages=messages) as stream:
-        for chunk in stream:
-            for choice in chunk.get("choices") or []:
-                print(choice.get("delta", {}).get("content") or "", end="", flush=True)
+        for text in stream.text():
+            print(text, end="", flush=True)
     print()
 
     # 2. The whole answer at once, with the finish reason and token usage.
@@ -39,8 +40,8 @@ def stream_with_error(client: WayGPTClient) -> None:
     """An upstream failure mid-stream arrives as a typed error, not as a chunk."""
     try:
         with client.chat_completions_stream(messages=[{"role": "user", "content": "Hi"}]) as s:
-            for chunk in s:
-                print(chunk["choices"][0]["delta"].get("content", ""), end="", flush=True)
+            for text in s.text():
+                print(text, end="", flush=True)
     except APIConnectionError as exc:  # the connection dropped or went silent too long
         print(f"\n[stream interrupted: {exc}]")
     except WayGPTError as exc:  # an error object inside the stream (typed by its status)
@@ -50,7 +51,8 @@ def stream_with_error(client: WayGPTClient) -> None:
 def run_demo(prompt: str) -> None:
     from waygpt.testing import WayGPTTestServer, sse_event
 
-    with WayGPTTestServer() as server:
+    # Every stream ends with a usage-only chunk, as a real server's may.
+    with WayGPTTestServer(always_include_usage=True) as server:
         with WayGPTClient(api_url=server.url, project_key=server.project_key) as client:
             stream_answer(client, prompt)
             # Script the next chat request: one token, then an error event from upstream.

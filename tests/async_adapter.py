@@ -37,12 +37,14 @@ class _LoopThread:
 
 
 _loop_thread: Optional[_LoopThread] = None
+_loop_thread_lock = threading.Lock()  # threads making their first calls at once share one
 
 
 def loop_thread() -> _LoopThread:
     global _loop_thread
-    if _loop_thread is None:
-        _loop_thread = _LoopThread()
+    with _loop_thread_lock:
+        if _loop_thread is None:
+            _loop_thread = _LoopThread()
     return _loop_thread
 
 
@@ -79,6 +81,27 @@ class StreamFacade:
 
     def collect(self) -> Any:
         return loop_thread().run(self._stream.collect())
+
+    def text(self) -> Iterator[str]:
+        return _blocking_iterator(self._stream.text())
+
+    def text_snapshots(self, *args: Any, **kwargs: Any) -> Iterator[str]:
+        return _blocking_iterator(self._stream.text_snapshots(*args, **kwargs))
+
+    def sse(self) -> Iterator[bytes]:
+        return _blocking_iterator(self._stream.sse())
+
+
+def _blocking_iterator(iterator: Any) -> Iterator[Any]:
+    """A blocking iterator over an async one, on the adapter's loop; closed when left."""
+    try:
+        while True:
+            try:
+                yield loop_thread().run(_await(iterator.__anext__()))
+            except StopAsyncIteration:
+                return
+    finally:
+        loop_thread().run(iterator.aclose())
 
 
 class RawResponsesFacade:

@@ -52,6 +52,9 @@ class Module:
     source: str
     tree: ast.Module
     deps: Set[str] = field(default_factory=set)  # bundled modules it imports from
+    # Bundled modules it imports from lazily (in a function, under TYPE_CHECKING): bundled,
+    # but no constraint on the order, since their names are looked up only when used.
+    lazy_deps: Set[str] = field(default_factory=set)
     relative_names: List[Tuple[str, str]] = field(default_factory=list)  # (module, name)
     dropped: List[Tuple[int, int]] = field(default_factory=list)  # 1-based inclusive ranges
     # Relative imports inside a function or an `if` (imported when first needed, to keep
@@ -168,7 +171,7 @@ def _read_module(package_dir: Path, name: str) -> Module:
                     f"{path.name}: line {sub.lineno}: a nested relative import must import "
                     "names under their own names, alone on its lines"
                 )
-            module.deps.add(target)
+            module.lazy_deps.add(target)
             module.relative_names.extend((target, alias.name) for alias in sub.names)
             module.passed.append((sub.lineno, end))
     return module
@@ -217,7 +220,7 @@ def collect_modules(package_dir: Path) -> Tuple[List[Module], List[str], Set[str
         if name in modules:
             continue
         modules[name] = _read_module(package_dir, name)
-        pending.extend(sorted(modules[name].deps - set(modules)))
+        pending.extend(sorted((modules[name].deps | modules[name].lazy_deps) - set(modules)))
     # Kahn's algorithm; among the modules that are ready, the alphabetically first goes next,
     # so the output is deterministic.
     order: List[str] = []

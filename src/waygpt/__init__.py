@@ -42,7 +42,7 @@ from .streaming import AsyncChatStream, ChatStream
 if TYPE_CHECKING:
     from ._async_client import AsyncWayGPTClient
     from ._batch import BatchInputError, BatchSummary, batch
-    from ._chat_result import ChatStreamResult, collect_chat_stream
+    from ._chat_result import ChatChoiceResult, ChatStreamResult, collect_chat_stream
     from .sse import ServerSentEvent, SSEDecoder
 
 # Imported on first use, so that `import waygpt` costs little more than `import requests`:
@@ -50,8 +50,8 @@ if TYPE_CHECKING:
 # dataclasses, the batch runner threads. The one-file build bundles the sync client only.
 _LAZY = {
     "AsyncWayGPTClient": "_async_client", "BatchInputError": "_batch", "BatchSummary": "_batch",
-    "batch": "_batch", "ChatStreamResult": "_chat_result", "collect_chat_stream": "_chat_result",
-    "ServerSentEvent": "sse", "SSEDecoder": "sse",
+    "batch": "_batch", "ChatChoiceResult": "_chat_result", "ChatStreamResult": "_chat_result",
+    "collect_chat_stream": "_chat_result", "ServerSentEvent": "sse", "SSEDecoder": "sse",
 }
 
 
@@ -68,11 +68,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_API_URL", "APIConnectionError", "APIResponseValidationError", "APIStatusError",
     "APITimeoutError", "AsyncChatStream", "AsyncWayGPTClient", "AuthenticationError",
-    "BadRequestError", "BatchInputError", "BatchSummary", "ChatStream", "ChatStreamResult",
-    "ConfigurationError", "ConflictError", "HMACSigner", "InternalServerError", "MediaJobError",
-    "MediaJobFailedError", "MediaJobTimeoutError", "NotFoundError", "PermissionDeniedError",
-    "RateLimitError", "RawResponse", "RequestView", "ResponseView", "SSEDecoder",
-    "ServerSentEvent", "StreamInterruptedError", "StructuredOutputError",
-    "UnprocessableEntityError", "WayGPTClient", "WayGPTError", "__version__", "batch",
-    "collect_chat_stream",
+    "BadRequestError", "BatchInputError", "BatchSummary", "ChatChoiceResult", "ChatStream",
+    "ChatStreamResult", "ConfigurationError", "ConflictError", "HMACSigner",
+    "InternalServerError", "MediaJobError", "MediaJobFailedError", "MediaJobTimeoutError",
+    "NotFoundError", "PermissionDeniedError", "RateLimitError", "RawResponse", "RequestView",
+    "ResponseView", "SSEDecoder", "ServerSentEvent", "StreamInterruptedError",
+    "StructuredOutputError", "UnprocessableEntityError", "WayGPTClient", "WayGPTError",
+    "__version__", "batch", "collect_chat_stream",
 ]

@@ -7,7 +7,8 @@
   from the environment when the base URL is set.
 * A call is bounded by aiohttp's ``total`` timeout, set to what is left of its deadline; a
   stream's headers by ``asyncio.wait_for``, the body before its events by ``end_reads_at``,
-  each read by ``sock_read`` and, for a stream's, a timer of ours (``bound_each_read``).
+  each read by ``sock_read``, and a stream's, once its events begin, by a timer of ours
+  instead (``bound_each_read``).
 * After a fork the parent's session is set aside, never closed. A client is used from one
   event loop at a time: a call from another loop while the session's own loop runs is
   refused; once that loop has ended, its session is set aside and a new one is made.
@@ -29,7 +30,7 @@ from typing import Any, Callable, Dict, Generator, Optional, Tuple
 from requests.utils import get_environ_proxies, prepend_scheme_if_needed
 
 from ._chat_events import ChatEventParser
-from ._config import ca_bundle_from_environment
+from ._config import ca_bundle_from_environment, check_max_connections
 from ._core import Deadline, Notify, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
 from ._internals import (
@@ -39,6 +40,7 @@ from ._internals import (
     never_replay,
     received_before_failure,
     request_overrides,
+    stop_socket_read_timer,
 )
 from ._observe import AnswerHeaders
 from ._stream_loop import Restart
@@ -194,10 +196,12 @@ class AiohttpAnswer:
         aiohttp's ``sock_read`` should do it, but a stream whose chunked framing breaks and
         whose connection then closes leaves aiohttp's read waiting for ever (aiohttp 3.14),
         timer and all. A timer of ours, armed at most once per ``timeout`` and only while a
-        read waits, costs a clock reading per read."""
+        read waits, costs a clock reading per read; aiohttp's, made again at every piece of
+        data, is stopped for the body (it still bounded the wait for the headers)."""
         self._cancel_deadline()
         self._idle_timeout = timeout
         self._loop = asyncio.get_running_loop()
+        stop_socket_read_timer(self.response)
 
     async def read(self) -> bytes:
         """The next raw (still encoded) bytes of the body as soon as some arrive; b"" at its end."""
@@ -266,9 +270,11 @@ class AiohttpTransport:
 
     awaits_hooks = True  # it awaits what an event hook returns (``async def`` hooks)
 
-    def __init__(self, session: Any = None) -> None:
+    def __init__(self, session: Any = None, max_connections: Optional[int] = None) -> None:
         if aiohttp is None:
             raise ImportError(INSTALL_HINT)
+        # aiohttp's own default, 100, would queue a bot's 101st stream until one ends.
+        self._limit = check_max_connections(max_connections, session) or 0  # 0: no limit
         self.owns_session = session is None
         self._session: Any = session
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -313,7 +319,7 @@ class AiohttpTransport:
                 self._leave_loop()  # made in another event loop: refused, or set aside
             if self._session is None:
                 session = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=100, ssl=self._ssl),
+                    connector=aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl),
                     cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False,
                 )
                 never_replay(session)

@@ -77,6 +77,10 @@ class AsyncWayGPTClient(ClientCore):
             ``ResponseView`` when its answer's headers arrive. What a hook raises reaches
             the caller unchanged, and the call stops there. A hook may be a coroutine
             function.
+        max_connections: the most connections the client opens to the server at once; a
+            call beyond them waits for one to be free, within its ``total_timeout``. None
+            (the default): no limit, every concurrent call and stream has a connection (a
+            file descriptor) of its own at once.
 
     Raises:
         ConfigurationError: (a ``ValueError``) for an invalid setting.
@@ -89,10 +93,11 @@ class AsyncWayGPTClient(ClientCore):
         use_hmac: bool = False, timeout: Timeout = DEFAULT_TIMEOUT,
         max_retries: Union[int, Retry] = 3, *, total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
         session: Optional[ClientSession] = None, event_hooks: Optional[Mapping[str, Any]] = None,
+        max_connections: Optional[int] = None,
     ) -> None:
         super().__init__(
-            AiohttpTransport(session), api_url, project_key, project_id, hmac_secret,
-            use_hmac, timeout, max_retries, total_timeout, event_hooks,
+            AiohttpTransport(session, max_connections), api_url, project_key, project_id,
+            hmac_secret, use_hmac, timeout, max_retries, total_timeout, event_hooks,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -51,9 +51,27 @@ def read_setting(name: str, value: Optional[str]) -> Optional[str]:
     return value or None
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
 def env_use_hmac() -> bool:
-    """``WAYGPT_USE_HMAC``: the string ``true``, in any case, turns signing on."""
-    return os.environ.get("WAYGPT_USE_HMAC", "").strip().lower() == "true"
+    """``WAYGPT_USE_HMAC``: ``1``, ``true``, ``yes`` or ``on`` turn signing on, ``0``,
+    ``false``, ``no``, ``off`` or nothing leave it off (any case).
+
+    Raises:
+        ConfigurationError: any other value, which would otherwise leave signing off without
+            a word.
+    """
+    value = os.environ.get("WAYGPT_USE_HMAC", "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(
+        f"WAYGPT_USE_HMAC={os.environ['WAYGPT_USE_HMAC']!r} is not a yes or no: use "
+        "1/true/yes/on or 0/false/no/off"
+    )
 
 
 def is_header_safe(value: str) -> bool:
@@ -149,6 +167,26 @@ def check_total_timeout(total_timeout: Any) -> float:
             f"total_timeout must be a positive number of seconds, got {total_timeout!r}"
         )
     return float(total_timeout)
+
+
+def check_max_connections(max_connections: Any, session: Any) -> Optional[int]:
+    """The most connections the client's own session opens to the server at once (None: no
+    limit); a caller's session brings its own pool, so a limit given with one is refused."""
+    if max_connections is None:
+        return None
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int) or (
+        max_connections < 1
+    ):
+        raise ConfigurationError(
+            "max_connections must be a positive int, or None for no limit, got "
+            f"{max_connections!r}"
+        )
+    if session is not None:
+        raise ConfigurationError(
+            "max_connections applies to the client's own connections: a session passed in "
+            "keeps its own pool (set its limit there)"
+        )
+    return max_connections
 
 
 def split_timeout(timeout: Timeout) -> Tuple[float, float]:

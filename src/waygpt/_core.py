@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 import time
 from contextvars import ContextVar
 from secrets import token_hex
-from typing import Any, Dict, Generator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Generator, List, Mapping, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlencode, urlsplit
 
 from urllib3.util.retry import Retry
@@ -64,19 +65,15 @@ from .retry import RetryPolicy, RetryState, build_retry
 from .signing import HMACSigner
 
 
-class Request:
-    """One HTTP request as it goes on the wire; the signer rewrites its headers per attempt."""
+class Request(NamedTuple):
+    """One HTTP request as it goes on the wire; the signer rewrites its headers per attempt.
+    ``url`` is the full URL, percent-encoded; ``path`` its path and query, as signed."""
 
-    __slots__ = ("body", "headers", "method", "path", "url")
-
-    def __init__(
-        self, method: str, url: str, path: str, headers: Dict[str, str], body: Optional[bytes]
-    ) -> None:
-        self.method = method
-        self.url = url  # the full URL, already percent-encoded
-        self.path = path  # the path with its query, as sent and signed
-        self.headers = headers
-        self.body = body
+    method: str
+    url: str
+    path: str
+    headers: Dict[str, str]
+    body: Optional[bytes]
 
 
 class Deadline:
@@ -110,10 +107,8 @@ RECORDING: ContextVar[Optional[List[Tuple[CallState, Call[Any]]]]] = ContextVar(
 
 
 class CallState:
-    """What one logical call has done so far: shared by its attempts, and by a stream's restart
-    before its first content (which spends the same budget). ``hook_error_id`` is the ``id()``
-    (the error's traceback holds this state) of what a hook raised: it reaches the caller as
-    it is, not stamped with this call's attempts."""
+    """What one call has done so far, shared by its attempts and a stream's restart before its
+    first content (which spends the same budget)."""
 
     __slots__ = (
         "answer", "attempts", "client_request_id", "clock_corrected", "hook_error_id", "retry",
@@ -130,51 +125,39 @@ class CallState:
         # error is (a login in another thread must not unmask the token this call sent).
         self.secrets: Tuple[Optional[str], ...] = ()
         self.answer: Any = None  # the last 2xx answer (for with_raw_response)
-        self.span: Union[CallSpan, NoSpan] = NO_SPAN  # (NO_SPAN records nothing)
+        self.span: Union[CallSpan, NoSpan] = NO_SPAN
+        # The id() of what a hook raised (its traceback holds this state): it reaches the
+        # caller as it is, not stamped with this call's attempts.
         self.hook_error_id = 0
         self.stopped = False  # the stream this call started was closed: send nothing more
 
 
-class Send:
+class Send(NamedTuple):
     """Send ``request``; the outcome is an answer (headers read) or a TransportFailure."""
 
-    __slots__ = ("connect_timeout", "read_timeout", "request", "stream")
-
-    def __init__(
-        self, request: Request, connect_timeout: float, read_timeout: float, stream: bool
-    ) -> None:
-        self.request = request
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.stream = stream
+    request: Request
+    connect_timeout: float
+    read_timeout: float
+    stream: bool
 
 
-class Read:
+class Read(NamedTuple):
     """Read the next raw bytes of ``answer``'s body (b"" at its end), or a TransportFailure."""
 
-    __slots__ = ("answer",)
-
-    def __init__(self, answer: Any) -> None:
-        self.answer = answer
+    answer: Any
 
 
-class Notify:
+class Notify(NamedTuple):
     """Call the caller's event hooks with ``view``; what a hook raises reaches the caller."""
 
-    __slots__ = ("hooks", "view")
-
-    def __init__(self, hooks: Tuple[Any, ...], view: Any) -> None:
-        self.hooks = hooks
-        self.view = view
+    hooks: Tuple[Any, ...]
+    view: Any
 
 
-class Sleep:
+class Sleep(NamedTuple):
     """Wait before the next attempt."""
 
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    seconds: float
 
 
 Step = Union[Send, Read, Sleep, Notify]
@@ -503,17 +486,15 @@ class ClientCore:
             if offset is not None:
                 state.clock_corrected = True
                 yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
-                logger.info(
-                    "%s %s -> %d: the server's clock is %+.0f s from this machine's; "
-                    "signing with its time from now on",
-                    request.method, request.path.partition("?")[0], status, offset,
-                )
+                logger.info("%s %s -> %d: the server's clock is %+.0f s from this machine's; "
+                            "signing with its time from now on", *_said(request), status, offset)
                 state.span.clock_corrected(offset)
                 return None
         delay = state.retry.delay_after_status(status, answer.headers)
         body = yield from self._read_body(answer, deadline, ERROR_READ_LIMIT, lenient=True)
         if delay is None or not deadline.allows(delay):
-            raise error_from_response(status, _plain(answer.headers), body, redact)
+            hint = _setting_to_check(status, request, signer, body)
+            raise error_from_response(status, answer.headers, body, redact, hint)
         _log_retry(request, f"HTTP {status}", delay, state)
         return delay
 
@@ -574,7 +555,7 @@ class ClientCore:
             text = error_body_text(body, redact)
             message = f"expected a JSON answer, got: {text[:200]!r}"
         error = APIResponseValidationError(
-            message, answer.status, data, body=text, headers=_plain(answer.headers),
+            message, answer.status, data, body=text, headers=answer.headers,
             request_id=request_id_of(answer.headers),
         )
         raise redact_error(error, redact)
@@ -611,9 +592,8 @@ class StreamRestart:
         self.state.span.retry(self.state.attempts, type(error).__name__, delay)
         logger.warning(
             "%s %s: the stream failed before its first content (%s); starting it again in "
-            "%.2f s (attempt %d)",
-            self._call.method, self._call.path.partition("?")[0], type(error).__name__, delay,
-            self.state.attempts + 1,
+            "%.2f s (attempt %d)", self._call.method, self._call.path.partition("?")[0],
+            type(error).__name__, delay, self.state.attempts + 1,
         )
         return delay
 
@@ -650,30 +630,42 @@ def _notify(hooks: Tuple[Any, ...], view: Any, state: CallState, answer: Any = N
         raise
 
 
-def _plain(headers: Mapping[str, str]) -> Dict[str, str]:
-    """Response headers as a plain dict of strings (what errors keep)."""
-    return {str(name): str(value) for name, value in headers.items()}
+def _said(request: Request) -> Tuple[str, str]:
+    """The method and path a log line names: the path as sent, base path included (a proxy's
+    prefix or a wrong api_url shows), its query left out."""
+    return request.method, request.path.partition("?")[0]
 
 
 def _log_attempt(request: Request, status: Optional[int], started: float, state: CallState) -> None:
-    # The path as sent, base path included, so that a proxy's prefix or a wrong api_url
-    # shows in the log (the query is left out); the call's id, to quote to support.
     logger.debug(
-        "%s %s -> %s in %.1f ms (attempt %d, client request id %s)",
-        request.method, request.path.partition("?")[0],
-        status if status is not None else "no answer", (time.monotonic() - started) * 1000,
+        "%s %s -> %s in %.1f ms (attempt %d, client request id %s)", *_said(request),
+        "no answer" if status is None else status, (time.monotonic() - started) * 1000,
         state.attempts, state.client_request_id,
     )
+
+
+def _setting_to_check(
+    status: int, request: Request, signer: Optional[HMACSigner], body: bytes
+) -> str:
+    """For a refusal of the project key or of a missing signature, the setting behind it."""
+    if "x-project-key" not in request.headers:  # a Client API call (JWT)
+        return ""
+    if status == 401:
+        return " (check WAYGPT_PROJECT_KEY or the project_key argument)"
+    if status == 403 and signer is None and re.search(rb"(?i)hmac|signature", body):
+        return (" (this client does not sign its requests: use_hmac=True or WAYGPT_USE_HMAC=true,"
+                " with project_id and hmac_secret)")
+    return ""
 
 
 def _log_retry(request: Request, reason: str, delay: float, state: CallState) -> None:
     """A retry, in the log and as an event of the call's span."""
     attempt = state.attempts
     state.span.retry(attempt, reason, delay)
+    # `extra`: for a handler that tells a person (the CLI's line per retry), without parsing.
     logger.warning(
         "%s %s failed (%s); retrying in %.2f s (attempt %d, client request id %s)",
-        request.method, request.path.partition("?")[0], reason, delay, attempt,
-        state.client_request_id,
-        # For a handler that tells a person (the CLI's "retrying in ..."), without parsing.
-        extra={"waygpt_retry_delay": delay, "waygpt_next_attempt": attempt + 1},
+        *_said(request), reason, delay, attempt, state.client_request_id,
+        extra={"waygpt_retry_delay": delay, "waygpt_retry_reason": reason,
+               "waygpt_attempt": attempt, "waygpt_next_attempt": attempt + 1},
     )

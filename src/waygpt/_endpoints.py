@@ -112,6 +112,24 @@ def _positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def _extra(method: str, extra: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The extra keywords of ``method``, sent in the body as they are; one that is a typo of
+    one of its parameters (``temprature``, ``max_token``) is refused before the network."""
+    if extra:
+        import difflib  # only for a call with extra keywords
+
+        code = getattr(Endpoints, method).__code__  # its parameters, as its signature names them
+        named = [name for name in code.co_varnames[: code.co_argcount] if name != "extra"]
+        for key in extra:
+            meant = difflib.get_close_matches(key, named, n=1, cutoff=0.8)
+            if meant:
+                raise TypeError(
+                    f"{method}() got an unexpected keyword argument {key!r}: did you mean "
+                    f"{meant[0]!r}? (other keywords are sent in the body as they are)"
+                )
+    return extra
+
+
 def _only_given(**fields: Any) -> Dict[str, Any]:
     """The fields that were given (not None), in the order of the method's parameters."""
     return {name: value for name, value in fields.items() if value is not None}
@@ -200,13 +218,10 @@ class Endpoints:
         key = _use_case_key(use_case, use_case_id)
         if key is not None:
             body["use_case"] = key
-        if temperature is not None:
-            body["temperature"] = temperature
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
+        body.update(_only_given(temperature=temperature, max_tokens=max_tokens))
         if stream:
             body["stream"] = True
-        body.update(extra)
+        body.update(_extra("chat_completions", extra))
         path = f"{_WAYGPT}/chat/completions"
         return Call("POST", path, name="chat_completions", json=body, expect=dict, stream=stream)
 
@@ -217,10 +232,8 @@ class Endpoints:
         _require_text("prompt", prompt)
         _require_text("size", size)
         _positive_int("n", n)
-        body: Dict[str, Any] = {"prompt": prompt, "size": size, "n": n}
-        if model is not None:
-            body["model"] = model
-        body.update(extra)
+        body = {"prompt": prompt, "size": size, "n": n, **_only_given(model=model)}
+        body.update(_extra("image_generations", extra))
         path = f"{_WAYGPT}/images/generations"
         return Call("POST", path, name="image_generations", json=body, expect=dict)
 
@@ -230,7 +243,7 @@ class Endpoints:
     ) -> Call[MediaJob]:
         _require_text("prompt", prompt)
         body: Dict[str, Any] = {"prompt": prompt, **_only_given(model=model, duration=duration)}
-        body.update(extra)
+        body.update(_extra("video_generations", extra))
         path = f"{_WAYGPT}/videos/generations"
         return Call("POST", path, name="video_generations", json=body, expect=dict)
 
@@ -331,9 +344,8 @@ class Endpoints:
         _require_text("key", key)
         _require_text("name", name)
         _require_text("kind", kind)
-        body: Dict[str, Any] = {"key": key, "name": name, "kind": kind, "is_active": is_active}
-        if config is not None:
-            body["config"] = config
+        body = {"key": key, "name": name, "kind": kind, "is_active": is_active,
+                **_only_given(config=config)}
         path = _project_path(project_id, "/use-cases")
         return _jwt_call(
             "POST", path, jwt_token, name="client_create_use_case", json=body, expect=dict

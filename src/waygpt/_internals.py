@@ -1,6 +1,7 @@
-"""Every private attribute of another library that the SDK uses (all aiohttp's), each behind one
-function that falls back to aiohttp's public behaviour when it is missing; each function is
-handed its object (no aiohttp import here). docs/architecture.md: the guarantee and test of each.
+"""Every private attribute of another library that the SDK uses (all aiohttp's, with the
+undocumented ``read_timeout`` of its connection protocol), each behind one function that falls
+back to aiohttp's public behaviour when it is missing; each function is handed its object (no
+aiohttp import here). docs/architecture.md: the guarantee and test of each.
 """
 
 from __future__ import annotations
@@ -70,3 +71,15 @@ def leave_connections_open(connector: Any) -> None:
     close_notify on a parent's connections in a forked child, no error from a closed loop)."""
     if hasattr(connector, "_closed"):
         connector._closed = True
+
+
+def stop_socket_read_timer(response: Any) -> None:
+    """Stop aiohttp's ``sock_read`` timer for the rest of a stream's body, which the
+    stream's own timer bounds (``AiohttpAnswer.bound_each_read``): aiohttp cancels and makes
+    an asyncio timer again at every piece of data that arrives. ``read_timeout`` of the
+    connection's protocol (``ResponseHandler``, a class aiohttp does not document; it sets
+    the attribute itself for websockets); the next request on the connection sets it
+    again. Without it, the timer goes on as it did."""
+    protocol = getattr(getattr(response, "connection", None), "protocol", None)
+    if protocol is not None and hasattr(protocol, "read_timeout"):
+        protocol.read_timeout = None

@@ -1,8 +1,5 @@
-"""What a call lets its caller see of itself: raw responses and event hooks.
-
-Nothing here is built for a call that asks for none of it: a hook's views only when hooks
-are set, a :class:`RawResponse` only through ``with_raw_response``.
-"""
+"""What a call lets its caller see of itself: raw responses and event hooks (nothing built
+for a call that asks for none of it)."""
 
 from __future__ import annotations
 
@@ -35,9 +32,8 @@ EventHooks = Dict[str, Tuple[Hook, ...]]  # "request": before each attempt; "res
 
 
 def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
-    """``{"request": [...], "response": [...]}`` with tuples of hooks (None for none).
-    ``awaits``: whether the client awaits what a hook returns (the async client); the sync
-    client refuses a coroutine function, which it would call and never run."""
+    """``{"request": (...), "response": (...)}`` (None for no hooks). Unless ``awaits`` (the
+    async client), a coroutine function is refused: it would be called and never run."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
@@ -64,8 +60,7 @@ def check_event_hooks(value: Any, awaits: bool) -> Optional[EventHooks]:
 
 
 def _is_async_hook(hook: Any) -> bool:
-    """Whether calling ``hook`` makes a coroutine: an ``async def`` function (or method), an
-    object whose ``__call__`` is one, or a ``functools.partial`` of either."""
+    """Whether calling ``hook`` (a function, a callable object, a partial) makes a coroutine."""
     import inspect  # only when hooks are given: `import waygpt` need not pay for it
 
     while isinstance(hook, functools.partial):
@@ -101,11 +96,9 @@ def check_extra_headers(value: Any) -> Dict[str, str]:
 
 
 class Headers(Mapping[str, str]):
-    """Read-only headers, as hook views and raw responses show them: names found in any case
-    (a name sent twice counts by its first value), credentials' values masked (with
-    ``credentials``, also those of every header whose name says it carries one), ``redact``
-    applied to the names when they are first looked at and to a value when it is read (a
-    hook that reads the request id pays for no other value)."""
+    """Read-only headers, as hook views and raw responses show them: names in any case (the
+    first value counts), credentials masked (with ``credentials``, every header whose name
+    says it carries one), ``redact`` applied to a value only when it is read."""
 
     __slots__ = ("_credentials", "_lower", "_redact", "_source")
 
@@ -119,8 +112,7 @@ class Headers(Mapping[str, str]):
         self._lower: Optional[Dict[str, Tuple[str, str]]] = None
 
     def _by_name(self) -> Dict[str, Tuple[str, str]]:
-        # Each name, lowered, to its first spelling and value (a server may echo a secret as a
-        # header's name, too: names are redacted).
+        # Each name, lowered, to its first spelling and value (names are redacted too).
         lower = self._lower
         if lower is None:
             lower = self._lower = {}
@@ -156,10 +148,8 @@ class Headers(Mapping[str, str]):
 
 
 class AnswerHeaders(Mapping[str, str]):
-    """An answer's headers as the pipeline reads them, whichever client: names in any case,
-    and a header sent twice counts by its first value (requests would join the values,
-    aiohttp list them). A view of the library's own headers through their function that
-    lists one name's values: nothing is copied, as most answers are read by a few names."""
+    """An answer's headers as the pipeline reads them, either library: names in any case, the
+    first value counts. A view through ``values`` (one name's values): nothing is copied."""
 
     __slots__ = ("_headers", "_values")
 

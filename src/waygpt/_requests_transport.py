@@ -25,11 +25,11 @@ from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, EmptyPoolError, NewConnectionError
 
 from ._body import READ_SIZE
 from ._chat_events import ChatEventParser
-from ._config import ca_bundle_from_environment
+from ._config import ca_bundle_from_environment, check_max_connections
 from ._core import Deadline, Notify, Read, Send, Steps
 from ._fork import fork_generation, keep_inherited
 from ._observe import AnswerHeaders
@@ -48,6 +48,11 @@ _claims = threading.Lock()
 # the connection can be reused; past either bound the connection is closed.
 _DRAIN_SECONDS = 0.1
 _DRAIN_BYTES = 64 * 1024
+# With no max_connections, the connections kept for reuse per host: one per thread of any
+# likely thread pool (past it, a connection is closed after its call, urllib3 logs a
+# warning, and the next call connects again). urllib3 fills a pool's queue when it makes
+# it: 1000 would add a millisecond to a client's first call, 256 a tenth of one.
+_KEPT_CONNECTIONS = 256
 
 # -- connections that know their call ---------------------------------------------------------
 
@@ -56,9 +61,10 @@ class _CallWatch:
     """What ends a call's I/O at its deadline, or a stream's read blocked in another thread:
     the socket of the connection the call last sent on, while no other call has taken it."""
 
-    __slots__ = ("conn", "raw", "response", "shut_down", "sock")
+    __slots__ = ("at", "conn", "raw", "response", "shut_down", "sock")
 
-    def __init__(self) -> None:
+    def __init__(self, at: float) -> None:
+        self.at = at  # the call's deadline (time.monotonic())
         self.shut_down = False  # its socket was shut: the end of an answer is no real end
         self.conn: Any = None  # the SDK's pooled connection the call last sent on
         self.sock: Any = None  # the socket its answer came on (close-delimited: not conn's)
@@ -171,11 +177,24 @@ class _HTTPSConnection(_Claimed, HTTPSConnection):
     response_class = _FinalResponse
 
 
-class _HTTPPool(HTTPConnectionPool):
+class _Pool:
+    """A pool whose wait for a free connection (``max_connections``: a blocking pool) ends
+    at the deadline of the call that waits; urllib3's own wait has no end."""
+
+    block: bool
+
+    def _get_conn(self, timeout: Optional[float] = None) -> Any:
+        watch = getattr(_current, "watch", None)
+        if self.block and timeout is None and watch is not None:
+            timeout = max(watch.at - time.monotonic(), 0.0)
+        return super()._get_conn(timeout)  # type: ignore[misc]
+
+
+class _HTTPPool(_Pool, HTTPConnectionPool):
     ConnectionCls = _Connection
 
 
-class _HTTPSPool(HTTPSConnectionPool):
+class _HTTPSPool(_Pool, HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
@@ -223,6 +242,8 @@ def transport_failure(exc: BaseException) -> TransportFailure:
     chain = exception_chain(exc)
     if any(isinstance(e, _HeadCutOff) for e in chain):
         return TransportFailure(OTHER_FAILURE, "connection closed in the middle of the headers")
+    if any(isinstance(e, EmptyPoolError) for e in chain):  # (max_connections, all busy)
+        return TransportFailure(OTHER_FAILURE, "no connection became free in time", timed_out=True)
     if any(isinstance(e, (NewConnectionError, ConnectTimeoutError)) for e in chain):
         kind = CONNECT_FAILURE
     elif any(isinstance(e, RemoteDisconnected) for e in chain):
@@ -397,12 +418,19 @@ class RequestsTransport:
 
     awaits_hooks = False  # (the async transport awaits what an event hook returns)
 
-    def __init__(self, session: Optional[requests.Session]) -> None:
+    def __init__(
+        self, session: Optional[requests.Session], max_connections: Optional[int] = None
+    ) -> None:
+        limit = check_max_connections(max_connections, session)
         self.owns_session = session is None
         if session is None:
             session = requests.Session()
             # Retries run in the pipeline (every attempt is signed afresh), never in urllib3.
-            adapter = _SDKAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+            # A limit makes the pools block: a thread past it waits for a free connection.
+            adapter = _SDKAdapter(
+                pool_connections=4, pool_maxsize=limit or _KEPT_CONNECTIONS,
+                pool_block=limit is not None, max_retries=0,
+            )
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         self.session = session
@@ -479,7 +507,7 @@ class RequestsTransport:
         """Run a pipeline to its end; every step's I/O ends by the call's deadline."""
         if self._generation != fork_generation():
             self._after_fork()
-        call_watch = _CallWatch()
+        call_watch = _CallWatch(deadline.at)
         expire = call_watch.shut
         WATCHDOG.arm(expire, deadline.at)
         outer = getattr(_current, "watch", None)

@@ -98,6 +98,9 @@ def stream_steps(
             if state.closing:
                 return
             wait.reading()
+            # While the next read waits, nothing of the last one is held: with thousands of
+            # streams at once, its parsed chunks would outweigh the rest of a stream.
+            block = released = None
             block = yield READ
             if isinstance(block, TransportFailure):
                 if state.closing:

@@ -126,17 +126,13 @@ class CallSpan:
         from opentelemetry.trace import INVALID_SPAN
 
         self._span = INVALID_SPAN
-        logger.warning(
-            "OpenTelemetry raised %s while tracing a call; the call goes on without its span",
-            type(error).__name__,
-        )
+        message = "OpenTelemetry raised %s while tracing a call; the call goes on without its span"
+        logger.warning(message, type(error).__name__)
 
     def retry(self, attempt: int, reason: str, delay: float) -> None:
         """One span event per retry: what failed, and how long the client waits."""
-        self._span.add_event("retry", {
-            "waygpt.retry.attempt": attempt, "waygpt.retry.reason": reason,
-            "waygpt.retry.delay": delay,
-        })
+        self._span.add_event("retry", {"waygpt.retry.attempt": attempt,
+                                        "waygpt.retry.reason": reason, "waygpt.retry.delay": delay})
 
     def status(self, code: int) -> None:
         self._status = True
@@ -163,9 +159,8 @@ class CallSpan:
         """The call failed: ``error.type`` (the error's class) and an error status."""
         from opentelemetry.trace import Status, StatusCode
 
-        # A cancelled task reaches a span as the GeneratorExit of a pipeline closed under it (a
-        # plain call) or as the CancelledError itself (a stream's read): both are "cancelled".
-        # (asyncio is only looked up: a process that never imported it has none to see.)
+        # A cancelled task arrives as the GeneratorExit of a pipeline closed under it (a plain
+        # call) or as the CancelledError itself (a stream's read); asyncio is only looked up.
         asyncio = sys.modules.get("asyncio")
         cancelled = isinstance(error, GeneratorExit) or (
             asyncio is not None and isinstance(error, asyncio.CancelledError)

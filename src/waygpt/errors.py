@@ -44,7 +44,8 @@ class WayGPTError(Exception):
         self.message = message
         self.status_code = status_code
         self.response = response
-        self.headers: Dict[str, str] = dict(headers or {})
+        # Plain strings (an aiohttp answer's names are `istr`s): what pickles anywhere.
+        self.headers = {str(name): str(value) for name, value in (headers or {}).items()}
         self.body = body
         self.request_id = request_id
 
@@ -286,9 +287,8 @@ def _format_detail(detail: Any) -> str:
 
 
 def _error_message(status: int, parsed: Any, text: str, redact: Callable[[str], str]) -> str:
-    """``detail``, else ``message``, else ``error.message``, else the body text (``text``, its
-    secrets replaced), else ``HTTP <status>``. A field is redacted after it is formatted (new
-    text: reprs, joins) and before it is cut, so no secret is cut in two with a part left."""
+    """``detail``, else ``message``, else ``error.message``, else ``text``, else ``HTTP
+    <status>``; redacted after formatting, before the cut (no half of a secret is left)."""
     fields: List[Any] = []
     if isinstance(parsed, dict):
         error = parsed.get("error")
@@ -323,24 +323,21 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
     try:
         seconds = float(value)
     except ValueError:
-        when = parse_http_date(value.strip())
+        when = parse_http_date(value)
         return None if when is None else max(0.0, when - time.time())
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def parse_http_date(value: Optional[str]) -> Optional[float]:
-    """The Unix time of an HTTP date (``Date``, ``Retry-After``); None when there is none or it
-    cannot be read, whatever it holds (a year of twenty digits overflows the calendar)."""
+    """The Unix time of an HTTP date (``Date``, ``Retry-After``); None when it cannot be read."""
     if not value:
         return None
     import datetime  # only for an answer that has a date to read: `import waygpt` need not pay
     import email.utils
 
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-        if when.tzinfo is None:  # HTTP dates are GMT, whether they say so or not
-            when = when.replace(tzinfo=datetime.timezone.utc)
-        return when.timestamp()
+    try:  # (HTTP dates are GMT, whether they say so or not)
+        when = email.utils.parsedate_to_datetime(value.strip())
+        return when.replace(tzinfo=when.tzinfo or datetime.timezone.utc).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
 
@@ -353,11 +350,11 @@ def request_id_of(headers: Mapping[str, str]) -> Optional[str]:
 
 def error_from_response(
     status: int, headers: Mapping[str, str], body: bytes,
-    redact: Optional[Callable[[str], str]] = None,
+    redact: Optional[Callable[[str], str]] = None, hint: str = "",
 ) -> APIStatusError:
-    """The typed error of an HTTP error answer, whose ``body`` the caller bounded (up to
-    ``ERROR_READ_LIMIT``). Its parts (parsed body, headers, body text, message) are built
-    from text whose secrets ``redact`` replaced whole, before anything is cut."""
+    """The typed error of an HTTP error answer (``body`` bounded by the caller to
+    ``ERROR_READ_LIMIT``), every part built from text whose secrets were replaced whole,
+    before any cut. ``hint``, the setting to check, ends the message."""
     text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
     _, parsed = parse_json(text)  # a body cut at the bound is not JSON: its text is kept
     if redact is not None:
@@ -373,7 +370,7 @@ def error_from_response(
         target = lower.get("location") or "elsewhere"
         message = f"unexpected redirect ({status}) to {target}: check api_url"
     else:
-        message = _error_message(status, parsed, clean, redact or str)
+        message = _error_message(status, parsed, clean, redact or str) + hint
     error = error_class_for_status(status)(
         message, status, parsed, headers=dict(headers), body=clean, request_id=request_id_of(lower)
     )

@@ -1,39 +1,50 @@
 """Streamed chat completions: chunk dicts out, the connection always released.
 
-A :class:`ChatStream` is what ``chat_completions(stream=True)`` returns (an
-:class:`AsyncChatStream` on the async client). Both run the same steps
-(``_stream_loop.stream_steps``), the sync one with blocking calls, the async one with
-``await``, on the *answer* their transport built; nothing here knows an HTTP library.
+:class:`ChatStream` and :class:`AsyncChatStream` run the same steps (``_stream_loop``), with
+blocking calls or with ``await``, on the *answer* their transport built.
 """
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, List, Mapping, Optional, Type
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, List, Optional
 
 from ._chat_events import ChatEventParser
-from ._stream_loop import (
-    DRAIN,
-    READ,
-    RESTART,
-    Restart,
-    StreamState,
-    StreamSteps,
-    stream_steps,
+from ._stream_forms import (
+    snapshots,
+    snapshots_async,
+    sse_events,
+    sse_events_async,
+    text_pieces,
+    text_pieces_async,
 )
+from ._stream_loop import DRAIN, READ, RESTART, Restart, StreamState, StreamSteps, stream_steps
 from .errors import (
     TransportFailure,
     WayGPTError,
     forget_internal_locals,
     redact_error,
     request_id_of,
+    scrub_value,
 )
 
 __all__ = ["AsyncChatStream", "ChatStream"]
 
 if TYPE_CHECKING:
+    from typing import Generator, Mapping
+
     from ._chat_result import ChatStreamResult
     from .types import ChatCompletionChunk
+
+
+def _redacted(result: ChatStreamResult, redact: Callable[[str], str]) -> ChatStreamResult:
+    """``result`` with every string the server sent in it redacted."""
+    import dataclasses  # (only for an error: `import waygpt` need not pay)
+
+    from ._chat_result import ChatChoiceResult
+
+    fields = scrub_value(dataclasses.asdict(result), redact)
+    choices = [ChatChoiceResult(**choice) for choice in fields.pop("choices")]
+    return type(result)(**fields, choices=choices)
 
 
 class _StreamBase:
@@ -41,12 +52,8 @@ class _StreamBase:
     what an error is given before it leaves a stream."""
 
     def __init__(
-        self,
-        answer: Any,
-        parser: ChatEventParser,
-        read_timeout: float,
-        redact: Callable[[str], str],
-        restart: Restart,
+        self, answer: Any, parser: ChatEventParser, *, read_timeout: float,
+        redact: Callable[[str], str], restart: Restart,
     ) -> None:
         self._call = restart.state  # the call's CallState
         self._state = StreamState(answer, self._call.span)
@@ -62,8 +69,7 @@ class _StreamBase:
 
     @property
     def status_code(self) -> int:
-        status: int = self._state.answer.status
-        return status
+        return int(self._state.answer.status)
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -81,9 +87,8 @@ class _StreamBase:
         return self._closed
 
     def _failed(self, error: WayGPTError) -> None:
-        """Make ``error`` fit to leave the stream, as a plain call's is: redacted (what the
-        server echoed, and the ``partial`` answer), the stream's frames cleared, the call's
-        attempts and id. An error a hook raised (on a restart) is left as it is."""
+        """Make ``error`` fit to leave the stream as a plain call's is (redacted, frames
+        cleared, the call's attempts and id); one a hook raised (on a restart) is left as is."""
         call = self._call
         if id(error) == call.hook_error_id:
             return
@@ -91,7 +96,7 @@ class _StreamBase:
             error.request_id = request_id_of(self.headers)
         redact_error(error, self._redact)
         if error.partial is not None:
-            error.partial.text = self._redact(error.partial.text)
+            error.partial = _redacted(error.partial, self._redact)
         forget_internal_locals(error)  # the raw blocks the stream's frames read
         error.attempts = call.attempts
         error.client_request_id = call.client_request_id or None
@@ -108,8 +113,7 @@ class _StreamBase:
             except Exception:  # noqa: BLE001, S110 - nothing can be raised from __del__
                 pass
 
-    def _release(self) -> None:
-        raise NotImplementedError
+    _release: Callable[[], None]
 
 
 def _chunks_of(
@@ -134,6 +138,7 @@ def _chunks_of(
                 for chunk in step:
                     span.chunk(chunk)  # as it is handed out
                     yield chunk
+                chunk = None  # type: ignore[assignment] # (not held while the next read waits)
                 continue
             try:
                 if step is READ:
@@ -164,38 +169,24 @@ class ChatStream(_StreamBase):
             for chunk in stream:
                 ...
 
-    ``response`` is the HTTP library's response; ``collect()`` reads the rest into a
-    :class:`ChatStreamResult`.
-
     A stream that fails before its first content (the connection cut, an in-stream 429 or
-    5xx) is started again, within ``max_retries`` and ``total_timeout``; chunks without
-    content that came before are not repeated. After the first content nothing is retried.
+    5xx) is started again, within ``max_retries`` and ``total_timeout``; after the first
+    content nothing is retried.
 
     Raises (while iterating): a ``WayGPTError`` subclass for an ``error`` object in the
-    stream (``RateLimitError`` for code 429, ``InternalServerError`` for 5xx, ...),
-    ``APIConnectionError``/``APITimeoutError`` when the connection drops, or when the read
-    timeout runs out between two reads or since the last complete line (an event or a
-    keep-alive comment), ``APIResponseValidationError`` for data that is not JSON, or a
-    line or event over 16 MiB. After content, a dropped connection raises
-    :class:`StreamInterruptedError`, and every error carries ``partial``, the
-    :class:`ChatStreamResult` of what was handed out.
+    stream (``RateLimitError`` for code 429, ...), ``APIConnectionError``/``APITimeoutError``
+    when the connection drops or the read timeout runs out between two complete lines,
+    ``APIResponseValidationError`` for data that is not JSON, or a line or event over 16 MiB.
+    After content, a dropped connection raises :class:`StreamInterruptedError`, and every
+    error carries ``partial``, the :class:`ChatStreamResult` of what was handed out.
     """
 
-    def __init__(
-        self,
-        answer: Any,
-        parser: ChatEventParser,
-        *,
-        read_timeout: float,
-        redact: Callable[[str], str],
-        restart: Restart,
-    ) -> None:
-        super().__init__(answer, parser, read_timeout, redact, restart)
-        self._chunks = _chunks_of(self._steps, self._state, restart)
+    def __init__(self, answer: Any, parser: ChatEventParser, **options: Any) -> None:
+        super().__init__(answer, parser, **options)
+        self._chunks = _chunks_of(self._steps, self._state, self._restart)
 
     @property
     def closed(self) -> bool:
-        """True once the stream was closed, ended, or failed."""
         return self._closed or getattr(self._chunks, "gi_frame", None) is None
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
@@ -211,15 +202,7 @@ class ChatStream(_StreamBase):
     def __enter__(self) -> ChatStream:
         return self
 
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
-
-    def _release(self) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -243,12 +226,30 @@ class ChatStream(_StreamBase):
         state.end_span()
         state.answer.close()
 
+    _release = close
+
     def collect(self) -> ChatStreamResult:
         """Read the rest of the stream into a :class:`ChatStreamResult`, then close it."""
         from ._chat_result import collect_chat_stream
 
         with self:
             return collect_chat_stream(self)
+
+    def text(self) -> Iterator[str]:
+        """The answer's text (choice 0) as it arrives, chunks without text skipped; leaving
+        the loop closes the stream. Raises as iterating the stream does."""
+        return text_pieces(self)
+
+    def text_snapshots(self, min_interval: float = 1.0) -> Iterator[str]:
+        """The whole answer so far, at most once per ``min_interval`` seconds while it grows and
+        once more at its end (a chat window). Raises ValueError for a bad ``min_interval``."""
+        return snapshots(text_pieces(self), min_interval)
+
+    def sse(self) -> Iterator[bytes]:
+        """The stream relayed to a browser as Server-Sent Events: ``data: <json>`` per chunk,
+        ``data: [DONE]`` at the end, a failure as one ``event: error`` fit for an end user.
+        Closing the relay closes the stream."""
+        return sse_events(self)
 
 
 class AsyncChatStream(_StreamBase):
@@ -262,17 +263,9 @@ class AsyncChatStream(_StreamBase):
     Starts again, and raises (while iterating), as :class:`ChatStream`.
     """
 
-    def __init__(
-        self,
-        answer: Any,
-        parser: ChatEventParser,
-        *,
-        read_timeout: float,
-        redact: Callable[[str], str],
-        restart: Restart,
-    ) -> None:
-        super().__init__(answer, parser, read_timeout, redact, restart)
-        self._read_timeout = read_timeout
+    def __init__(self, answer: Any, parser: ChatEventParser, **options: Any) -> None:
+        super().__init__(answer, parser, **options)
+        self._read_timeout: float = options["read_timeout"]
         self._ready: List[ChatCompletionChunk] = []  # chunks read but not yet handed out
         self._next = 0
         self._sleeping: Any = None  # the wait before a restart, which close() ends
@@ -281,10 +274,10 @@ class AsyncChatStream(_StreamBase):
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
-        ready = self._ready
-        if self._next < len(ready):
-            chunk = ready[self._next]
-            self._next += 1
+        index = self._next
+        if index < len(self._ready):
+            chunk = self._ready[index]
+            self._next = index + 1
         else:
             chunk = await self._advance()
         self._state.span.chunk(chunk)  # as it is handed out
@@ -294,6 +287,7 @@ class AsyncChatStream(_StreamBase):
         """Run the steps with ``await`` until they hand out chunks: the first of them."""
         steps = self._steps
         state = self._state
+        self._ready = []  # (the chunks handed out are not held while the next read waits)
         reply: Any = None
         while True:
             try:
@@ -358,11 +352,7 @@ class AsyncChatStream(_StreamBase):
             self._state.answer.close()
 
     async def close(self) -> None:
-        """Release the connection; iterating afterwards ends at once. Safe to call twice.
-
-        It may be called from another task while one is iterating (a "stop" button): that
-        loop then ends quietly, and a stream waiting to start again sends nothing more.
-        """
+        """Release the connection, as :meth:`ChatStream.close` (from another task too)."""
         self._stop_restarts()
         self._release()
         if self._sleeping is not None:
@@ -371,12 +361,7 @@ class AsyncChatStream(_StreamBase):
     async def __aenter__(self) -> AsyncChatStream:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def collect(self) -> ChatStreamResult:
@@ -384,9 +369,19 @@ class AsyncChatStream(_StreamBase):
         from ._chat_result import ChatStreamCollector
 
         collector = ChatStreamCollector()
-        try:
+        async with self:
             async for chunk in self:
                 collector.add(chunk)
-        finally:
-            self._release()
         return collector.result()
+
+    def text(self) -> AsyncIterator[str]:
+        """The answer's text as it arrives (``async for``), as :meth:`ChatStream.text`."""
+        return text_pieces_async(self)
+
+    def text_snapshots(self, min_interval: float = 1.0) -> AsyncIterator[str]:
+        """The whole answer so far, throttled, as :meth:`ChatStream.text_snapshots`."""
+        return snapshots_async(text_pieces_async(self), min_interval)
+
+    def sse(self) -> AsyncIterator[bytes]:
+        """The stream relayed as Server-Sent Events, as :meth:`ChatStream.sse`."""
+        return sse_events_async(self)

@@ -320,6 +320,48 @@ def test_200_concurrent_tasks_with_hmac_and_faults_get_only_their_own_answers():
     assert len(nonces) == len(set(nonces)) >= 200 + 50
 
 
+def test_by_default_300_streams_are_all_under_way_at_once():
+    streams = 300  # past aiohttp's default pool of 100 connections
+    first = b'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n'
+    held = {"now": 0, "most": 0}
+
+    async def main() -> List[str]:
+        release = asyncio.Event()
+
+        async def one_stream(reader: Any, writer: Any) -> None:
+            # A stream per connection, ended only once every stream has its first event.
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                         b"Content-Length: %d\r\n\r\n" % (len(first) + len(DONE)) + first)
+            held["now"] += 1
+            held["most"] = max(held["most"], held["now"])
+            if held["now"] == streams:
+                release.set()
+            try:
+                await asyncio.wait_for(release.wait(), 20)
+            except asyncio.TimeoutError:
+                pass
+            writer.write(DONE)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(one_stream, "127.0.0.1", 0, backlog=streams)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            async with AsyncWayGPTClient(api_url=url, project_key="sk_live_x") as client:
+
+                async def read() -> str:
+                    stream = await client.chat_completions_stream(messages=MESSAGES)
+                    return (await stream.collect()).text
+
+                return list(await asyncio.gather(*(read() for _ in range(streams))))
+        finally:
+            server.close()
+
+    assert asyncio.run(main()) == ["Hi"] * streams
+    assert held["most"] == streams
+
+
 # -- the event loop is never blocked ------------------------------------------------------
 
 

@@ -71,11 +71,14 @@ def run_cli(
     assert "Traceback" not in result.stderr, result.stderr
     return result
 
+RETRY_NOTE = re.compile(r"attempt \d+ failed \(.*\); retrying in \d+\.\d s…$")
+
 
 def assert_fails(result: subprocess.CompletedProcess[str], code: int, *parts: str) -> str:
-    """The run exited ``code`` with exactly one ``error: ...`` line holding ``parts``."""
+    """The run exited ``code`` with exactly one ``error: ...`` line holding ``parts`` (after
+    a line per retry, if any)."""
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines() if not RETRY_NOTE.match(line)]
     assert len(lines) == 1, result.stderr
     line = lines[0]
     assert line.startswith("error: "), line
@@ -455,7 +458,8 @@ def test_missing_project_key_exits_2(server: WayGPTTestServer) -> None:
 def test_bad_project_key_exits_3(server: WayGPTTestServer) -> None:
     result = run_cli("models", "--project-key", "sk_live_wrong_key", server=server)
     line = assert_fails(result, EXIT_API)
-    assert line == "error: 401 AuthenticationError: Invalid project key"
+    assert line == ("error: 401 AuthenticationError: Invalid project key"
+                    " (check WAYGPT_PROJECT_KEY or the project_key argument)")
     assert "sk_live_wrong_key" not in result.stderr
 
 
@@ -475,10 +479,13 @@ def test_server_down_shows_the_long_waits_and_counts_the_attempts(closed_port: i
     elapsed = time.monotonic() - started
     assert result.returncode == EXIT_CONNECTION, result.stderr
     *notes, error = result.stderr.splitlines()
-    # The waits before attempts 2 and 3 are 0.5-1 s and 1-2 s (backoff with jitter): only
-    # the one over a second is worth a line.
-    assert len(notes) == 1, notes
-    assert re.fullmatch(r"retrying in (1\.\d|2\.0) s… \(attempt 3\)", notes[0]), notes
+    # Every retry has its line, numbered as the log numbers it: the attempt that failed.
+    # The waits before attempts 2 and 3 are 0.5-1 s and 1-2 s (backoff with jitter).
+    assert len(notes) == 2, notes
+    assert re.fullmatch(r"attempt 1 failed \(APIConnectionError\); retrying in (0\.[5-9]|1\.0) s…",
+                        notes[0]), notes
+    assert re.fullmatch(r"attempt 2 failed \(APIConnectionError\); retrying in (1\.\d|2\.0) s…",
+                        notes[1]), notes
     found = re.fullmatch(r"error: APIConnectionError: connection failed: .+ "
                          rf"\(3 attempts over (\d+\.\d) s\) \(server http://127.0.0.1:{closed_port}\)",
                          error)
@@ -500,6 +507,7 @@ def test_rate_limit_exits_3_after_retrying(server: WayGPTTestServer) -> None:
     assert_fails(result, EXIT_API, "error: 429 RateLimitError: Rate limit exceeded",
                  "(retry after 0 s)")
     assert [r.path for r in server.requests] == [MODELS, MODELS]
+    assert result.stderr.startswith("attempt 1 failed (HTTP 429); retrying in 0.0 s…\n")
 
 
 def test_html_error_page_exits_3(server: WayGPTTestServer) -> None:
@@ -551,11 +559,10 @@ def test_wait_timeout_exits_3() -> None:
         ["job", "x", "--wait", "--cancel"],
         ["image", "кот", "-n", "0"],
         ["chat", "кот", "--temperature", "2.5"],
-        ["nonsense"],
         [],
     ],
     ids=["unknown-option", "missing-prompt", "wait-and-cancel", "n-zero", "temperature-3",
-         "bad-command", "none"],
+         "none"],
 )
 def test_usage_errors_exit_2(args: List[str]) -> None:
     result = run_cli(*args, env={"WAYGPT_PROJECT_KEY": "sk_live_x"})
@@ -615,6 +622,8 @@ def test_debug_log_shows_attempts_without_secrets(server: WayGPTTestServer) -> N
     ok(result)
     assert "GET /api/v1/waygpt/models -> 503" in result.stderr
     assert "retrying in 0.00 s (attempt 1, client request id " in result.stderr
+    # The CLI's own line numbers that retry as the log does, though its wait is short.
+    assert "attempt 1 failed (HTTP 503); retrying in 0.0 s…" in result.stderr
     assert "GET /api/v1/waygpt/models -> 200" in result.stderr
     assert "(attempt 2, client request id " in result.stderr
     assert_no_secrets(server, result.stderr)
@@ -664,3 +673,20 @@ def test_ctrl_c_exits_130(server: WayGPTTestServer) -> None:
             process.communicate()
     assert process.returncode == EXIT_INTERRUPTED, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("chta", "chat"), ("modles", "models")])
+def test_a_mistyped_command_gets_one_line_with_a_suggestion(typed, meant):
+    result = run_cli(typed)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == f"waygpt: unknown command '{typed}' (did you mean '{meant}'?)\n"
+
+
+def test_an_unknown_command_far_from_any_points_to_help():
+    result = run_cli("zzzzzz")
+
+    assert (result.returncode, result.stderr) == (
+        2, "waygpt: unknown command 'zzzzzz' (see waygpt --help)\n"
+    )

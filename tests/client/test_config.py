@@ -31,7 +31,7 @@ def test_env_api_url_and_project_key_are_used(sdk, server, monkeypatch):
     assert server.last_request.headers["x-project-key"] == server.project_key
 
 
-@pytest.mark.parametrize("flag", ["true", "TRUE", "True", "tRuE"])
+@pytest.mark.parametrize("flag", ["true", "TRUE", "True", "tRuE", "1", "yes", "On", " on "])
 def test_env_hmac_settings_sign_requests(sdk, hmac_server, monkeypatch, flag):
     monkeypatch.setenv("WAYGPT_API_URL", hmac_server.url)
     monkeypatch.setenv("WAYGPT_PROJECT_KEY", hmac_server.project_key)
@@ -45,14 +45,24 @@ def test_env_hmac_settings_sign_requests(sdk, hmac_server, monkeypatch, flag):
     assert signed(hmac_server.last_request)
 
 
-@pytest.mark.parametrize("flag", ["false", "1", "yes", "on", ""])
-def test_env_use_hmac_other_than_true_leaves_signing_off(sdk, server, monkeypatch, flag):
+@pytest.mark.parametrize("flag", ["false", "FALSE", "0", "no", "off", ""])
+def test_env_use_hmac_saying_no_leaves_signing_off(sdk, server, monkeypatch, flag):
     monkeypatch.setenv("WAYGPT_USE_HMAC", flag)
 
     with sdk.WayGPTClient(api_url=server.url, project_key=server.project_key) as client:
         client.get_models()
 
     assert not signed(server.last_request)
+
+
+@pytest.mark.parametrize("flag", ["2", "enable", "y", "truee"])
+def test_env_use_hmac_neither_yes_nor_no_is_refused_naming_the_variable(sdk, server, monkeypatch,
+                                                                          flag):
+    monkeypatch.setenv("WAYGPT_USE_HMAC", flag)
+
+    with pytest.raises(sdk.ConfigurationError, match="WAYGPT_USE_HMAC"):
+        sdk.WayGPTClient(api_url=server.url, project_key=server.project_key)
+    assert server.requests == []
 
 
 def test_arguments_win_over_the_environment(sdk, server, closed_port, monkeypatch):

@@ -13,6 +13,8 @@ import pytest
 import requests
 import urllib3
 
+from waygpt.testing import WayGPTTestServer
+
 MODELS = "/api/v1/waygpt/models"
 NGINX_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -68,7 +70,8 @@ def test_status_maps_to_its_error_class(sdk, no_retry_client, server, status, na
     assert type(error) is getattr(sdk, name)
     assert isinstance(error, sdk.APIStatusError) and isinstance(error, sdk.WayGPTError)
     assert error.status_code == status
-    assert error.message == f"status {status}"
+    hint = " (check WAYGPT_PROJECT_KEY or the project_key argument)" if status == 401 else ""
+    assert error.message == f"status {status}{hint}"
     assert error.response == {"detail": f"status {status}"}
     assert error.request_id == "req-abc-123"
     assert json.loads(error.body) == {"detail": f"status {status}"}
@@ -124,7 +127,31 @@ def test_real_server_401_for_a_bad_project_key(sdk, server):
         error = raised(sdk, c.get_models)
 
     assert isinstance(error, sdk.AuthenticationError)
-    assert error.message == "Invalid project key"
+    assert error.message == (
+        "Invalid project key (check WAYGPT_PROJECT_KEY or the project_key argument)"
+    )
+
+
+def test_a_403_for_missing_hmac_headers_tells_an_unsigned_client_how_to_sign(sdk):
+    with WayGPTTestServer(require_hmac=True) as server:
+        with sdk.WayGPTClient(api_url=server.url, project_key=server.project_key) as c:
+            error = raised(sdk, c.get_models)
+
+    assert isinstance(error, sdk.PermissionDeniedError)
+    assert error.message.startswith("Missing HMAC headers")
+    assert "use_hmac=True or WAYGPT_USE_HMAC=true" in error.message
+
+
+def test_a_403_to_a_signed_request_names_no_setting(sdk):
+    with WayGPTTestServer(require_hmac=True) as server:
+        with sdk.WayGPTClient(
+            api_url=server.url, project_key=server.project_key, project_id=server.project_id,
+            hmac_secret="not-the-secret", use_hmac=True, max_retries=0,
+        ) as c:
+            error = raised(sdk, c.get_models)
+
+    assert isinstance(error, sdk.PermissionDeniedError)
+    assert "use_hmac" not in error.message and "WAYGPT_" not in error.message
 
 
 def test_real_server_409_for_a_duplicate_use_case_key(sdk, client, server, token):

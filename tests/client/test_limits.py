@@ -8,8 +8,11 @@ error instead of being taken as an answer.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import socket
+import threading
+import time
 import tracemalloc
 import zlib
 from typing import Any, Iterator
@@ -230,6 +233,40 @@ def test_a_gzip_stream_of_tiny_events_is_read_in_flat_memory(sdk, big_server):
     assert error is None, repr(error)
     assert results[0].chunks == events
     assert peak < 12 * MB, f"peak {peak / MB:.0f} MB for a {len(body) // 1024} KB body"
+
+
+def test_a_stream_waiting_for_its_next_event_holds_none_of_the_chunks_it_handed_out(sdk):
+    # Thousands of streams at once wait most of their time: a batch of parsed chunks kept
+    # by each while it waits would outweigh the rest of it.
+    marker = "chatcmpl-held-4f1c"
+    event = (b'data: {"id": "%s", "held": 1, "choices": [{"index": 0, "delta": {"content": '
+             b'"Hi"}}]}\n\n' % marker.encode())
+    release = threading.Event()
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Connection: close\r\n\r\n" + event * 3)
+        release.wait(20)
+        conn.sendall(b"data: [DONE]\n\n")
+
+    def held() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is dict and o.get("held") == 1)
+
+    with RawServer(handler) as raw, sdk.WayGPTClient(api_url=raw.url, project_key="sk_live_x",
+                                                    max_retries=0) as client:
+        stream = client.chat_completions_stream(messages=MESSAGES)
+        assert [next(stream)["id"] for _ in range(3)] == [marker] * 3
+        rest = []
+        reader = threading.Thread(target=lambda: rest.extend(stream), daemon=True)
+        reader.start()  # waits for the next event
+        try:
+            time.sleep(0.3)
+            assert held() == 0
+        finally:
+            release.set()
+            reader.join(10)
+        assert rest == []
 
 
 @pytest.mark.parametrize(

@@ -214,6 +214,36 @@ def test_image_generations_sends_prompt_size_and_n_by_default(client, server):
     assert_json_body(request, {"prompt": "a red fox", "size": "1024x1024", "n": 1})
 
 
+
+@pytest.mark.parametrize(
+    ("method", "typo", "meant"),
+    [
+        ("chat_completions", "temprature", "temperature"),
+        ("chat_completions", "max_token", "max_tokens"),
+        ("chat_completions", "use_cases", "use_case"),
+        ("chat_completions_stream", "max_token", "max_tokens"),
+        ("image_generations", "sizes", "size"),
+        ("video_generations", "durations", "duration"),
+    ],
+)
+def test_a_keyword_that_is_a_typo_of_a_parameter_is_refused_naming_it(
+    client, server, method, typo, meant
+):
+    arguments = {"messages": MESSAGES} if method.startswith("chat") else {"prompt": "Закат"}
+    with pytest.raises(TypeError, match=f"{typo}.*did you mean '{meant}'"):
+        getattr(client, method)(**arguments, **{typo: 1})
+    assert server.requests == []
+
+
+def test_openai_fields_are_not_taken_for_typos(client, server):
+    fields = {"top_p": 0.5, "stop": ["\n"], "seed": 1, "user": "u1", "n": 1,
+              "max_completion_tokens": 5, "stream_options": {"include_usage": True},
+              "response_format": {"type": "text"}, "store": False}
+    client.chat_completions(messages=MESSAGES, **fields)
+
+    body = json.loads(server.last_request.body)
+    assert {key: body[key] for key in fields} == fields
+
 def test_image_generations_sends_model_and_extra_kwargs(client, server):
     client.image_generations("a red fox", "dall-e-3", "512x512", 2, quality="hd")
 

@@ -20,6 +20,9 @@ MODELS = "/api/v1/waygpt/models"
 LOGIN = "/api/v1/auth/login/access-token"
 MESSAGES = [{"role": "user", "content": "x"}]
 
+# What a 401 to a project-key request adds to the server's message.
+KEY_HINT = " (check WAYGPT_PROJECT_KEY or the project_key argument)"
+
 
 def secrets_of(server: WayGPTTestServer, *more: str) -> List[str]:
     return [server.project_key, server.hmac_secret, server.user_password, *more]
@@ -204,6 +207,22 @@ def test_a_partial_answer_echoing_the_key_is_hidden_in_the_error(sdk, no_retry_c
     assert caught.value.partial.text == "your key: [REDACTED]"
     assert server.project_key.encode() not in pickle.dumps(caught.value)
 
+def test_a_partial_tool_call_echoing_the_key_is_hidden_in_the_error(
+    sdk, no_retry_client, server
+):
+    call = {"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "login", "arguments": f'{{"key": "{server.project_key}"}}'}}
+    echoed = {"choices": [{"index": 0, "delta": {"content": "a", "tool_calls": [call]}}]}
+    server.script(chunks=[sse_event(echoed)], content_type="text/event-stream", cut="reset")
+
+    with pytest.raises(sdk.StreamInterruptedError) as caught:
+        list(no_retry_client.chat_completions_stream(messages=MESSAGES))
+
+    arguments = caught.value.partial.tool_calls[0]["function"]["arguments"]
+    assert arguments == '{"key": "[REDACTED]"}'
+    assert server.project_key.encode() not in pickle.dumps(caught.value)
+
+
 def test_bad_stream_data_echoing_the_key_hides_it(sdk, no_retry_client, server):
     line = f"data: not json {server.project_key}\n\n".encode()
     server.script(chunks=[line], content_type="text/event-stream")
@@ -357,7 +376,8 @@ def test_a_key_across_the_message_limit_leaves_no_part_of_itself(sdk, no_retry_c
     with pytest.raises(sdk.AuthenticationError) as caught:
         no_retry_client.get_models()
 
-    assert caught.value.message.startswith("x" * 490) and caught.value.message.endswith("...")
+    message = caught.value.message
+    assert message.startswith("x" * 490) and message.endswith("..." + KEY_HINT)
     assert_no_prefix(error_texts(caught.value), server.project_key)
 
 
@@ -517,7 +537,7 @@ def test_a_short_key_that_is_a_word_of_the_message_is_left_alone(sdk, server):
         with pytest.raises(sdk.AuthenticationError) as caught:
             client.get_models()
 
-    assert caught.value.message == "Invalid project key"
+    assert caught.value.message == "Invalid project key" + KEY_HINT
     assert json.loads(caught.value.body) == {"detail": "Invalid project key"}
 
 

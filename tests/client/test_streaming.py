@@ -1,6 +1,6 @@
 """Streamed chat against the local server: what is yielded, what is raised, what is released.
 
-The SSE parser itself is tested in ``tests/test_sse*.py``; these tests drive whole streams
+The SSE parser itself is tested in ``tests/sse/``; these tests drive whole streams
 over real HTTP (chunked, close-delimited and length-delimited bodies) through the client.
 """
 
@@ -279,7 +279,8 @@ def test_an_error_status_before_the_stream_raises_what_a_plain_call_raises(
     assert type(streamed.value) is type(plain.value)
     assert isinstance(streamed.value, sdk.APIStatusError)
     assert streamed.value.status_code == status
-    assert streamed.value.message == plain.value.message == f"failure {status}"
+    hint = " (check WAYGPT_PROJECT_KEY or the project_key argument)" if status == 401 else ""
+    assert streamed.value.message == plain.value.message == f"failure {status}{hint}"
 
 
 @pytest.mark.parametrize("status", DEFAULT_STATUS_FORCELIST)
@@ -891,3 +892,162 @@ def test_an_in_stream_429_carries_its_retry_after(sdk, no_retry_client, server):
         list(no_retry_client.chat_completions_stream(messages=MESSAGES))
 
     assert caught.value.retry_after == 7.0
+
+
+# -- what collect() gathers: text, tool calls, every choice -----------------------------------
+
+TOOL_CALL_DELTAS = [
+    {"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
+        {"index": 0, "id": "call_1", "type": "function",
+         "function": {"name": "get_weather", "arguments": ""}}]}}]},
+    {"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "function": {"arguments": '{"city": "Мос'}}]}}]},
+    {"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 1, "id": "call_2", "type": "function",
+         "function": {"name": "get_time", "arguments": "{}"}}]}}]},
+    {"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "id": "call_ignored", "function": {"name": "x", "arguments": 'ква"}'}}]}}]},
+    {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+]
+GATHERED_CALLS = [
+    {"id": "call_1", "type": "function",
+     "function": {"name": "get_weather", "arguments": '{"city": "Москва"}'}},
+    {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+]
+
+
+def test_collect_gathers_tool_calls_streamed_as_deltas(client, server):
+    script_stream(server, [data(c) for c in TOOL_CALL_DELTAS] + [DONE])
+
+    result = client.chat_completions_stream(messages=MESSAGES).collect()
+
+    assert result.tool_calls == GATHERED_CALLS  # id and name once, arguments joined
+    assert (result.text, result.finish_reason) == ("", "tool_calls")
+    assert result.choices[0].tool_calls == GATHERED_CALLS
+
+
+def test_collect_gathers_every_choice_with_choice_0_first(client, server):
+    pieces = [
+        {"choices": [{"index": 1, "delta": {"role": "assistant", "content": "B"}},
+                     {"index": 0, "delta": {"role": "assistant", "content": "A"}}]},
+        {"choices": [{"index": 1, "delta": {"content": "b"}, "finish_reason": "length"},
+                     {"index": 0, "delta": {"content": "a"}, "finish_reason": "stop"}]},
+    ]
+    script_stream(server, [data(c) for c in pieces] + [DONE])
+
+    result = client.chat_completions_stream(messages=MESSAGES).collect()
+
+    assert [(c.index, c.text, c.finish_reason) for c in result.choices] == [
+        (0, "Aa", "stop"), (1, "Bb", "length")
+    ]
+    assert (result.text, result.finish_reason) == ("Aa", "stop")
+
+
+def test_a_partial_answer_gathers_tool_calls_by_the_same_rule(sdk, client, server):
+    script_stream(server, [data(c) for c in TOOL_CALL_DELTAS[:4]], cut="close")
+    received: List[Any] = []
+
+    with pytest.raises(sdk.StreamInterruptedError) as caught:
+        for piece in client.chat_completions_stream(messages=MESSAGES):
+            received.append(piece)
+
+    assert caught.value.partial == sdk.collect_chat_stream(received)
+    assert caught.value.partial.tool_calls == GATHERED_CALLS
+
+
+# -- text(), text_snapshots(), sse() --------------------------------------------------------
+
+ROLE_ONLY = {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+USAGE_ONLY = {"id": "chatcmpl-1", "choices": [],
+              "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+
+
+def test_text_yields_the_pieces_of_choice_0_and_skips_chunks_without_text(client, server):
+    pieces = [ROLE_ONLY, chunk("При"), chunk(""),
+              chunk("вет", finish="stop"), USAGE_ONLY]
+    script_stream(server, [data(c) for c in pieces] + [DONE])
+
+    assert list(client.chat_completions_stream(messages=MESSAGES).text()) == ["При", "вет"]
+
+
+def test_leaving_a_text_loop_releases_the_connection(client, server):
+    script_stream(server, [data(chunk("a")), data(chunk("b"))],
+                  chunk_delay=5)
+    stream = client.chat_completions_stream(messages=MESSAGES)
+    for piece in stream.text():
+        assert piece == "a"
+        break
+
+    assert stream.closed
+    assert server.wait_for_open_connections(0) == 0
+
+
+def test_text_restarts_before_content_and_keeps_the_partial_after_it(sdk, client, server):
+    server.script_stream_fault(after_events=0, cut="reset")  # restarted: not seen
+    server.script_stream_fault(after_events=2, cut="reset")
+    got: List[str] = []
+
+    with pytest.raises(sdk.StreamInterruptedError) as caught:
+        for piece in client.chat_completions_stream(messages=MESSAGES).text():
+            got.append(piece)
+
+    assert caught.value.partial.text == "".join(got) != ""
+
+
+def test_text_snapshots_show_the_answer_so_far_and_always_the_final_text(client, server):
+    words = [chunk(w) for w in ("one ", "two ", "three")]
+    script_stream(server, [data(c) for c in words] + [data(USAGE_ONLY), DONE])
+
+    snapshots = list(
+        client.chat_completions_stream(messages=MESSAGES).text_snapshots(min_interval=3600)
+    )
+
+    assert snapshots == ["one ", "one two three"]  # the first at once, the final at the end
+
+
+def test_text_snapshots_without_throttling_never_repeat_a_text(client, server):
+    pieces = [chunk("a"), ROLE_ONLY, chunk("b")]
+    script_stream(server, [data(c) for c in pieces] + [DONE])
+
+    snapshots = list(client.chat_completions_stream(messages=MESSAGES).text_snapshots(0))
+
+    assert snapshots == ["a", "ab"]
+
+
+def test_text_snapshots_refuse_a_negative_interval_before_reading(client, server):
+    stream = client.chat_completions_stream(messages=MESSAGES)
+    with pytest.raises(ValueError, match="min_interval"):
+        stream.text_snapshots(min_interval=-1)
+    assert stream.collect().text  # nothing was read
+
+
+def test_sse_relays_each_chunk_then_done(client, server):
+    pieces = [chunk("Привет,\nмир"), USAGE_ONLY]
+    script_stream(server, [data(c) for c in pieces] + [DONE])
+
+    relayed = b"".join(client.chat_completions_stream(messages=MESSAGES).sse())
+
+    events = relayed.decode().split("\n\n")
+    assert [json.loads(e[len("data: "):]) for e in events[:2]] == pieces
+    assert events[2:] == ["data: [DONE]", ""]
+
+
+def test_sse_turns_a_failure_into_one_error_event_for_the_end_user(client, server):
+    script_stream(
+        server,
+        [data(chunk("Hel"))],
+        cut="reset",
+        headers={"X-Request-ID": f"req-{server.project_key}"},
+    )
+
+    relayed = b"".join(client.chat_completions_stream(messages=MESSAGES).sse())
+
+    last = relayed.decode().split("\n\n")[-2]
+    assert last.startswith("event: error\ndata: ")
+    payload = json.loads(last.split("data: ", 1)[1])
+    assert payload == {
+        "type": "StreamInterruptedError",
+        "message": "The connection to the answering service was lost. Please try again.",
+        "request_id": "req-[REDACTED]",
+    }
+    assert b"[DONE]" not in relayed

@@ -1,6 +1,6 @@
 """Property tests of whole streams over real HTTP: random bodies, random splits, random framing.
 
-The SSE parser has its own property tests (``tests/test_sse*.py``); here the bytes go through
+The SSE parser has its own property tests (``tests/sse/``); here the bytes go through
 the local server, the HTTP framing (including the client's own de-chunking) and ChatStream.
 """
 

@@ -10,7 +10,9 @@ Hidden set-up, the same for every page:
 * a fresh ``WayGPTTestServer`` on 127.0.0.1 as a reader would start it, with its default
   credentials (the pages log in with them, ``you@example.com`` / ``password``), and only
   ``job_steps=1``, so a video job is completed at its first poll and nothing waits (the pages
-  pass with the default of 3 too, a few seconds slower each);
+  pass with the default of 3 too, a few seconds slower each), and
+  ``always_include_usage=True``: every stream ends with a usage-only chunk, one without
+  choices, as a real server may send, so a loop that reads ``chunk["choices"][0]`` fails here;
 * ``WAYGPT_API_URL``, ``WAYGPT_PROJECT_KEY``, ``WAYGPT_PROJECT_ID`` and ``WAYGPT_HMAC_SECRET``
   set to that server, so ``WayGPTClient()`` reaches it (and the proxy variables removed, so
   nothing goes through a proxy);
@@ -20,7 +22,8 @@ Hidden set-up, the same for every page:
 * a page that imports ``waygpt_client`` (the one-file drop-in) gets one, built by
   ``tools/build_single_file.py`` into a temporary directory on ``sys.path``;
 * a block that defines ``test_*`` functions (as docs/testing.md does) has them called at
-  once, like pytest would: the parameter ``server`` is a fresh ``WayGPTTestServer()`` and
+  once, like pytest would: the parameter ``server`` is a fresh ``WayGPTTestServer`` (also
+  with ``always_include_usage=True``, unless the test's marker says otherwise) and
   ``client`` a ``WayGPTClient`` for it (``timeout=5``), as the fixtures on that page (or the
   plugin's ``waygpt_server`` and ``waygpt_client``, the same two);
 * a page that imports ``opentelemetry`` starts with no tracer provider set, as a fresh
@@ -74,7 +77,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 # The test server every page runs against; see the module docstring.
-SERVER_OPTIONS: Dict[str, Any] = {"job_steps": 1}
+SERVER_OPTIONS: Dict[str, Any] = {"job_steps": 1, "always_include_usage": True}
 PAGE_TIMEOUT = 30.0
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
@@ -232,7 +235,8 @@ def _test_fixtures(
     unknown = sorted(set(names) - known)
     if unknown:
         raise LookupError(f"the docs runner provides only {sorted(known)}, not {unknown}")
-    with WayGPTTestServer(**marks.get("waygpt_server", {})) as server:
+    options = {"always_include_usage": True, **marks.get("waygpt_server", {})}
+    with WayGPTTestServer(**options) as server:
         values: Dict[str, Any] = {"server": server, "waygpt_server": server}
         if {"client", "waygpt_client"} & set(names):
             signing: Dict[str, Any] = {}

@@ -1,7 +1,13 @@
-"""Every script in examples/ runs to completion with --demo (local test server, no network)."""
+"""Every script in examples/ runs to completion with --demo (local test server, no network).
+
+An example that streams runs its demo against a server that ends every stream with a
+usage-only chunk (``always_include_usage=True``), as a real server may: a loop over its
+streams that reads ``chunk["choices"][0]`` fails its run.
+"""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import subprocess
@@ -49,6 +55,24 @@ def test_example_runs_with_demo(script: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, output
     assert "Traceback" not in output, output
     assert result.stdout.strip(), "the example printed nothing"
+
+
+def test_streaming_examples_demo_against_streams_that_end_with_usage() -> None:
+    checked = []
+    for script in SCRIPTS:
+        source = script.read_text(encoding="utf-8")
+        if "chat_completions_stream" not in source and "stream=True" not in source:
+            continue
+        for call in ast.walk(ast.parse(source)):
+            if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "WayGPTTestServer":
+                options = {k.arg: k.value for k in call.keywords}
+                value = options.get("always_include_usage")
+                where = f"{script.name}:{call.lineno}"
+                assert isinstance(value, ast.Constant) and value.value is True, (
+                    f"{where}: a streaming example's demo server needs always_include_usage=True"
+                )
+                checked.append(where)
+    assert len(checked) >= 2, checked
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)

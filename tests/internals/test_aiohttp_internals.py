@@ -63,3 +63,26 @@ def test_a_connector_can_still_be_marked_closed():
         return closed
 
     assert asyncio.run(main()) is True
+
+
+def test_a_streamed_responses_connection_still_has_a_settable_read_timeout():
+    async def main() -> Any:
+        async def answer(reader: Any, writer: Any) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            await reader.read()  # until the client goes
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        try:
+            async with aiohttp.ClientSession() as session:
+                timeout = aiohttp.ClientTimeout(sock_read=5)
+                async with session.get(url, timeout=timeout) as response:
+                    protocol = response.connection.protocol
+                    before = protocol.read_timeout
+                    internals.stop_socket_read_timer(response)
+                    return before, protocol.read_timeout, await response.content.read(5)
+        finally:
+            server.close()
+
+    assert asyncio.run(main()) == (5, None, b"hello")

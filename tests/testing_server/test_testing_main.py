@@ -20,7 +20,7 @@ from typing import IO, Dict, Iterator, List, Optional
 import pytest
 import requests
 
-from waygpt import AuthenticationError, WayGPTClient
+from waygpt import AuthenticationError, RateLimitError, WayGPTClient
 from waygpt.testing import WayGPTTestServer
 from waygpt.testing.__main__ import default_shell, export_lines
 
@@ -179,6 +179,23 @@ def test_shell_server_clock_offset_moves_its_clock(shell: List[ShellServer]) -> 
     assert result["code"] == 0, result
 
 
+@posix_only
+def test_shell_server_rate_limit_rpm_throttles_the_project(shell: List[ShellServer]) -> None:
+    server = ShellServer("--port", "0", "--rate-limit-rpm", "2")
+    shell.append(server)
+    url = server.url()
+    assert "# Rate limit: 2 requests a minute, then 429" in server.lines, server.lines
+    key = WayGPTTestServer().project_key
+    with WayGPTClient(api_url=url, project_key=key, max_retries=0) as client:
+        client.get_models()
+        client.get_models()
+        with pytest.raises(RateLimitError) as caught:
+            client.get_models()
+    assert caught.value.retry_after is not None and 1 <= caught.value.retry_after <= 60
+    result = server.stop(signal.SIGTERM)
+    assert result["code"] == 0, result
+
+
 def waygpt_command() -> str:
     """How a user in this environment runs the command line: the ``waygpt`` script."""
     script = shutil.which("waygpt", path=os.path.dirname(sys.executable))
@@ -318,6 +335,8 @@ def test_a_busy_port_is_a_one_line_error() -> None:
         ["--clock-offset", "soon"],
         ["--clock-offset", "nan"],
         ["--shell", "fish"],
+        ["--rate-limit-rpm", "-1"],
+        ["--rate-limit-rpm", "many"],
     ],
 )
 def test_invalid_options_are_usage_errors(args: List[str]) -> None:

@@ -23,6 +23,7 @@ from waygpt.testing import (
     StreamFault,
     WayGPTTestServer,
     sse_event,
+    usage_chunk,
 )
 
 TIMEOUT = 5
@@ -369,6 +370,102 @@ def test_chat_stream(server: WayGPTTestServer) -> None:
     assert chunks[-1]["usage"]["completion_tokens"] == 4
 
 
+INCLUDE_USAGE = {"stream_options": {"include_usage": True}}
+
+
+def streamed_chunks(server: WayGPTTestServer, **extra: Any) -> List[Any]:
+    """The data of every event of one streamed chat completion, ``[DONE]`` included."""
+    body = {**chat_body("раз два три"), "stream": True, **extra}
+    r = requests.post(server.url + CHAT, json=body, headers=key_headers(server), timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    events = [block[len("data: ") :] for block in r.content.decode("utf-8").split("\n\n")]
+    return [event if event == "[DONE]" else json.loads(event) for event in events if event]
+
+
+def test_a_stream_asked_for_usage_ends_with_a_usage_only_chunk(server: WayGPTTestServer) -> None:
+    *chunks, usage_only, done = streamed_chunks(server, **INCLUDE_USAGE)
+
+    assert done == "[DONE]"
+    assert usage_only == {
+        "id": chunks[0]["id"],
+        "object": "chat.completion.chunk",
+        "created": chunks[0]["created"],
+        "model": chunks[0]["model"],
+        "choices": [],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+    }
+    # As OpenAI documents it: every other chunk carries "usage": null.
+    assert all("usage" in chunk and chunk["usage"] is None for chunk in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == (
+        "Echo: раз два три"
+    )
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize("extra", [{}, {"stream_options": {"include_usage": False}}])
+def test_a_stream_not_asked_for_usage_carries_it_on_its_final_chunk(
+    server: WayGPTTestServer, extra: Dict[str, Any]
+) -> None:
+    *chunks, done = streamed_chunks(server, **extra)
+
+    assert done == "[DONE]"
+    assert all(chunk["choices"] for chunk in chunks)
+    assert all("usage" not in chunk for chunk in chunks[:-1])
+    assert chunks[-1]["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+
+
+def test_always_include_usage_ends_every_stream_with_a_usage_only_chunk() -> None:
+    with WayGPTTestServer(always_include_usage=True) as server:
+        assert server.always_include_usage
+        *_, usage_only, done = streamed_chunks(server)
+        plain = requests.post(
+            server.url + CHAT, json=chat_body(), headers=key_headers(server), timeout=TIMEOUT
+        ).json()
+
+    assert (usage_only["choices"], done) == ([], "[DONE]")
+    assert usage_only["usage"]["total_tokens"] == 7
+    assert plain["choices"][0]["message"]["content"] == "Echo: hello there"
+
+
+def test_a_fault_after_every_event_of_a_stream_with_usage_comes_after_the_usage_chunk(
+    server: WayGPTTestServer,
+) -> None:
+    server.script_stream_fault(after_events=1000, cut="close")
+    request = stream_request(server, **INCLUDE_USAGE)
+    with raw_exchange(server, request) as sock:
+        received, _ = read_until_closed(sock)
+    data, terminated = dechunk(received.partition(b"\r\n\r\n")[2])
+    events = events_of(data)
+
+    assert events[-1]["choices"] == [] and events[-1]["usage"]["total_tokens"] == 7
+    assert "[DONE]" not in events and not terminated
+
+
+def test_usage_chunk_ends_a_scripted_stream(server: WayGPTTestServer) -> None:
+    content = {"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}]}
+    server.script(
+        path=CHAT,
+        content_type="text/event-stream",
+        chunks=[sse_event(content), sse_event(usage_chunk(3, 2)), sse_event("[DONE]")],
+    )
+
+    with WayGPTClient(api_url=server.url, project_key=server.project_key) as client:
+        result = client.chat_completions_stream(messages=[{"role": "user", "content": "x"}])
+        gathered = result.collect()
+
+    assert (gathered.text, gathered.chunks) == ("Hi", 2)
+    assert gathered.usage == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [((-1, 0), ValueError), ((0, 1.5), TypeError), ((True, 0), TypeError)],
+)
+def test_usage_chunk_refuses_counts_that_are_not_token_counts(args: Any, error: Any) -> None:
+    with pytest.raises(error):
+        usage_chunk(*args)
+
+
 @pytest.mark.parametrize(
     ("body", "loc"),
     [
@@ -377,6 +474,15 @@ def test_chat_stream(server: WayGPTTestServer) -> None:
         ({"messages": "hi"}, ["body", "messages"]),
         ({"messages": [{"content": "x"}]}, ["body", "messages", 0, "role"]),
         ({"messages": [{"role": "user", "content": "x"}], "stream": "yes"}, ["body", "stream"]),
+        (
+            {"messages": [{"role": "user", "content": "x"}], "stream_options": "yes"},
+            ["body", "stream_options"],
+        ),
+        (
+            {"messages": [{"role": "user", "content": "x"}],
+             "stream_options": {"include_usage": "yes"}},
+            ["body", "stream_options", "include_usage"],
+        ),
     ],
 )
 def test_chat_validation_is_422(server: WayGPTTestServer, body: Dict[str, Any], loc: Any) -> None:
@@ -1152,7 +1258,8 @@ def test_the_events_before_a_fault_are_the_normal_chunks(server: WayGPTTestServe
 def read_all_http(sock: socket.socket) -> bytes:
     """The body of one chunked answer on a kept-alive connection."""
     data = b""
-    while not data.endswith(b"0\r\n\r\n"):
+    # (The head alone may end in "0\r\n\r\n" too: a last header whose value ends in 0.)
+    while not data.partition(b"\r\n\r\n")[2].endswith(b"0\r\n\r\n"):
         data += sock.recv(65536)
     return data.partition(b"\r\n\r\n")[2]
 

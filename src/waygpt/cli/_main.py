@@ -6,8 +6,9 @@ import argparse
 import io
 import logging
 import os
+import re
 import sys
-from typing import Optional, Sequence, TextIO
+from typing import NoReturn, Optional, Sequence, TextIO, Tuple
 from urllib.parse import urlsplit
 
 from .. import APIConnectionError, ConfigurationError, WayGPTError, __version__
@@ -42,9 +43,26 @@ try it without an account:  waygpt demo
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser: a mistyped command gets one line, with the command it is
+    closest to, instead of the usage and the list of every command."""
+
+    command_names: Tuple[str, ...] = ()
+
+    def error(self, message: str) -> NoReturn:
+        typed = re.match(r"argument COMMAND: invalid choice: '([^']*)'", message)
+        if typed is not None:
+            import difflib
+
+            meant = difflib.get_close_matches(typed.group(1), self.command_names, n=1)
+            hint = f" (did you mean '{meant[0]}'?)" if meant else " (see waygpt --help)"
+            self.exit(EXIT_USAGE, f"waygpt: unknown command '{typed.group(1)}'{hint}\n")
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``waygpt`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="waygpt",
         description="Command line for the WayGPT AI Server.",
         epilog=_EPILOG,
@@ -60,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     # requests, then the account.
     for module in (demo, chat, catalog, media, batch, account):
         module.register(commands)
+    parser.command_names = tuple(commands.choices)
     return parser
 
 
@@ -101,11 +120,12 @@ def _tolerant_streams() -> None:
 
 
 class _RetryNotes(logging.Handler):
-    """``retrying in 2.0 s… (attempt 2)`` on stderr for each wait longer than a second.
+    """``attempt 1 failed (HTTP 503); retrying in 0.8 s…`` on stderr for each retry.
 
     Without it a refused connection is silent while the client waits between its attempts
     (about 6 s with the defaults). The SDK logs every retry at WARNING on the ``waygpt``
-    logger, with the delay in the record: this handler only reads those records.
+    logger, with the attempt, reason and delay in the record: this handler reads those, so
+    the CLI and the log number an attempt alike.
     """
 
     def __init__(self, err: TextIO) -> None:
@@ -114,9 +134,10 @@ class _RetryNotes(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         delay = getattr(record, "waygpt_retry_delay", None)
-        attempt = getattr(record, "waygpt_next_attempt", None)
-        if isinstance(delay, (int, float)) and delay > 1 and isinstance(attempt, int):
-            self._err.write(f"retrying in {delay:.1f} s… (attempt {attempt})\n")
+        attempt = getattr(record, "waygpt_attempt", None)
+        reason = getattr(record, "waygpt_retry_reason", "")
+        if isinstance(delay, (int, float)) and isinstance(attempt, int):
+            self._err.write(f"attempt {attempt} failed ({reason}); retrying in {delay:.1f} s…\n")
             self._err.flush()
 
 

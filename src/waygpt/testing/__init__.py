@@ -15,8 +15,15 @@ failures with ``server.script(...)``::
 Run ``python -m waygpt.testing`` to keep one running in the foreground.
 """
 
-from ._faults import ScriptedResponse, StreamFault, sse_event
+from ._faults import ScriptedResponse, StreamFault, sse_event, usage_chunk
 from ._records import RecordedRequest
 from ._server import WayGPTTestServer
 
-__all__ = ["RecordedRequest", "ScriptedResponse", "StreamFault", "WayGPTTestServer", "sse_event"]
+__all__ = [
+    "RecordedRequest",
+    "ScriptedResponse",
+    "StreamFault",
+    "WayGPTTestServer",
+    "sse_event",
+    "usage_chunk",
+]

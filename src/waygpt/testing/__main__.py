@@ -60,6 +60,16 @@ def _positive(value: str) -> int:
     return number
 
 
+def _limit(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 (no limit) or more")
+    return number
+
+
 def _seconds(value: str) -> float:
     try:
         seconds = float(value)
@@ -153,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--job-steps", type=_positive, default=3, help="polls before a video job completes"
     )
     parser.add_argument(
+        "--rate-limit-rpm",
+        type=_limit,
+        default=0,
+        metavar="N",
+        help="throttle the project to N requests a minute, answering 429 with Retry-After "
+        "beyond (default: %(default)s, no limit)",
+    )
+    parser.add_argument(
         "--clock-offset",
         type=_seconds,
         default=0.0,
@@ -229,6 +247,9 @@ def _banner(server: WayGPTTestServer, args: argparse.Namespace) -> List[str]:
     if args.clock_offset:
         clock = f"Clock: {_offset_text(args.clock_offset)} this machine's"
         lines.append(comment_line(shell, clock))
+    if args.rate_limit_rpm:
+        limit = f"Rate limit: {args.rate_limit_rpm} requests a minute, then 429"
+        lines.append(comment_line(shell, limit))
     lines.append(comment_line(shell, "Press Ctrl+C to stop."))
     return lines
 
@@ -246,6 +267,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         host=args.host,
         port=args.port,
         clock_offset=args.clock_offset,
+        rate_limit_rpm=args.rate_limit_rpm,
     )
     stop = _StopRequest()
     previous = _install(stop)

@@ -13,13 +13,15 @@ class Context:
     """One authenticated request on its way to an endpoint.
 
     ``params`` holds the percent-decoded path parameters; ``project`` is set on
-    project-key endpoints, ``user`` (an e-mail) on JWT endpoints.
+    project-key endpoints, ``user`` (an e-mail) on JWT endpoints. ``always_include_usage``:
+    every stream ends with a usage-only chunk, as if the request had asked for one.
     """
 
     request: RecordedRequest
     state: ServerState
     base_url: str
     job_steps: int
+    always_include_usage: bool = False
     stream_faults: StreamFaultBook = field(default_factory=StreamFaultBook)
     params: Dict[str, str] = field(default_factory=dict)
     project: Optional[Project] = None

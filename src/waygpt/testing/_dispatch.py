@@ -146,12 +146,14 @@ class Dispatcher:
         job_steps: int,
         timestamp_window: int,
         rate_limit_clock: Callable[[], float] = time.monotonic,
+        always_include_usage: bool = False,
     ) -> None:
         self.state = state
         self.scripts = scripts
         self.stream_faults = stream_faults
         self.job_steps = job_steps
         self.timestamp_window = timestamp_window
+        self.always_include_usage = always_include_usage
         self.rate_limiter = policy.RateLimiter(rate_limit_clock)
 
     def handle(self, request: RecordedRequest, base_url: str) -> ScriptedResponse:
@@ -161,6 +163,7 @@ class Dispatcher:
             state=self.state,
             base_url=base_url,
             job_steps=self.job_steps,
+            always_include_usage=self.always_include_usage,
             stream_faults=self.stream_faults,
         )
         try:

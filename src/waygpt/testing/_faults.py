@@ -6,6 +6,7 @@ answers, so one writer in ``_server.py`` sends both.
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Literal, Optional, Union
 
@@ -145,6 +146,39 @@ def sse_event(
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
+def usage_chunk(
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    *,
+    id: str = "chatcmpl-test",
+    model: str = "gpt-4o-mini",
+    created: Optional[int] = None,
+) -> Dict[str, Any]:
+    """The usage-only chunk that ends a stream asked for with ``stream_options:
+    {"include_usage": true}``: no choices, the whole request's token counts.
+
+    ``sse_event(usage_chunk(3, 5))`` puts one in a scripted stream, before ``[DONE]``.
+    ``created`` is this machine's time when not given.
+    """
+    for name, count in (("prompt_tokens", prompt_tokens), ("completion_tokens", completion_tokens)):
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise TypeError(f"{name} must be an int")
+        if count < 0:
+            raise ValueError(f"{name} cannot be negative")
+    return {
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()) if created is None else created,
+        "model": model,
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
 @dataclass
 class _Entry:
     script: ScriptedResponse
@@ -213,7 +247,8 @@ class StreamFault:
 
     Exactly one of ``cut`` and ``error_code`` is given. ``after_events`` counts the events
     before ``data: [DONE]``: the content chunks, then the final chunk with ``finish_reason``
-    and ``usage``; a larger number means all of them. ``times`` is how many streamed chat
+    (and ``usage``), then the usage-only chunk when the request asked for one; a larger
+    number means all of them. ``times`` is how many streamed chat
     completions it applies to (None: all, forever). Only a stream the server would send
     uses one up: a scripted answer, an error answer or a non-streamed call leaves it queued.
     """

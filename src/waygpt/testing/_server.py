@@ -56,6 +56,11 @@ class WayGPTTestServer:
     ``max_body_size`` (bytes, 16 MiB by default) bounds a request body: a larger one is
     refused with 413 before it is read, whatever ``Content-Length`` or chunks announce it.
 
+    A streamed chat whose request asks ``stream_options: {"include_usage": true}`` ends with
+    a usage-only chunk (no choices) before ``[DONE]``, as OpenAI's does; with
+    ``always_include_usage=True`` every streamed chat does, asked or not, so a test sees
+    what a loop meets on a server that always sends one.
+
     Use it as a context manager::
 
         with WayGPTTestServer() as server:
@@ -84,6 +89,7 @@ class WayGPTTestServer:
         rate_limit_clock: Optional[Callable[[], float]] = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         clock_offset: float = 0.0,
+        always_include_usage: bool = False,
     ) -> None:
         if job_steps < 1:
             raise ValueError("job_steps must be at least 1")
@@ -98,6 +104,9 @@ class WayGPTTestServer:
             raise TypeError("max_body_size must be an int (bytes)")
         if max_body_size < 0:
             raise ValueError("max_body_size cannot be negative")
+        if not isinstance(always_include_usage, bool):
+            raise TypeError("always_include_usage must be True or False")
+        self._always_include_usage = always_include_usage
         self._max_body_size = max_body_size
         self._project_key = project_key
         self._project_id = project_id
@@ -134,6 +143,7 @@ class WayGPTTestServer:
             job_steps=job_steps,
             timestamp_window=timestamp_window,
             rate_limit_clock=rate_limit_clock or time.monotonic,
+            always_include_usage=always_include_usage,
         )
         self._lifecycle = threading.Lock()
         self._count_lock = threading.Lock()
@@ -235,6 +245,11 @@ class WayGPTTestServer:
     def max_body_size(self) -> int:
         """The largest request body accepted, in bytes; a larger one is refused with 413."""
         return self._max_body_size
+
+    @property
+    def always_include_usage(self) -> bool:
+        """Whether every streamed chat ends with a usage-only chunk, asked for or not."""
+        return self._always_include_usage
 
     @property
     def user_email(self) -> str:

@@ -9,7 +9,7 @@ from . import _policy as policy
 from . import _validate as v
 from ._answers import Answer, Message, answer, read_messages
 from ._context import Context, reply
-from ._faults import ScriptedResponse, sse_event
+from ._faults import ScriptedResponse, sse_event, usage_chunk
 from ._schema import iter_pieces
 from ._state import Job, Project, UseCase
 
@@ -86,6 +86,16 @@ def _deltas(said: Answer) -> List[Dict[str, Any]]:
     return deltas
 
 
+def _include_usage(body: Dict[str, Any]) -> bool:
+    """``stream_options.include_usage``, checked (False when not given)."""
+    options = v.mapping(body, "stream_options") or {}
+    value = options.get("include_usage")
+    if value is not None and not isinstance(value, bool):
+        loc = ["stream_options", "include_usage"]
+        raise v.invalid(loc, "Input should be a valid boolean", "bool_type")
+    return bool(value)
+
+
 def chat_completions(ctx: Context) -> ScriptedResponse:
     project = ctx.require_project()
     body = v.json_object(ctx.request)
@@ -96,6 +106,7 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
     v.integer(body, "max_tokens", low=1)
     stream = v.boolean(body, "stream") or False
     said = answer(body, messages)
+    include_usage = _include_usage(body) or ctx.always_include_usage
     # The fields are valid (422 first, as FastAPI validates before the endpoint runs);
     # now what they name must exist: the use case, then the model.
     use_case: Optional[UseCase] = None
@@ -106,11 +117,9 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
     resolved_model = _resolve_chat_model(project, model, use_case)
 
     usage = _usage(messages, said)
-    base = {
-        "id": "chatcmpl-" + uuid.uuid4().hex[:24],
-        "created": int(ctx.state.clock.now()),
-        "model": resolved_model,
-    }
+    answer_id = "chatcmpl-" + uuid.uuid4().hex[:24]
+    created = int(ctx.state.clock.now())
+    base = {"id": answer_id, "created": created, "model": resolved_model}
     if not stream:
         message: Dict[str, Any] = {"role": "assistant", "content": said.content}
         if said.tool_calls:
@@ -125,21 +134,31 @@ def chat_completions(ctx: Context) -> ScriptedResponse:
                 "usage": usage,
             }
         )
+    # Asked for usage, the stream is OpenAI's: every chunk says "usage": null, and one more,
+    # without choices, carries the usage before [DONE]. Otherwise the final chunk carries it.
+    null_usage: Dict[str, Any] = {"usage": None} if include_usage else {}
     events = []
     for delta in _deltas(said):
         chunk = {
             **base,
             "object": "chat.completion.chunk",
             "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            **null_usage,
         }
         events.append(sse_event(chunk))
     final = {
         **base,
         "object": "chat.completion.chunk",
         "choices": [{"index": 0, "delta": {}, "finish_reason": said.finish_reason}],
-        "usage": usage,
+        "usage": None if include_usage else usage,
     }
     events.append(sse_event(final))
+    if include_usage:
+        last = usage_chunk(
+            usage["prompt_tokens"], usage["completion_tokens"], id=answer_id,
+            model=resolved_model, created=created,
+        )
+        events.append(sse_event(last))
     events.append(sse_event("[DONE]"))
     answer_stream = ScriptedResponse(
         chunks=events,
