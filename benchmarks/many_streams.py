@@ -2,10 +2,12 @@
 settings against bare aiohttp and ``AsyncOpenAI``, on one event loop each.
 
     python benchmarks/many_streams.py                  # 3,000 streams, three runs
-    python benchmarks/many_streams.py --quick          # 300 streams, one run
+    python benchmarks/many_streams.py --quick          # 1,000 streams, one run
     python benchmarks/many_streams.py --streams 1000 --runs 1
     python benchmarks/many_streams.py --json out.json  # default: results-many-streams.json
     python benchmarks/many_streams.py --tracemalloc    # also Python's allocations per stream
+    python benchmarks/many_streams.py --max-connections 100 --only sdk bare  # a pool's queue
+    python benchmarks/many_streams.py --openai-default --only openai  # openai's own pool
 
 Each stream is what a chat bot waits on: ``EVENTS`` chat chunk events ``INTERVAL`` seconds
 apart, then ``[DONE]``. Every stream is started at once; a client that queues streams
@@ -30,7 +32,9 @@ project_key)``, defaults only; bare aiohttp, ``aiohttp.ClientSession`` on a
 ``TCPConnector(limit=0)`` (no limit) with its default timeout, reading lines and parsing
 each event's JSON; ``AsyncOpenAI`` (``pip install -e ".[bench]"``; skipped without it)
 with its ``http_client`` given a connection limit of the number of streams (its default,
-1000 connections, would queue the rest).
+1000 connections, would queue the rest: ``--openai-default`` measures that), and a connect
+timeout of 60 s (its default, 5 s, runs out for some of 3,000 connections). With
+``--max-connections N`` the SDK's client gets ``max_connections=N``.
 
 The order of the clients rotates from run to run; the figures shown are the medians over
 the runs, and so are the ratios. The run exits with status 1 when the SDK misses a goal:
@@ -59,7 +63,7 @@ from harness import CHAT_PATH, MESSAGES, PROJECT_KEY, median, render, write_json
 
 EVENTS = 40
 INTERVAL = 0.05  # seconds between two events of a stream: a model's pace
-PROFILES = {"full": {"streams": 3000, "runs": 3}, "quick": {"streams": 300, "runs": 1}}
+PROFILES = {"full": {"streams": 3000, "runs": 3}, "quick": {"streams": 1000, "runs": 1}}
 GOALS = {"wall": 1.2, "memory": 1.5, "cpu": 1.2}  # SDK / bare, at most
 CLIENTS = ("sdk", "bare", "openai")
 CLIENT_LIMIT = 600.0  # seconds: a client process that takes longer has failed
@@ -259,12 +263,13 @@ class Server:
 # -- the clients (each in a process of its own) ------------------------------------------------
 
 Read = Callable[[int], Awaitable[int]]  # reads one stream of n events, returns how many came
+Closer = Callable[[], Awaitable[None]]
 
 
-async def _sdk(url: str, streams: int) -> Tuple[Read, Callable[[], Awaitable[None]]]:
+async def _sdk(url: str, streams: int, limit: Optional[int]) -> Tuple[Read, Closer]:
     import waygpt
 
-    client = waygpt.AsyncWayGPTClient(api_url=url, project_key=PROJECT_KEY)
+    client = waygpt.AsyncWayGPTClient(api_url=url, project_key=PROJECT_KEY, max_connections=limit)
 
     async def read(events: int) -> int:
         count = 0
@@ -278,7 +283,7 @@ async def _sdk(url: str, streams: int) -> Tuple[Read, Callable[[], Awaitable[Non
     return read, client.close
 
 
-async def _bare(url: str, streams: int) -> Tuple[Read, Callable[[], Awaitable[None]]]:
+async def _bare(url: str, streams: int, limit: Optional[int]) -> Tuple[Read, Closer]:
     import aiohttp
 
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -300,16 +305,21 @@ async def _bare(url: str, streams: int) -> Tuple[Read, Callable[[], Awaitable[No
     return read, session.close
 
 
-async def _openai(url: str, streams: int) -> Tuple[Read, Callable[[], Awaitable[None]]]:
+async def _openai(url: str, streams: int, limit: Optional[int]) -> Tuple[Read, Closer]:
     import openai
 
     try:  # the HTTP library under openai: httpx, or its fork httpx2
         import httpx2 as httpx  # type: ignore[import-not-found]
     except ImportError:
         import httpx
-    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
+    options: Dict[str, Any] = {}
+    if limit is None:  # (0: openai's own default pool)
+        limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
+        options["http_client"] = openai.DefaultAsyncHttpxClient(limits=limits)
+    # Its default connect timeout, 5 s, runs out for some of 3,000 connections while its
+    # loop is busy with the first streams' events: the run would fail, not measure.
     client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="sk-bench",
-                                http_client=openai.DefaultAsyncHttpxClient(limits=limits))
+                                timeout=httpx.Timeout(600, connect=60), **options)
 
     async def read(events: int) -> int:
         count = 0
@@ -332,8 +342,10 @@ def _rss_kib() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-async def _measure(name: str, url: str, streams: int, traced: bool) -> Dict[str, Any]:
-    read, close = await MAKERS[name](url, streams)
+async def _measure(
+    name: str, url: str, streams: int, limit: Optional[int], traced: bool
+) -> Dict[str, Any]:
+    read, close = await MAKERS[name](url, streams, limit)
     try:
         if await read(3) != 3:  # warm up: imports, lazy modules, the first connection
             raise RuntimeError("the warm-up stream came short")
@@ -359,18 +371,22 @@ async def _measure(name: str, url: str, streams: int, traced: bool) -> Dict[str,
         await close()
 
 
-def _client_main(name: str, url: str, streams: int, traced: bool) -> None:
+def _client_main(name: str, url: str, streams: int, limit: Optional[int], traced: bool) -> None:
     _raise_fd_limit(streams)
-    print(json.dumps(asyncio.run(_measure(name, url, streams, traced))), flush=True)
+    print(json.dumps(asyncio.run(_measure(name, url, streams, limit, traced))), flush=True)
 
 
-def _run_client(server: Server, name: str, streams: int, traced: bool) -> Dict[str, Any]:
+def _run_client(
+    server: Server, name: str, streams: int, limit: Optional[int], traced: bool
+) -> Dict[str, Any]:
     """One client's measurement, in a fresh process, with what the server saw meanwhile."""
     server.wait_idle()
     before = server.stats(reset=True)
     wall = time.perf_counter()
     command = [sys.executable, __file__, "--client", name, "--url", server.url,
                "--streams", str(streams)] + (["--tracemalloc"] if traced else [])
+    if limit is not None:
+        command += ["--max-connections", str(limit)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=CLIENT_LIMIT,
                           check=False)
     wall = time.perf_counter() - wall
@@ -406,7 +422,8 @@ def _table(runs: List[Dict[str, Dict[str, Any]]], streams: int,
         values = {name: [_figure(key, run[name], streams) for run in runs if name in run]
                   for name in CLIENTS}
         ratios = {other: [_figure(key, run["sdk"], streams) / _figure(key, run[other], streams)
-                          for run in runs if other in run] for other in ("bare", "openai")}
+                          for run in runs if other in run and "sdk" in run]
+                  for other in ("bare", "openai")}
         goal = GOALS.get(key)
         result = "-"
         if goal is not None and ratios["bare"]:
@@ -421,18 +438,22 @@ def _table(runs: List[Dict[str, Dict[str, Any]]], streams: int,
     return rows
 
 
-def _cell(values: List[float], digits: int = 1) -> str:
-    return f"{median(values):,.{digits}f}" if values else "-"
+def _cell(values: List[float], digits: int = 1, unit: str = "") -> str:
+    return f"{median(values):,.{digits}f}{unit}" if values else "-"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="300 streams, one run")
+    parser.add_argument("--quick", action="store_true", help="1,000 streams, one run")
     parser.add_argument("--streams", type=int, help="streams at once (full: 3000)")
     parser.add_argument("--runs", type=int, help="runs, each client once a run (full: 3)")
     parser.add_argument("--only", nargs="+", choices=CLIENTS, help="these clients only")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="also Python's traced allocations per stream (another process)")
+    parser.add_argument("--max-connections", type=int, metavar="N",
+                        help="the SDK's client with max_connections=N (default: its default)")
+    parser.add_argument("--openai-default", action="store_true",
+                        help="AsyncOpenAI with its default pool (1000 connections)")
     parser.add_argument("--json", metavar="FILE", help="where to write the figures")
     parser.add_argument("--markdown", action="store_true", help="the table as Markdown too")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -446,7 +467,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         asyncio.run(_serve(streams))
         return 0
     if args.client:
-        _client_main(args.client, args.url, streams, args.tracemalloc)
+        _client_main(args.client, args.url, streams, args.max_connections, args.tracemalloc)
         return 0
 
     names = [name for name in CLIENTS if name in (args.only or CLIENTS)]
@@ -468,9 +489,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             for name in order:
                 print(f"run {index + 1}: {name}, {streams} streams ...", file=sys.stderr,
                       flush=True)
-                run[name] = _run_client(server, name, streams, traced=False)
+                limit = {"sdk": args.max_connections,
+                         "openai": 0 if args.openai_default else None}.get(name)
+                run[name] = _run_client(server, name, streams, limit, traced=False)
                 if args.tracemalloc:
-                    traced = _run_client(server, name, streams, traced=True)
+                    traced = _run_client(server, name, streams, limit, traced=True)
                     run[name]["traced_peak"] = traced["traced_peak"]
             runs.append(run)
     seconds = round(time.monotonic() - started, 1)
@@ -478,21 +501,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     keys = ("wall", "memory", "cpu") + (("traced",) if args.tracemalloc else ())
     rows = _table(runs, streams, keys)
     header = ["metric", "SDK", "bare", "SDK / bare", "openai", "SDK / openai", "goal", "result"]
-    cells = [[row["metric"], _cell(row["values"]["sdk"], 2 if "wall" in row["metric"] else 1),
-              _cell(row["values"]["bare"], 2 if "wall" in row["metric"] else 1),
-              _cell(row["ratios"]["bare"], 2) + "x",
-              _cell(row["values"]["openai"], 2 if "wall" in row["metric"] else 1),
-              (_cell(row["ratios"]["openai"], 2) + "x") if row["ratios"]["openai"] else "-",
-              row["goal"], row["result"]] for row in rows]
+    digits = {LABELS["wall"]: 2}
+    cells = [[row["metric"], *(_cell(row["values"][name], digits.get(row["metric"], 1))
+                               for name in ("sdk", "bare")),
+              _cell(row["ratios"]["bare"], 2, "x"),
+              _cell(row["values"]["openai"], digits.get(row["metric"], 1)),
+              _cell(row["ratios"]["openai"], 2, "x"), row["goal"], row["result"]]
+             for row in rows]
     server_rows = [[name, _cell([run[name]["server_streams"] for run in runs if name in run], 0),
                     _cell([run[name]["server_cores"] for run in runs if name in run], 2)]
                    for name in names]
     env = {"python": sys.version.split()[0], "waygpt": waygpt.__version__,
            "aiohttp": aiohttp.__version__,
            "openai": getattr(openai, "__version__", "not installed"), "cpus": os.cpu_count()}
+    settings = {"sdk_max_connections": args.max_connections or "default (no limit)",
+                "openai_pool": "its default" if args.openai_default else f"{streams} connections"}
     print(f"{streams} streams of {EVENTS} events {INTERVAL * 1000:g} ms apart, "
           f"{len(runs)} run(s) in {seconds} s; waygpt {env['waygpt']}, Python {env['python']}, "
-          f"aiohttp {env['aiohttp']}, openai {env['openai']}, {env['cpus']} CPUs; medians")
+          f"aiohttp {env['aiohttp']}, openai {env['openai']}, {env['cpus']} CPUs; medians; "
+          f"SDK max_connections: {settings['sdk_max_connections']}; openai's pool: "
+          f"{settings['openai_pool']}")
     print(render(header, cells))
     print()
     print(render(["client", "streams open at once (server)", "server CPU (cores)"], server_rows))
@@ -508,7 +536,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "command": " ".join(["python", "benchmarks/many_streams.py", *sys.argv[1:]]),
         "streams": streams, "events": EVENTS, "interval": INTERVAL, "seconds": seconds,
         "when": time.strftime("%Y-%m-%d %H:%M:%S %z"), "environment": env,
-        "table": rows, "runs": runs,
+        "settings": settings, "table": rows, "runs": runs,
     })
     return 1 if any(row["result"].startswith("FAIL") for row in rows) else 0
 
