@@ -10,20 +10,17 @@ the answer, and a failure during a request is logged before the browser gets its
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Iterator
 
 import pytest
 
 from doc_blocks import parse_blocks
+from served_app import ServedApp
 from waygpt.testing import WayGPTTestServer
 
 pytest.importorskip("fastapi")
@@ -34,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "docs" / "async.md", ROOT / "docs" / "ru" / "async.md"]
 CHAT = "/api/v1/waygpt/chat/completions"
 LISTENING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
-START_BOUND = 30.0
 
 
 def recipe(page: Path) -> str:
@@ -44,60 +40,10 @@ def recipe(page: Path) -> str:
     return found[0]
 
 
-class Uvicorn:
+def serve_with_uvicorn(directory: Path, server: WayGPTTestServer, key: str) -> ServedApp:
     """``python -m uvicorn app:app`` in ``directory``, its log collected as it comes."""
-
-    def __init__(self, directory: Path, server: WayGPTTestServer, key: str) -> None:
-        env: Dict[str, str] = {
-            name: value for name, value in os.environ.items()
-            if not name.startswith("WAYGPT_") and "proxy" not in name.lower()
-        }
-        env.update(WAYGPT_API_URL=server.url, WAYGPT_PROJECT_KEY=key, NO_PROXY="*",
-                   PYTHONIOENCODING="utf-8")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", "0"],
-            cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, encoding="utf-8",
-        )
-        self.lines: List[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    def url(self) -> str:
-        """Where it listens, once it does; fails if it exits or takes too long first."""
-        give_up = time.monotonic() + START_BOUND
-        while time.monotonic() < give_up:
-            for line in list(self.lines):
-                found = LISTENING.search(line)
-                if found:
-                    return found.group(1)
-            assert self.process.poll() is None, f"uvicorn exited:\n{self.log}"
-            time.sleep(0.05)
-        raise AssertionError(f"uvicorn did not start within {START_BOUND:g} s:\n{self.log}")
-
-    def wait(self) -> int:
-        code = self.process.wait(timeout=START_BOUND)
-        self._reader.join(5)
-        return code
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(5)
+    return ServedApp(["-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", "0"],
+                     directory, server, key, listening=LISTENING)
 
 
 @pytest.fixture(params=PAGES, ids=lambda page: page.relative_to(ROOT).as_posix())
@@ -107,8 +53,8 @@ def app_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def running(app_dir: Path, server: WayGPTTestServer) -> Iterator[Uvicorn]:
-    app = Uvicorn(app_dir, server, server.project_key)
+def running(app_dir: Path, server: WayGPTTestServer) -> Iterator[ServedApp]:
+    app = serve_with_uvicorn(app_dir, server, server.project_key)
     try:
         yield app
     finally:
@@ -129,7 +75,7 @@ def no_proxy_opener() -> urllib.request.OpenerDirector:
 def test_with_a_wrong_key_the_recipe_stops_at_start_up_saying_why(
     app_dir: Path, server: WayGPTTestServer
 ) -> None:
-    app = Uvicorn(app_dir, server, "sk_live_wrong_key_for_the_recipe")
+    app = serve_with_uvicorn(app_dir, server, "sk_live_wrong_key_for_the_recipe")
     try:
         code = app.wait()
     finally:
@@ -140,7 +86,7 @@ def test_with_a_wrong_key_the_recipe_stops_at_start_up_saying_why(
     assert "sk_live_wrong_key_for_the_recipe" not in app.log
 
 
-def test_the_recipe_relays_the_stream_as_server_sent_events(running: Uvicorn) -> None:
+def test_the_recipe_relays_the_stream_as_server_sent_events(running: ServedApp) -> None:
     with no_proxy_opener().open(post_chat(running.url(), "Привет"), timeout=30) as answer:
         assert answer.headers["Content-Type"].startswith("text/event-stream")
         events = [line for line in answer.read().decode("utf-8").split("\n\n") if line]
@@ -150,7 +96,7 @@ def test_the_recipe_relays_the_stream_as_server_sent_events(running: Uvicorn) ->
 
 
 def test_a_failure_during_a_request_is_logged_before_the_502(
-    running: Uvicorn, server: WayGPTTestServer
+    running: ServedApp, server: WayGPTTestServer
 ) -> None:
     url = running.url()  # started: the key was accepted
     server.script(status=401, body={"detail": "Invalid project key"}, path=CHAT)

@@ -21,8 +21,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -34,13 +32,13 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from doc_blocks import parse_blocks
+from served_app import ServedApp
 from waygpt.testing import WayGPTTestServer, sse_event
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "docs" / "relay.md", ROOT / "docs" / "ru" / "relay.md"]
 CHAT = "/api/v1/waygpt/chat/completions"
 LISTENING = re.compile(r"[Rr]unning on (http://127\.0\.0\.1:\d+)")
-START_BOUND = 30.0
 BROWSER_BOUND = 60.0
 # Read once, at import: the suite's fixtures clear WAYGPT_* variables for each test.
 REQUIRE_BROWSER = os.environ.get("WAYGPT_REQUIRE_BROWSER") == "1"
@@ -99,57 +97,12 @@ def write_recipe(framework: str, page: Path, directory: Path) -> List[str]:
     return ["serve.py"]
 
 
-class Served:
-    """A recipe served by its own Python process in ``directory``, its log collected."""
-
-    def __init__(self, arguments: List[str], directory: Path, server: WayGPTTestServer) -> None:
-        env: Dict[str, str] = {
-            name: value for name, value in os.environ.items()
-            if not name.startswith(("WAYGPT_", "FLASK_", "DJANGO_")) and "proxy" not in name.lower()
-        }
-        env.update(WAYGPT_API_URL=server.url, WAYGPT_PROJECT_KEY=server.project_key,
-                   NO_PROXY="*", PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen(
-            [sys.executable, *arguments], cwd=directory, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
-        )
-        self.lines: List[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.url = self._wait_for_url()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    def _wait_for_url(self) -> str:
-        give_up = time.monotonic() + START_BOUND
-        while time.monotonic() < give_up:
-            for line in list(self.lines):
-                found = LISTENING.search(line)
-                if found:
-                    return found.group(1)
-            if self.process.poll() is not None:
-                self.stop()
-                raise AssertionError(f"the recipe's server exited:\n{self.log}")
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"the recipe's server did not start in {START_BOUND:g} s:\n{self.log}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(5)
+def serve_recipe(arguments: List[str], directory: Path, server: WayGPTTestServer) -> ServedApp:
+    """A recipe served by its own Python process in ``directory``, started."""
+    served = ServedApp(arguments, directory, server, server.project_key, listening=LISTENING,
+                       drop=("WAYGPT_", "FLASK_", "DJANGO_"))
+    served.url()
+    return served
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +119,9 @@ def _no_scripts_left(upstream: WayGPTTestServer) -> None:
 
 def serve(
     framework: str, page: Path, upstream: WayGPTTestServer, factory: pytest.TempPathFactory
-) -> Served:
+) -> ServedApp:
     directory = factory.mktemp(framework)
-    return Served(write_recipe(framework, page, directory), directory, upstream)
+    return serve_recipe(write_recipe(framework, page, directory), directory, upstream)
 
 
 RECIPES = [(framework, page) for framework in ("fastapi", "flask", "django") for page in PAGES]
@@ -181,7 +134,7 @@ RECIPES = [(framework, page) for framework in ("fastapi", "flask", "django") for
 def relay(
     request: pytest.FixtureRequest, upstream: WayGPTTestServer,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Served]:
+) -> Iterator[ServedApp]:
     framework, page = request.param
     served = serve(framework, page, upstream, tmp_path_factory)
     try:
@@ -214,8 +167,8 @@ def content_of(chunk: Dict[str, Any]) -> str:
 # -- the relay over HTTP ----------------------------------------------------------------------
 
 
-def test_the_relay_sends_each_chunk_then_done_as_server_sent_events(relay: Served) -> None:
-    headers, events = ask(relay.url, "Привет,\nмир")
+def test_the_relay_sends_each_chunk_then_done_as_server_sent_events(relay: ServedApp) -> None:
+    headers, events = ask(relay.url(), "Привет,\nмир")
 
     assert headers["Content-Type"].startswith("text/event-stream"), dict(headers)
     assert headers["Cache-Control"] == "no-cache"
@@ -227,14 +180,14 @@ def test_the_relay_sends_each_chunk_then_done_as_server_sent_events(relay: Serve
 
 
 def test_an_upstream_failure_in_the_stream_becomes_one_error_event_without_the_secret(
-    relay: Served, upstream: WayGPTTestServer
+    relay: ServedApp, upstream: WayGPTTestServer
 ) -> None:
     upstream.script_stream_fault(
         after_events=2, error_code=503,
         error_message=f"provider overloaded, key {upstream.project_key} rejected",
     )
 
-    _, events = ask(relay.url, "Привет, мир")
+    _, events = ask(relay.url(), "Привет, мир")
 
     assert [content_of(data_of(event)) for event in events[:2]] == ["Echo:", " Привет,"]
     assert len(events) == 3, events
@@ -250,12 +203,12 @@ def test_an_upstream_failure_in_the_stream_becomes_one_error_event_without_the_s
 
 
 def test_a_failure_before_the_stream_is_logged_and_answered_502(
-    relay: Served, upstream: WayGPTTestServer
+    relay: ServedApp, upstream: WayGPTTestServer
 ) -> None:
     upstream.script(status=401, body={"detail": "Invalid project key"}, path=CHAT)
 
     with pytest.raises(urllib.error.HTTPError) as caught:
-        ask(relay.url, "Привет")
+        ask(relay.url(), "Привет")
 
     assert caught.value.code == 502
     give_up = time.monotonic() + 10
@@ -283,7 +236,7 @@ def chromium() -> str:
 def site(
     request: pytest.FixtureRequest, chromium: str, upstream: WayGPTTestServer,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Tuple[Served, Path]]:
+) -> Iterator[Tuple[ServedApp, Path]]:
     """The FastAPI recipe serving the page, and the docs page it came from."""
     served = serve("fastapi", request.param, upstream, tmp_path_factory)
     try:
@@ -339,8 +292,8 @@ def shown(chromium: str, url: str, profile: Path) -> _Text:
     return page
 
 
-def open_page(site: Tuple[Served, Path], question: str) -> str:
-    return site[0].url + "/?" + urllib.parse.urlencode({"q": question})
+def open_page(site: Tuple[ServedApp, Path], question: str) -> str:
+    return site[0].url() + "/?" + urllib.parse.urlencode({"q": question})
 
 
 def chat_requests(upstream: WayGPTTestServer) -> int:
@@ -351,7 +304,7 @@ ANSWER = ["Привет,", " мир!\n", "Вторая строка,\n\nи <b>т
 
 
 def test_the_page_shows_the_whole_answer_russian_and_multi_line(
-    site: Tuple[Served, Path], chromium: str, upstream: WayGPTTestServer, tmp_path: Path
+    site: Tuple[ServedApp, Path], chromium: str, upstream: WayGPTTestServer, tmp_path: Path
 ) -> None:
     chunks = [{"choices": [{"index": 0, "delta": {"content": piece}}]} for piece in ANSWER]
     final = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
@@ -370,7 +323,7 @@ def test_the_page_shows_the_whole_answer_russian_and_multi_line(
 
 
 def test_the_page_shows_the_relays_error_event(
-    site: Tuple[Served, Path], chromium: str, upstream: WayGPTTestServer, tmp_path: Path
+    site: Tuple[ServedApp, Path], chromium: str, upstream: WayGPTTestServer, tmp_path: Path
 ) -> None:
     upstream.script_stream_fault(after_events=2, error_code=503)
     asked = chat_requests(upstream)
@@ -383,7 +336,7 @@ def test_the_page_shows_the_relays_error_event(
 
 
 def test_the_page_tells_a_failed_connection_from_the_relays_error_event(
-    site: Tuple[Served, Path], chromium: str, upstream: WayGPTTestServer, tmp_path: Path
+    site: Tuple[ServedApp, Path], chromium: str, upstream: WayGPTTestServer, tmp_path: Path
 ) -> None:
     upstream.script(status=401, body={"detail": "Invalid project key"}, path=CHAT, times=None)
     own_words = re.search(r'const CONNECTION_FAILED = "([^"]+)";', html_page(site[1]))
