@@ -193,6 +193,20 @@ def in_tasks(loop: asyncio.AbstractEventLoop, fn: Callable[[], Awaitable[Any]], 
     return work
 
 
+async def count_sse_events(resp: Any) -> int:
+    """The bare aiohttp loop over a chat stream: each ``data:`` line parsed as JSON, up to
+    ``[DONE]``; how many there were."""
+    count = 0
+    async for line in resp.content:
+        if line.startswith(b"data: "):
+            data = line[6:]
+            if data.startswith(b"[DONE]"):
+                break
+            json.loads(data)
+            count += 1
+    return count
+
+
 def streams_at_once(loop: asyncio.AbstractEventLoop, read: Callable[[], Awaitable[int]],
                     streams: int, events: int) -> Work:
     """A work reading ``streams`` streams of ``events`` events at once in ``loop``."""

@@ -59,7 +59,15 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from harness import CHAT_PATH, MESSAGES, PROJECT_KEY, median, render, write_json  # noqa: E402
+from harness import (  # noqa: E402
+    CHAT_PATH,
+    MESSAGES,
+    PROJECT_KEY,
+    count_sse_events,
+    median,
+    render,
+    write_json,
+)
 
 EVENTS = 40
 INTERVAL = 0.05  # seconds between two events of a stream: a model's pace
@@ -289,18 +297,10 @@ async def _bare(url: str, streams: int, limit: Optional[int]) -> Tuple[Read, Clo
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
     async def read(events: int) -> int:
-        count = 0
         body = {"model": "auto", "messages": MESSAGES, "stream": True,
                 "bench": {"events": events, "interval": INTERVAL}}
         async with session.post(url + CHAT_PATH, json=body, headers=STREAM_HEADERS) as resp:
-            async for line in resp.content:
-                if line.startswith(b"data: "):
-                    data = line[6:]
-                    if data.startswith(b"[DONE]"):
-                        break
-                    json.loads(data)
-                    count += 1
-        return count
+            return await count_sse_events(resp)
 
     return read, session.close
 

@@ -61,6 +61,7 @@ from harness import (
     PROJECT_KEY,
     TIMEOUT,
     bench,
+    count_sse_events,
     expect,
     median,
     repeat,
@@ -374,17 +375,9 @@ class AsyncClients:
 
         def bare(**timeout: Any) -> Callable[[], Awaitable[int]]:
             async def read() -> int:
-                count = 0
                 async with session.post(url, json=body, headers=STREAM_HEADERS,
                                         **timeout) as resp:
-                    async for line in resp.content:
-                        if line.startswith(b"data: "):
-                            data = line[6:]
-                            if data.startswith(b"[DONE]"):
-                                break
-                            json.loads(data)
-                            count += 1
-                return count
+                    return await count_sse_events(resp)
 
             return read
 
